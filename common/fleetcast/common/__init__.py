@@ -1,0 +1,1 @@
+"""Process plumbing shared by every fleetcast component (logging, run loop)."""

@@ -1,0 +1,131 @@
+"""The event catalog and the envelope every Kafka message carries.
+
+Decoding is strict and never raises anything but :class:`EnvelopeError`,
+whose ``reason`` is one short word: it becomes the dead-letter header and a
+metric label, so the set of reasons is closed (see :data:`REASONS`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import orjson
+
+from fleetcast.protocol import rooms
+
+#: Default topic of each event type (DESIGN.md, "Events").
+CATALOG: Final[dict[str, str]] = {
+    "transmission_started": "fleet.transmissions",
+    "transmission_completed": "fleet.transmissions",
+    "transcription_completed": "fleet.transmissions",
+    "transmission_tagged": "fleet.transmissions",
+    "incident_created": "fleet.incidents",
+    "incident_updated": "fleet.incidents",
+    "incident_status_changed": "fleet.incidents",
+    "task_assigned": "fleet.tasks",
+    "task_completed": "fleet.tasks",
+    "task_updated": "fleet.tasks",
+    "asset_position_updated": "fleet.assets",
+    "asset_status_changed": "fleet.assets",
+    "alert_created": "fleet.alerts",
+    "alert_acknowledged": "fleet.alerts",
+}
+EVENT_TYPES: Final = frozenset(CATALOG)
+DEFAULT_TOPICS: Final = tuple(dict.fromkeys(CATALOG.values()))
+DEFAULT_DLQ_TOPIC: Final = "fleet.dlq"
+
+#: Positions are the bulk of all traffic (96-98%): they may be batched and
+#: conflated; every other type is a priority event, never dropped or delayed.
+POSITION_TYPE: Final = "asset_position_updated"
+#: The batched form a fleet room receives instead of single positions.
+POSITIONS_BATCH_TYPE: Final = "asset_positions"
+
+#: Largest envelope accepted, in bytes of JSON. Dispatch events are ~300 B;
+#: anything near this is a producer bug and goes to the dead-letter topic.
+DEFAULT_MAX_EVENT_BYTES: Final = 64 * 1024
+
+REQUIRED_FIELDS: Final = ("event_id", "event_type", "organization_id", "occurred_at", "data")
+#: ``data`` keys that name rooms; their values must be valid ids when present.
+ROOM_ID_KEYS: Final = ("channel_id", "incident_id", "asset_id", "user_id")
+
+REASONS: Final = frozenset(
+    {"oversized", "not_json", "not_object", "missing_field", "invalid_field", "unknown_type"}
+)
+
+
+class EnvelopeError(ValueError):
+    """An event that cannot be delivered; ``reason`` is one of :data:`REASONS`."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        assert reason in REASONS, reason
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """A validated event, exactly as the domain service wrote it."""
+
+    event_id: str
+    event_type: str
+    organization_id: str
+    occurred_at: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "event_id": self.event_id,
+            "event_type": self.event_type,
+            "organization_id": self.organization_id,
+            "occurred_at": self.occurred_at,
+            "data": self.data,
+        }
+
+
+def decode_envelope(
+    raw: bytes | str | None,
+    *,
+    max_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+    event_types: frozenset[str] = EVENT_TYPES,
+) -> Envelope:
+    """Decode and validate one Kafka message value."""
+    if raw is None:
+        raise EnvelopeError("not_json", "message has no value")
+    if len(raw) > max_bytes:
+        raise EnvelopeError("oversized", f"event is {len(raw)} bytes, limit {max_bytes}")
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise EnvelopeError("not_json", f"not valid JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise EnvelopeError("not_object", "event must be a JSON object")
+    return validate_envelope(doc, event_types=event_types)
+
+
+def validate_envelope(doc: dict[str, Any], *, event_types: frozenset[str] = EVENT_TYPES) -> Envelope:
+    """Check fields of an already parsed envelope."""
+    missing = [name for name in REQUIRED_FIELDS if name not in doc]
+    if missing:
+        raise EnvelopeError("missing_field", f"missing field(s): {', '.join(missing)}")
+    for name in ("event_id", "event_type", "occurred_at"):
+        value = doc[name]
+        if not isinstance(value, str) or not value or len(value) > 256:
+            raise EnvelopeError("invalid_field", f"{name} must be a non-empty string")
+    if not rooms.is_valid_id(doc["organization_id"]):
+        raise EnvelopeError("invalid_field", "organization_id is not a valid id")
+    data = doc["data"]
+    if not isinstance(data, dict):
+        raise EnvelopeError("invalid_field", "data must be an object")
+    for key in ROOM_ID_KEYS:
+        if key in data and data[key] is not None and not rooms.is_valid_id(data[key]):
+            raise EnvelopeError("invalid_field", f"data.{key} is not a valid id")
+    if doc["event_type"] not in event_types:
+        raise EnvelopeError("unknown_type", f"unknown event_type {doc['event_type'][:64]!r}")
+    return Envelope(doc["event_id"], doc["event_type"], doc["organization_id"], doc["occurred_at"], data)
+
+
+def is_priority(event_type: str) -> bool:
+    """Priority events are never conflated, dropped or queued behind positions."""
+    return event_type != POSITION_TYPE and event_type != POSITIONS_BATCH_TYPE

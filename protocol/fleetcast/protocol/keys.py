@@ -1,0 +1,96 @@
+"""Every Redis key and channel fleetcast uses, with its lifetime.
+
+Both the consumer (writer) and the gateways (readers) import these; nothing
+else spells a key. Names are prefixed so one Redis can be shared.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+PREFIX: Final = "fleetcast"
+
+# --- pub/sub ---------------------------------------------------------------
+
+
+def org_channel(org: str) -> str:
+    """Pub/sub channel carrying every event of one org.
+
+    Gateways subscribe per org, and only for orgs they have local clients of,
+    so a gateway's Redis ingress grows with the orgs it serves, not with the
+    total traffic.
+    """
+    return f"{PREFIX}:events:{org}"
+
+
+ORG_CHANNEL_PATTERN: Final = f"{PREFIX}:events:*"
+
+
+def canary_channel(gateway_id: str) -> str:
+    """A gateway publishes to itself here to prove its subscriber is alive."""
+    return f"{PREFIX}:canary:{gateway_id}"
+
+
+# --- bounded room history (Redis Streams) -----------------------------------
+
+
+def history_stream(room_name: str) -> str:
+    """Stream holding the recent events of one room; entry ids are the offsets."""
+    return f"{PREFIX}:history:{room_name}"
+
+
+#: Entries kept per room stream (XADD MAXLEN ~).
+HISTORY_MAXLEN: Final = 1000
+#: A room's stream expires this long after its last event (seconds).
+HISTORY_TTL_S: Final = 3600
+
+# --- idempotent publish --------------------------------------------------------
+
+
+def seen_event(event_id: str) -> str:
+    """Marks an event id as published so a Kafka redelivery is not sent twice."""
+    return f"{PREFIX}:seen:{event_id}"
+
+
+#: How long a published event id is remembered (seconds); covers any
+#: realistic consumer restart or rebalance window.
+SEEN_TTL_S: Final = 900
+
+# --- fleet snapshot --------------------------------------------------------------
+
+
+def fleet_positions(org: str) -> str:
+    """Hash asset_id -> latest position event (JSON) of one org."""
+    return f"{PREFIX}:fleet:{org}:positions"
+
+
+def fleet_statuses(org: str) -> str:
+    """Hash asset_id -> latest status event (JSON) of one org."""
+    return f"{PREFIX}:fleet:{org}:statuses"
+
+
+#: An asset whose last report is older than this drops out of the snapshot (seconds).
+FLEET_ASSET_TTL_S: Final = 900
+#: Upper bound of assets kept per org snapshot.
+FLEET_MAX_ASSETS: Final = 20_000
+
+# --- sessions -------------------------------------------------------------------
+
+
+def session(sid: str) -> str:
+    """Hash describing one live connection (user, org, gateway, rooms, connected_at)."""
+    return f"{PREFIX}:session:{sid}"
+
+
+SESSION_PATTERN: Final = f"{PREFIX}:session:*"
+#: Session keys expire unless the owning gateway refreshes them (seconds).
+SESSION_TTL_S: Final = 60
+
+
+def gateway_heartbeat(gateway_id: str) -> str:
+    """A gateway's own record (connections, orgs), refreshed while it lives."""
+    return f"{PREFIX}:gateway:{gateway_id}"
+
+
+GATEWAY_PATTERN: Final = f"{PREFIX}:gateway:*"
+GATEWAY_TTL_S: Final = 30

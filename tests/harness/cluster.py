@@ -1,0 +1,1 @@
+"""Pytest fixtures for a real cluster (filled in by its issue)."""

@@ -1,0 +1,1 @@
+"""Pytest fixtures for a real kafka (filled in by its issue)."""

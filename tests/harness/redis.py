@@ -1,0 +1,1 @@
+"""Pytest fixtures for a real redis (filled in by its issue)."""
