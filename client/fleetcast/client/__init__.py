@@ -1,0 +1,1 @@
+"""fleetcast-client: a command-line Socket.IO client speaking the public protocol."""
