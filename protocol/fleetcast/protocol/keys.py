@@ -39,6 +39,11 @@ def history_stream(room_name: str) -> str:
     return f"{PREFIX}:history:{room_name}"
 
 
+#: The one field of each history entry: the envelope JSON exactly as it came
+#: from Kafka (the ``event`` of a wire message). The consumer XADDs it, the
+#: gateway reads it back on recovery and adds ``room`` and ``offset``.
+HISTORY_FIELD: Final = "e"
+
 #: Entries kept per room stream (XADD MAXLEN ~).
 HISTORY_MAXLEN: Final = 1000
 #: A room's stream expires this long after its last event (seconds).
