@@ -1,0 +1,1 @@
+"""The FleetBroadcast operator: kopf handlers over a pure spec -> manifests core."""
