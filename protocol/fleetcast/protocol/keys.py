@@ -74,6 +74,18 @@ def fleet_statuses(org: str) -> str:
     return f"{PREFIX}:fleet:{org}:statuses"
 
 
+def fleet_last_seen(org: str) -> str:
+    """Sorted set asset_id -> time of its last position or status (ms, Redis clock).
+
+    Redis 7.0 has no per-field hash TTL, so this is how an asset ages out: the
+    consumer's publish script drops the assets older than
+    :data:`FLEET_ASSET_TTL_S` (and the oldest beyond :data:`FLEET_MAX_ASSETS`)
+    from both hashes and from this set, in the same script that updates them.
+    Readers may also ignore hash entries whose asset is absent here.
+    """
+    return f"{PREFIX}:fleet:{org}:last_seen"
+
+
 #: An asset whose last report is older than this drops out of the snapshot (seconds).
 FLEET_ASSET_TTL_S: Final = 900
 #: Upper bound of assets kept per org snapshot.
