@@ -1,5 +1,11 @@
-"""Entry point placeholder; the clients issue fills it in."""
+"""``fleetcast-client`` entry point (declared in pyproject)."""
+
+from fleetcast.client import cli
 
 
 def main() -> None:
-    raise SystemExit("fleetcast-client: not built yet")
+    raise SystemExit(cli.main())
+
+
+if __name__ == "__main__":
+    main()
