@@ -1,0 +1,86 @@
+"""``fleetcast-gateway``: settings, logs, uvloop, serve, drain on SIGTERM.
+
+Exit codes: 0 after a clean shutdown, 2 for invalid configuration (one
+message per bad setting, no traceback), 1 when the port cannot be bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+import time
+
+import structlog
+import uvloop
+from aiohttp import web
+from pydantic import ValidationError
+
+from fleetcast.common import logs
+from fleetcast.gateway.app import GATEWAY, create_app
+from fleetcast.gateway.settings import Settings
+
+log = structlog.stdlib.get_logger("fleetcast.gateway")
+
+
+def load_settings() -> Settings:
+    """Settings from the environment, or exit 2 with a readable message."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            where = "_".join(str(part) for part in error["loc"]).upper()
+            name = f"FLEETCAST_{where}" if where else "configuration"
+            lines.append(f"  {name}: {error['msg'].removeprefix('Value error, ')}")
+        print("fleetcast-gateway: invalid configuration\n" + "\n".join(lines), file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+async def serve(settings: Settings) -> None:
+    app = create_app(settings)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        print(
+            f"fleetcast-gateway: cannot listen on {settings.host}:{settings.port}: {exc}",
+            file=sys.stderr,
+        )
+        raise SystemExit(1) from None
+    log.info("listening", addresses=[str(a) for a in runner.addresses], path=settings.ws_path)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    started = time.monotonic()
+    gateway = app[GATEWAY]
+    try:
+        async with asyncio.timeout(settings.drain_seconds * 0.8):
+            await gateway.drain(settings.drain_seconds * 0.8)
+    except TimeoutError:
+        log.warning("drain timed out")
+    left = max(0.5, settings.drain_seconds - (time.monotonic() - started))
+    try:
+        async with asyncio.timeout(left):
+            await runner.cleanup()
+    except TimeoutError:
+        log.warning("shutdown timed out")
+    log.info("stopped", seconds=round(time.monotonic() - started, 3))
+
+
+def main() -> None:
+    settings = load_settings()
+    logs.configure(settings.log_level, component="gateway")
+    for name in ("socketio.server", "engineio.server", "aiohttp.access"):
+        logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger().level))
+    uvloop.run(serve(settings))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,172 @@
+"""The composition root: settings in, a ready aiohttp application out.
+
+Everything is built here and passed down. Every background task (pub/sub
+listener, canary, outbox pump, session writer, expiry sweep) is started by
+:func:`_background`, an aiohttp cleanup context that cancels and awaits
+them all when the app shuts down; so are the Redis clients closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any
+
+import redis.asyncio as aioredis
+import socketio
+from aiohttp import web
+from redis.backoff import ExponentialBackoff, NoBackoff
+from redis.retry import Retry
+
+from fleetcast.gateway import auth, http, policy, subscriptions
+from fleetcast.gateway.delivery import Delivery
+from fleetcast.gateway.fanout import Fanout
+from fleetcast.gateway.history import RedisStreamReader
+from fleetcast.gateway.metrics import Metrics
+from fleetcast.gateway.outbox import Outbox
+from fleetcast.gateway.registry import Registry
+from fleetcast.gateway.server import Gateway, GatewayManager, Parts
+from fleetcast.gateway.sessions import SessionStore
+from fleetcast.gateway.settings import Settings
+from fleetcast.gateway.tasks import Tasks
+from fleetcast.gateway.transport import EngineIOTransport
+
+GATEWAY = web.AppKey("gateway", Gateway)
+REDIS = web.AppKey("redis", aioredis.Redis)
+
+
+def redis_client(settings: Settings, *, for_pubsub: bool = False) -> aioredis.Redis:
+    """A client named after this gateway (so operators and tests can find its connections).
+
+    Commands retry once quickly; the pub/sub client never retries by itself,
+    so the listener sees every failure and rebuilds its subscriptions.
+    """
+    retry = Retry(NoBackoff(), 0) if for_pubsub else Retry(ExponentialBackoff(0.2, 0.05), 1)
+    return aioredis.Redis.from_url(
+        settings.redis_url,
+        client_name=f"fleetcast-gateway:{settings.gateway_id}",
+        socket_connect_timeout=settings.redis_timeout_s,
+        socket_timeout=None if for_pubsub else settings.redis_timeout_s,
+        retry=retry,
+        health_check_interval=0,
+    )
+
+
+def _socketio_server(settings: Settings) -> Any:
+    origins: Any = None  # same origin only
+    if settings.cors_origins:
+        origins = "*" if "*" in settings.cors_origins else list(settings.cors_origins)
+    return socketio.AsyncServer(
+        async_mode="aiohttp",
+        client_manager=GatewayManager(),
+        cors_allowed_origins=origins,
+        ping_interval=settings.ping_interval,
+        ping_timeout=settings.ping_timeout,
+        max_http_buffer_size=settings.max_client_message_bytes,
+        transports=["polling", "websocket"],
+        logger=logging.getLogger("socketio.server"),
+        engineio_logger=logging.getLogger("engineio.server"),
+    )
+
+
+def create_app(settings: Settings) -> web.Application:
+    """Build the gateway; nothing connects or runs until the app starts."""
+    app = web.Application()
+    metrics, registry, tasks = Metrics(), Registry(), Tasks()
+    commands, pubsub = redis_client(settings), redis_client(settings, for_pubsub=True)
+    sio = _socketio_server(settings)
+    sio.attach(app, socketio_path=settings.ws_path)
+    role_policy = policy.Policy.from_grants(settings.role_policy)
+
+    gateway: Gateway | None = None
+
+    def cut_off(conn: Any, reason: str) -> None:
+        assert gateway is not None
+        gateway.cut_off(conn, reason)
+
+    outbox = Outbox(
+        EngineIOTransport(sio.eio),
+        metrics,
+        max_buffered=settings.max_buffered_messages,
+        cut_off=cut_off,
+    )
+    delivery = Delivery(registry, outbox, metrics, max_held=subscriptions.MAX_HELD)
+    sessions = SessionStore(commands, registry, settings.gateway_id)
+    fanout = Fanout(
+        pubsub,
+        commands,
+        metrics,
+        gateway_id=settings.gateway_id,
+        sink=delivery.deliver,
+        backoff_max_s=settings.redis_backoff_max_s,
+        canary_interval_s=settings.canary_interval_s,
+        canary_timeout_s=settings.canary_timeout_s,
+    )
+    fanout.on_connected(sessions.restore)
+    parts = Parts(
+        settings=settings,
+        metrics=metrics,
+        registry=registry,
+        delivery=delivery,
+        outbox=outbox,
+        fanout=fanout,
+        sessions=sessions,
+        verifier=_verifier(settings),
+        policy=role_policy,
+        subscriptions=subscriptions.Subscriptions(
+            registry,
+            role_policy,
+            RedisStreamReader(commands),
+            outbox,
+            metrics,
+            max_rooms=settings.max_rooms_per_connection,
+            on_change=sessions.touch,
+        ),
+        tasks=tasks,
+    )
+    gateway = Gateway(sio, parts)
+    app[GATEWAY] = gateway
+    app[REDIS] = commands
+    app.add_routes(http.Endpoints(gateway, metrics, commands).routes())
+    app.cleanup_ctx.append(_background(gateway, commands, pubsub))
+    return app
+
+
+def _verifier(settings: Settings) -> auth.Verifier:
+    return auth.Verifier.create(
+        settings.jwt_algorithms,
+        secret=settings.jwt_secret,
+        public_key_pem=settings.jwt_public_key,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        leeway_s=settings.jwt_leeway_s,
+    )
+
+
+def _background(gateway: Gateway, commands: aioredis.Redis, pubsub: aioredis.Redis) -> Any:
+    async def context(_: web.Application) -> AsyncIterator[None]:
+        p = gateway.p
+        jobs: dict[str, Coroutine[Any, Any, None]] = {
+            "listener": p.fanout.run(),
+            "canary": p.fanout.run_canary(),
+            "outbox": p.outbox.run(),
+            "sessions": p.sessions.run(),
+            "expiry": gateway.run_expiry(),
+        }
+        running = [asyncio.create_task(job, name=f"gateway:{name}") for name, job in jobs.items()]
+        try:
+            yield
+        finally:
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+            await p.tasks.close()
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(1.0):
+                    await p.sessions.close()
+            await commands.aclose()
+            await pubsub.aclose()
+
+    return context

@@ -1,0 +1,294 @@
+"""Per-org Redis pub/sub subscriber: what this gateway's clients need, nothing more.
+
+The gateway SUBSCRIBEs to an org's channel when the first local client of
+that org connects and UNSUBSCRIBEs when the last one leaves, so its Redis
+ingress grows with the orgs it serves, not with total traffic.
+
+No deaf gateway: the listener owns one pub/sub connection; on any error it
+drops it, reconnects with backoff and re-subscribes to every org still
+wanted (redis-py's own silent resubscribe is not trusted). A canary, a
+message published to this gateway's own channel and expected back within a
+timeout, proves the whole path end to end; :attr:`Fanout.healthy` (and so
+/ready) requires it, and a lost canary forces a fresh connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import random
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any, Final
+
+import structlog
+
+from fleetcast.gateway.metrics import Metrics
+from fleetcast.protocol import keys, wire
+
+log = structlog.stdlib.get_logger(__name__)
+
+BACKOFF_MIN_S: Final = 0.2
+#: Longest wait for a SUBSCRIBE confirmation before a connect goes on anyway.
+CONFIRM_WAIT_S: Final = 2.0
+#: Read timeout of the listener loop; bounds how long a reset request waits.
+LISTEN_TICK_S: Final = 0.5
+
+EventSink = Callable[[str, wire.RoutedEvent], Any]
+
+
+class Fanout:
+    """Ref-counted org subscriptions on one pub/sub connection, plus the canary."""
+
+    def __init__(
+        self,
+        pubsub_client: Any,
+        commands: Any,
+        metrics: Metrics,
+        *,
+        gateway_id: str,
+        sink: EventSink,
+        backoff_max_s: float,
+        canary_interval_s: float,
+        canary_timeout_s: float,
+    ) -> None:
+        self._client = pubsub_client
+        self._commands = commands
+        self._metrics = metrics
+        self._sink = sink
+        self._backoff_max = backoff_max_s
+        self._canary_interval = canary_interval_s
+        self._canary_timeout = canary_timeout_s
+        self.canary_channel = keys.canary_channel(gateway_id)
+        self._prefix = keys.org_channel("")
+        self._wanted: Counter[str] = Counter()
+        self._subscribed: set[str] = set()
+        self._confirm: dict[str, asyncio.Future[bool]] = {}
+        self._canaries: dict[str, asyncio.Future[float]] = {}
+        self._tokens = itertools.count()
+        self._lock = asyncio.Lock()
+        self._pubsub: Any = None
+        self._reset = False
+        self._kick = asyncio.Event()
+        self._on_connected: list[Callable[[], None]] = []
+        self.connected = False
+        self.canary_ok = False
+        self._canary_at = 0.0
+
+    # --- state seen by /ready, /stats and tests -----------------------------------
+
+    @property
+    def healthy(self) -> bool:
+        """Listener connected and a canary came back recently."""
+        fresh = (
+            time.monotonic() - self._canary_at < self._canary_interval + 2 * self._canary_timeout
+        )
+        return self.connected and self.canary_ok and fresh
+
+    @property
+    def orgs(self) -> list[str]:
+        return sorted(self._wanted)
+
+    def on_connected(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` after every (re)connection, e.g. to restore sessions."""
+        self._on_connected.append(callback)
+
+    # --- ref-counting -------------------------------------------------------------
+
+    async def acquire(self, org: str) -> None:
+        """One more local client of ``org``; returns once Redis confirmed the subscription."""
+        self._wanted[org] += 1
+        channel = keys.org_channel(org)
+        if self._wanted[org] == 1:
+            async with self._lock:
+                pubsub = self._pubsub
+                if not self.connected or org not in self._wanted or channel in self._subscribed:
+                    return
+                self._confirm[channel] = asyncio.get_running_loop().create_future()
+                try:
+                    await pubsub.subscribe(channel)
+                except Exception as exc:
+                    self._request_reset(pubsub, exc)
+                    return
+                self._subscribed.add(channel)
+                self._count_orgs()
+        pending = self._confirm.get(channel)
+        if pending is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(pending), CONFIRM_WAIT_S)
+
+    async def release(self, org: str) -> None:
+        """One local client of ``org`` fewer; the last one unsubscribes."""
+        if self._wanted[org] > 1:
+            self._wanted[org] -= 1
+            return
+        self._wanted.pop(org, None)
+        channel = keys.org_channel(org)
+        async with self._lock:
+            pubsub = self._pubsub
+            if org in self._wanted or not self.connected or channel not in self._subscribed:
+                return
+            self._subscribed.discard(channel)
+            self._count_orgs()
+            try:
+                await pubsub.unsubscribe(channel)
+            except Exception as exc:
+                self._request_reset(pubsub, exc)
+
+    def _count_orgs(self) -> None:
+        self._metrics.subscribed_orgs.set(len(self._subscribed - {self.canary_channel}))
+
+    def _request_reset(self, pubsub: Any, exc: BaseException | None = None) -> None:
+        if pubsub is not None and pubsub is self._pubsub:
+            log.warning("pub/sub reset requested", error=repr(exc))
+            self._reset = True
+
+    # --- the listener ---------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Listen until cancelled; reconnect with backoff after any failure."""
+        delay = BACKOFF_MIN_S
+        while True:
+            try:
+                await self._open()
+                delay = BACKOFF_MIN_S
+                await self._listen()
+            except Exception as exc:  # any Redis or redis-py failure: start over
+                log.warning("redis pub/sub lost", error=repr(exc))
+            finally:
+                await self._close()
+            await asyncio.sleep(delay * random.uniform(0.75, 1.25))
+            delay = min(delay * 2, self._backoff_max)
+
+    async def _open(self) -> None:
+        async with self._lock:
+            pubsub = self._client.pubsub()
+            channels = [self.canary_channel, *(keys.org_channel(org) for org in self._wanted)]
+            try:
+                await pubsub.subscribe(*channels)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+                raise
+            self._pubsub, self._reset = pubsub, False
+            self._subscribed = set(channels)
+            self.connected = True
+        self._count_orgs()
+        self._metrics.redis_connected.set(1)
+        self._metrics.redis_reconnects.inc()
+        log.info("redis pub/sub connected", orgs=len(channels) - 1)
+        self._kick.set()
+        for callback in self._on_connected:
+            callback()
+
+    async def _listen(self) -> None:
+        while not self._reset:
+            message = await self._pubsub.get_message(timeout=LISTEN_TICK_S)
+            if message is not None:
+                self._on_message(message)
+
+    async def _close(self) -> None:
+        self.connected = self.canary_ok = False
+        self._metrics.redis_connected.set(0)
+        self._metrics.canary_ok.set(0)
+        pubsub, self._pubsub = self._pubsub, None
+        self._subscribed = set()
+        futures: list[asyncio.Future[Any]] = [*self._confirm.values(), *self._canaries.values()]
+        for future in futures:
+            if not future.done():
+                future.cancel()
+        self._confirm.clear()
+        if pubsub is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(pubsub.aclose(), 1.0)
+
+    def _on_message(self, message: dict[str, Any]) -> None:
+        kind, channel = message.get("type"), _text(message.get("channel"))
+        if kind == "subscribe":
+            future = self._confirm.pop(channel, None)
+            if future is not None and not future.done():
+                future.set_result(True)
+        elif kind == "message":
+            if channel == self.canary_channel:
+                self._canary_back(_text(message.get("data")))
+            elif channel.startswith(self._prefix):
+                self._on_event_message(channel[len(self._prefix) :], message.get("data") or b"")
+
+    def _on_event_message(self, org: str, data: bytes) -> None:
+        self._metrics.redis_messages.labels(org).inc()
+        try:
+            message_org, batch = wire.decode(data)
+        except wire.WireError as exc:
+            self._metrics.wire_errors.inc()
+            log.warning("unreadable pub/sub message", org=org, error=str(exc))
+            return
+        if message_org != org:
+            self._metrics.wire_errors.inc()
+            log.warning("message of another org dropped", org=org, message_org=message_org)
+            return
+        for routed in batch:
+            try:
+                self._sink(org, routed)
+            except Exception:  # one bad event never stops the listener
+                self._metrics.wire_errors.inc()
+                log.exception("delivery failed", org=org)
+
+    # --- the canary -------------------------------------------------------------------
+
+    async def run_canary(self) -> None:
+        """Probe every interval, and at once after each (re)connection."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._kick.wait(), self._canary_interval)
+            self._kick.clear()
+            ok = await self._probe()
+            self.canary_ok = ok
+            self._metrics.canary_ok.set(1 if ok else 0)
+            if ok:
+                self._canary_at = time.monotonic()
+            else:
+                self._metrics.canary_failures.inc()
+                self._request_reset(self._pubsub, RuntimeError("canary lost"))
+
+    async def _probe(self) -> bool:
+        if not self.connected:
+            return False
+        token = str(next(self._tokens))
+        future: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        self._canaries[token] = future
+        started = time.monotonic()
+        try:
+            async with asyncio.timeout(self._canary_timeout):
+                receivers = await self._commands.publish(self.canary_channel, token)
+                if not receivers:  # nobody listens on our own channel: we are deaf
+                    return False
+                await future
+        except (TimeoutError, asyncio.CancelledError) as exc:
+            if isinstance(exc, asyncio.CancelledError) and _cancelling():
+                raise
+            return False
+        except Exception as exc:
+            log.warning("canary publish failed", error=repr(exc))
+            return False
+        finally:
+            self._canaries.pop(token, None)
+        self._metrics.canary_rtt.set(time.monotonic() - started)
+        return True
+
+    def _canary_back(self, token: str) -> None:
+        future = self._canaries.get(token)
+        if future is not None and not future.done():
+            future.set_result(time.monotonic())
+
+
+def _text(value: object) -> str:
+    if isinstance(value, bytes):
+        return value.decode(errors="replace")
+    return "" if value is None else str(value)
+
+
+def _cancelling() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0

@@ -1,0 +1,69 @@
+"""HTTP endpoints beside Socket.IO: /health, /ready, /stats, /metrics.
+
+/health is liveness: the process answers (never depends on Redis, so a Redis
+outage does not get every pod restarted). /ready is readiness: not draining,
+and the Redis path proven by a recent canary.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Final, Protocol
+
+import structlog
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from fleetcast.gateway import sessions
+from fleetcast.gateway.metrics import Metrics
+
+log = structlog.stdlib.get_logger(__name__)
+
+#: /stats waits at most this long for the cluster-wide figures from Redis.
+CLUSTER_STATS_TIMEOUT_S: Final = 1.0
+
+
+class Status(Protocol):
+    @property
+    def ready(self) -> bool: ...
+
+    def stats(self) -> dict[str, Any]: ...
+
+
+class Endpoints:
+    def __init__(self, status: Status, metrics: Metrics, redis: Any) -> None:
+        self._status = status
+        self._metrics = metrics
+        self._redis = redis
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.get("/health", self.health),
+            web.get("/ready", self.ready),
+            web.get("/stats", self.stats),
+            web.get("/metrics", self.metrics),
+        ]
+
+    async def health(self, _: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def ready(self, _: web.Request) -> web.Response:
+        ready = self._status.ready
+        self._metrics.ready.set(1 if ready else 0)
+        return web.json_response({"ready": ready}, status=200 if ready else 503)
+
+    async def stats(self, _: web.Request) -> web.Response:
+        body = self._status.stats()
+        try:
+            async with asyncio.timeout(CLUSTER_STATS_TIMEOUT_S):
+                body["cluster"] = await sessions.cluster_stats(self._redis)
+        except Exception as exc:  # Redis away: local figures still answer
+            log.debug("cluster stats unavailable", error=repr(exc))
+            body["cluster"] = None
+        return web.json_response(body)
+
+    async def metrics(self, _: web.Request) -> web.Response:
+        self._metrics.ready.set(1 if self._status.ready else 0)
+        return web.Response(
+            body=self._metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )

@@ -1,0 +1,180 @@
+"""The gateway's one settings object, read from FLEETCAST_* variables at start-up.
+
+Built once in ``__main__`` (or by a test) and passed down; nothing else in
+the gateway reads the environment. Lists accept either JSON (``["a","b"]``)
+or a comma-separated string (``a,b``). Every field says its unit and why.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Annotated, Any, Final, Self
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from fleetcast.gateway import policy
+
+HMAC_ALGORITHMS: Final = frozenset({"HS256", "HS384", "HS512"})
+RSA_ALGORITHMS: Final = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"})
+EC_ALGORITHMS: Final = frozenset({"ES256", "ES384", "ES512"})
+SUPPORTED_ALGORITHMS: Final = HMAC_ALGORITHMS | RSA_ALGORITHMS | EC_ALGORITHMS
+#: RFC 7518 3.2: an HMAC key must be at least as long as the hash output.
+MIN_SECRET_BYTES: Final = 32
+
+
+def _default_gateway_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def _split_list(value: Any) -> Any:
+    """Accept ``a,b`` as well as a JSON list for list-valued variables."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            import json
+
+            return json.loads(text)
+        return [item.strip() for item in text.split(",") if item.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Gateway configuration (environment prefix ``FLEETCAST_``)."""
+
+    model_config = SettingsConfigDict(env_prefix="FLEETCAST_", extra="ignore", frozen=True)
+
+    # --- authentication ---------------------------------------------------------
+    #: Shared HMAC secret the API service signs tokens with (HS*). Required
+    #: when an HS algorithm is allowed; at least 32 bytes.
+    jwt_secret: str | None = Field(default=None, repr=False)
+    #: Accepted signature algorithms. "none" is never accepted.
+    jwt_algorithms: Annotated[list[str], NoDecode] = ["HS256"]
+    #: PEM public key (or a path to a PEM file) for RS*/PS*/ES* tokens.
+    jwt_public_key: str | None = Field(default=None, repr=False)
+    #: Required ``iss`` claim, checked only when set.
+    jwt_issuer: str | None = None
+    #: Required ``aud`` claim, checked only when set.
+    jwt_audience: str | None = None
+    #: Clock skew tolerated on exp/nbf/iat (seconds).
+    jwt_leeway_s: float = Field(default=10.0, ge=0, le=300)
+    #: Role -> room grants (JSON object); see fleetcast.gateway.policy.
+    role_policy: dict[str, list[str]] = Field(default_factory=policy.default_grants)
+
+    # --- redis ---------------------------------------------------------------------
+    #: Redis holding pub/sub, room history and sessions.
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    #: Longest wait for one Redis command before it counts as a failure (seconds).
+    redis_timeout_s: float = Field(default=2.0, gt=0)
+    #: Cap of the reconnect backoff after Redis went away (seconds).
+    redis_backoff_max_s: float = Field(default=2.0, gt=0)
+    #: How often the gateway proves its subscriber alive through Redis (seconds).
+    canary_interval_s: float = Field(default=2.0, gt=0)
+    #: How long a canary may take to come back before /ready turns false (seconds).
+    canary_timeout_s: float = Field(default=1.0, gt=0)
+
+    # --- HTTP / Socket.IO -------------------------------------------------------------
+    #: Address to bind; loopback by default, 0.0.0.0 in a pod.
+    host: str = "127.0.0.1"
+    #: HTTP port for Socket.IO, /health, /ready, /stats, /metrics.
+    port: int = Field(default=8080, ge=0, le=65535)
+    #: Socket.IO path.
+    ws_path: str = "/ws"
+    #: Origins allowed to connect from a browser; empty = same origin only, "*" = any.
+    cors_origins: Annotated[list[str], NoDecode] = []
+    #: Engine.IO ping interval and timeout (seconds).
+    ping_interval: float = Field(default=25.0, gt=0)
+    ping_timeout: float = Field(default=20.0, gt=0)
+    #: Largest message a client may send (bytes); subscribes and tokens are small.
+    max_client_message_bytes: int = Field(default=65_536, ge=1024)
+    #: This gateway's name in Redis (sessions, canary); unique per process.
+    gateway_id: str = Field(default_factory=_default_gateway_id)
+    #: Time SIGTERM gives clients to move elsewhere before the process exits (seconds).
+    drain_seconds: float = Field(default=10.0, ge=0)
+    log_level: str = "INFO"
+
+    # --- limits ------------------------------------------------------------------------
+    #: Connections per process; beyond it a handshake gets server_full.
+    max_connections: int = Field(default=10_000, ge=1)
+    #: Connections per user on this process; beyond it server_full.
+    max_connections_per_user: int = Field(default=20, ge=1)
+    #: Rooms one connection may be in, the two automatic ones included.
+    max_rooms_per_connection: int = Field(default=100, ge=2)
+    #: Subscribe/unsubscribe requests per second per connection, and burst.
+    subscribe_rate: float = Field(default=10.0, gt=0)
+    subscribe_burst: int = Field(default=20, ge=1)
+    #: Handshakes admitted per second per process, and burst (reconnect storms).
+    handshake_rate: float = Field(default=500.0, gt=0)
+    handshake_burst: int = Field(default=1000, ge=1)
+    #: Frames queued per connection before positions are shed and, when only
+    #: priority frames remain, the connection is cut off as a slow consumer.
+    max_buffered_messages: int = Field(default=1000, ge=8)
+
+    @field_validator("jwt_algorithms", "cors_origins", mode="before")
+    @classmethod
+    def _lists(cls, value: Any) -> Any:
+        return _split_list(value)
+
+    @field_validator("jwt_algorithms")
+    @classmethod
+    def _algorithms(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("at least one algorithm is required")
+        bad = [alg for alg in value if alg not in SUPPORTED_ALGORITHMS]
+        if bad:
+            raise ValueError(f"unsupported {bad} (supported: {sorted(SUPPORTED_ALGORITHMS)})")
+        return value
+
+    @field_validator("jwt_public_key")
+    @classmethod
+    def _public_key(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if not value.lstrip().startswith("-----BEGIN"):
+            value = Path(value).read_text()
+        return value
+
+    @field_validator("ws_path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        if not value.startswith("/") or value == "/":
+            raise ValueError("must start with '/' and name a path, e.g. /ws")
+        return value.rstrip("/")
+
+    @field_validator("role_policy")
+    @classmethod
+    def _role_policy(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        policy.Policy.from_grants(value)  # raises ValueError naming the bad grant
+        return value
+
+    @model_validator(mode="after")
+    def _keys_match_algorithms(self) -> Self:
+        algorithms = set(self.jwt_algorithms)
+        if algorithms & HMAC_ALGORITHMS:
+            if not self.jwt_secret:
+                raise ValueError("FLEETCAST_JWT_SECRET is required for HS* algorithms")
+            if len(self.jwt_secret.encode()) < MIN_SECRET_BYTES:
+                raise ValueError(f"FLEETCAST_JWT_SECRET must be at least {MIN_SECRET_BYTES} bytes")
+        if algorithms & (RSA_ALGORITHMS | EC_ALGORITHMS):
+            _check_public_key(self.jwt_public_key, algorithms)
+        if self.canary_timeout_s >= self.canary_interval_s:
+            raise ValueError("canary_timeout_s must be shorter than canary_interval_s")
+        return self
+
+
+def _check_public_key(pem: str | None, algorithms: set[str]) -> None:
+    """The public key must exist and be of the family each asymmetric algorithm needs."""
+    if not pem:
+        raise ValueError("FLEETCAST_JWT_PUBLIC_KEY is required for RS*/PS*/ES* algorithms")
+    try:
+        key = serialization.load_pem_public_key(pem.encode())
+    except ValueError:
+        raise ValueError("FLEETCAST_JWT_PUBLIC_KEY is not a PEM public key") from None
+    if algorithms & RSA_ALGORITHMS and not isinstance(key, rsa.RSAPublicKey):
+        raise ValueError("RS*/PS* algorithms need an RSA public key")
+    if algorithms & EC_ALGORITHMS and not isinstance(key, ec.EllipticCurvePublicKey):
+        raise ValueError("ES* algorithms need an EC public key")

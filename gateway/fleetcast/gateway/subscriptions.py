@@ -1,0 +1,168 @@
+"""subscribe / unsubscribe requests, and recovery with ``since``.
+
+Each request answers with an ack, never an exception: ``{"ok": true, "room":
+...}`` or ``{"ok": false, "error": {"code", "message"}}``. Checks run from
+the cheapest: rate, shape, room syntax (the org always comes from the token),
+role policy, offset, room count.
+
+Recovery joins the room at once but holds its live frames, replays the
+history after ``since``, then releases the held frames that history did not
+already cover (by offset), so the client sees every event once and in order.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, Final
+
+import structlog
+
+from fleetcast.gateway import history
+from fleetcast.gateway.delivery import Sender, make_frame
+from fleetcast.gateway.metrics import Metrics
+from fleetcast.gateway.policy import Policy
+from fleetcast.gateway.registry import Connection, Hold, Registry
+from fleetcast.protocol import rooms
+
+log = structlog.stdlib.get_logger(__name__)
+
+Ack = dict[str, Any]
+#: Live frames one recovering room may hold while its history is read.
+MAX_HELD: Final = 10_000
+
+
+class Refused(Exception):
+    def __init__(self, code: str, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.retry_after = retry_after
+
+    def ack(self, room: object) -> Ack:
+        error: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.retry_after is not None:
+            error["retry_after"] = self.retry_after
+        return {"ok": False, "room": room if isinstance(room, str) else None, "error": error}
+
+
+class Subscriptions:
+    def __init__(
+        self,
+        registry: Registry,
+        policy: Policy,
+        reader: history.StreamReader,
+        sender: Sender,
+        metrics: Metrics,
+        *,
+        max_rooms: int,
+        on_change: Callable[[str], None],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._registry = registry
+        self._policy = policy
+        self._reader = reader
+        self._sender = sender
+        self._metrics = metrics
+        self._max_rooms = max_rooms
+        self._on_change = on_change
+        self._clock = clock
+
+    async def subscribe(self, conn: Connection, data: object) -> Ack:
+        requested = data.get("room") if isinstance(data, dict) else None
+        try:
+            room, since = self._check_subscribe(conn, data)
+        except Refused as refused:
+            self._metrics.subscribes.labels(refused.code).inc()
+            return refused.ack(requested)
+        self._metrics.subscribes.labels("ok").inc()
+        if since is None:
+            if self._registry.join(conn, room.name):
+                self._on_change(conn.sid)
+            return {"ok": True, "room": room.client_name}
+        recovered = await self._recover(conn, room, since)
+        self._metrics.recoveries.labels("complete" if recovered else "gap").inc()
+        return {"ok": True, "room": room.client_name, "recovered": recovered}
+
+    def unsubscribe(self, conn: Connection, data: object) -> Ack:
+        requested = data.get("room") if isinstance(data, dict) else None
+        try:
+            self._check_rate(conn)
+            room = _parse(conn, requested)
+        except Refused as refused:
+            return refused.ack(requested)
+        if conn.recovering:
+            conn.recovering.pop(room.name, None)
+        if self._registry.leave(conn, room.name):
+            self._on_change(conn.sid)
+        return {"ok": True, "room": room.client_name}
+
+    def _check_rate(self, conn: Connection) -> None:
+        wait = conn.subscribe_bucket.take(self._clock())
+        if wait > 0:
+            raise Refused("rate_limited", "too many subscribe requests", round(wait + 0.005, 2))
+
+    def _check_subscribe(self, conn: Connection, data: object) -> tuple[rooms.Room, str | None]:
+        self._check_rate(conn)
+        if not isinstance(data, dict):
+            raise Refused("invalid_room", 'expected {"room": "<kind>:<id>"}')
+        room = _parse(conn, data.get("room"))
+        if not self._policy.allows(conn.claims, room):
+            raise Refused("forbidden", f"your roles do not allow room {room.client_name}")
+        since = data.get("since")
+        if since is not None:
+            try:
+                history.parse_offset(since)
+            except history.OffsetError as exc:
+                raise Refused("invalid_offset", str(exc)) from None
+        if room.name not in conn.rooms and len(conn.rooms) >= self._max_rooms:
+            raise Refused("too_many_rooms", f"at most {self._max_rooms} rooms per connection")
+        return room, since
+
+    async def _recover(self, conn: Connection, room: rooms.Room, since: str) -> bool:
+        hold = Hold()
+        if conn.recovering is None:
+            conn.recovering = {}
+        conn.recovering[room.name] = hold
+        if self._registry.join(conn, room.name):
+            self._on_change(conn.sid)
+        try:
+            recovery = await history.read_since(self._reader, room.name, since)
+        except Exception as exc:  # Redis away: join anyway, report the gap
+            log.warning("history read failed", error=repr(exc))
+            recovery = history.Recovery((), complete=False)
+        finally:
+            if conn.recovering is not None and conn.recovering.get(room.name) is hold:
+                del conn.recovering[room.name]
+                if not conn.recovering:
+                    conn.recovering = None
+        if room.name not in conn.rooms:  # left (or disconnected) while we read
+            return False
+        self._replay(conn, room, recovery, hold, since)
+        return recovery.complete and not hold.overflowed
+
+    def _replay(
+        self, conn: Connection, room: rooms.Room, recovery: history.Recovery, hold: Hold, since: str
+    ) -> None:
+        for offset, envelope in recovery.entries:
+            if envelope.get("organization_id") == conn.org:
+                self._sender.push(conn, make_frame(envelope, room.client_name, offset))
+        last = recovery.last or history.parse_offset(since)
+        for frame in hold.frames:
+            if _newer(frame.offset, last):
+                self._sender.push(conn, frame)
+
+
+def _newer(offset: str | None, last: history.Offset) -> bool:
+    """True unless ``offset`` shows the replay already covered this frame."""
+    try:
+        return offset is None or history.parse_offset(offset) > last
+    except history.OffsetError:
+        return True
+
+
+def _parse(conn: Connection, requested: object) -> rooms.Room:
+    try:
+        return rooms.parse_client_room(requested, conn.org)
+    except rooms.RoomError as exc:
+        raise Refused(exc.code, exc.message) from None
