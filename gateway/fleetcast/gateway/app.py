@@ -20,7 +20,7 @@ from aiohttp import web
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.retry import Retry
 
-from fleetcast.gateway import auth, http, policy, subscriptions
+from fleetcast.gateway import auth, console, http, policy, subscriptions
 from fleetcast.gateway.delivery import Delivery
 from fleetcast.gateway.fanout import Fanout
 from fleetcast.gateway.history import RedisStreamReader
@@ -130,6 +130,7 @@ def create_app(settings: Settings) -> web.Application:
     app[GATEWAY] = gateway
     app[REDIS] = commands
     app.add_routes(http.Endpoints(gateway, metrics, commands).routes())
+    console.add_routes(app, settings.console_enabled)
     app.cleanup_ctx.append(_background(gateway, commands, pubsub))
     return app
 

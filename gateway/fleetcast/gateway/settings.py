@@ -96,6 +96,8 @@ class Settings(BaseSettings):
     #: Time SIGTERM gives clients to move elsewhere before the process exits (seconds).
     drain_seconds: float = Field(default=10.0, ge=0)
     log_level: str = "INFO"
+    #: Serve the browser dispatch console (static files, a plain protocol client) at /.
+    console_enabled: bool = True
 
     # --- limits ------------------------------------------------------------------------
     #: Connections per process; beyond it a handshake gets server_full.
