@@ -8,6 +8,7 @@ everything first, so a missing piece means a broken install step.
 
 pytest_plugins = [
     "tests.harness.redis",
+    "tests.harness.gateway",
     "tests.harness.kafka",
     "tests.harness.cluster",
 ]
