@@ -1,0 +1,246 @@
+"""The consumer's loop: poll a batch, deliver it, then commit its offsets.
+
+At-least-once, in this order and no other: offsets are committed only after
+Redis accepted the batch's events and Kafka accepted its dead letters. While
+Redis or Kafka is away the batch in hand is retried with backoff and nothing
+new is polled, so nothing unpublished is ever committed; a redelivery after a
+crash is dropped by the publish script (event ids already seen).
+
+The loop talks to Kafka through :class:`Source` (aiokafka's consumer fits it
+as is) and to its outputs through the publishing and dead-letter seams.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final, Protocol
+
+import structlog
+from aiokafka import TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.errors import KafkaError
+from redis.exceptions import RedisError
+
+from fleetcast.consumer import deadletter, processing, publishing
+from fleetcast.consumer.metrics import Metrics
+from fleetcast.protocol import routing
+
+log = structlog.stdlib.get_logger(__name__)
+
+#: Failures a batch survives by retrying: the server is away, not the data bad.
+RETRYABLE: Final = (RedisError, KafkaError, OSError, asyncio.TimeoutError)
+#: Longest a rebalance waits for the batch in flight before revoking anyway (s).
+REVOKE_WAIT_S: Final = 5.0
+#: /health fails when the loop has not turned for this long (seconds).
+STALL_S: Final = 60.0
+
+
+class Source(Protocol):
+    """The part of aiokafka's AIOKafkaConsumer the loop uses."""
+
+    async def getmany(
+        self, *partitions: TopicPartition, timeout_ms: int = 0, max_records: int | None = None
+    ) -> Mapping[TopicPartition, Sequence[processing.Record]]: ...
+
+    async def commit(self, offsets: Mapping[TopicPartition, int] | None = None) -> None: ...
+
+    def highwater(self, partition: TopicPartition) -> int | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    table: routing.RoutingTable = field(default_factory=routing.RoutingTable.default)
+    max_event_bytes: int = 64 * 1024
+    batch_max: int = 1000
+    poll_timeout_ms: int = 100
+    backoff_max_s: float = 5.0
+    shutdown_timeout_s: float = 10.0
+
+
+@dataclass(slots=True)
+class State:
+    """What /health and /ready look at."""
+
+    joined: bool = False
+    stopping: bool = False
+    last_turn: float = field(default_factory=time.monotonic)
+
+    def healthy(self) -> bool:
+        return time.monotonic() - self.last_turn < STALL_S
+
+
+def backoff(attempt: int, cap: float) -> float:
+    """0.1 s doubling per attempt, capped."""
+    return float(min(cap, 0.1 * 2 ** min(attempt, 10)))
+
+
+class Pipeline:
+    def __init__(
+        self,
+        source: Source,
+        publisher: publishing.Publisher,
+        dead_letters: deadletter.DeadLetterSink,
+        metrics: Metrics,
+        options: Options,
+    ) -> None:
+        self._source = source
+        self._publisher = publisher
+        self._dead_letters = dead_letters
+        self._metrics = metrics
+        self._options = options
+        self.state = State()
+        #: Offsets delivered but not yet committed (a commit failed or is due).
+        self._pending: dict[TopicPartition, int] = {}
+        #: Held from poll to commit; a rebalance waits for it (see Listener).
+        self.in_flight = asyncio.Lock()
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        """Turn until ``stopping`` is set; the batch in hand is finished first."""
+        while not stopping.is_set():
+            self.state.last_turn = time.monotonic()
+            async with self.in_flight:
+                polled = await self._poll(stopping)
+                if polled and not await self._handle(polled, stopping):
+                    break
+                await self.commit()
+        await self.commit()
+
+    async def _poll(self, stopping: asyncio.Event) -> Mapping[TopicPartition, Sequence[Any]]:
+        try:
+            return await self._source.getmany(
+                timeout_ms=self._options.poll_timeout_ms, max_records=self._options.batch_max
+            )
+        except RETRYABLE as exc:
+            self._metrics.errors.labels("poll").inc()
+            log.warning("kafka poll failed", error=repr(exc))
+            await pause(stopping, min(1.0, self._options.backoff_max_s))
+            return {}
+
+    async def _handle(
+        self, polled: Mapping[TopicPartition, Sequence[processing.Record]], stopping: asyncio.Event
+    ) -> bool:
+        """Deliver one poll's records; False if shutdown came first (nothing committed)."""
+        batch = processing.prepare(
+            processing.flatten(polled),
+            self._options.table,
+            max_event_bytes=self._options.max_event_bytes,
+        )
+        self._metrics.batch_size.observe(len(batch))
+        for topic, count in batch.consumed.items():
+            self._metrics.consumed.labels(topic).inc(count)
+        self._metrics.unrouted.inc(batch.unrouted)
+        if not await self._deliver(batch, stopping):
+            return False
+        for (topic, partition), offset in batch.offsets.items():
+            tp = TopicPartition(topic, partition)
+            self._pending[tp] = offset
+            high = self._source.highwater(tp)
+            if high is not None:
+                self._metrics.lag.labels(topic, str(partition)).set(max(0, high - offset))
+        return True
+
+    async def _deliver(self, batch: processing.Batch, stopping: asyncio.Event) -> bool:
+        """Publish and dead-letter the batch, retrying until both are accepted."""
+        published = not batch.routed
+        dead_lettered = not batch.dead
+        attempt = 0
+        deadline: float | None = None
+        while True:
+            stage = "redis" if not published else "dead_letter"
+            try:
+                if not published:
+                    await self._publish(batch.routed)
+                    published = True
+                if not dead_lettered:
+                    await self._dead_letter(batch.dead)
+                    dead_lettered = True
+                return True
+            except RETRYABLE as exc:
+                self._metrics.errors.labels(stage).inc()
+                log.warning(
+                    "delivery failed; retrying", stage=stage, attempt=attempt, error=repr(exc)
+                )
+            if stopping.is_set():
+                deadline = deadline or time.monotonic() + self._options.shutdown_timeout_s
+                if time.monotonic() >= deadline:
+                    log.error("shutting down with an undelivered batch; it will be redelivered")
+                    return False
+            self.state.last_turn = time.monotonic()
+            await asyncio.sleep(backoff(attempt, self._options.backoff_max_s))
+            attempt += 1
+
+    async def _publish(self, routed: Sequence[processing.Routed]) -> None:
+        started = time.perf_counter()
+        outcome = await self._publisher.publish(routed)
+        self._metrics.publish_latency.observe(time.perf_counter() - started)
+        self._metrics.published.inc(outcome.published)
+        self._metrics.duplicates.inc(outcome.duplicates)
+
+    async def _dead_letter(self, letters: Sequence[processing.DeadLetter]) -> None:
+        await self._dead_letters.send(letters)
+        for letter in letters:
+            self._metrics.dead_lettered.labels(letter.reason).inc()
+            log.warning(
+                "dead-lettered",
+                reason=letter.reason,
+                detail=letter.message,
+                topic=letter.topic,
+                partition=letter.partition,
+                offset=letter.offset,
+            )
+
+    async def commit(self, only: set[TopicPartition] | None = None) -> None:
+        """Commit delivered offsets; a failure keeps them for the next try."""
+        offsets = {tp: o for tp, o in self._pending.items() if only is None or tp in only}
+        if not offsets:
+            return
+        try:
+            await self._source.commit(offsets)
+        except RETRYABLE as exc:
+            self._metrics.errors.labels("commit").inc()
+            log.warning("offset commit failed; will retry", error=repr(exc))
+            return
+        self._metrics.commits.inc()
+        for tp, offset in offsets.items():
+            if self._pending.get(tp) == offset:
+                del self._pending[tp]
+
+    def forget(self, keep: set[TopicPartition]) -> None:
+        """Drop pending offsets of partitions this process no longer owns."""
+        for tp in [tp for tp in self._pending if tp not in keep]:
+            del self._pending[tp]
+            self._metrics.lag.remove(tp.topic, str(tp.partition))
+
+
+class Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Commits what was delivered before partitions move to another process."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self._pipeline = pipeline
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        pipeline = self._pipeline
+        try:
+            await asyncio.wait_for(pipeline.in_flight.acquire(), REVOKE_WAIT_S)
+        except TimeoutError:
+            await pipeline.commit(set(revoked))
+            return
+        try:
+            await pipeline.commit(set(revoked))
+        finally:
+            pipeline.in_flight.release()
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self._pipeline.forget(set(assigned))
+        self._pipeline.state.joined = True
+        log.info("partitions assigned", count=len(assigned))
+
+
+async def pause(stopping: asyncio.Event, seconds: float) -> None:
+    """Sleep, but wake up at once on shutdown."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stopping.wait(), seconds)

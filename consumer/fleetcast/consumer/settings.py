@@ -1,0 +1,150 @@
+"""The consumer's one settings object, read from FLEETCAST_* variables at start-up.
+
+Built once in ``__main__`` (or by a test) and passed down; nothing else in the
+consumer reads the environment. Lists accept a JSON list or ``a,b``. Every
+field says its unit, its default and why.
+"""
+
+from __future__ import annotations
+
+import ssl
+from typing import Annotated, Any, Literal, Self
+
+import orjson
+from aiokafka.helpers import create_ssl_context
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from fleetcast.protocol import events, keys, routing
+
+
+def _split_list(value: Any) -> Any:
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            return orjson.loads(text)
+        return [item.strip() for item in text.split(",") if item.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Consumer configuration (environment prefix ``FLEETCAST_``)."""
+
+    model_config = SettingsConfigDict(env_prefix="FLEETCAST_", extra="ignore", frozen=True)
+
+    # --- Kafka ---------------------------------------------------------------------
+    #: Brokers to bootstrap from, comma-separated host:port.
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    #: Event topics to consume (DESIGN.md's five by default).
+    kafka_topics: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(events.DEFAULT_TOPICS), min_length=1
+    )
+    #: Consumer group: replicas sharing it split the partitions between them.
+    kafka_group_id: str = Field(default="fleetcast-consumer", min_length=1)
+    #: Where undeliverable messages go, with the reason in a header.
+    kafka_dlq_topic: str = Field(default=events.DEFAULT_DLQ_TOPIC, min_length=1)
+    #: Where a group with no committed offset starts. "latest": a new
+    #: deployment does not replay old events to live clients as if new.
+    kafka_auto_offset_reset: Literal["earliest", "latest"] = "latest"
+    kafka_client_id: str = "fleetcast-consumer"
+    #: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL, passed to aiokafka as is.
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    #: CA bundle, client certificate and key (PEM files) for SSL listeners.
+    kafka_ssl_cafile: str | None = None
+    kafka_ssl_certfile: str | None = None
+    kafka_ssl_keyfile: str | None = None
+    kafka_ssl_password: SecretStr | None = None
+
+    # --- Redis ---------------------------------------------------------------------
+    #: Redis shared with the gateways (pub/sub, room history, fleet snapshot).
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    #: Longest wait for one Redis call before it counts as failed (seconds).
+    redis_timeout_s: float = Field(default=5.0, gt=0)
+
+    # --- the pipeline ----------------------------------------------------------------
+    #: Records taken per poll, published in one Redis round trip. Larger
+    #: batches cost less per event; 1000 keeps a batch well under 10 ms.
+    batch_max: int = Field(default=1000, ge=1, le=100_000)
+    #: Longest wait for the first record of a batch when idle (milliseconds).
+    poll_timeout_ms: int = Field(default=100, ge=1, le=10_000)
+    #: Largest message value accepted (bytes); larger ones are dead-lettered.
+    max_event_bytes: int = Field(default=events.DEFAULT_MAX_EVENT_BYTES, ge=256)
+    #: Event type -> room kinds, replacing the default routing of those types
+    #: (JSON object, e.g. {"task_updated": ["user", "org"]}).
+    routing_overrides: dict[str, list[str]] = Field(default_factory=dict)
+    #: Entries kept per room history stream (approximate, XADD MAXLEN ~).
+    history_maxlen: int = Field(default=keys.HISTORY_MAXLEN, ge=1)
+    #: Seconds a room's history outlives its last event.
+    history_ttl_s: int = Field(default=keys.HISTORY_TTL_S, ge=1)
+    #: Seconds a published event id is remembered to drop a redelivery.
+    seen_ttl_s: int = Field(default=keys.SEEN_TTL_S, ge=1)
+    #: Seconds an asset stays in the fleet snapshot after its last report.
+    fleet_asset_ttl_s: int = Field(default=keys.FLEET_ASSET_TTL_S, ge=1)
+    #: Most assets kept per org in the fleet snapshot (oldest dropped first).
+    fleet_max_assets: int = Field(default=keys.FLEET_MAX_ASSETS, ge=1)
+    #: Longest pause between retries while Redis or Kafka is away (seconds).
+    retry_backoff_max_s: float = Field(default=5.0, gt=0)
+    #: After SIGTERM, how long the batch in hand may keep retrying (seconds).
+    shutdown_timeout_s: float = Field(default=10.0, gt=0)
+
+    # --- HTTP and logs ---------------------------------------------------------------
+    #: Address of /health, /ready and /metrics; loopback by default, 0.0.0.0 in a pod.
+    consumer_host: str = "127.0.0.1"
+    consumer_port: int = Field(default=8081, ge=0, le=65535)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("kafka_topics", mode="before")
+    @classmethod
+    def _lists(cls, value: Any) -> Any:
+        return _split_list(value)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("routing_overrides")
+    @classmethod
+    def _routing(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        routing.RoutingTable.with_overrides(value)  # raises ValueError naming the bad entry
+        return value
+
+    @model_validator(mode="after")
+    def _dlq_is_not_an_event_topic(self) -> Self:
+        if self.kafka_dlq_topic in self.kafka_topics:
+            raise ValueError("FLEETCAST_KAFKA_DLQ_TOPIC must not be one of FLEETCAST_KAFKA_TOPICS")
+        if self.kafka_security_protocol.startswith("SASL") and not self.kafka_sasl_username:
+            raise ValueError("FLEETCAST_KAFKA_SASL_USERNAME is required for SASL protocols")
+        return self
+
+    def routing_table(self) -> routing.RoutingTable:
+        return routing.RoutingTable.with_overrides(self.routing_overrides)
+
+    def kafka_client_options(self) -> dict[str, Any]:
+        """Connection options shared by the consumer and the dead-letter producer."""
+        options: dict[str, Any] = {
+            "bootstrap_servers": self.kafka_bootstrap_servers,
+            "client_id": self.kafka_client_id,
+            "security_protocol": self.kafka_security_protocol,
+        }
+        if self.kafka_security_protocol.startswith("SASL"):
+            options["sasl_mechanism"] = self.kafka_sasl_mechanism
+            options["sasl_plain_username"] = self.kafka_sasl_username
+            password = self.kafka_sasl_password
+            options["sasl_plain_password"] = password.get_secret_value() if password else None
+        if self.kafka_security_protocol.endswith("SSL"):
+            options["ssl_context"] = self._ssl_context()
+        return options
+
+    def _ssl_context(self) -> ssl.SSLContext:
+        password = self.kafka_ssl_password
+        context: ssl.SSLContext = create_ssl_context(
+            cafile=self.kafka_ssl_cafile,
+            certfile=self.kafka_ssl_certfile,
+            keyfile=self.kafka_ssl_keyfile,
+            password=password.get_secret_value() if password else None,
+        )
+        return context
