@@ -1,0 +1,122 @@
+"""Fixtures of the e2e suite: which cluster, where the operator runs, the CRDs.
+
+The cluster is the harness's `cluster` fixture: the local control plane
+(etcd, kube-apiserver, controller-manager, scheduler, kwok nodes), or any
+cluster named by FLEETCAST_TEST_KUBECONFIG (kind, with `make e2e-kind`).
+
+Where the operator runs depends on whether the cluster runs real containers:
+
+- kwok (here): pods are simulated, so the chart's operator Deployment only
+  *looks* ready. The operator runs as a local process (`python -m
+  fleetcast.operator`) authenticated as the chart's own ServiceAccount, so it
+  has exactly the chart's RBAC, as it would in its pod.
+- kind: FLEETCAST_E2E_IMAGE names the image `make images` built and `kind load`
+  put on the nodes; the chart runs the operator from it, and nothing runs locally.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from fleetcast.devtools import cluster_access
+from tests.e2e import objects
+
+#: Seconds to wait for a CRD to be served after it is created.
+CRD_ESTABLISHED_TIMEOUT = 60.0
+#: Seconds the local operator gets to stop on SIGTERM before it is killed.
+OPERATOR_STOP_GRACE = 15.0
+
+
+class E2ESettings(BaseSettings):
+    """How the e2e suite runs (environment prefix FLEETCAST_E2E_)."""
+
+    model_config = SettingsConfigDict(env_prefix="FLEETCAST_E2E_")
+
+    #: The fleetcast image ("repo:tag") present on the cluster's nodes. Unset:
+    #: pods are simulated (kwok) and the operator runs as a local process.
+    image: str | None = None
+
+
+@pytest.fixture(scope="session")
+def e2e_settings() -> E2ESettings:
+    return E2ESettings()
+
+
+def image_values(settings: E2ESettings) -> list[str]:
+    """`helm --set` arguments that point the chart at the e2e image, if there is one."""
+    if settings.image is None:
+        return []
+    repository, _, tag = settings.image.rpartition(":")
+    return ["--set", f"image.repository={repository}", "--set", f"image.tag={tag}"]
+
+
+@dataclass
+class LocalOperator:
+    """`python -m fleetcast.operator` as a child process, its logs in a file."""
+
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(OPERATOR_STOP_GRACE)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def start_local_operator(
+    kubeconfig: Path, namespace: str, peering: str, log: Path
+) -> LocalOperator:
+    """Run the operator as the chart's ServiceAccount, watching one namespace.
+
+    One namespace keeps the test apart from anything else on a shared cluster;
+    the ClusterRole is the same either way.
+    """
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(kubeconfig),
+        "FLEETCAST_OPERATOR_NAMESPACES": namespace,
+        "FLEETCAST_OPERATOR_PEERING_NAME": peering,
+        "FLEETCAST_OPERATOR_LOG_LEVEL": "info",
+    }
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "fleetcast.operator"], env=env, stdout=sink, stderr=sink
+        )
+    return LocalOperator(process, log)
+
+
+@pytest.fixture
+def crds_served(cluster: cluster_access.ClusterAccess) -> Iterator[None]:
+    """The chart's CRDs exist and are served; those this fixture created are deleted after.
+
+    Created with server-side apply from the same files the chart includes, so a
+    later `helm install` can adopt them (see test_chart_lifecycle).
+    """
+    missing = [name for name in objects.crd_names() if objects.get(cluster, "crd", name) is None]
+    for path in sorted((objects.CHART / "files").glob("crd-*.yaml")):
+        cluster.kubectl("apply", "--server-side", "--field-manager=fleetcast-e2e", "-f", str(path))
+    wait_established(cluster)
+    yield
+    for name in missing:
+        cluster.kubectl("delete", "crd", name, "--wait=true", check=False)
+
+
+def wait_established(cluster: cluster_access.ClusterAccess) -> None:
+    cluster.kubectl(
+        "wait", "--for=condition=Established", f"--timeout={CRD_ESTABLISHED_TIMEOUT:.0f}s",
+        *(f"crd/{name}" for name in objects.crd_names()),
+    )  # fmt: skip
