@@ -102,10 +102,11 @@ async def run(settings: Settings, stopping: asyncio.Event | None = None) -> None
     log.info("consumer http listening", host=settings.consumer_host, port=settings.consumer_port)
     try:
         cap = settings.retry_backoff_max_s
+        # Subscribing before start joins the group at once (after start: ~5 s later).
+        consumer.subscribe(settings.kafka_topics, listener=pipeline.Listener(loop))
         if await start_with_retry("producer", producer.start, stopping, cap) and (
             await start_with_retry("consumer", consumer.start, stopping, cap)
         ):
-            consumer.subscribe(settings.kafka_topics, listener=pipeline.Listener(loop))
             log.info("consuming", topics=settings.kafka_topics, group=settings.kafka_group_id)
             await loop.run(stopping)
     finally:
