@@ -73,7 +73,7 @@ e2e: deps ## Run the e2e suite against the local control plane (or KUBECONFIG's 
 	@$(PY) -m pytest tests/e2e -m "e2e and not kind" $(PYTEST_ARGS)
 
 e2e-kind: install ## Run the e2e suite with real pods on kind (needs Docker)
-	@$(PY) -m pytest tests/e2e -m "e2e" $(PYTEST_ARGS)
+	@mkdir -p .run && kind get kubeconfig --name fleetcast > .run/kind-fleetcast.kubeconfig && FLEETCAST_TEST_KUBECONFIG=$(CURDIR)/.run/kind-fleetcast.kubeconfig FLEETCAST_E2E_IMAGE=$${FLEETCAST_E2E_IMAGE:-fleetcast:dev} $(PY) -m pytest tests/e2e -m "e2e" $(PYTEST_ARGS)
 
 clean: ## Remove the venv and local build output (keeps $(FLEETCAST_CACHE))
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .artifacts .run
