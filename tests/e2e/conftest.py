@@ -58,6 +58,48 @@ def image_values(settings: E2ESettings) -> list[str]:
     return ["--set", f"image.repository={repository}", "--set", f"image.tag={tag}"]
 
 
+@dataclass(frozen=True)
+class Backing:
+    """Kafka and Redis addresses for a FleetBroadcast."""
+
+    kafka: str
+    redis: str
+
+    def helm_values(self) -> list[str]:
+        return [
+            "--set", f"fleetBroadcast.spec.kafka.bootstrapServers={self.kafka}",
+            "--set", f"fleetBroadcast.spec.redis.url={self.redis}",
+        ]  # fmt: skip
+
+
+#: Where tests/e2e/backing-services.yaml puts Kafka and Redis (namespace fleetcast).
+BACKING_FILE = objects.ROOT / "tests/e2e/backing-services.yaml"
+BACKING_NAMESPACE = "fleetcast"
+BACKING_TIMEOUT = 300
+
+
+@pytest.fixture(scope="session")
+def backing(cluster: cluster_access.ClusterAccess, e2e_settings: E2ESettings) -> Iterator[Backing]:
+    """Kafka and Redis for the FleetBroadcasts of the suite.
+
+    With real pods (kind) they run in the cluster from backing-services.yaml, so
+    the gateways and consumers connect and become ready for real. With kwok no
+    container runs, so nothing connects: the addresses only have to be valid.
+    """
+    if e2e_settings.image is None:
+        yield Backing("kafka.streaming.svc:9092", "redis://redis.streaming.svc:6379/0")
+        return
+    cluster.kubectl("apply", "-f", str(BACKING_FILE))
+    for name in ("redis", "kafka"):
+        cluster.kubectl(
+            "rollout", "status", f"deployment/{name}", f"--namespace={BACKING_NAMESPACE}",
+            f"--timeout={BACKING_TIMEOUT}s", timeout=BACKING_TIMEOUT + 20,
+        )  # fmt: skip
+    ns = BACKING_NAMESPACE
+    yield Backing(f"kafka.{ns}.svc:9092", f"redis://redis.{ns}.svc:6379/0")
+    cluster.kubectl("delete", "-f", str(BACKING_FILE), "--wait=false", check=False)
+
+
 @dataclass
 class LocalOperator:
     """`python -m fleetcast.operator` as a child process, its logs in a file."""

@@ -32,8 +32,6 @@ OWNED = ["serviceaccounts", "configmaps", "services", "deployments", "poddisrupt
 INSTANCE_VALUES = [
     "--set", "fleetBroadcast.enabled=true",
     "--set", f"fleetBroadcast.name={FLEET}",
-    "--set", "fleetBroadcast.spec.kafka.bootstrapServers=kafka.streaming.svc:9092",
-    "--set", "fleetBroadcast.spec.redis.url=redis://redis.streaming.svc:6379/0",
     "--set", "exampleSecrets.create=true",
     "--set", "exampleSecrets.jwtSecret=e2e-only-shared-secret",
 ]  # fmt: skip
@@ -70,6 +68,7 @@ def test_install_fleetbroadcast_upgrade_uninstall(
     cluster: cluster_access.ClusterAccess,
     namespace: str,
     e2e_settings: conftest.E2ESettings,
+    backing: conftest.Backing,
     start_operator: Callable[[], conftest.LocalOperator | None],
 ) -> None:
     figures: dict[str, float] = {}
@@ -90,7 +89,7 @@ def test_install_fleetbroadcast_upgrade_uninstall(
         started = time.monotonic()
         cluster.helm(
             "upgrade", RELEASE, str(objects.CHART), f"--namespace={namespace}", "--reuse-values",
-            "--wait", "--timeout=3m", *INSTANCE_VALUES,
+            "--wait", "--timeout=3m", *INSTANCE_VALUES, *backing.helm_values(),
         )  # fmt: skip
         fleet = wait_ready(cluster, namespace, generation=1)
         figures["FleetBroadcast applied -> Ready"] = time.monotonic() - started

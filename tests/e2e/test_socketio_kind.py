@@ -30,9 +30,8 @@ from tests.e2e import conftest, objects
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kind]
 
-NAMESPACE = "fleetcast"
+NAMESPACE = conftest.BACKING_NAMESPACE
 INSTANCE_VALUES = objects.CHART / "ci/05-dev-instance-values.yaml"
-BACKING = objects.ROOT / "tests/e2e/backing-services.yaml"
 ORG = "org-e2e"
 #: Seconds for real pods (image pull is local: kind load) to become Ready.
 READY_TIMEOUT = 300.0
@@ -44,29 +43,21 @@ PRODUCE_EVERY = 5.0
 
 @pytest.fixture(scope="module")
 def deployed(
-    cluster: cluster_access.ClusterAccess, e2e_settings: conftest.E2ESettings
+    cluster: cluster_access.ClusterAccess,
+    e2e_settings: conftest.E2ESettings,
+    backing: conftest.Backing,
 ) -> Iterator[str]:
-    """Backing services, the chart and a FleetBroadcast on kind; the FleetBroadcast's name."""
+    """The chart and a FleetBroadcast on kind, next to the backing services; its name."""
     if e2e_settings.image is None:
         pytest.fail(
             "kind tests need FLEETCAST_E2E_IMAGE (the image loaded into kind)", pytrace=False
         )
     image = conftest.image_values(e2e_settings)
     chart = str(objects.CHART)
-    cluster.kubectl("apply", "-f", str(BACKING))
-    for name in ("redis", "kafka"):
-        cluster.kubectl(
-            "rollout",
-            "status",
-            f"deployment/{name}",
-            f"-n={NAMESPACE}",
-            "--timeout=300s",
-            timeout=320,
-        )
     cluster.helm("upgrade", "--install", "fleetcast", chart, f"-n={NAMESPACE}", "--wait", *image)
     cluster.helm(
         "upgrade", "--install", "fleetcast-dev", chart, f"-n={NAMESPACE}",
-        f"--values={INSTANCE_VALUES}", *image,
+        f"--values={INSTANCE_VALUES}", *image, *backing.helm_values(),
     )  # fmt: skip
     name = str(yaml.safe_load(INSTANCE_VALUES.read_text())["fleetBroadcast"]["name"])
     objects.wait_for(
@@ -81,7 +72,6 @@ def deployed(
     yield name
     cluster.helm("uninstall", "fleetcast-dev", f"-n={NAMESPACE}", "--wait", check=False)
     cluster.helm("uninstall", "fleetcast", f"-n={NAMESPACE}", "--wait", check=False)
-    cluster.kubectl("delete", "-f", str(BACKING), "--wait=false", check=False)
 
 
 @pytest.fixture
