@@ -1,0 +1,122 @@
+"""What the gateway and consumer processes are told: spec -> FLEETCAST_* environment.
+
+Each process reads one pydantic-settings object from FLEETCAST_* variables
+(gateway/fleetcast/gateway/settings.py, consumer/fleetcast/consumer/settings.py).
+Plain values go into the component's ConfigMap (mounted with envFrom), secrets
+into ``secretKeyRef`` variables, so no secret value ever passes through the
+operator or a ConfigMap. The config hash covers both, so changing either rolls
+the pods. Pure functions only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+import orjson
+
+from fleetcast.operator.spec import FleetBroadcastSpec
+
+GATEWAY_PORT: Final = 8080
+CONSUMER_PORT: Final = 8081
+#: Address the processes bind inside the pod (they default to loopback).
+BIND_ALL: Final = "0.0.0.0"  # noqa: S104 - a pod's own network namespace
+
+
+def gateway_env(spec: FleetBroadcastSpec) -> dict[str, str]:
+    """Plain (non-secret) settings of the gateway, by variable name."""
+    gateway, auth = spec.gateway, spec.auth
+    env = {
+        "FLEETCAST_HOST": BIND_ALL,
+        "FLEETCAST_PORT": str(GATEWAY_PORT),
+        "FLEETCAST_LOG_LEVEL": spec.log_level,
+        "FLEETCAST_WS_PATH": gateway.path,
+        "FLEETCAST_PING_INTERVAL": str(gateway.ping.interval_seconds),
+        "FLEETCAST_PING_TIMEOUT": str(gateway.ping.timeout_seconds),
+        "FLEETCAST_DRAIN_SECONDS": str(gateway.drain_seconds),
+        "FLEETCAST_MAX_CONNECTIONS": str(gateway.limits.max_connections),
+        "FLEETCAST_HANDSHAKE_RATE": str(gateway.limits.handshakes_per_second),
+        "FLEETCAST_JWT_ALGORITHMS": ",".join(auth.algorithms),
+        "FLEETCAST_JWT_LEEWAY_S": str(auth.leeway_seconds),
+    }
+    if gateway.cors.allowed_origins:
+        env["FLEETCAST_CORS_ORIGINS"] = ",".join(gateway.cors.allowed_origins)
+    if auth.issuer is not None:
+        env["FLEETCAST_JWT_ISSUER"] = auth.issuer
+    if auth.audience is not None:
+        env["FLEETCAST_JWT_AUDIENCE"] = auth.audience
+    if spec.redis.url is not None:
+        env["FLEETCAST_REDIS_URL"] = spec.redis.url
+    return env
+
+
+def consumer_env(spec: FleetBroadcastSpec) -> dict[str, str]:
+    """Plain (non-secret) settings of the consumer, by variable name."""
+    kafka = spec.kafka
+    env = {
+        "FLEETCAST_CONSUMER_HOST": BIND_ALL,
+        "FLEETCAST_CONSUMER_PORT": str(CONSUMER_PORT),
+        "FLEETCAST_LOG_LEVEL": spec.log_level,
+        "FLEETCAST_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+        "FLEETCAST_KAFKA_TOPICS": ",".join(kafka.topics),
+        "FLEETCAST_KAFKA_DLQ_TOPIC": kafka.dead_letter_topic,
+        "FLEETCAST_KAFKA_GROUP_ID": kafka.group_id,
+        "FLEETCAST_KAFKA_SECURITY_PROTOCOL": kafka.security.protocol,
+    }
+    if kafka.security.protocol.startswith("SASL"):
+        env["FLEETCAST_KAFKA_SASL_MECHANISM"] = kafka.security.sasl_mechanism
+    if spec.routing.overrides:
+        env["FLEETCAST_ROUTING_OVERRIDES"] = _json(spec.routing.overrides)
+    if spec.redis.url is not None:
+        env["FLEETCAST_REDIS_URL"] = spec.redis.url
+    return env
+
+
+def gateway_secret_env(spec: FleetBroadcastSpec) -> list[dict[str, Any]]:
+    """``env`` entries of the gateway that come from Secrets."""
+    auth = spec.auth
+    entries = _redis_secret(spec)
+    if auth.jwt_secret_ref is not None:
+        ref = auth.jwt_secret_ref
+        entries.append(secret_var("FLEETCAST_JWT_SECRET", ref.name, ref.key))
+    if auth.public_key_secret_ref is not None:
+        ref_pk = auth.public_key_secret_ref
+        entries.append(secret_var("FLEETCAST_JWT_PUBLIC_KEY", ref_pk.name, ref_pk.key))
+    return entries
+
+
+def consumer_secret_env(spec: FleetBroadcastSpec) -> list[dict[str, Any]]:
+    """``env`` entries of the consumer that come from Secrets."""
+    entries = _redis_secret(spec)
+    ref = spec.kafka.security.secret_ref
+    if ref is not None and spec.kafka.security.protocol.startswith("SASL"):
+        entries.append(secret_var("FLEETCAST_KAFKA_SASL_USERNAME", ref.name, ref.username_key))
+        entries.append(secret_var("FLEETCAST_KAFKA_SASL_PASSWORD", ref.name, ref.password_key))
+    return entries
+
+
+def secret_var(variable: str, secret: str, key: str) -> dict[str, Any]:
+    return {"name": variable, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+
+
+def config_hash(data: Mapping[str, str], secret_env: Sequence[Mapping[str, Any]]) -> str:
+    """A short stable digest of everything a pod is configured with.
+
+    Deterministic (sorted keys) so an operator restart computes the same value
+    and rolls nothing; any change to the ConfigMap or to which Secret keys are
+    used changes it, and the new pod-template annotation rolls the pods.
+    """
+    canonical = orjson.dumps(
+        {"data": data, "secrets": list(secret_env)}, option=orjson.OPT_SORT_KEYS
+    )
+    return hashlib.sha256(canonical).hexdigest()[:16]
+
+
+def _redis_secret(spec: FleetBroadcastSpec) -> list[dict[str, Any]]:
+    ref = spec.redis.secret_ref
+    return [] if ref is None else [secret_var("FLEETCAST_REDIS_URL", ref.name, ref.key)]
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()

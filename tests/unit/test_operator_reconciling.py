@@ -1,0 +1,234 @@
+"""The reconcile flow through the Kube seam, with an in-memory fake (no server).
+
+The real API server behaviour (server-side apply, GC, defaulting) is covered
+by tests/operator; this checks the operator's own decisions: what it applies
+and deletes, when it writes status, how it retries a conflicting status
+write, and when an owned-object event counts as drift.
+"""
+
+from __future__ import annotations
+
+import copy
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from fleetcast.operator import applying, conditions, rendering
+from fleetcast.operator.kube import FLEETBROADCAST, ApiError, Manifest
+from fleetcast.operator.reconciling import Reconciler
+
+Key = tuple[str, str, str | None, str]
+
+
+class FakeKube:
+    """Objects in a dict; apply replaces the object (good enough for these decisions)."""
+
+    def __init__(self) -> None:
+        self.objects: dict[Key, Manifest] = {}
+        self.applied: list[tuple[str, str, str]] = []
+        self.deleted: list[str] = []
+        self.events: list[Manifest] = []
+        self.conflicts = 0
+        self.version = 0
+
+    def put(self, manifest: Manifest) -> Manifest:
+        self.version += 1
+        meta = manifest.setdefault("metadata", {})
+        meta["resourceVersion"] = str(self.version)
+        meta.setdefault("uid", f"uid-{self.version}")
+        meta.setdefault("generation", 1)
+        self.objects[self.key(manifest)] = manifest
+        return manifest
+
+    @staticmethod
+    def key(manifest: Manifest) -> Key:
+        meta = manifest["metadata"]
+        return (manifest["apiVersion"], manifest["kind"], meta.get("namespace"), meta["name"])
+
+    def apply(self, manifest: Manifest, *, manager: str) -> Manifest:
+        self.applied.append((manager, manifest["kind"], manifest["metadata"]["name"]))
+        return self.put(copy.deepcopy(manifest))
+
+    def get(self, api_version: str, kind: str, namespace: str | None, name: str) -> Manifest | None:
+        found = self.objects.get((api_version, kind, namespace, name))
+        return copy.deepcopy(found) if found else None
+
+    def list_objects(self, api_version: str, kind: str, namespace: str | None) -> list[Manifest]:
+        return [
+            copy.deepcopy(v)
+            for (a, k, n, _), v in self.objects.items()
+            if (a, k) == (api_version, kind)
+        ]
+
+    def delete(self, api_version: str, kind: str, namespace: str | None, name: str) -> bool:
+        self.deleted.append(f"{kind}/{name}")
+        return self.objects.pop((api_version, kind, namespace, name), None) is not None
+
+    def create(self, manifest: Manifest) -> Manifest | None:
+        self.events.append(manifest)
+        return manifest
+
+    def patch_status(self, namespace: str, name: str, status: Manifest, version: str) -> Manifest:
+        current = self.objects[(*FLEETBROADCAST, namespace, name)]
+        if self.conflicts:
+            self.conflicts -= 1
+            self.put(current)  # someone else wrote in between
+        if current["metadata"]["resourceVersion"] != version:
+            raise ApiError(409, "the object has been modified")
+        current["status"] = copy.deepcopy(status)
+        return self.put(current)
+
+
+@pytest.fixture
+def kube() -> FakeKube:
+    return FakeKube()
+
+
+@pytest.fixture
+def reconciler(kube: FakeKube) -> Reconciler:
+    return Reconciler(kube, clock=lambda: datetime(2026, 11, 25, 18, 0, tzinfo=UTC))
+
+
+def fleetbroadcast(kube: FakeKube, **spec: Any) -> Manifest:
+    body = {
+        "apiVersion": FLEETBROADCAST[0],
+        "kind": FLEETBROADCAST[1],
+        "metadata": {"name": "fb", "namespace": "ns", "generation": 1},
+        "spec": {
+            "kafka": {"bootstrapServers": "k:9092"},
+            "redis": {"url": "redis://r:6379/0"},
+            "auth": {"jwtSecretRef": {"name": "jwt"}},
+            **spec,
+        },
+    }
+    return kube.put(body)
+
+
+def secret(kube: FakeKube) -> None:
+    kube.put(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "jwt", "namespace": "ns"},
+            "data": {"secret": "eA=="},
+        }
+    )
+
+
+def status_of(kube: FakeKube) -> dict[str, Any]:
+    found = kube.get(*FLEETBROADCAST, "ns", "fb")
+    assert found is not None
+    status: dict[str, Any] = found["status"]
+    return status
+
+
+def condition(kube: FakeKube, kind: str) -> dict[str, Any]:
+    return next(c for c in status_of(kube)["conditions"] if c["type"] == kind)
+
+
+def test_reconcile_applies_everything_with_the_operator_field_manager(
+    kube: FakeKube, reconciler: Reconciler
+) -> None:
+    secret(kube)
+    degraded = reconciler.reconcile(fleetbroadcast(kube))
+    assert not degraded.is_true
+    kinds = [kind for _, kind, _ in kube.applied]
+    assert kinds.count("Deployment") == 2
+    assert "HorizontalPodAutoscaler" in kinds
+    assert {manager for manager, _, _ in kube.applied} == {rendering.MANAGER}
+    assert condition(kube, conditions.RECONCILED)["reason"] == "Applied"
+    assert status_of(kube)["observedGeneration"] == 1
+
+
+def test_a_missing_secret_is_degraded_not_an_exception(
+    kube: FakeKube, reconciler: Reconciler
+) -> None:
+    degraded = reconciler.reconcile(fleetbroadcast(kube))
+    assert (degraded.status, degraded.reason) == ("True", "SecretMissing")
+    assert condition(kube, conditions.READY)["reason"] == "SecretMissing"
+    assert [e["reason"] for e in kube.events if e["type"] == "Warning"] == [
+        "SecretMissing",
+        "SecretMissing",
+    ]
+
+
+def test_an_invalid_spec_is_reported_in_the_status(kube: FakeKube, reconciler: Reconciler) -> None:
+    body = fleetbroadcast(kube, gateway={"replicas": -1})
+    assert reconciler.reconcile(body).reason == "InvalidSpec"
+    assert condition(kube, conditions.RECONCILED)["status"] == "False"
+    assert kube.applied == []
+
+
+def test_status_writes_retry_on_conflict_and_skip_when_unchanged(
+    kube: FakeKube, reconciler: Reconciler
+) -> None:
+    secret(kube)
+    body = fleetbroadcast(kube)
+    kube.conflicts = 2
+    reconciler.reconcile(body)
+    assert condition(kube, conditions.RECONCILED)["status"] == "True"
+    version = kube.objects[(*FLEETBROADCAST, "ns", "fb")]["metadata"]["resourceVersion"]
+    reconciler.publish_status(body)
+    assert kube.objects[(*FLEETBROADCAST, "ns", "fb")]["metadata"]["resourceVersion"] == version
+
+
+def test_turning_autoscaling_off_deletes_the_hpa(kube: FakeKube, reconciler: Reconciler) -> None:
+    secret(kube)
+    reconciler.reconcile(fleetbroadcast(kube, gateway={"autoscaling": {"enabled": False}}))
+    assert kube.deleted == ["HorizontalPodAutoscaler/fb-gateway"]
+
+
+def test_replicas_are_handed_over_before_the_hpa_takes_them(kube: FakeKube) -> None:
+    live = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": "fb-gateway",
+            "namespace": "ns",
+            "managedFields": [
+                {
+                    "manager": rendering.MANAGER,
+                    "operation": "Apply",
+                    "fieldsV1": {"f:spec": {"f:replicas": {}}},
+                }
+            ],
+        },
+        "spec": {"replicas": 6},
+    }
+    kube.put(live)
+    applying.hand_over_replicas(kube, live)
+    assert kube.applied == [(applying.HANDOVER_MANAGER, "Deployment", "fb-gateway")]
+    assert kube.objects[("apps/v1", "Deployment", "ns", "fb-gateway")]["spec"] == {"replicas": 6}
+
+
+def test_owned_object_events_repair_drift_only_when_there_is_some(
+    kube: FakeKube, reconciler: Reconciler
+) -> None:
+    secret(kube)
+    reconciler.reconcile(fleetbroadcast(kube))
+    service = kube.get("v1", "Service", "ns", "fb-gateway")
+    assert service is not None
+    kube.applied.clear()
+    reconciler.on_owned_event("MODIFIED", service)
+    assert kube.applied == []
+    service["spec"]["sessionAffinity"] = "None"
+    reconciler.on_owned_event("MODIFIED", service)
+    assert ("fleetcast-operator", "Service", "fb-gateway") in kube.applied
+    assert any(e["reason"] == "DriftRepaired" for e in kube.events)
+    kube.applied.clear()
+    reconciler.on_owned_event("DELETED", service)
+    assert ("fleetcast-operator", "Service", "fb-gateway") in kube.applied
+
+
+def test_events_of_objects_of_another_owner_are_ignored(
+    kube: FakeKube, reconciler: Reconciler
+) -> None:
+    secret(kube)
+    reconciler.reconcile(fleetbroadcast(kube))
+    service = kube.get("v1", "Service", "ns", "fb-gateway")
+    assert service is not None
+    service["metadata"]["ownerReferences"][0]["uid"] = "someone-else"
+    kube.applied.clear()
+    reconciler.on_owned_event("DELETED", service)
+    assert kube.applied == []

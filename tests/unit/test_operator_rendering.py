@@ -1,0 +1,274 @@
+"""spec -> manifests: ownership, labels, pod hardening, config hash, HPA, and the env contract.
+
+The env contract tests build the real gateway and consumer settings objects
+from what the operator renders, so a renamed FLEETCAST_* variable on either
+side fails here instead of in a pod.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pytest
+
+from fleetcast.consumer import settings as consumer_settings
+from fleetcast.gateway import settings as gateway_settings
+from fleetcast.operator import configs, rendering
+from fleetcast.operator import spec as crd
+
+OWNER = rendering.Owner("dispatch", "fleet", "0b9f6a1c-uid")
+BASE: dict[str, Any] = {
+    "kafka": {"bootstrapServers": "kafka:9092"},
+    "redis": {"url": "redis://redis:6379/0"},
+    "auth": {"jwtSecretRef": {"name": "jwt"}},
+}
+
+
+def render(**changes: Any) -> dict[tuple[str, str], dict[str, Any]]:
+    manifests = rendering.render(crd.parse({**BASE, **changes}), OWNER)
+    return {(m["kind"], m["metadata"]["name"]): m for m in manifests}
+
+
+def deployment(objects: dict[tuple[str, str], dict[str, Any]], component: str) -> dict[str, Any]:
+    return objects["Deployment", f"dispatch-{component}"]
+
+
+def pod_hash(objects: dict[tuple[str, str], dict[str, Any]], component: str) -> str:
+    template = deployment(objects, component)["spec"]["template"]
+    digest: str = template["metadata"]["annotations"][rendering.CONFIG_HASH_ANNOTATION]
+    return digest
+
+
+def container(objects: dict[tuple[str, str], dict[str, Any]], component: str) -> dict[str, Any]:
+    (found,) = deployment(objects, component)["spec"]["template"]["spec"]["containers"]
+    return found  # type: ignore[no-any-return]
+
+
+def test_every_object_is_owned_labelled_and_namespaced() -> None:
+    objects = render()
+    assert set(objects) == {
+        ("ServiceAccount", "dispatch-gateway"),
+        ("ServiceAccount", "dispatch-consumer"),
+        ("ConfigMap", "dispatch-gateway-config"),
+        ("ConfigMap", "dispatch-consumer-config"),
+        ("Service", "dispatch-gateway"),
+        ("Deployment", "dispatch-gateway"),
+        ("Deployment", "dispatch-consumer"),
+        ("PodDisruptionBudget", "dispatch-gateway"),
+        ("HorizontalPodAutoscaler", "dispatch-gateway"),
+    }
+    for manifest in objects.values():
+        meta = manifest["metadata"]
+        assert meta["namespace"] == "fleet"
+        assert meta["ownerReferences"] == [rendering.owner_reference(OWNER)]
+        assert meta["ownerReferences"][0]["controller"] is True
+        assert meta["labels"]["app.kubernetes.io/instance"] == "dispatch"
+        assert meta["labels"][rendering.LABEL_MANAGED_BY] == rendering.MANAGER
+
+
+def test_rendering_is_deterministic() -> None:
+    assert rendering.render(crd.parse(BASE), OWNER) == rendering.render(crd.parse(BASE), OWNER)
+
+
+@pytest.mark.parametrize("component", ["gateway", "consumer"])
+def test_pods_are_hardened_and_probed(component: str) -> None:
+    objects = render()
+    pod = deployment(objects, component)["spec"]["template"]["spec"]
+    box = container(objects, component)
+    port = configs.GATEWAY_PORT if component == "gateway" else configs.CONSUMER_PORT
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["automountServiceAccountToken"] is False
+    assert box["securityContext"]["readOnlyRootFilesystem"] is True
+    assert box["securityContext"]["allowPrivilegeEscalation"] is False
+    assert box["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert box["ports"] == [{"name": "http", "containerPort": port, "protocol": "TCP"}]
+    assert box["livenessProbe"]["httpGet"] == {"path": "/health", "port": "http"}
+    assert box["readinessProbe"]["httpGet"] == {"path": "/ready", "port": "http"}
+    assert box["resources"]["requests"]["cpu"]
+    assert box["resources"]["limits"]["memory"]
+    assert {"name": "tmp", "mountPath": "/tmp"} in box["volumeMounts"]
+
+
+def test_gateway_grace_period_covers_the_drain_and_pods_spread_over_nodes() -> None:
+    pod = deployment(render(gateway={"drainSeconds": 45}), "gateway")["spec"]["template"]["spec"]
+    assert pod["terminationGracePeriodSeconds"] == 45 + rendering.TERMINATION_MARGIN_SECONDS
+    keys = {c["topologyKey"] for c in pod["topologySpreadConstraints"]}
+    assert "kubernetes.io/hostname" in keys
+
+
+def test_autoscaled_gateway_leaves_replicas_to_the_hpa() -> None:
+    objects = render(gateway={"autoscaling": {"minReplicas": 3, "maxReplicas": 7}})
+    assert "replicas" not in deployment(objects, "gateway")["spec"]
+    hpa = objects["HorizontalPodAutoscaler", "dispatch-gateway"]["spec"]
+    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (3, 7)
+    assert hpa["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": "dispatch-gateway",
+    }
+    assert hpa["metrics"][0]["resource"]["target"]["averageUtilization"] == 70
+
+
+def test_extra_hpa_metrics_are_passed_through() -> None:
+    extra = {
+        "type": "Pods",
+        "pods": {
+            "metric": {"name": "fleetcast_connections"},
+            "target": {"type": "AverageValue", "averageValue": "5k"},
+        },
+    }
+    objects = render(gateway={"autoscaling": {"metrics": [extra]}})
+    assert objects["HorizontalPodAutoscaler", "dispatch-gateway"]["spec"]["metrics"][1] == extra
+
+
+def test_without_autoscaling_replicas_are_set_and_the_hpa_is_obsolete() -> None:
+    spec = crd.parse({**BASE, "gateway": {"replicas": 4, "autoscaling": {"enabled": False}}})
+    objects = {(m["kind"], m["metadata"]["name"]): m for m in rendering.render(spec, OWNER)}
+    assert deployment(objects, "gateway")["spec"]["replicas"] == 4
+    assert ("HorizontalPodAutoscaler", "dispatch-gateway") not in objects
+    assert rendering.obsolete(spec, OWNER) == [
+        rendering.ObjectRef("autoscaling/v2", "HorizontalPodAutoscaler", "dispatch-gateway")
+    ]
+    assert rendering.obsolete(crd.parse(BASE), OWNER) == []
+
+
+def test_config_change_rolls_only_the_pods_it_concerns() -> None:
+    before = render()
+    pinged = render(gateway={"ping": {"intervalSeconds": 5}})
+    assert pod_hash(pinged, "gateway") != pod_hash(before, "gateway")
+    assert pod_hash(pinged, "consumer") == pod_hash(before, "consumer")
+    regrouped = render(kafka={"bootstrapServers": "kafka:9092", "groupId": "other"})
+    assert pod_hash(regrouped, "consumer") != pod_hash(before, "consumer")
+
+
+def test_scaling_and_image_changes_do_not_touch_the_config_hash() -> None:
+    before = render()
+    after = render(image="fleetcast:9.9.9", consumer={"replicas": 5})
+    assert pod_hash(after, "gateway") == pod_hash(before, "gateway")
+    assert pod_hash(after, "consumer") == pod_hash(before, "consumer")
+    assert container(after, "consumer")["image"] == "fleetcast:9.9.9"
+
+
+def test_a_different_secret_key_rolls_the_pods() -> None:
+    moved = render(auth={"jwtSecretRef": {"name": "jwt", "key": "other"}})
+    assert pod_hash(moved, "gateway") != pod_hash(render(), "gateway")
+
+
+def test_secrets_come_by_reference_never_through_the_configmap() -> None:
+    objects = render(
+        redis={"secretRef": {"name": "redis-conn"}},
+        kafka={
+            "bootstrapServers": "k:9092",
+            "security": {"protocol": "SASL_SSL", "secretRef": {"name": "sasl"}},
+        },
+    )
+    gateway_env = {
+        e["name"]: e["valueFrom"]["secretKeyRef"] for e in container(objects, "gateway")["env"]
+    }
+    consumer_env = {
+        e["name"]: e["valueFrom"]["secretKeyRef"] for e in container(objects, "consumer")["env"]
+    }
+    assert gateway_env["FLEETCAST_JWT_SECRET"] == {"name": "jwt", "key": "secret"}
+    assert gateway_env["FLEETCAST_REDIS_URL"] == {"name": "redis-conn", "key": "url"}
+    assert consumer_env["FLEETCAST_KAFKA_SASL_PASSWORD"] == {"name": "sasl", "key": "password"}
+    for component in ("gateway", "consumer"):
+        data = objects["ConfigMap", f"dispatch-{component}-config"]["data"]
+        assert not {
+            "FLEETCAST_REDIS_URL",
+            "FLEETCAST_JWT_SECRET",
+            "FLEETCAST_KAFKA_SASL_PASSWORD",
+        } & set(data)
+
+
+def _settings_from(
+    objects: dict[tuple[str, str], dict[str, Any]],
+    component: str,
+    monkeypatch: pytest.MonkeyPatch,
+    secrets: dict[str, str],
+) -> dict[str, str]:
+    """Put exactly what the pod would see into the environment."""
+    for name in list(os.environ):
+        if name.startswith("FLEETCAST_"):
+            monkeypatch.delenv(name)
+    env = dict(objects["ConfigMap", f"dispatch-{component}-config"]["data"])
+    for entry in container(objects, component).get("env", []):
+        env[entry["name"]] = secrets[entry["valueFrom"]["secretKeyRef"]["key"]]
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return env
+
+
+def test_the_gateway_reads_every_variable_the_operator_renders(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    objects = render(
+        auth={
+            "jwtSecretRef": {"name": "jwt"},
+            "issuer": "api",
+            "audience": "fleet",
+            "leewaySeconds": 5,
+        },
+        gateway={
+            "cors": {"allowedOrigins": ["https://console.example"]},
+            "path": "/socket",
+            "drainSeconds": 20,
+        },
+    )
+    env = _settings_from(objects, "gateway", monkeypatch, {"secret": "s" * 40})
+    fields = {f"FLEETCAST_{name.upper()}" for name in gateway_settings.Settings.model_fields}
+    assert set(env) <= fields
+    loaded = gateway_settings.Settings()
+    assert (loaded.port, loaded.host, loaded.ws_path) == (
+        configs.GATEWAY_PORT,
+        configs.BIND_ALL,
+        "/socket",
+    )
+    assert (loaded.jwt_issuer, loaded.jwt_audience, loaded.jwt_leeway_s) == ("api", "fleet", 5)
+    assert loaded.cors_origins == ["https://console.example"]
+    assert loaded.drain_seconds == 20
+    assert loaded.max_connections == 10_000
+
+
+def test_the_consumer_reads_every_variable_the_operator_renders(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    objects = render(
+        kafka={
+            "bootstrapServers": "k1:9092,k2:9092",
+            "topics": ["a.events", "b.events"],
+            "security": {
+                "protocol": "SASL_PLAINTEXT",
+                "saslMechanism": "SCRAM-SHA-512",
+                "secretRef": {"name": "sasl"},
+            },
+        },
+        routing={"overrides": {"task_updated": ["user", "org"]}},
+        logLevel="debug",
+    )
+    env = _settings_from(objects, "consumer", monkeypatch, {"username": "svc", "password": "pw"})
+    fields = {f"FLEETCAST_{name.upper()}" for name in consumer_settings.Settings.model_fields}
+    assert set(env) <= fields
+    loaded = consumer_settings.Settings()
+    assert loaded.consumer_port == configs.CONSUMER_PORT
+    assert loaded.kafka_topics == ["a.events", "b.events"]
+    assert loaded.kafka_sasl_username == "svc"
+    assert loaded.routing_overrides == {"task_updated": ["user", "org"]}
+    assert loaded.log_level == "DEBUG"
+
+
+def test_session_affinity_and_service_annotations() -> None:
+    service = render(
+        gateway={"service": {"type": "LoadBalancer", "port": 443, "annotations": {"lb": "x"}}}
+    )["Service", "dispatch-gateway"]
+    assert service["spec"]["sessionAffinity"] == "ClientIP"
+    assert service["spec"]["type"] == "LoadBalancer"
+    assert service["spec"]["ports"][0]["port"] == 443
+    assert service["metadata"]["annotations"] == {"lb": "x"}
+
+
+def test_disruption_budget_selects_the_gateways() -> None:
+    objects = render(gateway={"podDisruptionBudget": {"maxUnavailable": 2}})
+    budget = objects["PodDisruptionBudget", "dispatch-gateway"]["spec"]
+    assert budget["maxUnavailable"] == 2
+    assert budget["selector"]["matchLabels"] == rendering.selector_labels(OWNER, "gateway")
