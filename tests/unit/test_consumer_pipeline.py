@@ -1,0 +1,157 @@
+"""The loop's ordering rules, through its seams: deliver first, commit after.
+
+Fakes stand in for Kafka and Redis here only to pin the order of calls; the
+integration tests run the same loop against the real servers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import orjson
+from aiokafka import TopicPartition
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from fleetcast.consumer import pipeline, processing, publishing
+from fleetcast.consumer.metrics import Metrics
+
+
+@dataclass(frozen=True)
+class Rec:
+    topic: str
+    partition: int
+    offset: int
+    value: bytes | None
+    key: bytes | None = None
+
+
+def position(offset: int) -> Rec:
+    envelope = {
+        "event_id": f"e-{offset}",
+        "event_type": "asset_position_updated",
+        "organization_id": "org-1",
+        "occurred_at": "2026-11-25T18:00:00Z",
+        "data": {"asset_id": "u-1"},
+    }
+    return Rec("fleet.assets", 0, offset, orjson.dumps(envelope))
+
+
+class Journal(list[str]):
+    """The order in which the loop touched its collaborators."""
+
+
+class FakeSource:
+    def __init__(self, journal: Journal, polls: list[list[Rec]], stopping: asyncio.Event) -> None:
+        self.journal, self.polls, self.stopping = journal, polls, stopping
+        self.committed: dict[TopicPartition, int] = {}
+
+    async def getmany(
+        self, *partitions: TopicPartition, timeout_ms: int = 0, max_records: int | None = None
+    ) -> Mapping[TopicPartition, Sequence[processing.Record]]:
+        await asyncio.sleep(0)
+        if not self.polls:
+            self.stopping.set()
+            return {}
+        records = self.polls.pop(0)
+        return {TopicPartition("fleet.assets", 0): records}
+
+    async def commit(self, offsets: Mapping[TopicPartition, int] | None = None) -> None:
+        assert offsets is not None
+        self.journal.append(f"commit {sorted(offsets.values())}")
+        self.committed.update(offsets)
+
+    def highwater(self, partition: TopicPartition) -> int | None:
+        return 100
+
+
+class FakePublisher:
+    def __init__(self, journal: Journal, failures: int = 0) -> None:
+        self.journal, self.failures = journal, failures
+        self.failed = asyncio.Event()
+
+    async def publish(self, routed: Sequence[processing.Routed]) -> publishing.Outcome:
+        if self.failures:
+            self.failures -= 1
+            self.journal.append("publish failed")
+            self.failed.set()
+            raise RedisConnectionError("redis is away")
+        self.journal.append(f"publish {[r.event_id for r in routed]}")
+        return publishing.Outcome(len(routed), 0)
+
+
+class FakeDeadLetters:
+    def __init__(self, journal: Journal, failures: int = 0) -> None:
+        self.journal, self.failures = journal, failures
+
+    async def send(self, letters: Sequence[processing.DeadLetter]) -> None:
+        if self.failures:
+            self.failures -= 1
+            self.journal.append("dead-letter failed")
+            raise RedisConnectionError("kafka is away")  # any retryable error will do
+        self.journal.append(f"dead-letter {[d.reason for d in letters]}")
+
+
+OPTIONS = pipeline.Options(backoff_max_s=0.001, shutdown_timeout_s=0.05, poll_timeout_ms=1)
+
+
+async def run(
+    polls: list[list[Rec]], publish_failures: int = 0, dead_letter_failures: int = 0
+) -> tuple[Journal, FakeSource, Metrics]:
+    journal, stopping, metrics = Journal(), asyncio.Event(), Metrics()
+    source = FakeSource(journal, polls, stopping)
+    loop = pipeline.Pipeline(
+        source,
+        FakePublisher(journal, publish_failures),
+        FakeDeadLetters(journal, dead_letter_failures),
+        metrics,
+        OPTIONS,
+    )
+    await asyncio.wait_for(loop.run(stopping), 10)
+    return journal, source, metrics
+
+
+async def test_each_batch_is_committed_after_it_is_published() -> None:
+    journal, source, _ = await run([[position(0), position(1)], [position(2)]])
+    assert journal == ["publish ['e-0', 'e-1']", "commit [2]", "publish ['e-2']", "commit [3]"]
+    assert source.committed == {TopicPartition("fleet.assets", 0): 3}
+
+
+async def test_redis_failures_are_retried_and_nothing_is_committed_before() -> None:
+    journal, _, metrics = await run([[position(0)]], publish_failures=2)
+    assert journal == ["publish failed", "publish failed", "publish ['e-0']", "commit [1]"]
+    assert metrics.errors.labels("redis")._value.get() == 2
+
+
+async def test_dead_letters_are_retried_without_publishing_twice() -> None:
+    journal, _, metrics = await run([[position(0), Rec("fleet.assets", 0, 1, b"x")]], 0, 1)
+    assert journal == [
+        "publish ['e-0']",
+        "dead-letter failed",
+        "dead-letter ['not_json']",
+        "commit [2]",
+    ]
+    assert metrics.dead_lettered.labels("not_json")._value.get() == 1
+
+
+async def test_shutdown_with_redis_down_commits_nothing() -> None:
+    journal, stopping, metrics = Journal(), asyncio.Event(), Metrics()
+    source = FakeSource(journal, [[position(0)]], stopping)
+    publisher = FakePublisher(journal, 10**6)
+    loop = pipeline.Pipeline(source, publisher, FakeDeadLetters(journal), metrics, OPTIONS)
+    task = asyncio.create_task(loop.run(stopping))
+    await asyncio.wait_for(publisher.failed.wait(), 10)
+    stopping.set()
+    await asyncio.wait_for(task, 10)
+    assert source.committed == {}
+    assert all(entry == "publish failed" for entry in journal)
+
+
+async def test_lag_is_the_high_watermark_minus_the_next_offset() -> None:
+    _, _, metrics = await run([[position(0), position(1)]])
+    assert metrics.lag.labels("fleet.assets", "0")._value.get() == 98
+
+
+def test_backoff_doubles_up_to_its_cap() -> None:
+    assert [pipeline.backoff(n, 1.0) for n in range(5)] == [0.1, 0.2, 0.4, 0.8, 1.0]

@@ -1,0 +1,58 @@
+"""The Redis wire format: JSON, versioned, round-trips, refuses anything else."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from fleetcast.protocol import wire
+
+EVENT = {
+    "event_id": "e-1",
+    "event_type": "incident_created",
+    "organization_id": "org-42",
+    "occurred_at": "2026-11-25T18:00:00Z",
+    "data": {"incident_id": "inc-9"},
+}
+
+
+def test_round_trip() -> None:
+    batch = [
+        wire.RoutedEvent(
+            ("incident:inc-9:org:org-42", "org:org-42"),
+            {"incident:inc-9:org:org-42": "1-0", "org:org-42": "1-1"},
+            EVENT,
+        ),
+        wire.RoutedEvent(("fleet:org:org-42",), {}, {**EVENT, "event_id": "e-2"}),
+    ]
+    org, decoded = wire.decode(wire.encode("org-42", batch))
+    assert org == "org-42"
+    assert decoded == batch
+
+
+def test_the_encoding_is_compact_json_in_a_fixed_key_order() -> None:
+    raw = wire.encode("o", [wire.RoutedEvent(("org:o",), {"org:o": "5-0"}, {"a": 1})])
+    expected = b'{"v":1,"org":"o","events":[{"rooms":["org:o"],"offsets":{"org:o":"5-0"},'
+    assert raw == expected + b'"event":{"a":1}}]}'
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"not json",
+        b"[]",
+        orjson.dumps({"v": 2, "org": "o", "events": []}),
+        orjson.dumps({"org": "o", "events": []}),
+        orjson.dumps({"v": 1, "events": []}),
+        orjson.dumps({"v": 1, "org": "o", "events": [{"rooms": ["org:o"]}]}),
+        orjson.dumps({"v": 1, "org": "o", "events": 5}),
+    ],
+)
+def test_anything_else_is_a_wire_error(raw: bytes) -> None:
+    with pytest.raises(wire.WireError):
+        wire.decode(raw)
+
+
+def test_missing_offsets_mean_none() -> None:
+    raw = orjson.dumps({"v": 1, "org": "o", "events": [{"rooms": ["org:o"], "event": EVENT}]})
+    assert wire.decode(raw)[1][0].offsets == {}
