@@ -88,6 +88,17 @@ def detail(name: str, payload: Mapping[str, Any]) -> str:
     return text if len(text) <= MAX_DETAIL else text[: MAX_DETAIL - 1] + "…"
 
 
+def session_text(payload: object) -> str:
+    """``disp-7 @ org-42 roles dispatcher rooms org, user:disp-7 (gateway gw-1)``."""
+    if not isinstance(payload, Mapping):
+        return str(payload)
+    roles = ", ".join(str(r) for r in payload.get("roles") or ())
+    rooms = ", ".join(str(r) for r in payload.get("rooms") or ())
+    text = f"{payload.get('user', '?')} @ {payload.get('org', '?')}  roles {roles}  rooms {rooms}"
+    gateway = payload.get("gateway")
+    return f"{text}  (gateway {gateway})" if gateway else text
+
+
 def clock(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).strftime("%H:%M:%S.%f")[:-3]
 

@@ -18,7 +18,7 @@ from typing import Any, Final, Protocol
 
 import socketio
 
-from fleetcast.client import summary
+from fleetcast.client import output, summary
 
 EXIT_OK: Final = 0
 EXIT_REFUSED: Final = 3  # the server refused the connection (code printed)
@@ -87,6 +87,7 @@ class Listener:
         self._first_subscribe = True
         self._manual_connect = False
         self._last_refusal: object = None
+        self._closing: object = None  # the last disconnect_reason notice
         self._refused_rooms = 0
         self._received = 0
         self._token = options.token()
@@ -137,6 +138,8 @@ class Listener:
             if signal is Signal.CONNECTED:
                 await self._subscribe_all()
             elif signal is Signal.DROPPED:
+                if self._closed_for_good():
+                    return self._report_refusal(self._closing)
                 code = await self._connect(deadline)
                 if code is not None:
                     return code
@@ -144,6 +147,13 @@ class Listener:
                 return self._report_refusal(detail)
             else:
                 return EXIT_OK
+
+    def _closed_for_good(self) -> bool:
+        """The server said why it closed, and the same token cannot get back in."""
+        code, _message, _retry = refusal(self._closing)
+        self._closing = None
+        minted = self._options.refresh_margin_s is not None
+        return code in TERMINAL_CODES and not minted
 
     def _next_wake(self, deadline: float | None, now: float) -> float | None:
         wakes = [] if deadline is None else [deadline - now]
@@ -241,7 +251,7 @@ class Listener:
     # --- Socket.IO handlers (plain functions: they run in arrival order) ----------------
 
     def _on_connect(self) -> None:
-        self._sink.status("connected", f"connected to {self._options.url} (sid {self._sio.sid})")
+        self._sink.status("connected", f"connected to {self._options.url} (sid {self._sio.get_sid()})")
         self._signals.put_nowait((Signal.CONNECTED, None))
 
     def _on_connect_error(self, data: object = None) -> None:
@@ -264,7 +274,12 @@ class Listener:
     def _on_event(self, name: str, payload: object = None) -> None:
         received_at = time.time()
         if name == "session":
-            self._sink.status("session", f"{payload}", session=payload)
+            self._sink.status("session", output.session_text(payload), session=payload)
+            return
+        if name == "disconnect_reason":
+            self._closing = payload
+            code, message, _retry = refusal(payload)
+            self._sink.status("closing", f"the server is closing: {code}: {message}", code=code)
             return
         if isinstance(payload, Mapping):
             room, offset = payload.get("room"), payload.get("offset")

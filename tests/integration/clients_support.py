@@ -1,0 +1,157 @@
+"""What the client tests (CLI and browser console) share: a real gateway
+process, dev tokens, and a publisher that puts events into the gateway's
+Redis exactly as the consumer does (history XADD per room, then one wire
+message on the org channel), so these tests need no Kafka.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+
+import orjson
+import redis.asyncio as aioredis
+
+from fleetcast.client import tokens
+from fleetcast.devtools.redis import free_port
+from fleetcast.protocol import events, keys, routing, wire
+from fleetcast.protocol.rooms import RoomKind
+
+SECRET: Final = "fleetcast-client-tests-secret-0123456789"  # noqa: S105 (test key)
+START_TIMEOUT_S: Final = 20.0
+ROOT: Final = Path(__file__).resolve().parents[2]
+
+
+def mint(
+    sub: str, org: str, roles: tuple[str, ...] = ("dispatcher",), ttl_s: float = 600, **lists: Any
+) -> str:
+    grant = tokens.Grant(sub, org, roles, lists.get("channels", ()), lists.get("assets", ()))
+    return tokens.sign(tokens.claims(grant, now=time.time(), ttl_s=ttl_s), SECRET)
+
+
+def envelope(event_type: str, org: str, **data: Any) -> dict[str, Any]:
+    stamp = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return {
+        "event_id": uuid.uuid4().hex,
+        "event_type": event_type,
+        "organization_id": org,
+        "occurred_at": stamp,
+        "data": data,
+    }
+
+
+class GatewayProcess:
+    """``python -m fleetcast.gateway`` on a free loopback port; stop() always."""
+
+    def __init__(self, redis_url: str, log_dir: Path, port: int | None = None, **env: str) -> None:
+        self.redis_url = redis_url
+        self.port = port or free_port()
+        self.log_path = log_dir / f"gateway-{self.port}.log"
+        self.extra_env = env
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> GatewayProcess:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("FLEETCAST_")}
+        env.update(
+            FLEETCAST_HOST="127.0.0.1",
+            FLEETCAST_PORT=str(self.port),
+            FLEETCAST_REDIS_URL=self.redis_url,
+            FLEETCAST_JWT_SECRET=SECRET,
+            FLEETCAST_GATEWAY_ID=f"test-gw-{self.port}",
+            FLEETCAST_DRAIN_SECONDS="1",
+            FLEETCAST_LOG_LEVEL="WARNING",
+            **self.extra_env,
+        )
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "fleetcast.gateway"],
+                cwd=ROOT,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+            )
+        self._wait_ready()
+        return self
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        assert self.proc is not None
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"gateway exited at start:\n{self.log_tail()}")
+            ready = f"{self.url}/ready"
+            with contextlib.suppress(OSError), urllib.request.urlopen(ready, timeout=1) as answer:  # noqa: S310
+                if answer.status == 200:
+                    return
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"gateway not ready in {START_TIMEOUT_S}s:\n{self.log_tail()}")
+
+    def log_tail(self) -> str:
+        return self.log_path.read_text(errors="replace")[-3000:] if self.log_path.exists() else ""
+
+    def kill(self) -> None:
+        """SIGKILL: the crash case, no drain, no goodbye to clients."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+class Publisher:
+    """Publishes envelopes the way the consumer does, through a real Redis."""
+
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self.redis = redis
+        self.table = routing.RoutingTable.default()
+
+    async def publish(self, doc: Mapping[str, Any]) -> dict[str, str]:
+        """Route, XADD to each room's history (the fleet room keeps none), PUBLISH; the offsets."""
+        envelope = events.validate_envelope(dict(doc))
+        targets = routing.route(envelope, self.table)
+        raw = orjson.dumps(envelope.as_dict())
+        offsets: dict[str, str] = {}
+        for room in targets:
+            if room.kind is RoomKind.FLEET:
+                continue
+            entry = await self.redis.xadd(keys.history_stream(room.name), {keys.HISTORY_FIELD: raw})
+            offsets[room.name] = entry.decode() if isinstance(entry, bytes) else str(entry)
+        routed = wire.RoutedEvent(tuple(room.name for room in targets), offsets, envelope.as_dict())
+        await self.redis.publish(
+            keys.org_channel(envelope.organization_id),
+            wire.encode(envelope.organization_id, [routed]),
+        )
+        return offsets
+
+    async def wait_listener(self, org: str, timeout_s: float = 10.0) -> None:
+        """Until a gateway subscribes to the org's channel (it does so for its first client)."""
+        deadline = time.monotonic() + timeout_s
+        channel = keys.org_channel(org)
+        while time.monotonic() < deadline:
+            counts = await self.redis.pubsub_numsub(channel)
+            if counts and counts[0][1] > 0:
+                return
+            await asyncio.sleep(0.05)
+        raise TimeoutError(f"no gateway subscribed to {channel} in {timeout_s}s")
