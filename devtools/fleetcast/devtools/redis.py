@@ -86,13 +86,14 @@ class RedisServer:
             )
         self._dir = self._dir or Path(tempfile.mkdtemp(prefix="fleetcast-redis-"))
         self.port = self.port or free_port()
-        self._proc = subprocess.Popen(
-            [path, *self._arguments()],
-            cwd=self._dir,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=(self._dir / "stderr.log").open("ab"),
-        )
+        with (self._dir / "stderr.log").open("ab") as stderr:
+            self._proc = subprocess.Popen(
+                [path, *self._arguments()],
+                cwd=self._dir,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+            )
         self._wait_ready()
         return self
 

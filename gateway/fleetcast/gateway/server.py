@@ -184,6 +184,7 @@ class Gateway:
         if conn is None:
             return
         p.outbox.forget(conn)
+        p.outbox.transport.release(conn)
         p.sessions.drop(sid)
         label = conn.close_reason or str(reason or "unknown").replace(" ", "_")
         p.metrics.disconnects.labels(label).inc()

@@ -40,6 +40,9 @@ class Transport(Protocol):
     async def abort(self, conn: Connection) -> None:
         """Close the transport without a CLOSE packet: clients then reconnect by themselves."""
 
+    def release(self, conn: Connection) -> None:
+        """The connection is gone: end its writer (and a long-poll waiting on it) now."""
+
 
 class EngineIOTransport:
     """Writes into python-engineio's per-socket queues; its own writers drain them."""
@@ -71,5 +74,12 @@ class EngineIOTransport:
         # close() runs the disconnect handlers; the None then ends the writer,
         # which flushes what is queued (the reason frame) and closes the socket.
         await sock.close(wait=False, abort=True, reason=self._eio.reason.SERVER_DISCONNECT)
-        with contextlib.suppress(Exception):
-            sock.queue.put_nowait(None)
+        self.release(conn)
+
+    def release(self, conn: Connection) -> None:
+        # Without this, a polling client's pending GET waits out ping_interval +
+        # ping_timeout after the client said goodbye.
+        sock = self._eio.sockets.get(conn.eio_sid)
+        if sock is not None:
+            with contextlib.suppress(Exception):
+                sock.queue.put_nowait(None)

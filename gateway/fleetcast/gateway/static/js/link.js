@@ -20,6 +20,7 @@ export class Link {
     this.reconnects = 0;
     this.connectedOnce = false;
     this.retryTimer = null;
+    this.closing = null; // the last disconnect_reason notice
   }
 
   connect(token) {
@@ -93,20 +94,32 @@ export class Link {
     for (const entry of this.rooms.values()) entry.state = "pending";
     this.hooks.onRooms(this.rooms);
     if (reason === "io client disconnect") return;
+    const notice = this.closing;
+    this.closing = null;
     if (reason === "io server disconnect") {
-      // The server closed this session (drain, slow consumer, token expiry):
-      // connect again; a refusal then says why.
-      this.state("reconnecting", { reason: "closed by the server" });
+      if (notice && TERMINAL.has(notice.code)) {
+        // The same token cannot get back in: wait for a new one.
+        this.state("refused", { code: notice.code, message: notice.message ?? "" });
+        return;
+      }
+      // Closed by the server for another reason: connect again; a refusal then says why.
+      this.state("reconnecting", { reason: notice ? notice.code : "closed by the server" });
       this.retryTimer = setTimeout(() => this.socket && this.socket.connect(), 1000);
       return;
     }
-    this.state("reconnecting", { reason });
+    this.state("reconnecting", { reason: notice ? notice.code : reason });
   }
 
   onAny(name, payload) {
     const receivedAt = Date.now();
     if (name === "session") {
       this.hooks.onSession(payload);
+      return;
+    }
+    if (name === "disconnect_reason") {
+      // Sent just before the server closes the connection: says why, and whether to come back.
+      this.closing = payload;
+      this.hooks.onAnswer({ at: receivedAt, op: "closing", room: "", since: null, ack: { ok: false, error: payload } });
       return;
     }
     if (payload && typeof payload.room === "string" && typeof payload.offset === "string") {

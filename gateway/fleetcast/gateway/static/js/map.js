@@ -85,8 +85,9 @@ export class FleetMap {
       }
       if (asset.lat !== undefined) asset.trail.push([asset.lat, asset.lon]);
       if (asset.trail.length > TRAIL) asset.trail.shift();
-      Object.assign(asset, { lat: p.lat, lon: p.lon, heading: p.heading, speed: p.speed, seenAt: at });
-      if (p.status) asset.status = p.status;
+      const { asset_id: _id, status, ...fields } = p;
+      Object.assign(asset, fields, { seenAt: at });
+      if (status) asset.status = status;
       this.include(p.lat, p.lon);
       this.dirty.add(asset);
     }
