@@ -1,24 +1,43 @@
-"""Pytest fixtures for a real Apache Kafka broker (single-node KRaft, loopback).
+"""Pytest fixtures for a real Apache Kafka broker (single-node KRaft, loopback),
+and helpers to run the consumer against it.
 
 One broker serves the whole session (start-up is the slow part); tests stay
 independent by using topics and consumer groups of their own, named after the
 test (:class:`KafkaTopics`). A test that restarts the broker uses
 ``kafka_broker.restart()``: same port, same data, so later tests do not notice.
+
+The consumer runs in the test's event loop (:func:`running_consumer`) or as a
+child process (:class:`ConsumerProcess`, for SIGKILL/SIGTERM tests);
+:class:`WireCollector` records what it published on the org channels.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import itertools
+import os
 import re
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
+import aiohttp
 import orjson
 import pytest
+import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
+from prometheus_client.parser import text_string_to_metric_families
 
+from fleetcast.consumer import app
+from fleetcast.consumer.settings import Settings
 from fleetcast.devtools import kafka
-from fleetcast.protocol import events
+from fleetcast.protocol import events, keys, wire
 
 _counter = itertools.count(1)
 
@@ -118,3 +137,171 @@ async def produce_events(
         futures.append(await producer.send(topic, orjson.dumps(envelope), key=key))
     for future in futures:
         await future
+
+
+# --- the consumer, in this event loop or as a process ----------------------------
+
+
+def consumer_settings(topics: KafkaTopics, redis_url: str, **overrides: Any) -> Settings:
+    """Settings of a consumer of ``topics`` writing to ``redis_url``, reading from the start."""
+    values: dict[str, Any] = {
+        "kafka_bootstrap_servers": topics.bootstrap,
+        "kafka_topics": list(topics.events),
+        "kafka_group_id": topics.group,
+        "kafka_dlq_topic": topics.dlq,
+        "kafka_auto_offset_reset": "earliest",
+        "redis_url": redis_url,
+        "consumer_port": kafka.free_port(),
+        "retry_backoff_max_s": 0.5,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+async def wait_ready(port: int, timeout_s: float = 60.0) -> None:
+    """Until the consumer on ``port`` answers /ready with 200."""
+    deadline = time.monotonic() + timeout_s
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < deadline:
+            with contextlib.suppress(aiohttp.ClientError, OSError):
+                async with session.get(f"http://127.0.0.1:{port}/ready") as response:
+                    if response.status == 200:
+                        return
+            await asyncio.sleep(0.05)
+    raise TimeoutError(f"consumer on :{port} not ready after {timeout_s:.0f}s")
+
+
+async def scrape(port: int) -> dict[str, float]:
+    """One consumer's /metrics as {"name{label=value,...}": value}."""
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"http://127.0.0.1:{port}/metrics") as response,
+    ):
+        text = await response.text()
+    out: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+            out[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
+    return out
+
+
+@contextlib.asynccontextmanager
+async def running_consumer(settings: Settings) -> AsyncIterator[Settings]:
+    """A consumer in this event loop, ready (joined, Redis answering) on entry."""
+    stopping = asyncio.Event()
+    task = asyncio.create_task(app.run(settings, stopping))
+    try:
+        await _ready_or_crashed(task, settings.consumer_port)
+        yield settings
+    finally:
+        stopping.set()
+        await asyncio.wait_for(task, 60)
+
+
+async def _ready_or_crashed(task: asyncio.Task[None], port: int) -> None:
+    ready = asyncio.create_task(wait_ready(port))
+    done, _ = await asyncio.wait({task, ready}, return_when=asyncio.FIRST_COMPLETED)
+    if task in done:
+        ready.cancel()
+        task.result()  # raises what made it stop
+        raise RuntimeError("consumer stopped before it was ready")
+    ready.result()
+
+
+class ConsumerProcess:
+    """``python -m fleetcast.consumer`` as a child process (signals, crashes)."""
+
+    def __init__(self, settings_env: Mapping[str, str], log_path: Path) -> None:
+        self.env = {**os.environ, **settings_env}
+        self.port = int(settings_env["FLEETCAST_CONSUMER_PORT"])
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def spawn(self) -> None:
+        with self.log_path.open("ab") as log_file:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "fleetcast.consumer"],
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+            )
+
+    async def start(self) -> None:
+        """Spawn and wait until /ready."""
+        self.spawn()
+        try:
+            await wait_ready(self.port)
+        except TimeoutError:
+            self.kill()
+            raise RuntimeError(f"consumer did not start:\n{self.log_tail()}") from None
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(30)
+
+    async def terminate(self, timeout_s: float = 30.0) -> int:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        return await asyncio.to_thread(self.process.wait, timeout_s)
+
+    def log_tail(self, lines: int = 30) -> str:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The FLEETCAST_* variables that reproduce ``settings`` in a child process."""
+    env = {}
+    for name, value in settings.model_dump(exclude_defaults=True).items():
+        text = value if isinstance(value, str) else orjson.dumps(value).decode()
+        env[f"FLEETCAST_{name.upper()}"] = text
+    return env
+
+
+# --- what reached Redis ------------------------------------------------------------
+
+
+class WireCollector:
+    """Every wire message published on any org channel, decoded, in arrival order."""
+
+    def __init__(self, redis_url: str) -> None:
+        self._redis = aioredis.Redis.from_url(redis_url)
+        self._pubsub = self._redis.pubsub()
+        self.received: list[tuple[str, wire.RoutedEvent]] = []
+        self._task: asyncio.Task[None] | None = None
+        self._arrived = asyncio.Event()
+
+    async def __aenter__(self) -> WireCollector:
+        await self._pubsub.psubscribe(keys.ORG_CHANNEL_PATTERN)
+        self._task = asyncio.create_task(self._listen())
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+        await self._redis.aclose()
+
+    async def _listen(self) -> None:
+        async for message in self._pubsub.listen():
+            if message["type"] != "pmessage":
+                continue
+            channel = message["channel"].decode()
+            _, batch = wire.decode(message["data"])
+            self.received.extend((channel, item) for item in batch)
+            self._arrived.set()
+
+    def event_ids(self) -> list[str]:
+        return [str(item.event["event_id"]) for _, item in self.received]
+
+    async def wait_for(self, count: int, timeout_s: float = 60.0) -> None:
+        """Until at least ``count`` events arrived."""
+        async with asyncio.timeout(timeout_s):
+            while len(self.received) < count:
+                self._arrived.clear()
+                await self._arrived.wait()
