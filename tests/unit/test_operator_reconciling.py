@@ -173,6 +173,16 @@ def test_status_writes_retry_on_conflict_and_skip_when_unchanged(
     assert kube.objects[(*FLEETBROADCAST, "ns", "fb")]["metadata"]["resourceVersion"] == version
 
 
+def test_a_new_autoscaled_gateway_starts_at_the_hpa_minimum(
+    kube: FakeKube, reconciler: Reconciler
+) -> None:
+    secret(kube)
+    reconciler.reconcile(fleetbroadcast(kube, gateway={"autoscaling": {"minReplicas": 3}}))
+    created = kube.get("apps/v1", "Deployment", "ns", "fb-gateway")
+    assert created is not None
+    assert created["spec"]["replicas"] == 3
+
+
 def test_turning_autoscaling_off_deletes_the_hpa(kube: FakeKube, reconciler: Reconciler) -> None:
     secret(kube)
     reconciler.reconcile(fleetbroadcast(kube, gateway={"autoscaling": {"enabled": False}}))

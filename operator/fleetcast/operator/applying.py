@@ -27,16 +27,33 @@ def apply_all(
     kube: Kube, namespace: str, manifests: Iterable[Manifest], obsolete: Iterable[ObjectRef]
 ) -> None:
     """Apply every manifest in order, then delete what the spec no longer wants."""
+    manifests = list(manifests)
     for manifest in manifests:
         if _scaled_by_hpa(manifest):
-            hand_over_replicas(kube, manifest)
+            manifest = prepare_scaled(kube, manifest, _min_replicas(manifests))
         kube.apply(manifest, manager=MANAGER)
     for ref in obsolete:
         if kube.delete(ref.api_version, ref.kind, namespace, ref.name):
             logger.info("deleted %s %s/%s", ref.kind, namespace, ref.name)
 
 
-def hand_over_replicas(kube: Kube, deployment: Manifest) -> None:
+def prepare_scaled(kube: Kube, deployment: Manifest, initial: int) -> Manifest:
+    """The HPA-scaled Deployment as it should be applied now.
+
+    A new one starts at the HPA's minimum (the Deployment default of 1 would
+    report Ready and then scale up); an existing one is applied without
+    replicas, after handing the field over if the operator still owns it.
+    """
+    meta = deployment["metadata"]
+    live = kube.get("apps/v1", "Deployment", meta["namespace"], meta["name"])
+    if live is None:
+        return {**deployment, "spec": {"replicas": initial, **deployment["spec"]}}
+    if owns_replicas(live, MANAGER):
+        hand_over_replicas(kube, live)
+    return deployment
+
+
+def hand_over_replicas(kube: Kube, live: Manifest) -> None:
     """Keep the current replica count when the operator stops owning spec.replicas.
 
     Under server-side apply, a field whose only manager stops applying it is
@@ -45,10 +62,7 @@ def hand_over_replicas(kube: Kube, deployment: Manifest) -> None:
     documented way out: another manager applies the current value first, so
     the field stays when the operator lets go, until the HPA writes it.
     """
-    meta = deployment["metadata"]
-    live = kube.get("apps/v1", "Deployment", meta["namespace"], meta["name"])
-    if live is None or not owns_replicas(live, MANAGER):
-        return
+    meta = live["metadata"]
     handover = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -67,6 +81,14 @@ def owns_replicas(live: Mapping[str, Any], manager: str) -> bool:
         if "f:replicas" in entry.get("fieldsV1", {}).get("f:spec", {}):
             return True
     return False
+
+
+def _min_replicas(manifests: list[Manifest]) -> int:
+    for manifest in manifests:
+        if manifest["kind"] == "HorizontalPodAutoscaler":
+            minimum: int = manifest["spec"]["minReplicas"]
+            return minimum
+    return 1
 
 
 def _scaled_by_hpa(manifest: Manifest) -> bool:

@@ -63,7 +63,7 @@ def runtime(memo: kopf.Memo) -> Runtime:
     return found
 
 
-@kopf.on.startup()
+@kopf.on.startup(backoff=5)
 async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     """Configure kopf, make sure the peering object exists, start the resync."""
     shared = runtime(memo)
