@@ -138,12 +138,26 @@ class Publisher:
                 continue
             entry = await self.redis.xadd(keys.history_stream(room.name), {keys.HISTORY_FIELD: raw})
             offsets[room.name] = entry.decode() if isinstance(entry, bytes) else str(entry)
+        await self._keep_snapshot(envelope, raw)
         routed = wire.RoutedEvent(tuple(room.name for room in targets), offsets, envelope.as_dict())
         await self.redis.publish(
             keys.org_channel(envelope.organization_id),
             wire.encode(envelope.organization_id, [routed]),
         )
         return offsets
+
+    async def _keep_snapshot(self, envelope: events.Envelope, raw: bytes) -> None:
+        """The latest position/status per asset, as the consumer keeps it for fleet snapshots."""
+        hashes = {
+            "asset_position_updated": keys.fleet_positions,
+            "asset_status_changed": keys.fleet_statuses,
+        }
+        asset = envelope.data.get("asset_id")
+        if envelope.event_type not in hashes or not isinstance(asset, str):
+            return
+        org = envelope.organization_id
+        await self.redis.hset(hashes[envelope.event_type](org), asset, raw)
+        await self.redis.zadd(keys.fleet_last_seen(org), {asset: int(time.time() * 1000)})
 
     async def wait_listener(self, org: str, timeout_s: float = 10.0) -> None:
         """Until a gateway subscribes to the org's channel (it does so for its first client)."""

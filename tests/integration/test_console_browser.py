@@ -1,0 +1,231 @@
+"""The dispatch console in a real headless Chromium against a real gateway.
+
+Debian's chromium, driven by Playwright (no browser download). The page is
+served by the gateway at /, takes its token from ?token=, connects through
+the public protocol, and is fed by the demo fleet simulator whose events go
+through Redis exactly as the consumer publishes them. The screenshot of the
+main test goes to .artifacts/console.png and to docs/console.png (README).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Final
+
+import pytest
+import redis.asyncio as aioredis
+from playwright.async_api import Browser, Page, async_playwright, expect
+
+from fleetcast.devtools import demo
+from fleetcast.devtools.redis import RedisServer
+from tests.integration.clients_support import ROOT, GatewayProcess, Publisher, mint
+
+pytestmark = [pytest.mark.integration, pytest.mark.browser]
+
+CHROMIUM: Final = "/usr/bin/chromium"
+CHROMIUM_ARGS: Final = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ORG: Final = "org-metro"  # the demo fleet's first city
+FEED_RATE: Final = 60.0  # events per second into the gateway
+FEED_MAX_EVENTS: Final = 6000  # bounds the feeder whatever happens
+STEP_MS: Final = 20_000
+
+
+@pytest.fixture(scope="module")
+def gateway(
+    redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GatewayProcess]:
+    process = GatewayProcess(redis_server.url, tmp_path_factory.mktemp("gateway")).start()
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    if shutil.which(CHROMIUM) is None:
+        pytest.fail(f"{CHROMIUM} missing: run scripts/system-deps.sh (make deps)")
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield launched
+        finally:
+            await launched.close()
+
+
+@pytest.fixture
+async def publisher(redis_url: str) -> AsyncIterator[Publisher]:
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        yield Publisher(client)
+    finally:
+        await client.aclose()
+
+
+async def feed(publisher: Publisher, stop: asyncio.Event) -> int:
+    """The demo fleet of one city at FEED_RATE, until stopped (or FEED_MAX_EVENTS)."""
+    fleet = demo.Fleet(orgs=1, units_per_org=60, seed=11)
+    sent = 0
+    for envelope in fleet:
+        if stop.is_set() or sent >= FEED_MAX_EVENTS:
+            break
+        await publisher.publish(envelope)
+        sent += 1
+        await asyncio.sleep(1 / FEED_RATE)
+    return sent
+
+
+@contextlib.asynccontextmanager
+async def feeding(publisher: Publisher) -> AsyncIterator[None]:
+    await publisher.wait_listener(ORG)
+    stop = asyncio.Event()
+    task = asyncio.create_task(feed(publisher, stop))
+    try:
+        yield
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+
+
+async def open_console(browser: Browser, url: str, token: str, errors: list[str]) -> Page:
+    """The console at ``url``, token in its address; uncaught page errors go to ``errors``."""
+    page = await browser.new_page(viewport={"width": 1600, "height": 900})
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.set_default_timeout(STEP_MS)
+    await page.goto(f"{url}/?token={token}")
+    return page
+
+
+async def count(page: Page, selector: str) -> int:
+    return await page.locator(selector).count()
+
+
+async def number(page: Page, selector: str) -> float:
+    return float(await page.inner_text(selector))
+
+
+async def ge(value: Awaitable[float], least: float) -> bool:
+    return await value >= least
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], what: str) -> None:
+    """Poll from Python (the page's CSP forbids the string eval of wait_for_function)."""
+    deadline = time.monotonic() + STEP_MS / 1000
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.1)
+
+
+async def test_dispatcher_sees_live_events_map_and_refusals(
+    gateway: GatewayProcess, publisher: Publisher, browser: Browser
+) -> None:
+    errors: list[str] = []
+    page = await open_console(browser, gateway.url, mint("disp-1", ORG), errors)
+    await expect(page.locator("#conn")).to_have_attribute("data-state", "connected")
+    assert "token=" not in page.url, "the token must leave the address bar"
+    await expect(page.locator("#s-org")).to_have_text(ORG)
+    await expect(page.locator("#s-user")).to_have_text("disp-1")
+    await expect(page.locator("#s-roles")).to_contain_text("dispatcher")
+    await expect(page.locator('#rooms li[data-room="fleet"]')).to_have_attribute("data-state", "ok")
+
+    await page.fill("#room", "channel:ch-dispatch")
+    await page.click("#sub-form button")
+    await expect(page.locator('#rooms li[data-room="channel:ch-dispatch"]')).to_have_attribute(
+        "data-state", "ok"
+    )
+    # Another org's room, smuggled in the room string: refused with its code.
+    smuggled = "channel:ch-1:org:org-harbor"
+    await page.fill("#room", smuggled)
+    await page.click("#sub-form button")
+    refused = page.locator(f'#rooms li[data-room="{smuggled}"]')
+    await expect(refused).to_have_attribute("data-state", "refused")
+    await expect(refused).to_have_attribute("data-code", "invalid_room")
+    await expect(page.locator('#answers li[data-code="invalid_room"]')).to_have_count(1)
+
+    async with feeding(publisher):
+        await expect(page.locator("#feed tr").first).to_be_visible()
+        await eventually(lambda: ge(count(page, "#map g.asset"), 40), "40 assets on the map")
+        await eventually(lambda: ge(number(page, "#incident-count"), 1), "an open incident")
+        await expect(page.locator('#counters tr[data-type="alert_created"]')).to_have_count(1)
+        await expect(page.locator("#lat-readout")).to_contain_text("p99")
+        assert await number(page, "#rate") > 0
+
+        # Filter by type: only that type stays visible.
+        await page.select_option("#f-type", "incident_created")
+        visible = page.locator("#feed tr:not([hidden])")
+        await page.wait_for_timeout(500)
+        types = await visible.evaluate_all("rows => rows.map(r => r.dataset.type)")
+        assert types
+        assert set(types) == {"incident_created"}
+        await page.select_option("#f-type", "")
+
+        # Pause holds the feed still while counters keep counting.
+        await page.click("#pause")
+        held = await count(page, "#feed tr")
+        await expect(page.locator("#paused")).to_contain_text("new")
+        await page.wait_for_timeout(1000)
+        assert await count(page, "#feed tr") == held
+        await page.click("#pause")
+
+        await page.wait_for_timeout(2500)  # a few more seconds of traffic for the picture
+        shot = await page.screenshot()
+    for target in (ROOT / ".artifacts" / "console.png", ROOT / "docs" / "console.png"):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(shot)
+    assert errors == []
+
+
+async def test_console_reconnects_and_resumes_after_a_gateway_crash(
+    redis_url: str, tmp_path: Path, browser: Browser
+) -> None:
+    first = GatewayProcess(redis_url, tmp_path).start()
+    second = GatewayProcess(redis_url, tmp_path, port=first.port)
+    try:
+        errors: list[str] = []
+        page = await open_console(browser, first.url, mint("disp-2", ORG), errors)
+        await expect(page.locator('#rooms li[data-room="fleet"]')).to_have_attribute(
+            "data-state", "ok"
+        )
+        await page.fill("#room", "channel:ch-dispatch")
+        await page.click("#sub-form button")
+        await expect(page.locator('#rooms li[data-room="channel:ch-dispatch"]')).to_have_attribute(
+            "data-state", "ok"
+        )
+        first.kill()
+        await expect(page.locator("#conn")).to_have_attribute("data-state", "reconnecting")
+        await asyncio.to_thread(second.start)
+        await expect(page.locator("#conn")).to_have_attribute(
+            "data-state", "connected", timeout=30_000
+        )
+        await expect(page.locator("#reconnects")).to_have_text("1 reconnect")
+        await expect(page.locator('#rooms li[data-room="channel:ch-dispatch"]')).to_have_attribute(
+            "data-state", "ok"
+        )
+        assert errors == []
+    finally:
+        first.stop()
+        second.stop()
+
+
+async def test_expired_token_is_refused_with_its_code(
+    gateway: GatewayProcess, browser: Browser
+) -> None:
+    page = await open_console(browser, gateway.url, mint("disp-3", ORG, ttl_s=-120), [])
+    await expect(page.locator("#conn")).to_have_attribute("data-state", "refused")
+    await expect(page.locator("#conn")).to_have_attribute("data-code", "token_expired")
+    await expect(page.locator("#conn-text")).to_contain_text("token_expired")
