@@ -270,3 +270,24 @@ def test_port_forward_reaches_the_gateway(config: dict[str, Any]) -> None:
     )
     assert forward["resourceName"] == f"{instance['fleetBroadcast']['name']}-gateway"
     assert forward["namespace"] == config["deploy"]["helm"]["releases"][1]["namespace"]
+
+
+def test_the_image_it_builds_follows_the_rules(config: dict[str, Any]) -> None:
+    """The Dockerfile skaffold (and `make images`) builds, read as text: no Docker here."""
+    (artifact,) = config["build"]["artifacts"]
+    text = (ROOT / artifact["docker"]["dockerfile"]).read_text()
+    stages = re.split(r"(?m)^FROM ", text)[1:]
+    assert len(stages) == 2, "multi-stage: build, then a clean final stage"
+    assert re.search(r"(?m)^ARG PYTHON_IMAGE=python:3\.11\.\d+-slim-\w+", text), "pinned base"
+    final = stages[-1]
+    assert "uv sync" not in final
+    assert "pip uninstall" in final  # no installer left at run time
+    assert re.search(r"(?m)^USER 10001:10001$", final)
+    assert re.search(r"(?m)^HEALTHCHECK ", final)
+    for label in ("title", "description", "version", "revision", "created", "licenses"):
+        assert f"org.opencontainers.image.{label}=" in final, label
+    assert "uv sync --frozen --no-dev" in stages[0]  # from the lock, without dev tools
+    rules = [
+        line for line in (ROOT / ".dockerignore").read_text().splitlines() if line[:1] not in "#"
+    ]
+    assert rules[0] == "*"  # an allow-list: only what is named below reaches the daemon
