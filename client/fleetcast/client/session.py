@@ -251,7 +251,9 @@ class Listener:
     # --- Socket.IO handlers (plain functions: they run in arrival order) ----------------
 
     def _on_connect(self) -> None:
-        self._sink.status("connected", f"connected to {self._options.url} (sid {self._sio.get_sid()})")
+        self._sink.status(
+            "connected", f"connected to {self._options.url} (sid {self._sio.get_sid()})"
+        )
         self._signals.put_nowait((Signal.CONNECTED, None))
 
     def _on_connect_error(self, data: object = None) -> None:
