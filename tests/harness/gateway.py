@@ -63,6 +63,8 @@ def gateway_settings(redis_url: str, **overrides: Any) -> Settings:
         "canary_interval_s": 0.5,
         "canary_timeout_s": 0.3,
         "redis_backoff_max_s": 0.5,
+        "subscribe_rate": 1000.0,  # tests of the rate limit set their own
+        "subscribe_burst": 1000,
         "gateway_id": f"test-{free_port()}",
         **overrides,
     }

@@ -24,7 +24,7 @@ RSA_ALGORITHMS: Final = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", 
 EC_ALGORITHMS: Final = frozenset({"ES256", "ES384", "ES512"})
 SUPPORTED_ALGORITHMS: Final = HMAC_ALGORITHMS | RSA_ALGORITHMS | EC_ALGORITHMS
 #: RFC 7518 3.2: an HMAC key must be at least as long as the hash output.
-MIN_SECRET_BYTES: Final = 32
+MIN_SECRET_BYTES: Final = {"HS256": 32, "HS384": 48, "HS512": 64}
 
 
 def _default_gateway_id() -> str:
@@ -159,8 +159,11 @@ class Settings(BaseSettings):
         if algorithms & HMAC_ALGORITHMS:
             if not self.jwt_secret:
                 raise ValueError("FLEETCAST_JWT_SECRET is required for HS* algorithms")
-            if len(self.jwt_secret.encode()) < MIN_SECRET_BYTES:
-                raise ValueError(f"FLEETCAST_JWT_SECRET must be at least {MIN_SECRET_BYTES} bytes")
+            needed = max(MIN_SECRET_BYTES[alg] for alg in algorithms & HMAC_ALGORITHMS)
+            if len(self.jwt_secret.encode()) < needed:
+                raise ValueError(
+                    f"FLEETCAST_JWT_SECRET must be at least {needed} bytes for {sorted(algorithms)}"
+                )
         if algorithms & (RSA_ALGORITHMS | EC_ALGORITHMS):
             _check_public_key(self.jwt_public_key, algorithms)
         if self.canary_timeout_s >= self.canary_interval_s:

@@ -1,0 +1,83 @@
+"""Subscribe/recovery logic with a fake history reader that lets live events race the read."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fleetcast.gateway.auth import Claims
+from fleetcast.gateway.delivery import Delivery
+from fleetcast.gateway.limits import TokenBucket
+from fleetcast.gateway.metrics import Metrics
+from fleetcast.gateway.policy import Policy
+from fleetcast.gateway.registry import Connection, Frame, Registry
+from fleetcast.gateway.subscriptions import Subscriptions
+from fleetcast.protocol import keys
+from fleetcast.protocol.wire import RoutedEvent
+
+ROOM = "channel:c1:org:o1"
+
+
+def envelope(event_id: str) -> dict[str, Any]:
+    return {"event_id": event_id, "event_type": "incident_updated", "organization_id": "o1",
+            "occurred_at": "2026-11-25T18:00:00Z", "data": {"channel_id": "c1"}}  # fmt: skip
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.sent: list[Frame] = []
+
+    def push(self, conn: Connection, frame: Frame) -> None:
+        self.sent.append(frame)
+
+    def event_ids(self) -> list[str]:
+        return [json.loads(frame.text[1:])[1]["event_id"] for frame in self.sent]
+
+
+class RacingReader:
+    """Returns history h2..h4 after since=1-0, while live events l3..l6 arrive mid-read."""
+
+    def __init__(self, delivery: Delivery) -> None:
+        self.delivery = delivery
+
+    async def first_and_after(
+        self, stream: str, since: str, count: int
+    ) -> tuple[list[Any], list[Any]]:
+        for n in (3, 4, 5, 6):  # l3, l4 duplicate history entries 3-0, 4-0
+            self.delivery.deliver("o1", RoutedEvent((ROOM,), {ROOM: f"{n}-0"}, envelope(f"l{n}")))
+        field = keys.HISTORY_FIELD.encode()
+        entries = [
+            (f"{n}-0".encode(), {field: json.dumps(envelope(f"h{n}")).encode()})
+            for n in (1, 2, 3, 4)
+        ]
+        return entries[:1], entries[1:]
+
+
+def setup(role: str = "dispatcher") -> tuple[Subscriptions, Connection, Recorder, Delivery]:
+    registry, recorder, metrics = Registry(), Recorder(), Metrics()
+    delivery = Delivery(registry, recorder, metrics, max_held=100)
+    claims = Claims("u", "o1", (role,), exp=0.0)
+    conn = Connection("s", "e", claims, 0.0, TokenBucket(100, 100, 0), deadline=0.0, open=True)
+    registry.add(conn)
+    changed: list[str] = []
+    subs = Subscriptions(registry, Policy.default(), RacingReader(delivery), recorder, metrics,
+                         max_rooms=10, on_change=changed.append)  # fmt: skip
+    return subs, conn, recorder, delivery
+
+
+async def test_live_events_during_recovery_are_held_and_deduplicated() -> None:
+    subs, conn, recorder, delivery = setup()
+    ack = await subs.subscribe(conn, {"room": "channel:c1", "since": "1-0"})
+    assert ack == {"ok": True, "room": "channel:c1", "recovered": True}
+    assert recorder.event_ids() == ["h2", "h3", "h4", "l5", "l6"]
+    assert conn.recovering is None
+    delivery.deliver("o1", RoutedEvent((ROOM,), {ROOM: "7-0"}, envelope("l7")))
+    assert recorder.event_ids()[-1] == "l7"
+
+
+async def test_forbidden_room_is_never_joined() -> None:
+    subs, conn, recorder, _ = setup(role="viewer")
+    ack = await subs.subscribe(conn, {"room": "channel:c1", "since": "1-0"})
+    assert ack["error"]["code"] == "forbidden"
+    assert ROOM not in conn.rooms
+    assert recorder.sent == []
