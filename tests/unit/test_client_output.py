@@ -43,9 +43,11 @@ def test_color_marks_alerts_and_slow_events() -> None:
     assert output.family("transcription_completed") == "transmission"
 
 
-def test_batch_detail_counts_positions() -> None:
+def test_batch_and_snapshot_details_count_positions() -> None:
     batch = {"data": {"positions": [{"asset_id": "a"}, {"asset_id": "b"}]}}
     assert output.detail("asset_positions", batch) == "2 positions"
+    snapshot = {"data": {"positions": {"a": {"asset_id": "a"}}, "statuses": {}}}
+    assert output.detail("fleet_snapshot", snapshot) == "snapshot of 1 assets"
 
 
 def test_json_mode_writes_payload_lines_on_stdout_and_json_status_on_stderr() -> None:

@@ -74,6 +74,8 @@ def detail(name: str, payload: Mapping[str, Any]) -> str:
     """One short phrase that says what the event is about."""
     if name == summary.BATCH_TYPE:
         return f"{len(summary.batch_positions(payload))} positions"
+    if name in summary.SNAPSHOT_TYPES:
+        return f"snapshot of {len(summary.batch_positions(payload))} assets"
     data = payload.get("data")
     if not isinstance(data, Mapping):
         data = payload
@@ -82,7 +84,7 @@ def detail(name: str, payload: Mapping[str, Any]) -> str:
     parts = [
         f"{key}={scalar(data[key])}"
         for key in keys
-        if isinstance(data[key], str | int | float | bool) and data[key] is not None
+        if isinstance(data[key], str | int | float | bool)
     ]
     text = " ".join(parts)
     return text if len(text) <= MAX_DETAIL else text[: MAX_DETAIL - 1] + "…"

@@ -19,8 +19,9 @@ from typing import Any, Final
 #: Latency samples kept; percentiles describe the most recent ones.
 MAX_SAMPLES: Final = 200_000
 BATCH_TYPE: Final = "asset_positions"
+SNAPSHOT_TYPE: Final = "fleet_snapshot"
 #: Events that describe state rather than report something new.
-SNAPSHOT_TYPES: Final = frozenset({"fleet_snapshot", "session"})
+SNAPSHOT_TYPES: Final = frozenset({SNAPSHOT_TYPE, "snapshot", "session"})
 
 
 def parse_time(text: object) -> float | None:
@@ -52,12 +53,15 @@ def percentile(ordered: Sequence[float], q: float) -> float | None:
 def batch_positions(payload: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     """The positions inside an ``asset_positions`` batch, read tolerantly.
 
-    Accepts ``data.positions`` or top-level ``positions``, each item either a
-    position ``data`` object or a whole envelope with its own ``data``.
+    Accepts ``data.positions`` or top-level ``positions`` (a list, or an
+    object keyed by asset id), each item either a position ``data`` object or
+    a whole envelope with its own ``data``.
     """
     data = payload.get("data")
     holder = data if isinstance(data, Mapping) else payload
     items = holder.get("positions")
+    if isinstance(items, Mapping):
+        items = list(items.values())
     if not isinstance(items, list):
         return []
     return [item for item in items if isinstance(item, Mapping)]

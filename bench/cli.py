@@ -1,0 +1,160 @@
+"""``python -m bench``: run scenarios, print the ratios, write the report and plot.
+
+A full run (no ``--quick``) writes ``bench/results/report.md`` and
+``report.png`` (committed) and keeps raw data, JSON and server logs under
+``bench/results/raw/<timestamp>/`` (git-ignored). A ``--quick`` run is a
+smoke test: small, and written only under raw/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import os
+import platform
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+
+import orjson
+
+from bench import plot, procs, registry, report, servers
+from bench.context import SERVER_NAMES, Context, Options
+from bench.results import ScenarioResult
+
+RESULTS = Path(__file__).resolve().parent / "results"
+DEFAULT_CLIENTS = (1000, 5000, 10_000)
+QUICK_CLIENTS = (1000,)
+
+
+def parse(argv: Sequence[str]) -> Options:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument(
+        "--scenario",
+        action="append",
+        help="scenario(s) to run, comma-separated or repeated "
+        f"(default all: {', '.join(registry.names())})",
+    )
+    parser.add_argument(
+        "--clients", help="client counts K, e.g. 1000,5000 (default 1000,5000,10000)"
+    )
+    parser.add_argument("--servers", default=",".join(SERVER_NAMES), help="servers to compare")
+    parser.add_argument("--quick", action="store_true", help="short smoke run (K=1000, 2 s phases)")
+    parser.add_argument("--rate", type=float, help="offered deliveries/s in paced phases (40000)")
+    parser.add_argument("--seconds", type=float, help="length of a paced phase (5; quick 2)")
+    args = parser.parse_args(argv)
+    scenarios = [n for item in args.scenario or registry.names() for n in item.split(",") if n]
+    for name in scenarios:
+        if name not in registry.MODULES:
+            parser.error(f"unknown scenario {name!r} (known: {', '.join(registry.names())})")
+    clients = (
+        tuple(int(k) for k in args.clients.split(","))
+        if args.clients
+        else (QUICK_CLIENTS if args.quick else DEFAULT_CLIENTS)
+    )
+    names = tuple(s for s in args.servers.split(",") if s)
+    for name in names:
+        if name not in SERVER_NAMES:
+            parser.error(f"unknown server {name!r} (known: {', '.join(SERVER_NAMES)})")
+    return Options(
+        scenarios=tuple(scenarios),
+        clients=clients,
+        servers=names,
+        quick=args.quick,
+        rate=args.rate or 40_000.0,
+        seconds=args.seconds or (2.0 if args.quick else 5.0),
+    )
+
+
+async def run_all(ctx: Context) -> list[ScenarioResult]:
+    results = []
+    for name in ctx.options.scenarios:
+        scenario = registry.load(name)
+        print(f"== {name}: {scenario.title}", flush=True)
+        started = time.monotonic()
+        try:
+            result = await scenario.run(ctx)
+        except Exception as exc:
+            (ctx.raw_dir / f"{name}-error.txt").write_text(traceback.format_exc())
+            result = ScenarioResult(name, scenario.title, scenario.about)
+            result.error = f"{type(exc).__name__}: {exc}".strip()[:600]
+            print(f"   failed: {result.error}", flush=True)
+        print(f"   {time.monotonic() - started:.0f}s", flush=True)
+        (ctx.raw_dir / f"{name}.json").write_bytes(
+            orjson.dumps(result.to_json(), option=orjson.OPT_INDENT_2)
+        )
+        results.append(result)
+    return results
+
+
+def machine() -> str:
+    model = "?"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{model}, {os.cpu_count()} cores, {mem:.0f} GiB, Linux {platform.release()}"
+
+
+def versions(opts: Options) -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    commit = subprocess.run(
+        ["git", "describe", "--always", "--dirty"], capture_output=True, text=True, check=False
+    )
+    found["fleetcast"] = commit.stdout.strip() or "?"
+    if "socket.io" in opts.servers and shutil.which("node"):
+        found |= servers.node_versions()
+    return found
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    opts = parse(sys.argv[1:] if argv is None else argv)
+    procs.raise_fd_limit()
+    plan = procs.CpuPlan.detect()
+    procs.pin_self(plan.rest)  # children (Redis, Kafka, load generator) inherit these cores
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    raw_dir = RESULTS / "raw" / stamp
+    raw_dir.mkdir(parents=True, exist_ok=True)
+    command = "python -m bench " + shlex.join(sys.argv[1:] if argv is None else argv)
+    print(f"bench: {command}\nbench: {plan.describe()}\nbench: raw data in {raw_dir}", flush=True)
+    started_wall, started = dt.datetime.now().isoformat(timespec="seconds"), time.monotonic()
+    ctx = Context(opts, plan, raw_dir)
+    try:
+        results = asyncio.run(run_all(ctx))
+    finally:
+        ctx.close()
+    info = report.RunInfo(
+        command=command.strip(),
+        started=started_wall,
+        duration_s=time.monotonic() - started,
+        machine=machine(),
+        cpu_plan=plan.describe(),
+        versions=versions(opts),
+    )
+    write(info, results, raw_dir, publish=not opts.quick)
+    return 1 if any(r.error for r in results) else 0
+
+
+def write(
+    info: report.RunInfo, results: list[ScenarioResult], raw_dir: Path, *, publish: bool
+) -> None:
+    text = report.render(info, results)
+    (raw_dir / "report.md").write_text(text)
+    has_plot = plot.plot(results, raw_dir / "report.png")
+    if publish:
+        (RESULTS / "report.md").write_text(text)
+        if has_plot:
+            shutil.copyfile(raw_dir / "report.png", RESULTS / "report.png")
+    print("\n".join(["", *report.ratio_lines(results)]) or "no ratios measured")
+    where = RESULTS if publish else raw_dir
+    print(
+        f"bench: report {where / 'report.md'}"
+        + (f", plot {where / 'report.png'}" if has_plot else "")
+    )

@@ -1,0 +1,77 @@
+"""The run-wide state every scenario gets: options, core plan, Redis, output folders."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench import procs, servers
+from bench.loadgen.control import LoadGen
+from fleetcast.devtools.redis import RedisServer
+
+SERVER_NAMES = ("fleetcast", "socket.io")
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    """What the command line asked for."""
+
+    scenarios: tuple[str, ...]
+    clients: tuple[int, ...]
+    servers: tuple[str, ...] = SERVER_NAMES
+    quick: bool = False
+    #: Offered deliveries per second in paced phases (events/s x recipients).
+    rate: float = 40_000.0
+    #: Length of a paced phase (seconds).
+    seconds: float = 5.0
+
+
+class Context:
+    """Shared by the scenarios of one run; owns the Redis server it starts."""
+
+    def __init__(self, options: Options, plan: procs.CpuPlan, raw_dir: Path) -> None:
+        self.options = options
+        self.plan = plan
+        self.raw_dir = raw_dir
+        self.log_dir = raw_dir / "logs"
+        self._redis: RedisServer | None = None
+
+    @property
+    def redis_url(self) -> str:
+        if self._redis is None:
+            # inherits this process's cores: the controller pinned itself to plan.rest
+            self._redis = RedisServer().start()
+        return self._redis.url
+
+    def server(self, name: str, **kwargs: object) -> servers.Server:
+        if name == "fleetcast":
+            gateway_id = str(kwargs.get("gateway_id", "bench-gw"))
+            return servers.FleetcastGateway(
+                self.redis_url, self.plan.server, self.log_dir, gateway_id=gateway_id
+            )
+        if name == "socket.io":
+            return servers.NodeReference(self.redis_url, self.plan.server, self.log_dir)
+        raise ValueError(f"unknown server {name!r} (known: {', '.join(SERVER_NAMES)})")
+
+    def loadgen(self) -> LoadGen:
+        return LoadGen(self.plan.rest)
+
+    @contextlib.asynccontextmanager
+    async def serving(self, name: str) -> AsyncIterator[tuple[servers.Server, LoadGen]]:
+        """A fresh server of ``name`` and a fresh load generator, both stopped on exit."""
+        server = self.server(name)
+        loadgen = self.loadgen()
+        try:
+            await server.start()
+            await loadgen.start()
+            yield server, loadgen
+        finally:
+            await loadgen.stop()
+            server.stop()
+
+    def close(self) -> None:
+        if self._redis is not None:
+            self._redis.cleanup()
+            self._redis = None

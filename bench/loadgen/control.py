@@ -1,0 +1,170 @@
+"""The controller's handle on a load generator process.
+
+Spawns ``python -m bench.loadgen`` pinned to its cores and speaks its
+line-delimited JSON commands. Every wait is bounded: a command that gets no
+answer within its timeout raises, and :meth:`LoadGen.stop` always ends the
+process it started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from bench import procs
+from bench.loadgen.client import ClientSpec
+
+
+class LoadGenError(RuntimeError):
+    """The load generator refused a command or stopped answering."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectResult:
+    connected: int
+    failed: int
+    errors: dict[str, int]
+    elapsed_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    deliveries: int
+    first_ns: int
+    last_ns: int
+    closed: int
+
+
+class LoadGen:
+    """One load generator process (start with :meth:`start`, end with :meth:`stop`)."""
+
+    def __init__(self, cpus: Sequence[int] | None) -> None:
+        self.cpus = cpus
+        self.proc: asyncio.subprocess.Process | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    async def start(self) -> None:
+        argv = procs.pinned([sys.executable, "-m", "bench.loadgen"], self.cpus)
+        self.proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            limit=64 * 1024 * 1024,
+        )
+
+    async def call(self, cmd: dict[str, Any], within_s: float = 30.0) -> dict[str, Any]:
+        proc = self.proc
+        if proc is None or proc.stdin is None or proc.stdout is None:
+            raise LoadGenError("load generator not started")
+        proc.stdin.write(orjson.dumps(cmd) + b"\n")
+        await proc.stdin.drain()
+        try:
+            line = await asyncio.wait_for(proc.stdout.readline(), within_s)
+        except TimeoutError:
+            raise LoadGenError(f"no answer to {cmd['op']} within {within_s:.0f}s") from None
+        if not line:
+            raise LoadGenError(f"load generator exited (code {proc.returncode}) during {cmd['op']}")
+        reply: dict[str, Any] = orjson.loads(line)
+        if not reply.pop("ok"):
+            raise LoadGenError(f"{cmd['op']}: {reply.get('error')}")
+        return reply
+
+    async def connect(
+        self,
+        host: str,
+        port: int,
+        path: str,
+        clients: Sequence[ClientSpec],
+        *,
+        concurrency: int = 100,
+        within_s: float = 120.0,
+    ) -> ConnectResult:
+        """Connect and subscribe ``clients``; returns once every one is ready or failed."""
+        reply = await self.call(
+            {
+                "op": "connect",
+                "host": host,
+                "port": port,
+                "path": path,
+                "concurrency": concurrency,
+                "timeout": min(30.0, within_s),
+                "clients": [
+                    {"token": c.token, "subscribe": c.subscribe, "rooms": c.rooms} for c in clients
+                ],
+            },
+            within_s=within_s,
+        )
+        return ConnectResult(
+            reply["connected"], reply["failed"], reply["errors"], reply["elapsed_s"]
+        )
+
+    async def arm(self, nseq: int) -> None:
+        await self.call({"op": "arm", "nseq": nseq})
+
+    async def progress(self) -> Progress:
+        r = await self.call({"op": "progress"})
+        return Progress(r["deliveries"], r["first_ns"], r["last_ns"], r["closed"])
+
+    async def wait_for(
+        self, deliveries: int, *, deadline_s: float, idle_s: float = 3.0
+    ) -> Progress:
+        """Poll until ``deliveries`` arrived, nothing arrived for ``idle_s``, or the deadline."""
+        end = time.monotonic() + deadline_s
+        seen, since = -1, time.monotonic()
+        while True:
+            now_progress = await self.progress()
+            now = time.monotonic()
+            if now_progress.deliveries >= deliveries or now > end:
+                return now_progress
+            if now_progress.deliveries != seen:
+                seen, since = now_progress.deliveries, now
+            elif now - since > idle_s:
+                return now_progress
+            await asyncio.sleep(0.02)
+
+    async def collect(
+        self,
+        event_rooms: Sequence[Sequence[str]],
+        categories: Sequence[int],
+        category_names: Sequence[str],
+        raw: str | None = None,
+    ) -> dict[str, Any]:
+        return await self.call(
+            {
+                "op": "collect",
+                "event_rooms": event_rooms,
+                "categories": categories,
+                "category_names": category_names,
+                "raw": raw,
+            },
+            within_s=120.0,
+        )
+
+    async def close_all(self) -> None:
+        await self.call({"op": "close"}, within_s=60.0)
+
+    async def stop(self) -> None:
+        proc = self.proc
+        if proc is None:
+            return
+        self.proc = None
+        if proc.returncode is None and proc.stdin is not None:
+            try:
+                proc.stdin.write(b'{"op":"exit"}\n')
+                await proc.stdin.drain()
+                await asyncio.wait_for(proc.wait(), 10)
+            except (TimeoutError, ConnectionError):
+                pass
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()

@@ -1,0 +1,141 @@
+"""What the clients of one load generator process received during a phase.
+
+A phase is armed with the number of events the publisher will send
+(sequence numbers ``0..nseq-1``). Each delivery costs a regex match, two
+array appends and one counter increment: the raw material for latency
+percentiles and for exact per-client accounting (lost, duplicated, and
+unexpected events, the last one being a leak into a room the client is not in).
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from bench.loadgen import codec
+
+
+@dataclass(slots=True)
+class Recorder:
+    nseq: int = 0
+    armed: bool = False
+    #: per client: how many times each sequence number arrived
+    counts: list[bytearray] = field(default_factory=list)
+    seqs: array[int] = field(default_factory=lambda: array("q"))
+    latencies_ns: array[int] = field(default_factory=lambda: array("q"))
+    stray: int = 0
+    first_ns: int = 0
+    last_ns: int = 0
+    closes: Counter[str] = field(default_factory=Counter)
+    closed_clients: set[int] = field(default_factory=set)
+
+    def size(self, clients: int) -> None:
+        """Make room for ``clients`` clients (indexes ``0..clients-1``)."""
+        while len(self.counts) < clients:
+            self.counts.append(bytearray(self.nseq))
+
+    def arm(self, nseq: int) -> None:
+        """Start a phase of ``nseq`` events; forget the previous one."""
+        self.nseq = nseq
+        self.counts = [bytearray(nseq) for _ in self.counts]
+        self.seqs = array("q")
+        self.latencies_ns = array("q")
+        self.stray = 0
+        self.first_ns = self.last_ns = 0
+        self.armed = True
+
+    def receive(self, index: int, frames: Iterable[tuple[int, bool, bytes]], now_ns: int) -> None:
+        """Hot path: count the benchmark events among ``frames`` for one client."""
+        if not self.armed:
+            return
+        counts = self.counts[index]
+        for _opcode, _fin, payload in frames:
+            found = codec.PROBE.search(payload)
+            if found is None:
+                continue
+            seq = int(found[1])
+            if seq >= self.nseq:
+                self.stray += 1
+                continue
+            if counts[seq] < 255:
+                counts[seq] += 1
+            self.seqs.append(seq)
+            self.latencies_ns.append(now_ns - int(found[2]))
+            if not self.first_ns:
+                self.first_ns = now_ns
+            self.last_ns = now_ns
+
+    def closed(self, index: int, reason: str) -> None:
+        self.closes[reason] += 1
+        self.closed_clients.add(index)
+
+    @property
+    def deliveries(self) -> int:
+        return len(self.seqs)
+
+
+@dataclass(frozen=True, slots=True)
+class Accounting:
+    """Per-phase totals over all clients of this process."""
+
+    clients: int
+    expected: int
+    received: int
+    lost: int
+    duplicated: int
+    unexpected: int
+    clients_with_loss: int
+    lost_by_category: dict[str, int]
+
+
+def account(
+    counts: Sequence[bytearray],
+    client_rooms: Sequence[Sequence[str]],
+    event_rooms: Sequence[Sequence[str]],
+    categories: Sequence[int],
+    category_names: Sequence[str],
+) -> Accounting:
+    """Compare what each client received with what its rooms should have brought.
+
+    ``event_rooms[seq]`` are the server-side rooms event ``seq`` was published
+    to; a client in any of them must receive it exactly once.
+    """
+    nseq = len(event_rooms)
+    room_masks: dict[str, npt.NDArray[np.bool_]] = {}
+    for seq, names in enumerate(event_rooms):
+        for name in names:
+            room_masks.setdefault(name, np.zeros(nseq, dtype=np.bool_))[seq] = True
+    cats = np.asarray(categories, dtype=np.int64)
+    lost_by = np.zeros(len(category_names), dtype=np.int64)
+    expected = received = lost = duplicated = unexpected = with_loss = 0
+    none = np.zeros(nseq, dtype=np.bool_)
+    for got_raw, rooms in zip(counts, client_rooms, strict=True):
+        want = none.copy()
+        for name in rooms:
+            mask = room_masks.get(name)
+            if mask is not None:
+                want |= mask
+        got = np.frombuffer(bytes(got_raw[:nseq]), dtype=np.uint8).astype(np.int64)
+        missing = want & (got == 0)
+        expected += int(want.sum())
+        received += int(got.sum())
+        lost += int(missing.sum())
+        duplicated += int(np.clip(got - 1, 0, None).sum())
+        unexpected += int(((~want) & (got > 0)).sum())
+        with_loss += bool(missing.any())
+        lost_by += np.bincount(cats[missing], minlength=len(category_names))
+    return Accounting(
+        clients=len(counts),
+        expected=expected,
+        received=received,
+        lost=lost,
+        duplicated=duplicated,
+        unexpected=unexpected,
+        clients_with_loss=with_loss,
+        lost_by_category={n: int(v) for n, v in zip(category_names, lost_by, strict=True)},
+    )

@@ -1,0 +1,137 @@
+"""The Kafka side of the whole path: a real broker, the real consumer, a producer.
+
+The broker comes from ``fleetcast.devtools.kafka`` (tuned for throughput, not
+for a quick start), the consumer is ``python -m fleetcast.consumer`` of this
+checkout, and the producer writes envelopes as a domain service would: key =
+org id, topic from the event catalog, value stamped with its produce time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import aiohttp
+from aiokafka import AIOKafkaProducer
+
+from bench import procs, servers
+from bench.events import BenchEvent, kafka_value
+from fleetcast.devtools import kafka
+from fleetcast.protocol import events
+
+TOPICS = (*events.DEFAULT_TOPICS, events.DEFAULT_DLQ_TOPIC)
+PARTITIONS = 3
+
+
+class Broker:
+    """A single-node KRaft broker with fleetcast's topics; :meth:`stop` removes its data."""
+
+    def __init__(self) -> None:
+        self.broker: kafka.KafkaBroker | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        assert self.broker is not None
+        return self.broker.bootstrap
+
+    async def start(self) -> str:
+        self.broker = kafka.KafkaBroker.create(fast_start=False)
+        await asyncio.to_thread(self.broker.start)
+        await kafka.create_topics(self.broker.bootstrap, TOPICS, partitions=PARTITIONS)
+        return self.broker.bootstrap
+
+    def stop(self) -> None:
+        if self.broker is not None:
+            self.broker.close()
+            self.broker = None
+
+
+class Consumer:
+    """``python -m fleetcast.consumer``, pinned to ``cpus``, with its /metrics."""
+
+    def __init__(
+        self, bootstrap: str, redis_url: str, cpus: Sequence[int] | None, log_dir: Path, group: str
+    ) -> None:
+        self.port = procs.free_port()
+        env = {
+            "FLEETCAST_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+            "FLEETCAST_REDIS_URL": redis_url,
+            "FLEETCAST_KAFKA_GROUP_ID": group,
+            "FLEETCAST_KAFKA_AUTO_OFFSET_RESET": "earliest",
+            "FLEETCAST_CONSUMER_HOST": "127.0.0.1",
+            "FLEETCAST_CONSUMER_PORT": str(self.port),
+            "FLEETCAST_LOG_LEVEL": "WARNING",
+        }
+        argv = procs.pinned([sys.executable, "-m", "fleetcast.consumer"], cpus)
+        self.proc = procs.Proc("consumer", argv, env=env, log=log_dir / f"consumer-{group}.log")
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    async def ready(self) -> None:
+        await procs.wait_port(self.proc, self.port, servers.START_TIMEOUT_S)
+        await servers.wait_http_ok(self.proc, f"http://127.0.0.1:{self.port}/ready")
+
+    async def metric(self, name: str) -> float:
+        """Sum of a counter or gauge over its labels (``fleetcast_consumer_<name>``)."""
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"http://127.0.0.1:{self.port}/metrics") as resp,
+        ):
+            return metric_sum(await resp.text(), f"fleetcast_consumer_{name}")
+
+    def stop(self) -> None:
+        self.proc.stop()
+
+
+def metric_sum(text: str, name: str) -> float:
+    """Sum of every sample of ``name`` (its ``_total`` for counters) in Prometheus text."""
+    pattern = re.compile(rf"^{re.escape(name)}(?:_total)?(?:\{{[^}}]*\}})? (\S+)$", re.MULTILINE)
+    return sum(float(value) for value in pattern.findall(text))
+
+
+class KafkaPublisher:
+    """Produces benchmark events; each send gets a fresh event id (the consumer dedupes ids)."""
+
+    def __init__(self, bootstrap: str, *, linger_ms: int = 0) -> None:
+        self.producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap, linger_ms=linger_ms, acks=1, max_batch_size=256 * 1024
+        )
+        self._sends = 0
+
+    async def start(self) -> None:
+        await self.producer.start()
+
+    async def close(self) -> None:
+        await self.producer.stop()
+
+    async def burst(self, batch: Sequence[BenchEvent]) -> int:
+        await self._send(batch)
+        await self.producer.flush()
+        return len(batch)
+
+    async def paced(self, batch: Sequence[BenchEvent], rate_per_s: float) -> int:
+        """Produce ``batch`` at ``rate_per_s`` events per second (catching up when late)."""
+        start = time.monotonic()
+        deadline = start + len(batch) / rate_per_s + 30.0
+        sent = 0
+        while sent < len(batch) and time.monotonic() < deadline:
+            due = min(len(batch), int((time.monotonic() - start) * rate_per_s) + 1)
+            if due > sent:
+                await self._send(batch[sent:due])
+                sent = due
+            await asyncio.sleep(max(0.0, start + sent / rate_per_s - time.monotonic()))
+        await self.producer.flush()
+        return sent
+
+    async def _send(self, batch: Sequence[BenchEvent]) -> None:
+        self._sends += 1
+        for event in batch:
+            value = kafka_value(event, event_id=f"{event.envelope['event_id']}-{self._sends}")
+            topic = events.CATALOG[event.envelope["event_type"]]
+            await self.producer.send(topic, value, key=event.org.encode())

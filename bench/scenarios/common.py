@@ -1,0 +1,62 @@
+"""Pieces several scenarios share: broadcast clients and events, warm-up."""
+
+from __future__ import annotations
+
+import asyncio
+
+from bench import events, measure, tokens
+from bench.loadgen.client import ClientSpec
+from bench.loadgen.control import LoadGen
+from bench.publish import RedisPublisher
+from bench.servers import Server
+from fleetcast.protocol import rooms
+
+CHANNEL = "ch-1"
+
+
+def client_specs(count: int, org: str, channel: str = CHANNEL) -> list[ClientSpec]:
+    """K dispatchers of one org, each in the org, own user and one channel room."""
+    channel_room = rooms.Room(rooms.RoomKind.CHANNEL, org, channel).name
+    specs = []
+    for i in range(count):
+        user = f"fan-{i}"
+        specs.append(
+            ClientSpec(
+                token=tokens.token(user, org, ["dispatcher"]),
+                subscribe=(f"channel:{channel}",),
+                rooms=(rooms.org_room(org).name, rooms.user_room(user, org).name, channel_room),
+            )
+        )
+    return specs
+
+
+def batch(count: int, org: str, channel: str = CHANNEL) -> list[events.BenchEvent]:
+    return [events.transmission(seq, org, channel) for seq in range(count)]
+
+
+def clamp(value: float, bounds: tuple[int, int]) -> int:
+    return max(bounds[0], min(bounds[1], round(value)))
+
+
+async def warm_up(server: Server, loadgen: LoadGen, publisher: RedisPublisher) -> None:
+    """A few clients and events before anything is measured: imports, caches, code paths.
+
+    The RSS baseline is read after this, so one-time costs are not charged
+    to connections.
+    """
+    org = "org-warm"
+    specs = client_specs(20, org=org)
+    await loadgen.connect(server.host, server.port, server.path, specs)
+    await measure.prime(loadgen, specs, batch(1, org=org)[0], publisher.burst)
+    warm = batch(20, org=org)
+    await loadgen.arm(len(warm))
+    await publisher.burst(warm)
+    await loadgen.wait_for(measure.expected_deliveries(specs, warm), deadline_s=5.0, idle_s=1.0)
+    await loadgen.close_all()
+    await asyncio.sleep(1.0)  # let the server finish the disconnects before RSS is read
+
+
+def about(doc: str | None) -> str:
+    """A scenario module's docstring minus its title line: the report's paragraph."""
+    body = (doc or "").split("\n\n", 1)[-1]
+    return " ".join(body.split())

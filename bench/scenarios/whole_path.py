@@ -1,0 +1,116 @@
+"""Scenario 3: the whole path, Kafka → consumer → Redis → server → K clients.
+
+A real KRaft broker, the real consumer (3 partitions per topic, keyed by
+org) and K clients of the dispatch mix (scenario 2's orgs, rooms and event
+shares) with K the smallest `--clients`. Events are produced at 1,000/s for
+the phase, each stamped at produce time, so latency is produce → client
+receive. The target is p99 < 10 ms for fleetcast. The Node reference reads
+the same Redis the same consumer publishes to. Kafka, the consumer, Redis
+and the load generator share the non-server core.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator
+
+from bench import events, measure, procs, report, stats
+from bench.context import Context
+from bench.pipeline import Broker, Consumer, KafkaPublisher
+from bench.publish import RedisPublisher
+from bench.registry import Scenario
+from bench.results import ScenarioResult, Table
+from bench.scenarios import common, mix
+
+NAME = "whole-path"
+EVENTS_PER_S = 1000.0
+
+
+@contextlib.asynccontextmanager
+async def kafka_path(ctx: Context) -> AsyncIterator[tuple[Consumer, KafkaPublisher]]:
+    """Broker, consumer and producer for one scenario; all stopped on exit."""
+    broker = Broker()
+    consumer: Consumer | None = None
+    producer: KafkaPublisher | None = None
+    try:
+        measure.say("starting Kafka")
+        bootstrap = await broker.start()
+        group = f"bench-{int(time.time())}"
+        consumer = Consumer(bootstrap, ctx.redis_url, ctx.plan.rest, ctx.log_dir, group)
+        await consumer.ready()
+        producer = KafkaPublisher(bootstrap)
+        await producer.start()
+        yield consumer, producer
+    finally:
+        if producer is not None:
+            await producer.close()
+        if consumer is not None:
+            consumer.stop()
+        broker.stop()
+
+
+async def run(ctx: Context) -> ScenarioResult:
+    result = ScenarioResult(NAME, SCENARIO.title, SCENARIO.about)
+    opts = ctx.options
+    orgs = mix.orgs_for(min(opts.clients))
+    specs = mix.client_specs(orgs)
+    phase = mix.batch(orgs, round(EVENTS_PER_S * max(opts.seconds, 5.0)))
+    consumer_rows = []
+    redis = RedisPublisher(ctx.redis_url)
+    try:
+        async with kafka_path(ctx) as (consumer, kafka):
+            for name in opts.servers:
+                async with ctx.serving(name) as (server, loadgen):
+                    await common.warm_up(server, loadgen, redis)
+                    result.connections.append(await measure.connect(NAME, server, loadgen, specs))
+                    for org in orgs:  # consumer assigned, gateway subscribed: end to end
+                        alert = events.alert(0, org.name)
+                        if not await measure.prime(loadgen, specs, alert, kafka.burst):
+                            result.notes.append(
+                                f"{name}: {org.name} never received its priming alert"
+                            )
+                    before = procs.CpuSample.take([consumer.pid])
+                    delivery = await measure.deliver(
+                        NAME,
+                        "paced",
+                        server,
+                        loadgen,
+                        specs,
+                        phase,
+                        lambda: kafka.paced(phase, EVENTS_PER_S),
+                        offered_per_s=EVENTS_PER_S,
+                        raw=ctx.raw_dir / f"{NAME}-{name}.npz",
+                    )
+                    used = procs.CpuSample.take([consumer.pid]).since(before, consumer.pid)
+                    result.deliveries.append(delivery)
+                    consumer_rows.append(
+                        [
+                            name,
+                            f"{len(phase):,}",
+                            report.num(stats.cpu_us_per_delivery(used, len(phase))),
+                        ]
+                    )
+                    await loadgen.close_all()
+    finally:
+        await redis.close()
+    result.tables.append(
+        Table(
+            "Consumer CPU during each server's phase",
+            ["server", "events produced", "consumer CPU µs/event"],
+            consumer_rows,
+        )
+    )
+    result.notes.append(
+        f"{len(specs):,} clients in {len(orgs)} orgs; "
+        f"{EVENTS_PER_S:,.0f} events/s produced to Kafka"
+    )
+    return result
+
+
+SCENARIO = Scenario(
+    name=NAME,
+    title="Whole path: Kafka → consumer → Redis → server → K clients",
+    about=common.about(__doc__),
+    run=run,
+)
