@@ -1,0 +1,65 @@
+"""The gateway as a process (python -m fleetcast.gateway): SIGTERM drain."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.harness.gateway import SECRET, Client, GatewayProcess, get_json, make_token, wait_until
+
+pytestmark = pytest.mark.integration
+
+ClientFactory = Callable[..., Client]
+DRAIN_S = 3.0
+
+
+async def test_sigterm_drains_and_exits_in_time(
+    redis_url: str, clients: ClientFactory, tmp_path: Path
+) -> None:
+    process = GatewayProcess(
+        {
+            "FLEETCAST_JWT_SECRET": SECRET,
+            "FLEETCAST_REDIS_URL": redis_url,
+            "FLEETCAST_DRAIN_SECONDS": str(DRAIN_S),
+            "FLEETCAST_GATEWAY_ID": "gw-drain",
+        },
+        tmp_path,
+    ).start()
+    try:
+        await process.wait_ready()
+        staying = [clients(process.url) for _ in range(5)]
+        for n, client in enumerate(staying):
+            assert await client.connect(make_token(f"u{n}"))
+        assert process.proc is not None
+        process.proc.send_signal(signal.SIGTERM)
+        sent = time.monotonic()
+        for _ in range(200):
+            status, body = await get_json(f"{process.url}/ready")
+            if status == 503:
+                break
+            await asyncio.sleep(0.01)
+        assert (status, body) == (503, {"ready": False})
+        assert time.monotonic() - sent < 1.0
+        late = clients(process.url)
+        assert not await late.connect(make_token("late"))
+        assert late.connect_error["code"] == "server_full"
+        for client in staying:
+            await wait_until(lambda c=client: not c.sio.connected, DRAIN_S, "client sent away")  # type: ignore[misc]
+            [notice] = client.received("disconnect_reason")
+            assert notice == {
+                "code": "draining",
+                "message": "gateway shutting down: reconnect (another gateway will answer)",
+                "reconnect": True,
+            }
+        code = await asyncio.to_thread(process.proc.wait, DRAIN_S + 5)
+        elapsed = time.monotonic() - sent
+        assert code == 0, process.log()
+        assert elapsed < DRAIN_S + 1.5, f"exit took {elapsed:.2f}s"
+        assert '"event":"stopped"' in process.log()
+    finally:
+        process.stop()
