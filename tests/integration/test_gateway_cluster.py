@@ -61,6 +61,10 @@ async def connected(factory: ClientFactory, url: str, token: str) -> Client:
     return client
 
 
+def text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def redis_messages(samples: dict[Any, float], org: str) -> float:
     return metric(samples, "fleetcast_gateway_redis_messages_total", org=org)
 
@@ -119,7 +123,7 @@ async def test_sessions_and_cluster_stats(
         if "channel:c1:org:org-x" in await session_rooms():
             break
         await asyncio.sleep(0.02)
-    record = {k.decode(): v.decode() for k, v in (await redis.hgetall(key)).items()}
+    record = {text(k): text(v) for k, v in (await redis.hgetall(key)).items()}
     assert record["user"] == "a"
     assert record["org"] == "org-x"
     assert record["gateway"] == "gw-one"
@@ -128,7 +132,8 @@ async def test_sessions_and_cluster_stats(
     assert 0 < await redis.ttl(key) <= keys.SESSION_TTL_S
 
     async def cluster() -> dict[str, Any]:
-        return (await get_json(f"{one.url}/stats"))[1]["cluster"]
+        body: dict[str, Any] = (await get_json(f"{one.url}/stats"))[1]
+        return body["cluster"]  # type: ignore[no-any-return]
 
     for _ in range(200):
         if (await cluster())["connections"] == 3:

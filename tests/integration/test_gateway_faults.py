@@ -41,7 +41,7 @@ def alert(n: int) -> bytes:
 
 
 async def publish_until_received(url: str, client: Client, n: int) -> None:
-    """Publish alert n until it arrives (a message sent mid-reconnect may be lost: that is pub/sub)."""
+    """Publish alert n until it arrives (one sent mid-reconnect may be lost: that is pub/sub)."""
     async with aioredis.Redis.from_url(url) as redis:
         for _ in range(100):
             await redis.publish(keys.org_channel("o1"), alert(n))
@@ -129,7 +129,7 @@ async def test_redis_stopped_and_restarted(own_redis: RedisServer, clients: Clie
                     break
                 await asyncio.sleep(0.02)
             assert await redis.exists(key), "session record restored after the restart"
-            assert b"channel:c2:org:o1" in await redis.hget(key, "rooms")
+            assert "channel:c2:org:o1" in str(await redis.hget(key, "rooms"))
     finally:
         await running.stop()
 
