@@ -18,13 +18,15 @@ from pathlib import Path
 import aiohttp
 from aiokafka import AIOKafkaProducer
 
-from bench import procs, servers
+from bench import procs, publish, servers
 from bench.events import BenchEvent, kafka_value
 from fleetcast.devtools import kafka
 from fleetcast.protocol import events
 
 TOPICS = (*events.DEFAULT_TOPICS, events.DEFAULT_DLQ_TOPIC)
 PARTITIONS = 3
+#: Consumer counters that together say an event left its hands.
+HANDLED = ("published", "duplicates", "unrouted", "dead_lettered")
 
 
 class Broker:
@@ -85,6 +87,19 @@ class Consumer:
         ):
             return metric_sum(await resp.text(), f"fleetcast_consumer_{name}")
 
+    async def handled(self) -> float:
+        """Events that left the consumer's hands: published, or dropped for a reason."""
+        return sum([await self.metric(name) for name in HANDLED])
+
+    async def wait_handled(self, count: float, within_s: float) -> float:
+        """Poll until ``count`` events are handled or ``within_s`` passed; returns the count."""
+        end = time.monotonic() + within_s
+        done = await self.handled()
+        while done < count and time.monotonic() < end:
+            await asyncio.sleep(0.2)
+            done = await self.handled()
+        return done
+
     def stop(self) -> None:
         self.proc.stop()
 
@@ -117,15 +132,7 @@ class KafkaPublisher:
 
     async def paced(self, batch: Sequence[BenchEvent], rate_per_s: float) -> int:
         """Produce ``batch`` at ``rate_per_s`` events per second (catching up when late)."""
-        start = time.monotonic()
-        deadline = start + len(batch) / rate_per_s + 30.0
-        sent = 0
-        while sent < len(batch) and time.monotonic() < deadline:
-            due = min(len(batch), int((time.monotonic() - start) * rate_per_s) + 1)
-            if due > sent:
-                await self._send(batch[sent:due])
-                sent = due
-            await asyncio.sleep(max(0.0, start + sent / rate_per_s - time.monotonic()))
+        sent = await publish.pace(batch, rate_per_s, self._send)
         await self.producer.flush()
         return sent
 

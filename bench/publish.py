@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import redis.asyncio as aioredis
 
@@ -20,6 +20,27 @@ from fleetcast.protocol import keys
 
 #: Longest a paced run may overrun its schedule before it gives up (seconds).
 OVERRUN_S = 30.0
+
+
+async def pace(
+    batch: Sequence[BenchEvent],
+    rate_per_s: float,
+    send: Callable[[Sequence[BenchEvent]], Awaitable[None]],
+) -> int:
+    """Hand ``batch`` to ``send`` at ``rate_per_s`` events per second, catching up when late.
+
+    Bounded: gives up :data:`OVERRUN_S` after the schedule's end. Returns the count sent.
+    """
+    start = time.monotonic()
+    deadline = start + len(batch) / rate_per_s + OVERRUN_S
+    sent = 0
+    while sent < len(batch) and time.monotonic() < deadline:
+        due = min(len(batch), int((time.monotonic() - start) * rate_per_s) + 1)
+        if due > sent:
+            await send(batch[sent:due])
+            sent = due
+        await asyncio.sleep(max(0.0, start + sent / rate_per_s - time.monotonic()))
+    return sent
 
 
 class RedisPublisher:
@@ -31,17 +52,7 @@ class RedisPublisher:
 
     async def paced(self, batch: Sequence[BenchEvent], rate_per_s: float) -> int:
         """Publish ``batch`` at ``rate_per_s`` events per second; returns the count sent."""
-        start = time.monotonic()
-        deadline = start + len(batch) / rate_per_s + OVERRUN_S
-        sent = 0
-        while sent < len(batch) and time.monotonic() < deadline:
-            due = min(len(batch), int((time.monotonic() - start) * rate_per_s) + 1)
-            if due > sent:
-                await self._send(batch[sent:due])
-                sent = due
-            next_at = start + sent / rate_per_s
-            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
-        return sent
+        return await pace(batch, rate_per_s, self._send)
 
     async def burst(self, batch: Sequence[BenchEvent]) -> int:
         await self._send(batch)

@@ -69,10 +69,47 @@ def gateway_env(
     return {**env, **(extra or {})}
 
 
-class FleetcastGateway:
-    """``python -m fleetcast.gateway`` from this checkout."""
+class _ServerProcess:
+    """One server process on a fresh loopback port, ready once ``ready_path`` answers 200."""
+
+    name = "?"
+    ready_path = "/health"
+
+    def __init__(self, cpus: Sequence[int] | None, log: Path) -> None:
+        self.cpus = cpus
+        self.log = log
+        self.host, self.port, self.path = "127.0.0.1", 0, WS_PATH
+        self._proc: procs.Proc | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self._proc is not None
+        return self._proc.pid
+
+    def command(self) -> tuple[list[str], dict[str, str], Path]:
+        """argv, environment and working directory; ``self.port`` is already chosen."""
+        raise NotImplementedError
+
+    async def start(self) -> None:
+        self.port = procs.free_port()
+        argv, env, cwd = self.command()
+        self._proc = procs.Proc(
+            self.name, procs.pinned(argv, self.cpus), env=env, log=self.log, cwd=cwd
+        )
+        await procs.wait_port(self._proc, self.port, START_TIMEOUT_S)
+        await wait_http_ok(self._proc, f"http://127.0.0.1:{self.port}{self.ready_path}")
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            self._proc.stop()
+            self._proc = None
+
+
+class FleetcastGateway(_ServerProcess):
+    """``python -m fleetcast.gateway`` from this checkout; ready when /ready says so."""
 
     name = "fleetcast"
+    ready_path = "/ready"
 
     def __init__(
         self,
@@ -83,26 +120,14 @@ class FleetcastGateway:
         gateway_id: str = "bench-gw",
         extra_env: Mapping[str, str] | None = None,
     ) -> None:
+        super().__init__(cpus, log_dir / f"{gateway_id}.log")
         self.redis_url = redis_url
-        self.cpus = cpus
-        self.log = log_dir / f"{gateway_id}.log"
         self.gateway_id = gateway_id
         self.extra_env = extra_env
-        self.host, self.port, self.path = "127.0.0.1", 0, WS_PATH
-        self._proc: procs.Proc | None = None
 
-    @property
-    def pid(self) -> int:
-        assert self._proc is not None
-        return self._proc.pid
-
-    async def start(self) -> None:
-        self.port = procs.free_port()
+    def command(self) -> tuple[list[str], dict[str, str], Path]:
         env = gateway_env(self.redis_url, self.port, self.gateway_id, self.extra_env)
-        argv = procs.pinned([sys.executable, "-m", "fleetcast.gateway"], self.cpus)
-        self._proc = procs.Proc(self.name, argv, env=env, log=self.log, cwd=REPO)
-        await procs.wait_port(self._proc, self.port, START_TIMEOUT_S)
-        await wait_http_ok(self._proc, f"http://127.0.0.1:{self.port}/ready")
+        return [sys.executable, "-m", "fleetcast.gateway"], env, REPO
 
     async def metrics(self) -> str:
         async with (
@@ -111,32 +136,21 @@ class FleetcastGateway:
         ):
             return await resp.text()
 
-    def stop(self) -> None:
-        if self._proc is not None:
-            self._proc.stop()
-            self._proc = None
 
-
-class NodeReference:
+class NodeReference(_ServerProcess):
     """The socket.io v4 server of ``bench/node/server.js``."""
 
     name = "socket.io"
 
     def __init__(self, redis_url: str, cpus: Sequence[int] | None, log_dir: Path) -> None:
+        super().__init__(cpus, log_dir / "node-reference.log")
         self.redis_url = redis_url
-        self.cpus = cpus
-        self.log = log_dir / "node-reference.log"
-        self.host, self.port, self.path = "127.0.0.1", 0, WS_PATH
-        self._proc: procs.Proc | None = None
-
-    @property
-    def pid(self) -> int:
-        assert self._proc is not None
-        return self._proc.pid
 
     async def start(self) -> None:
         install_node_reference()
-        self.port = procs.free_port()
+        await super().start()
+
+    def command(self) -> tuple[list[str], dict[str, str], Path]:
         env = {
             "PORT": str(self.port),
             "REDIS_URL": self.redis_url,
@@ -144,15 +158,7 @@ class NodeReference:
             "WS_PATH": WS_PATH,
             "NODE_ENV": "production",
         }
-        argv = procs.pinned(["node", str(NODE_DIR / "server.js")], self.cpus)
-        self._proc = procs.Proc(self.name, argv, env=env, log=self.log, cwd=NODE_DIR)
-        await procs.wait_port(self._proc, self.port, START_TIMEOUT_S)
-        await wait_http_ok(self._proc, f"http://127.0.0.1:{self.port}/health")
-
-    def stop(self) -> None:
-        if self._proc is not None:
-            self._proc.stop()
-            self._proc = None
+        return ["node", str(NODE_DIR / "server.js")], env, NODE_DIR
 
 
 def install_node_reference() -> None:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable, Sequence
 
 from bench import events, measure, tokens
 from bench.loadgen.client import ClientSpec
 from bench.loadgen.control import LoadGen
 from bench.publish import RedisPublisher
+from bench.results import ScenarioResult
 from bench.servers import Server
 from fleetcast.protocol import rooms
 
@@ -54,6 +56,29 @@ async def warm_up(server: Server, loadgen: LoadGen, publisher: RedisPublisher) -
     await loadgen.wait_for(measure.expected_deliveries(specs, warm), deadline_s=5.0, idle_s=1.0)
     await loadgen.close_all()
     await asyncio.sleep(1.0)  # let the server finish the disconnects before RSS is read
+
+
+async def prepare(
+    result: ScenarioResult,
+    server: Server,
+    loadgen: LoadGen,
+    specs: Sequence[ClientSpec],
+    primers: Sequence[events.BenchEvent],
+    publisher: RedisPublisher,
+    send: Callable[[Sequence[events.BenchEvent]], Awaitable[int]] | None = None,
+) -> None:
+    """Warm up, connect ``specs`` (recording the connection figures), then prime.
+
+    One priming event per org makes sure every org channel is live end to end
+    (through ``send``, the publisher's burst by default) before anything counts.
+    """
+    await warm_up(server, loadgen, publisher)
+    result.connections.append(await measure.connect(result.name, server, loadgen, specs))
+    for event in primers:
+        if not await measure.prime(loadgen, specs, event, send or publisher.burst):
+            result.notes.append(
+                f"{server.name} K={len(specs):,}: {event.org} never received its priming event"
+            )
 
 
 def about(doc: str | None) -> str:

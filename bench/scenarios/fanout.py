@@ -48,10 +48,7 @@ async def one_server(
 ) -> None:
     k, opts = len(specs), ctx.options
     async with ctx.serving(name) as (server, loadgen):
-        await common.warm_up(server, loadgen, publisher)
-        result.connections.append(await measure.connect(NAME, server, loadgen, specs))
-        if not await measure.prime(loadgen, specs, common.batch(1, ORG)[0], publisher.burst):
-            result.notes.append(f"{name} K={k}: clients did not all receive the priming event")
+        await common.prepare(result, server, loadgen, specs, common.batch(1, ORG), publisher)
         paced = common.batch(common.clamp(opts.rate * opts.seconds / k, PACED_EVENTS), ORG)
         result.deliveries.append(
             await measure.deliver(

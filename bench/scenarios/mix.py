@@ -129,14 +129,8 @@ async def run(ctx: Context) -> ScenarioResult:
             )
             for name in opts.servers:
                 async with ctx.serving(name) as (server, loadgen):
-                    await common.warm_up(server, loadgen, publisher)
-                    result.connections.append(await measure.connect(NAME, server, loadgen, specs))
-                    for org in orgs:  # every org channel must be live before counting
-                        alert = events.alert(0, org.name)
-                        if not await measure.prime(loadgen, specs, alert, publisher.burst):
-                            result.notes.append(
-                                f"{name}: {org.name} never received its priming alert"
-                            )
+                    primers = [events.alert(0, org.name) for org in orgs]
+                    await common.prepare(result, server, loadgen, specs, primers, publisher)
                     result.deliveries.append(
                         await measure.deliver(
                             NAME,

@@ -25,6 +25,7 @@ from bench.scenarios import common, mix
 
 NAME = "whole-path"
 EVENTS_PER_S = 1000.0
+WARM_S = 3.0
 
 
 @contextlib.asynccontextmanager
@@ -41,6 +42,7 @@ async def kafka_path(ctx: Context) -> AsyncIterator[tuple[Consumer, KafkaPublish
         await consumer.ready()
         producer = KafkaPublisher(bootstrap)
         await producer.start()
+        await warm(consumer, producer)
         yield consumer, producer
     finally:
         if producer is not None:
@@ -48,6 +50,14 @@ async def kafka_path(ctx: Context) -> AsyncIterator[tuple[Consumer, KafkaPublish
         if consumer is not None:
             consumer.stop()
         broker.stop()
+
+
+async def warm(consumer: Consumer, producer: KafkaPublisher) -> None:
+    """A few seconds of traffic nobody listens to: JIT-compiles the broker before timing."""
+    measure.say("warming Kafka and the consumer")
+    batch = mix.batch(mix.orgs_for(100), round(EVENTS_PER_S * WARM_S), seed=1)
+    await producer.paced(batch, EVENTS_PER_S)
+    await consumer.wait_handled(len(batch), within_s=60.0)
 
 
 async def run(ctx: Context) -> ScenarioResult:
@@ -62,14 +72,10 @@ async def run(ctx: Context) -> ScenarioResult:
         async with kafka_path(ctx) as (consumer, kafka):
             for name in opts.servers:
                 async with ctx.serving(name) as (server, loadgen):
-                    await common.warm_up(server, loadgen, redis)
-                    result.connections.append(await measure.connect(NAME, server, loadgen, specs))
-                    for org in orgs:  # consumer assigned, gateway subscribed: end to end
-                        alert = events.alert(0, org.name)
-                        if not await measure.prime(loadgen, specs, alert, kafka.burst):
-                            result.notes.append(
-                                f"{name}: {org.name} never received its priming alert"
-                            )
+                    primers = [events.alert(0, org.name) for org in orgs]
+                    await common.prepare(
+                        result, server, loadgen, specs, primers, redis, send=kafka.burst
+                    )
                     before = procs.CpuSample.take([consumer.pid])
                     delivery = await measure.deliver(
                         NAME,
