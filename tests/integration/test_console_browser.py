@@ -122,6 +122,10 @@ async def ge(value: Awaitable[float], least: float) -> bool:
     return await value >= least
 
 
+async def changed(value: Awaitable[str], before: str) -> bool:
+    return await value != before
+
+
 async def eventually(check: Callable[[], Awaitable[bool]], what: str) -> None:
     """Poll from Python (the page's CSP forbids the string eval of wait_for_function)."""
     deadline = time.monotonic() + STEP_MS / 1000
@@ -176,11 +180,22 @@ async def test_dispatcher_sees_live_events_map_and_refusals(
 
         # Pause holds the feed still while counters keep counting.
         await page.click("#pause")
-        held = await count(page, "#feed tr")
-        await expect(page.locator("#paused")).to_contain_text("new")
+        top = await page.locator("#feed tr").first.inner_text()
+        await expect(page.locator("#paused")).not_to_have_text("paused · 0 new")
         await page.wait_for_timeout(1000)
-        assert await count(page, "#feed tr") == held
+        assert await page.locator("#feed tr").first.inner_text() == top
         await page.click("#pause")
+        await eventually(
+            lambda: changed(page.locator("#feed tr").first.inner_text(), top), "rows after resume"
+        )
+
+        # Click an open incident: its details, and one click to follow its room.
+        incident = page.locator("#incidents li").first
+        incident_id = await incident.get_attribute("data-id")
+        await incident.click()
+        await page.click("#selected button")
+        followed = page.locator(f'#rooms li[data-room="incident:{incident_id}"]')
+        await expect(followed).to_have_attribute("data-state", "ok")
 
         await page.wait_for_timeout(2500)  # a few more seconds of traffic for the picture
         shot = await page.screenshot()

@@ -78,5 +78,6 @@ test("the session reader takes the gateway's names and others", () => {
 test("describe puts ids first and skips nested objects", () => {
   const text = describe("incident_created", { data: { priority: 1, incident_id: "inc-9", location: { lat: 1 } } });
   assert.equal(text, "incident_id=inc-9 priority=1");
+  assert.equal(describe("x", { data: { confidence: 0.93, lat: 40.712345678 } }), "confidence=0.93 lat=40.71235");
   assert.equal(describe("asset_positions", { data: { positions: [{ asset_id: "a", lat: 1, lon: 2 }] } }), "1 positions");
 });

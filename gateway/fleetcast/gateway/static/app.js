@@ -154,27 +154,39 @@ function item(kind, thing, text) {
   return li;
 }
 
+let selection = null;
+
 function select(kind, id) {
+  selection = { kind, id };
   map.select(kind, id);
-  const source = { asset: map.assets, incident: map.incidents, alert: map.alerts }[kind];
-  const thing = source.get(id);
   const box = $("selected");
   box.classList.remove("muted");
-  const rows = Object.entries(thing ?? {}).filter(([k, v]) => !["node", "trailNode", "trail", "x", "y", "cls"].includes(k) && v !== undefined && v !== null);
-  const dl = document.createElement("dl");
-  dl.className = "kv";
-  for (const [k, v] of rows) {
-    const text = v instanceof Set ? [...v].join(", ") : typeof v === "number" && k.endsWith("At") ? new Date(v).toISOString().slice(11, 19) : typeof v === "number" ? String(Math.round(v * 1e5) / 1e5) : String(v);
-    if (!text) continue;
-    dl.append(Object.assign(document.createElement("dt"), { textContent: k }), Object.assign(document.createElement("dd"), { textContent: text }));
-  }
+  const room = kind === "alert" ? null : `${kind}:${id}`;
   const follow = document.createElement("button");
   follow.type = "button";
-  const room = kind === "alert" ? null : `${kind}:${id}`;
   follow.textContent = room ? `Follow ${room}` : "";
   follow.hidden = !room;
   follow.addEventListener("click", () => link.subscribe(room));
-  box.replaceChildren(dl, follow);
+  const dl = document.createElement("dl");
+  dl.className = "kv";
+  box.replaceChildren(follow, dl);
+  showSelected();
+}
+
+const HIDDEN_FIELDS = new Set(["node", "trailNode", "trail", "x", "y", "cls", "flashAt"]);
+
+/** The selected thing's fields, kept current (called every second). */
+function showSelected() {
+  if (!selection) return;
+  const source = { asset: map.assets, incident: map.incidents, alert: map.alerts }[selection.kind];
+  const thing = source.get(selection.id) ?? { id: selection.id, status: "gone" };
+  const rows = [];
+  for (const [k, v] of Object.entries(thing)) {
+    if (HIDDEN_FIELDS.has(k) || v === undefined || v === null) continue;
+    const text = v instanceof Set ? [...v].join(", ") : typeof v === "number" && k.endsWith("At") ? new Date(v).toISOString().slice(11, 19) : typeof v === "number" ? String(Math.round(v * 1e5) / 1e5) : String(v);
+    if (text) rows.push(Object.assign(document.createElement("dt"), { textContent: k }), Object.assign(document.createElement("dd"), { textContent: text }));
+  }
+  $("selected").querySelector("dl").replaceChildren(...rows);
 }
 
 // --- controls -------------------------------------------------------------------------
@@ -220,7 +232,10 @@ setInterval(() => {
     $("s-exp").className = left < 60000 ? "warn" : "";
   }
 }, 500);
-setInterval(() => map.redrawHighlights(), 1000);
+setInterval(() => {
+  map.redrawHighlights();
+  showSelected();
+}, 1000);
 
 // --- start -------------------------------------------------------------------------------
 

@@ -125,7 +125,7 @@ export function describe(name, payload) {
   for (const key of keys) {
     const value = data[key];
     if (value === null || typeof value === "object") continue;
-    parts.push(`${key}=${typeof value === "number" && !Number.isInteger(value) ? value.toFixed(5) : value}`);
+    parts.push(`${key}=${typeof value === "number" ? String(Number(value.toFixed(5))) : value}`);
   }
   const text = parts.join(" ");
   return text.length > 160 ? `${text.slice(0, 159)}…` : text;

@@ -114,6 +114,7 @@ export class Feed {
 
   flush() {
     this.frame = null;
+    if (this.paused) return; // rows wait in `pending` until resume
     const rows = this.pending.filter((r) => this.visible(r)).slice(-MAX_ROWS);
     this.pending = [];
     const fragment = document.createDocumentFragment();

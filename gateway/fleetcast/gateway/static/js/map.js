@@ -287,7 +287,8 @@ export class FleetMap {
       if (!spot) continue;
       const state = item.closedAt ? "closed" : "open";
       const fresh = now - (item.flashAt ?? 0) < 3000 ? " fresh" : "";
-      const g = el("g", { class: `${kind} ${state}${fresh}`, transform: `translate(${spot[0].toFixed(1)} ${spot[1].toFixed(1)})` }, layer);
+      const picked = this.selected?.kind === kind && this.selected.id === item.id ? " selected" : "";
+      const g = el("g", { class: `${kind} ${state}${fresh}${picked}`, transform: `translate(${spot[0].toFixed(1)} ${spot[1].toFixed(1)})` }, layer);
       if (kind === "incident") el("path", { d: "M0,-9 L9,0 L0,9 L-9,0 Z" }, g);
       else el("circle", { r: 11 }, g);
       el("text", { x: 12, y: -8 }, g).textContent = item.id;
