@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import logging
 import os
 import platform
 import shlex
@@ -24,7 +25,7 @@ from pathlib import Path
 
 import orjson
 
-from bench import plot, procs, registry, report, servers
+from bench import procs, registry, report, servers
 from bench.context import SERVER_NAMES, Context, Options
 from bench.results import ScenarioResult
 
@@ -116,6 +117,8 @@ def versions(opts: Options) -> dict[str, str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     opts = parse(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.WARNING, format="   %(name)s: %(message)s")
+    logging.getLogger("aiokafka").setLevel(logging.ERROR)  # retries while leaders settle
     procs.raise_fd_limit()
     plan = procs.CpuPlan.detect()
     procs.pin_self(plan.rest)  # children (Redis, Kafka, load generator) inherit these cores
@@ -145,6 +148,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def write(
     info: report.RunInfo, results: list[ScenarioResult], raw_dir: Path, *, publish: bool
 ) -> None:
+    from bench import plot  # matplotlib: only when there is something to draw
+
     text = report.render(info, results)
     (raw_dir / "report.md").write_text(text)
     has_plot = plot.plot(results, raw_dir / "report.png")

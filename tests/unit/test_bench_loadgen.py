@@ -1,0 +1,90 @@
+"""The load generator's pure parts: WebSocket/Socket.IO framing and per-client accounting."""
+
+from __future__ import annotations
+
+import orjson
+
+from bench.loadgen import codec, recorder
+
+
+def server_frame(payload: bytes, opcode: int = codec.OP_TEXT) -> bytes:
+    """An unmasked frame as a server writes it."""
+    size = len(payload)
+    if size < 126:
+        return bytes((0x80 | opcode, size)) + payload
+    if size < 1 << 16:
+        return bytes((0x80 | opcode, 126)) + size.to_bytes(2, "big") + payload
+    return bytes((0x80 | opcode, 127)) + size.to_bytes(8, "big") + payload
+
+
+def test_client_frames_are_masked_and_read_back() -> None:
+    for size in (0, 5, 125, 126, 70_000):
+        payload = bytes(range(256)) * (size // 256) + bytes(range(size % 256))
+        frame = codec.client_frame(payload)
+        assert frame[1] & 0x80  # mask bit
+        frames, rest = codec.split_frames(frame)
+        assert frames == [(codec.OP_TEXT, True, payload)]
+        assert rest == b""
+
+
+def test_split_frames_keeps_an_incomplete_tail() -> None:
+    whole = server_frame(b"42[1]") + server_frame(b"x" * 300)
+    for cut in range(len(whole)):
+        frames, rest = codec.split_frames(whole[:cut])
+        again, tail = codec.split_frames(rest + whole[cut:])
+        assert [f[2] for f in frames + again] == [b"42[1]", b"x" * 300]
+        assert tail == b""
+
+
+def test_socketio_packets() -> None:
+    assert codec.sio_connect({"token": "t"}) == b'40{"token":"t"}'
+    assert codec.sio_event("subscribe", {"room": "org"}, 3) == b'423["subscribe",{"room":"org"}]'
+    ack = codec.parse_sio(b'312[{"ok":true,"room":"channel:ch-1"}]')
+    assert (ack.kind, ack.ack_id, ack.data) == (3, 12, [{"ok": True, "room": "channel:ch-1"}])
+    error = codec.parse_sio(b'4{"message":"no","data":{"code":"invalid_token"}}')
+    assert error.kind == 4
+    assert error.ack_id is None
+    assert error.data["data"]["code"] == "invalid_token"
+    assert codec.parse_sio(b"0").data is None
+
+
+def test_probe_finds_sequence_and_publish_time() -> None:
+    event = {"event_type": "x", "data": {"a": 1, "bseq": 42, "bt": 123456789}, "room": "org"}
+    frame = b"42" + orjson.dumps(["x", event])
+    assert codec.probe(frame) == (42, 123456789)
+    assert codec.probe(b'42["session",{}]') is None
+
+
+def test_upgrade_status() -> None:
+    assert codec.upgrade_status(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket") == 101
+    assert codec.upgrade_status(b"HTTP/1.1 400 Bad Request") == 400
+    assert codec.upgrade_status(b"garbage") == 0
+
+
+def test_recorder_counts_probes_only_when_armed() -> None:
+    rec = recorder.Recorder()
+    rec.size(2)
+    frame = (codec.OP_TEXT, True, b'42["e",{"data":{"bseq":1,"bt":1000}}]')
+    rec.receive(0, [frame], 5000)
+    assert rec.deliveries == 0
+    rec.arm(3)
+    rec.receive(0, [frame, frame], 5000)
+    rec.receive(1, [(codec.OP_TEXT, True, b'42["e",{"data":{"bseq":9,"bt":1}}]')], 5000)
+    assert rec.deliveries == 2
+    assert rec.stray == 1
+    assert list(rec.latencies_ns) == [4000, 4000]
+    assert rec.counts[0][1] == 2
+
+
+def test_accounting_finds_lost_duplicated_and_leaked() -> None:
+    event_rooms = [["channel:a:org:o"], ["channel:b:org:o", "org:o"], ["channel:b:org:o"]]
+    clients = [["org:o", "channel:a:org:o"], ["channel:b:org:o"]]
+    counts = [bytearray([1, 0, 1]), bytearray([0, 2, 1])]
+    acc = recorder.account(counts, clients, event_rooms, [0, 1, 1], ["priority", "position"])
+    assert acc.expected == 4  # client 0: events 0, 1; client 1: events 1, 2
+    assert acc.received == 5
+    assert acc.lost == 1
+    assert acc.lost_by_category == {"priority": 0, "position": 1}
+    assert acc.duplicated == 1
+    assert acc.unexpected == 1  # client 0 got event 2, whose room it is not in
+    assert acc.clients_with_loss == 1
