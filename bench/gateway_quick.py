@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import jwt
-import psutil
+import psutil  # type: ignore[import-untyped]
 import redis.asyncio as aioredis
 from websockets.asyncio.client import ClientConnection, connect
 
@@ -61,10 +61,12 @@ class LeanClient:
     async def open(cls, url: str, token: str) -> LeanClient:
         ws = await connect(url, compression=None, ping_interval=None, max_size=None)
         opening = await ws.recv()
-        assert isinstance(opening, str) and opening.startswith("0"), opening
+        assert isinstance(opening, str), opening
+        assert opening.startswith("0"), opening
         await ws.send("40" + json.dumps({"token": token}))
         connected = await ws.recv()
-        assert isinstance(connected, str) and connected.startswith("40"), connected
+        assert isinstance(connected, str), connected
+        assert connected.startswith("40"), connected
         client = cls(ws)
         await ws.send('420["subscribe",{"room":"channel:c1"}]')
         while True:  # session event, then the ack
@@ -92,8 +94,13 @@ def token(n: int) -> str:
 
 
 def wire_message(n: int) -> bytes:
-    event = {"event_id": f"ev{n}", "event_type": "incident_updated", "organization_id": ORG,
-             "occurred_at": "2026-11-25T18:00:00Z", "data": {"channel_id": "c1", "n": n}}  # fmt: skip
+    event = {
+        "event_id": f"ev{n}",
+        "event_type": "incident_updated",
+        "organization_id": ORG,
+        "occurred_at": "2026-11-25T18:00:00Z",
+        "data": {"channel_id": "c1", "n": n},
+    }
     return wire.encode(ORG, [wire.RoutedEvent((ROOM,), {ROOM: f"{n + 1}-0"}, event)])
 
 
