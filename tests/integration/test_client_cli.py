@@ -206,7 +206,8 @@ async def test_since_delivers_the_missed_events_in_order(
     ]
     offsets = [(await publisher.publish(doc))[f"channel:ch-3:org:{org}"] for doc in sent]
     token = mint("disp-1", org)
-    args = ("--room", "channel:ch-3", "--since", offsets[0], "--max-events", "3")
+    args = ["--room", "channel:ch-3", "--since", offsets[0], "--max-events", "3"]
+    args += ["--transport", "polling"]  # long-polling works as well as websocket
     async with listen(gateway, token, *args) as cli:
         assert await cli.finish() == 0
     assert [e["event_id"] for e in cli.events()] == [doc["event_id"] for doc in sent[1:]]
@@ -280,3 +281,16 @@ async def test_token_command_and_mint_reach_the_gateway_as_the_claimed_user(
     assert f"disp-9 @ {org}" in text
     assert "summary  1 events" in text
     assert "p50" in text
+
+
+async def test_minted_tokens_are_refreshed_before_they_expire(
+    gateway: GatewayProcess, org: str
+) -> None:
+    args = ("--url", gateway.url, "--mint", "--org", org, "--ttl", "3", "--json", "--duration", "4")
+    async with Cli(*args, secret=SECRET) as cli:
+        assert await cli.finish() == 0
+    (session,) = [s["session"] for s in cli.statuses() if s.get("status") == "session"]
+    refreshes = [s["ack"] for s in cli.statuses() if s.get("status") == "refresh"]
+    assert refreshes, "\n".join(cli.err)
+    assert refreshes[0]["ok"] is True
+    assert refreshes[0]["expires_at"] > session["expires_at"]
