@@ -14,16 +14,17 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
 import orjson
+import pytest
 import redis.asyncio as aioredis
 
 from fleetcast.client import tokens
-from fleetcast.devtools.redis import free_port
+from fleetcast.devtools.redis import RedisServer, free_port
 from fleetcast.protocol import events, keys, routing, wire
 from fleetcast.protocol.rooms import RoomKind
 
@@ -169,3 +170,27 @@ class Publisher:
                 return
             await asyncio.sleep(0.05)
         raise TimeoutError(f"no gateway subscribed to {channel} in {timeout_s}s")
+
+
+# --- fixtures (imported by the test modules; pytest registers them by name) ---------
+
+
+@pytest.fixture(scope="module", name="gateway")
+def gateway_fixture(
+    redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GatewayProcess]:
+    """One gateway per test module (each test uses its own org), to keep the suite short."""
+    process = GatewayProcess(redis_server.url, tmp_path_factory.mktemp("gateway")).start()
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+@pytest.fixture(name="publisher")
+async def publisher_fixture(redis_url: str) -> AsyncIterator[Publisher]:
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        yield Publisher(client)
+    finally:
+        await client.aclose()

@@ -13,46 +13,30 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
-import redis.asyncio as aioredis
 
-from fleetcast.devtools.redis import RedisServer
-from tests.integration.clients_support import SECRET, GatewayProcess, Publisher, envelope, mint
+from tests.integration.clients_support import (  # the fixtures register as gateway, publisher
+    SECRET,
+    GatewayProcess,
+    Publisher,
+    envelope,
+    gateway_fixture,  # noqa: F401
+    mint,
+    publisher_fixture,  # noqa: F401
+)
 
 pytestmark = pytest.mark.integration
 
 STEP_TIMEOUT_S = 20.0
 
 
-@pytest.fixture(scope="module")
-def gateway(
-    redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[GatewayProcess]:
-    """One gateway for the module (each test uses its own org), to keep the suite short."""
-    process = GatewayProcess(redis_server.url, tmp_path_factory.mktemp("gateway")).start()
-    try:
-        yield process
-    finally:
-        process.stop()
-
-
 @pytest.fixture
 def org() -> str:
     return f"org-{uuid.uuid4().hex[:8]}"
-
-
-@pytest.fixture
-async def publisher(redis_url: str) -> AsyncIterator[Publisher]:
-    client = aioredis.Redis.from_url(redis_url)
-    try:
-        yield Publisher(client)
-    finally:
-        await client.aclose()
 
 
 class Cli:

@@ -13,17 +13,22 @@ import asyncio
 import contextlib
 import shutil
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Final
 
 import pytest
-import redis.asyncio as aioredis
 from playwright.async_api import Browser, Page, async_playwright, expect
 
 from fleetcast.devtools import demo
-from fleetcast.devtools.redis import RedisServer
-from tests.integration.clients_support import ROOT, GatewayProcess, Publisher, mint
+from tests.integration.clients_support import (  # the fixtures register as gateway, publisher
+    ROOT,
+    GatewayProcess,
+    Publisher,
+    gateway_fixture,  # noqa: F401
+    mint,
+    publisher_fixture,  # noqa: F401
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
@@ -44,17 +49,6 @@ FEED_MAX_EVENTS: Final = 6000  # bounds the feeder whatever happens
 STEP_MS: Final = 20_000
 
 
-@pytest.fixture(scope="module")
-def gateway(
-    redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[GatewayProcess]:
-    process = GatewayProcess(redis_server.url, tmp_path_factory.mktemp("gateway")).start()
-    try:
-        yield process
-    finally:
-        process.stop()
-
-
 @pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
     if shutil.which(CHROMIUM) is None:
@@ -65,15 +59,6 @@ async def browser() -> AsyncIterator[Browser]:
             yield launched
         finally:
             await launched.close()
-
-
-@pytest.fixture
-async def publisher(redis_url: str) -> AsyncIterator[Publisher]:
-    client = aioredis.Redis.from_url(redis_url)
-    try:
-        yield Publisher(client)
-    finally:
-        await client.aclose()
 
 
 async def feed(publisher: Publisher, stop: asyncio.Event) -> int:
