@@ -74,7 +74,7 @@ def detail(name: str, payload: Mapping[str, Any]) -> str:
     """One short phrase that says what the event is about."""
     if name == summary.BATCH_TYPE:
         return f"{len(summary.batch_positions(payload))} positions"
-    if name in summary.SNAPSHOT_TYPES:
+    if summary.is_snapshot(name):
         return f"snapshot of {len(summary.batch_positions(payload))} assets"
     data = payload.get("data")
     if not isinstance(data, Mapping):

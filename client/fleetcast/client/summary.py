@@ -20,8 +20,11 @@ from typing import Any, Final
 MAX_SAMPLES: Final = 200_000
 BATCH_TYPE: Final = "asset_positions"
 SNAPSHOT_TYPE: Final = "fleet_snapshot"
-#: Events that describe state rather than report something new.
-SNAPSHOT_TYPES: Final = frozenset({SNAPSHOT_TYPE, "snapshot", "session"})
+
+
+def is_snapshot(name: str) -> bool:
+    """Events that describe state rather than report something new (any ``*snapshot*``)."""
+    return "snapshot" in name
 
 
 def parse_time(text: object) -> float | None:
@@ -69,7 +72,7 @@ def batch_positions(payload: Mapping[str, Any]) -> list[Mapping[str, Any]]:
 
 def event_times(name: str, payload: object) -> Iterable[object]:
     """Every ``occurred_at`` one received event stands for."""
-    if name in SNAPSHOT_TYPES or not isinstance(payload, Mapping):
+    if is_snapshot(name) or not isinstance(payload, Mapping):
         return ()
     if name == BATCH_TYPE:
         return [item.get("occurred_at") for item in batch_positions(payload)]

@@ -3,7 +3,12 @@
 // service adds a field or names a coordinate slightly differently.
 
 export const BATCH_TYPE = "asset_positions";
-export const SNAPSHOT_TYPES = new Set(["fleet_snapshot", "snapshot"]);
+export const SNAPSHOT_TYPE = "fleet_snapshot";
+
+/** Any snapshot event (fleet_snapshot, or a variant name a gateway may use). */
+export function isSnapshot(name) {
+  return typeof name === "string" && name.includes("snapshot");
+}
 export const POSITION_TYPE = "asset_position_updated";
 const CLOSED_STATES = new Set(["closed", "resolved", "cancelled", "canceled", "completed", "done"]);
 
@@ -79,7 +84,7 @@ export function positionsOf(name, payload) {
   if (!payload || typeof payload !== "object") return [];
   let items;
   if (name === POSITION_TYPE) items = [payload];
-  else if (name === BATCH_TYPE || SNAPSHOT_TYPES.has(name)) {
+  else if (name === BATCH_TYPE || isSnapshot(name)) {
     const holder = dataOf(payload);
     items = listOf(holder.positions ?? payload.positions ?? holder.assets ?? payload.assets);
   } else return [];
@@ -91,7 +96,7 @@ export function statusesOf(name, payload) {
   if (!payload || typeof payload !== "object") return [];
   let items;
   if (name === "asset_status_changed") items = [payload];
-  else if (SNAPSHOT_TYPES.has(name)) {
+  else if (isSnapshot(name)) {
     const holder = dataOf(payload);
     items = listOf(holder.statuses ?? payload.statuses ?? holder.assets ?? payload.assets);
   } else return [];
@@ -108,7 +113,7 @@ export function isClosed(status) {
 
 /** The times one event stands for (one per position for a batch, none for a snapshot). */
 export function occurredTimes(name, payload) {
-  if (SNAPSHOT_TYPES.has(name) || !payload || typeof payload !== "object") return [];
+  if (isSnapshot(name) || !payload || typeof payload !== "object") return [];
   if (name === BATCH_TYPE) return positionsOf(name, payload).map((p) => p.occurred_at);
   return [payload.occurred_at];
 }
@@ -118,7 +123,7 @@ const ID_KEYS = ["asset_id", "incident_id", "alert_id", "task_id", "channel_id",
 /** A short phrase saying what an event is about, for the feed. */
 export function describe(name, payload) {
   if (name === BATCH_TYPE) return `${positionsOf(name, payload).length} positions`;
-  if (SNAPSHOT_TYPES.has(name)) return `${positionsOf(name, payload).length} assets`;
+  if (isSnapshot(name)) return `${positionsOf(name, payload).length} assets`;
   const data = dataOf(payload) ?? {};
   const keys = [...ID_KEYS.filter((k) => k in data), ...Object.keys(data).filter((k) => !ID_KEYS.includes(k))];
   const parts = [];
