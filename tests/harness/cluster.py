@@ -1,1 +1,96 @@
-"""Pytest fixtures for a real cluster (filled in by its issue)."""
+"""Pytest fixtures for a real Kubernetes API: `cluster` (session) and `namespace`.
+
+`cluster` starts etcd, kube-apiserver, kube-controller-manager, kube-scheduler
+and kwok (two fake nodes) once per session from the binaries tools/k8s/build.sh
+built, and yields a `ClusterAccess`:
+
+    cluster.kubeconfig                  admin kubeconfig (Path)
+    cluster.bin_dir                     folder with kubectl and helm of the pinned versions
+    cluster.kubectl(*args, input=None, kubeconfig=None, check=True)
+    cluster.helm(*args, kubeconfig=None, check=True)
+    cluster.sa_kubeconfig(namespace, name)   kubeconfig of a ServiceAccount (bound token)
+
+With FLEETCAST_TEST_KUBECONFIG set, that cluster is used instead and nothing is
+started (the e2e suite on kind). Missing binaries fail the tests: `make test`
+builds them first, so their absence is a broken install, never a reason to skip.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from fleetcast.devtools import cluster as control_plane
+from fleetcast.devtools import cluster_access
+
+#: How long a new namespace may take to get its `default` ServiceAccount.
+NAMESPACE_READY_TIMEOUT = 30.0
+#: Label on every namespace the fixture creates, to find leftovers.
+TEST_LABEL = "fleetcast.io/test=true"
+
+
+class ClusterSettings(BaseSettings):
+    """Where the tests find their cluster."""
+
+    model_config = SettingsConfigDict(env_prefix="FLEETCAST_")
+
+    #: Kubeconfig of an existing cluster to test against instead of starting one.
+    test_kubeconfig: Path | None = None
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[cluster_access.ClusterAccess]:
+    """The session's cluster; torn down (processes and files) after the last test."""
+    settings = ClusterSettings()
+    if settings.test_kubeconfig is not None:
+        scratch = tmp_path_factory.mktemp("cluster")
+        yield cluster_access.ClusterAccess(settings.test_kubeconfig, _bin_dir_if_built(), scratch)
+        return
+    try:
+        binaries = control_plane.Binaries.locate()
+        local = control_plane.start(binaries)
+    except control_plane.ClusterError as err:
+        pytest.fail(f"cannot start the test control plane: {err}", pytrace=False)
+    try:
+        yield local.access
+    finally:
+        local.stop()
+
+
+def _bin_dir_if_built() -> Path | None:
+    try:
+        return control_plane.Binaries.locate().bin_dir
+    except control_plane.ClusterError:
+        return None  # an external cluster may come with kubectl/helm on PATH
+
+
+@pytest.fixture
+def namespace(
+    cluster: cluster_access.ClusterAccess, request: pytest.FixtureRequest
+) -> Iterator[str]:
+    """A fresh namespace for one test, ready for pods (its `default` ServiceAccount exists).
+
+    Deleted afterwards without waiting: the namespace controller finishes it in
+    the background, and names are unique, so no test waits on another's cleanup.
+    """
+    slug = re.sub(r"[^a-z0-9-]+", "-", request.node.name.lower()).strip("-")[:40].rstrip("-")
+    name = f"t-{slug}-{secrets.token_hex(3)}"
+    cluster.kubectl("create", "namespace", name)
+    cluster.kubectl("label", "namespace", name, TEST_LABEL)
+    _wait_for_default_service_account(cluster, name)
+    yield name
+    cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+def _wait_for_default_service_account(cluster: cluster_access.ClusterAccess, name: str) -> None:
+    deadline = time.monotonic() + NAMESPACE_READY_TIMEOUT
+    while cluster.kubectl("get", "serviceaccount", "default", "-n", name, check=False).returncode:
+        if time.monotonic() > deadline:
+            pytest.fail(f"namespace {name} got no default ServiceAccount", pytrace=False)
+        time.sleep(0.2)
