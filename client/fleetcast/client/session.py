@@ -10,6 +10,7 @@ published during the gap is missed while the room's history still reaches.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import time
 from collections.abc import Callable, Mapping
@@ -83,6 +84,7 @@ class Listener:
         self._sink = sink
         self._stats = stats
         self._signals: asyncio.Queue[tuple[Signal, object]] = asyncio.Queue()
+        self._stopping = asyncio.Event()
         self._offsets: dict[str, str] = {}
         self._first_subscribe = True
         self._manual_connect = False
@@ -103,7 +105,8 @@ class Listener:
         self._sio.on("*", self._on_event)
 
     def stop(self) -> None:
-        """Ask :meth:`run` to finish (signal handlers, tests)."""
+        """Ask :meth:`run` to finish (signal handlers, tests), even while it waits to connect."""
+        self._stopping.set()
         self._signals.put_nowait((Signal.STOP, None))
 
     async def run(self) -> int:
@@ -188,7 +191,10 @@ class Listener:
                 self._sink.status(
                     "rate_limited", f"server busy, retrying in {retry or RETRY_DEFAULT_S:.1f}s"
                 )
-                await asyncio.sleep(retry or RETRY_DEFAULT_S)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), retry or RETRY_DEFAULT_S)
+                if self._stopping.is_set():
+                    return EXIT_OK
         finally:
             self._manual_connect = False
 
@@ -209,7 +215,11 @@ class Listener:
         if self._options.refresh_margin_s is None or not self._sio.connected:
             return
         self._token = self._options.token()
-        ack = await self._sio.call("refresh", {"token": self._token}, timeout=CALL_TIMEOUT_S)
+        try:
+            ack = await self._sio.call("refresh", {"token": self._token}, timeout=CALL_TIMEOUT_S)
+        except (socketio.exceptions.TimeoutError, socketio.exceptions.BadNamespaceError):
+            self._sink.status("error", "refresh: no answer (the next reconnect uses a new token)")
+            return
         self._sink.status("refresh", f"token refreshed: {ack}", ack=ack)
 
     # --- rooms ------------------------------------------------------------------------
