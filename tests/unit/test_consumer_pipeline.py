@@ -112,16 +112,35 @@ async def run(
     return journal, source, metrics
 
 
-async def test_each_batch_is_committed_after_it_is_published() -> None:
-    journal, source, _ = await run([[position(0), position(1)], [position(2)]])
-    assert journal == ["publish ['e-0', 'e-1']", "commit [2]", "publish ['e-2']", "commit [3]"]
-    assert source.committed == {TopicPartition("fleet.assets", 0): 3}
+def published_before_each_commit(journal: Journal) -> list[tuple[int, int]]:
+    """(offset committed, events published so far) at every commit."""
+    published, pairs = 0, []
+    for entry in journal:
+        if entry.startswith("publish ["):
+            published += entry.count("e-")
+        elif entry.startswith("commit"):
+            pairs.append((int(entry.split("[")[1].rstrip("]")), published))
+    return pairs
+
+
+async def test_offsets_are_committed_only_after_their_events_are_published() -> None:
+    journal, source, _ = await run([[position(0), position(1)], [position(2)], [position(3)]])
+    assert [e for e in journal if e.startswith("publish")] == [
+        "publish ['e-0', 'e-1']",
+        "publish ['e-2']",
+        "publish ['e-3']",
+    ]
+    pairs = published_before_each_commit(journal)
+    assert pairs
+    assert all(committed <= published for committed, published in pairs)
+    assert source.committed == {TopicPartition("fleet.assets", 0): 4}
 
 
 async def test_redis_failures_are_retried_and_nothing_is_committed_before() -> None:
-    journal, _, metrics = await run([[position(0)]], publish_failures=2)
+    journal, source, metrics = await run([[position(0)]], publish_failures=2)
     assert journal == ["publish failed", "publish failed", "publish ['e-0']", "commit [1]"]
     assert metrics.errors.labels("redis")._value.get() == 2
+    assert source.committed == {TopicPartition("fleet.assets", 0): 1}
 
 
 async def test_dead_letters_are_retried_without_publishing_twice() -> None:
@@ -133,6 +152,31 @@ async def test_dead_letters_are_retried_without_publishing_twice() -> None:
         "commit [2]",
     ]
     assert metrics.dead_lettered.labels("not_json")._value.get() == 1
+
+
+async def test_batches_polled_before_a_rebalance_are_not_delivered() -> None:
+    journal, stopping, metrics = Journal(), asyncio.Event(), Metrics()
+    source = FakeSource(journal, [[position(0)], [position(1)]], stopping)
+    publisher = FakePublisher(journal)
+    loop = pipeline.Pipeline(source, publisher, FakeDeadLetters(journal), metrics, OPTIONS)
+    listener = pipeline.Listener(loop)
+    original = publisher.publish
+    revocations = []
+
+    async def publish_then_rebalance(routed: Sequence[processing.Routed]) -> publishing.Outcome:
+        outcome = await original(routed)
+        if routed[0].event_id == "e-0":
+            await asyncio.sleep(0.01)  # let the poller queue e-1
+            revoked = {TopicPartition("fleet.assets", 0)}
+            revocations.append(asyncio.create_task(listener.on_partitions_revoked(revoked)))
+            await asyncio.sleep(0)  # the revocation starts while this batch is in flight
+        return outcome
+
+    publisher.publish = publish_then_rebalance  # type: ignore[method-assign]
+    await asyncio.wait_for(loop.run(stopping), 10)
+    await asyncio.gather(*revocations)
+    assert [e for e in journal if e.startswith("publish")] == ["publish ['e-0']"]
+    assert source.committed == {TopicPartition("fleet.assets", 0): 1}
 
 
 async def test_shutdown_with_redis_down_commits_nothing() -> None:

@@ -10,7 +10,7 @@ import orjson
 from fleetcast.consumer import processing, publishing
 from fleetcast.protocol import routing
 
-TABLE = routing.RoutingTable.default()
+TABLE = processing.Router(routing.RoutingTable.default())
 
 
 @dataclass(frozen=True)
@@ -104,6 +104,16 @@ def test_events_group_per_org_in_order() -> None:
     }
 
 
+def test_the_router_memo_gives_the_same_targets_and_stays_bounded() -> None:
+    router = processing.Router(routing.RoutingTable.default(), max_entries=2)
+    records = [
+        Rec("t", 0, n, env("asset_position_updated", {"asset_id": f"u-{n % 3}"})) for n in range(9)
+    ]
+    routed = processing.prepare(records, router).routed
+    assert [r.rooms[0] for r in routed] == [f"asset:u-{n % 3}:org:org-1" for n in range(9)]
+    assert len(router._memo) <= 2
+
+
 def test_the_script_input_is_length_prefixed_and_names_every_key() -> None:
     (routed,) = processing.prepare(
         [Rec("t", 0, 0, env("asset_position_updated", {"asset_id": "u-1"}, event_id="e\x1f:1"))],
@@ -111,11 +121,13 @@ def test_the_script_input_is_length_prefixed_and_names_every_key() -> None:
     ).routed
     blob = publishing.encode_batch([routed], publishing.Limits())
     fields = parse(blob)
-    assert fields[:2] == ["1", "e"]  # wire version, history field
+    # wire version, history field, key prefixes
+    assert fields[:4] == ["1", "e", "fleetcast:seen:", "fleetcast:history:"]
     assert "fleetcast:events:org-1" in fields
-    assert "fleetcast:seen:e\x1f:1" in fields  # any event id survives the framing
-    assert "fleetcast:history:asset:u-1:org:org-1" in fields
-    assert fields[-2:] == ["fleet:org:org-1", ""]  # the fleet room has no stream
+    assert "fleetcast:fleet:org-1:positions" in fields
+    # per event: id (any bytes survive the framing), snapshot, envelope, rooms, history
+    assert fields[-6:-3] == ["e\x1f:1", "pu-1", routed.envelope_json.decode()]
+    assert fields[-3:] == ['["asset:u-1:org:org-1","fleet:org:org-1"]', "1", "asset:u-1:org:org-1"]
 
 
 def parse(blob: bytes) -> list[str]:

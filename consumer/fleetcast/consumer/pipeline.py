@@ -6,6 +6,14 @@ Redis or Kafka is away the batch in hand is retried with backoff and nothing
 new is polled, so nothing unpublished is ever committed; a redelivery after a
 crash is dropped by the publish script (event ids already seen).
 
+Three stages overlap so that neither Python nor Redis waits for the other:
+a poller decodes and routes the next batch while the current one is in
+Redis, and a committer commits the latest delivered offsets in the
+background (coalescing, so a slow commit never stalls delivery). Batches are
+delivered strictly in poll order. A rebalance waits for the batch in flight,
+commits, and makes every batch polled before it stale (aiokafka rewinds the
+new assignment to the committed offsets, so nothing is skipped).
+
 The loop talks to Kafka through :class:`Source` (aiokafka's consumer fits it
 as is) and to its outputs through the publishing and dead-letter seams.
 """
@@ -35,6 +43,8 @@ log = structlog.stdlib.get_logger(__name__)
 RETRYABLE: Final = (RedisError, KafkaError, OSError, asyncio.TimeoutError)
 #: Longest a rebalance waits for the batch in flight before revoking anyway (s).
 REVOKE_WAIT_S: Final = 5.0
+#: Batches decoded ahead of the one in Redis: enough to overlap, little to redo.
+QUEUE_DEPTH: Final = 2
 #: /health fails when the loop has not turned for this long (seconds).
 STALL_S: Final = 60.0
 
@@ -93,21 +103,61 @@ class Pipeline:
         self._metrics = metrics
         self._options = options
         self.state = State()
+        self._router = processing.Router(options.table)
         #: Offsets delivered but not yet committed (a commit failed or is due).
         self._pending: dict[TopicPartition, int] = {}
-        #: Held from poll to commit; a rebalance waits for it (see Listener).
+        self._commit_due = asyncio.Event()
+        #: Held while a batch is delivered; a rebalance waits for it (see Listener).
         self.in_flight = asyncio.Lock()
+        #: Bumped on every revocation: batches polled before it are stale.
+        self.generation = 0
 
     async def run(self, stopping: asyncio.Event) -> None:
-        """Turn until ``stopping`` is set; the batch in hand is finished first."""
+        """Run until ``stopping`` is set; batches already polled are finished first."""
+        queue: asyncio.Queue[tuple[int, processing.Batch] | None] = asyncio.Queue(QUEUE_DEPTH)
+        poller = asyncio.create_task(self._poll_loop(queue, stopping), name="poller")
+        committer = asyncio.create_task(self._commit_loop(), name="committer")
+        try:
+            await self._deliver_loop(queue, stopping)
+        finally:
+            for task in (poller, committer):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await self.commit()
+
+    async def _poll_loop(
+        self, queue: asyncio.Queue[tuple[int, processing.Batch] | None], stopping: asyncio.Event
+    ) -> None:
+        """Poll, decode and route ahead of delivery (at most QUEUE_DEPTH batches)."""
         while not stopping.is_set():
             self.state.last_turn = time.monotonic()
+            polled = await self._poll(stopping)
+            # Tagged after the poll: records aiokafka returns belong to the current assignment.
+            generation = self.generation
+            if polled:
+                await queue.put((generation, self._prepare(polled)))
+        await queue.put(None)
+
+    async def _deliver_loop(
+        self, queue: asyncio.Queue[tuple[int, processing.Batch] | None], stopping: asyncio.Event
+    ) -> None:
+        while (item := await queue.get()) is not None:
+            generation, batch = item
             async with self.in_flight:
-                polled = await self._poll(stopping)
-                if polled and not await self._handle(polled, stopping):
-                    break
-                await self.commit()
-        await self.commit()
+                if generation != self.generation:
+                    continue  # polled before a rebalance: Kafka will deliver it again
+                if not await self._deliver(batch, stopping):
+                    return
+                self._delivered(batch)
+
+    async def _commit_loop(self) -> None:
+        while True:
+            await self._commit_due.wait()
+            self._commit_due.clear()
+            if not await self.commit():
+                await asyncio.sleep(min(1.0, self._options.backoff_max_s))
+                self._commit_due.set()
 
     async def _poll(self, stopping: asyncio.Event) -> Mapping[TopicPartition, Sequence[Any]]:
         try:
@@ -120,28 +170,29 @@ class Pipeline:
             await pause(stopping, min(1.0, self._options.backoff_max_s))
             return {}
 
-    async def _handle(
-        self, polled: Mapping[TopicPartition, Sequence[processing.Record]], stopping: asyncio.Event
-    ) -> bool:
-        """Deliver one poll's records; False if shutdown came first (nothing committed)."""
+    def _prepare(
+        self, polled: Mapping[TopicPartition, Sequence[processing.Record]]
+    ) -> processing.Batch:
         batch = processing.prepare(
             processing.flatten(polled),
-            self._options.table,
+            self._router,
             max_event_bytes=self._options.max_event_bytes,
         )
         self._metrics.batch_size.observe(len(batch))
         for topic, count in batch.consumed.items():
             self._metrics.consumed.labels(topic).inc(count)
         self._metrics.unrouted.inc(batch.unrouted)
-        if not await self._deliver(batch, stopping):
-            return False
+        return batch
+
+    def _delivered(self, batch: processing.Batch) -> None:
+        """Make the batch's offsets committable, and update lag."""
         for (topic, partition), offset in batch.offsets.items():
             tp = TopicPartition(topic, partition)
             self._pending[tp] = offset
             high = self._source.highwater(tp)
             if high is not None:
                 self._metrics.lag.labels(topic, str(partition)).set(max(0, high - offset))
-        return True
+        self._commit_due.set()
 
     async def _deliver(self, batch: processing.Batch, stopping: asyncio.Event) -> bool:
         """Publish and dead-letter the batch, retrying until both are accepted."""
@@ -193,21 +244,22 @@ class Pipeline:
                 offset=letter.offset,
             )
 
-    async def commit(self, only: set[TopicPartition] | None = None) -> None:
-        """Commit delivered offsets; a failure keeps them for the next try."""
+    async def commit(self, only: set[TopicPartition] | None = None) -> bool:
+        """Commit delivered offsets; False (and they stay pending) if Kafka refused."""
         offsets = {tp: o for tp, o in self._pending.items() if only is None or tp in only}
         if not offsets:
-            return
+            return True
         try:
             await self._source.commit(offsets)
         except RETRYABLE as exc:
             self._metrics.errors.labels("commit").inc()
             log.warning("offset commit failed; will retry", error=repr(exc))
-            return
+            return False
         self._metrics.commits.inc()
         for tp, offset in offsets.items():
             if self._pending.get(tp) == offset:
                 del self._pending[tp]
+        return True
 
     def forget(self, keep: set[TopicPartition]) -> None:
         """Drop pending offsets of partitions this process no longer owns."""
@@ -224,6 +276,7 @@ class Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         pipeline = self._pipeline
+        pipeline.generation += 1  # batches polled so far will not be delivered
         try:
             await asyncio.wait_for(pipeline.in_flight.acquire(), REVOKE_WAIT_S)
         except TimeoutError:

@@ -89,22 +89,66 @@ class Batch:
         return sum(self.consumed.values())
 
 
-def to_routed(envelope: events.Envelope, table: routing.RoutingTable) -> Routed | None:
+@dataclass(frozen=True, slots=True)
+class Targets:
+    """Where one event goes: full room names, and the subset keeping history."""
+
+    rooms: tuple[str, ...]
+    history: tuple[str, ...]
+
+
+class Router:
+    """:func:`fleetcast.protocol.routing.route` with a bounded memo.
+
+    The ids that decide a route repeat all the time (a fleet's units report
+    every few seconds), and building and validating Room objects is the
+    costliest step per event, so each distinct route is computed once. The
+    memo is simply emptied when full: cheap, bounded, and self-healing.
+    """
+
+    def __init__(self, table: routing.RoutingTable, max_entries: int = 100_000) -> None:
+        self.table = table
+        self._max_entries = max_entries
+        self._memo: dict[tuple[object, ...], Targets | None] = {}
+
+    def targets(self, envelope: events.Envelope) -> Targets | None:
+        data = envelope.data
+        key = (envelope.event_type, envelope.organization_id, *map(data.get, ROUTE_KEYS))
+        if key in self._memo:  # room ids are validated strings (or None): hashable
+            return self._memo[key]
+        if len(self._memo) >= self._max_entries:
+            self._memo.clear()
+        found = self._memo[key] = self._compute(envelope)
+        return found
+
+    def _compute(self, envelope: events.Envelope) -> Targets | None:
+        found = routing.route(envelope, self.table)
+        if not found:
+            return None
+        return Targets(
+            rooms=tuple(room.name for room in found),
+            history=tuple(room.name for room in found if room.kind not in NO_HISTORY_KINDS),
+        )
+
+
+#: The data keys a route depends on (besides event type and org).
+ROUTE_KEYS: Final = tuple(routing.DATA_KEY_KINDS)
+
+
+def to_routed(envelope: events.Envelope, router: Router) -> Routed | None:
     """Route one envelope; None when it targets no room at all."""
-    targets = routing.route(envelope, table)
-    if not targets:
+    targets = router.targets(envelope)
+    if targets is None:
         return None
-    rooms = tuple(room.name for room in targets)
-    history = tuple(room.name for room in targets if room.kind not in NO_HISTORY_KINDS)
     snapshot = SNAPSHOT_KINDS.get(envelope.event_type)
     asset_id = envelope.data.get("asset_id") if snapshot else None
     return Routed(
         org=envelope.organization_id,
         event_id=envelope.event_id,
         event_type=envelope.event_type,
-        envelope_json=orjson.dumps(envelope.as_dict()),
-        rooms=rooms,
-        history=history,
+        envelope_json=orjson.dumps(envelope),  # a dataclass: same fields, same order
+        rooms=targets.rooms,
+        history=targets.history,
         snapshot=snapshot if asset_id is not None else None,
         asset_id=asset_id,
     )
@@ -124,7 +168,7 @@ def dead_letter(record: Record, error: events.EnvelopeError) -> DeadLetter:
 
 def prepare(
     records: Iterable[Record],
-    table: routing.RoutingTable,
+    router: Router,
     *,
     max_event_bytes: int = events.DEFAULT_MAX_EVENT_BYTES,
 ) -> Batch:
@@ -138,7 +182,7 @@ def prepare(
         except events.EnvelopeError as exc:
             batch.dead.append(dead_letter(record, exc))
             continue
-        routed = to_routed(envelope, table)
+        routed = to_routed(envelope, router)
         if routed is None:
             batch.unrouted += 1
         else:

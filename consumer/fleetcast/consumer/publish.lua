@@ -1,8 +1,9 @@
 -- fleetcast consumer: publish one batch of routed events, atomically, in one round trip.
 --
 -- ARGV[1] is the whole batch as length-prefixed fields ("<len>:<bytes>"), written by
--- fleetcast.consumer.publishing.encode_batch; keys are computed there from
--- fleetcast.protocol.keys, so no key name is spelled here. For each event:
+-- fleetcast.consumer.publishing.Encoder (its docstring gives the layout); key names
+-- and prefixes come from fleetcast.protocol.keys through it, none is spelled here.
+-- For each event:
 --   1. SET seen-key NX EX: an event id already published (a Kafka redelivery) is skipped;
 --   2. XADD it to each target room's history stream (MAXLEN ~), EXPIRE each stream once;
 --   3. keep the latest position/status of its asset in the org's fleet snapshot;
@@ -33,6 +34,8 @@ end
 
 local version = field()
 local history_field = field()
+local seen_prefix = field()
+local history_prefix = field()
 local maxlen = field()
 local history_ttl = number()
 local seen_ttl = number()
@@ -71,24 +74,22 @@ for _ = 1, orgs do
   local latest = {p = {}, s = {}}
   local touched = {}
   for _ = 1, count do
-    local seen, snapshot, asset, envelope = field(), field(), field(), field()
-    local room_count = number()
-    local rooms = {}
-    for r = 1, room_count do rooms[r] = {field(), field()} end
-    if redis.call('SET', seen, '1', 'NX', 'EX', seen_ttl) then
-      local names, offsets = {}, {}
-      for r, room in ipairs(rooms) do
-        names[r] = '"' .. room[1] .. '"'
-        if room[2] ~= '' then
-          local id = redis.call('XADD', room[2], 'MAXLEN', '~', maxlen, '*', history_field, envelope)
-          offsets[#offsets + 1] = '"' .. room[1] .. '":"' .. id .. '"'
-          streams[room[2]] = true
-        end
+    local event_id, snapshot, envelope, rooms = field(), field(), field(), field()
+    local history = {}
+    for r = 1, number() do history[r] = field() end
+    if redis.call('SET', seen_prefix .. event_id, '1', 'NX', 'EX', seen_ttl) then
+      local offsets = {}
+      for r, room in ipairs(history) do
+        local stream = history_prefix .. room
+        local id = redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', history_field, envelope)
+        offsets[r] = '"' .. room .. '":"' .. id .. '"'
+        streams[stream] = true
       end
-      items[#items + 1] = '{"rooms":[' .. table.concat(names, ',') .. '],"offsets":{'
-        .. table.concat(offsets, ',') .. '},"event":' .. envelope .. '}'
+      items[#items + 1] = '{"rooms":' .. rooms .. ',"offsets":{' .. table.concat(offsets, ',')
+        .. '},"event":' .. envelope .. '}'
       if snapshot ~= '' then
-        latest[snapshot][asset] = envelope
+        local asset = string.sub(snapshot, 2)
+        latest[string.sub(snapshot, 1, 1)][asset] = envelope
         touched[asset] = true
       end
       published = published + 1

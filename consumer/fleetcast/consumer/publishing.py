@@ -14,10 +14,12 @@ would cost more than the decoding itself.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Final, Protocol
+
+import orjson
 
 from fleetcast.consumer import processing
 from fleetcast.protocol import keys, wire
@@ -60,46 +62,82 @@ def _text(value: str | int) -> bytes:
     return _field(str(value).encode())
 
 
+def _prefix(key: Callable[[str], str]) -> str:
+    """The constant part of a key function of keys.py (the script appends the id)."""
+    prefix = key("")
+    assert key("x") == prefix + "x", "key function is not a plain prefix"
+    return prefix
+
+
+SEEN_PREFIX: Final = _prefix(keys.seen_event)
+HISTORY_PREFIX: Final = _prefix(keys.history_stream)
+
+
+class Encoder:
+    """Builds the script's input; remembers the encoded form of each distinct route.
+
+    Layout (every field is ``<len>:<bytes>``): a header (wire version, history
+    field, key prefixes, bounds, org count), then per org its channel and
+    snapshot keys and event count, then per event: event id, snapshot ("" or
+    "p"/"s" + asset id), envelope JSON, the rooms as a JSON list, and the
+    history rooms (count, then names).
+    """
+
+    def __init__(self, limits: Limits, max_routes: int = 100_000) -> None:
+        self._header = b"".join(
+            [
+                _text(wire.VERSION),
+                _text(keys.HISTORY_FIELD),
+                _text(SEEN_PREFIX),
+                _text(HISTORY_PREFIX),
+                _text(limits.history_maxlen),
+                _text(limits.history_ttl_s),
+                _text(limits.seen_ttl_s),
+                _text(limits.fleet_asset_ttl_s),
+                _text(limits.fleet_max_assets),
+                _text(limits.events_per_message),
+            ]
+        )
+        self._routes: dict[tuple[str, ...], bytes] = {}
+        self._max_routes = max_routes
+
+    def encode(self, routed: Sequence[processing.Routed]) -> bytes:
+        groups = processing.by_org(routed)
+        parts = [self._header, _text(len(groups))]
+        for org, items in groups.items():
+            parts += [
+                _text(org),
+                _text(keys.org_channel(org)),
+                _text(keys.fleet_positions(org)),
+                _text(keys.fleet_statuses(org)),
+                _text(keys.fleet_last_seen(org)),
+                _text(len(items)),
+            ]
+            for item in items:
+                snapshot = SNAPSHOT_CODES[item.snapshot] + (item.asset_id or "").encode()
+                parts += [
+                    _text(item.event_id),
+                    _field(snapshot),
+                    _field(item.envelope_json),
+                    self._route(item),
+                ]
+        return b"".join(parts)
+
+    def _route(self, item: processing.Routed) -> bytes:
+        encoded = self._routes.get(item.rooms)
+        if encoded is None:
+            if len(self._routes) >= self._max_routes:
+                self._routes.clear()
+            rooms_json = orjson.dumps(list(item.rooms))
+            history = [_text(room) for room in item.history]
+            encoded = _field(rooms_json) + _text(len(history)) + b"".join(history)
+            self._routes[item.rooms] = encoded
+        return encoded
+
+
 def encode_batch(routed: Sequence[processing.Routed], limits: Limits) -> bytes:
-    """The script's input: a header, then per org its keys and events."""
-    groups = processing.by_org(routed)
-    parts = [
-        _text(wire.VERSION),
-        _text(keys.HISTORY_FIELD),
-        _text(limits.history_maxlen),
-        _text(limits.history_ttl_s),
-        _text(limits.seen_ttl_s),
-        _text(limits.fleet_asset_ttl_s),
-        _text(limits.fleet_max_assets),
-        _text(limits.events_per_message),
-        _text(len(groups)),
-    ]
-    for org, items in groups.items():
-        parts += [
-            _text(org),
-            _text(keys.org_channel(org)),
-            _text(keys.fleet_positions(org)),
-            _text(keys.fleet_statuses(org)),
-            _text(keys.fleet_last_seen(org)),
-            _text(len(items)),
-        ]
-        for item in items:
-            parts += _event_fields(item)
-    return b"".join(parts)
-
-
-def _event_fields(item: processing.Routed) -> list[bytes]:
-    fields = [
-        _text(keys.seen_event(item.event_id)),
-        _field(SNAPSHOT_CODES[item.snapshot]),
-        _text(item.asset_id or ""),
-        _field(item.envelope_json),
-        _text(len(item.rooms)),
-    ]
-    for room in item.rooms:
-        stream = keys.history_stream(room) if room in item.history else ""
-        fields += [_text(room), _text(stream)]
-    return fields
+    """The script's input for one batch (see :class:`Encoder`)."""
+    return Encoder(limits).encode(routed)
 
 
 class RedisPublisher:
@@ -107,16 +145,14 @@ class RedisPublisher:
 
     def __init__(self, redis: Any, limits: Limits | None = None) -> None:
         self._redis = redis
-        self._limits = limits or Limits()
+        self._encoder = Encoder(limits or Limits())
         # register_script re-loads the script by itself after a Redis restart (NOSCRIPT).
         self._script = redis.register_script(SCRIPT)
 
     async def publish(self, routed: Sequence[processing.Routed]) -> Outcome:
         if not routed:
             return Outcome(0, 0)
-        published, duplicates = await self._script(
-            keys=[], args=[encode_batch(routed, self._limits)]
-        )
+        published, duplicates = await self._script(keys=[], args=[self._encoder.encode(routed)])
         return Outcome(int(published), int(duplicates))
 
     async def ping(self) -> bool:
