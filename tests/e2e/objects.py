@@ -7,6 +7,7 @@ the chart sees, with the same tool the docs tell them to use.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +21,8 @@ ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "fleetcast"
 FLEETBROADCAST_API = "radiofleet.io/v1alpha1/FleetBroadcast"
 T = TypeVar("T")
+#: kubectl's words for a resource type the server does not (or no longer) serve.
+_TYPE_GONE = re.compile(r"doesn't have a resource type|could not find the requested resource")
 Obj = dict[str, Any]
 
 
@@ -60,8 +63,8 @@ def names(
     done = cluster.kubectl(
         "get", kind, f"--namespace={namespace}", "-l", selector, "-o", "name", check=False
     )
-    if done.returncode and "doesn't have a resource type" in done.stderr:
-        return []  # the CRD is gone: no object of the kind can be left
+    if done.returncode and _TYPE_GONE.search(done.stderr):
+        return []  # the CRD is gone (or going): no object of the kind can be left
     if done.returncode:
         raise cluster_access.ClusterError(done.stderr.strip())
     return done.stdout.split()
