@@ -228,7 +228,7 @@ class GatewayProcess:
             )
         return self
 
-    async def wait_ready(self, within: float = 15.0) -> None:
+    async def wait_ready(self, within: float = 60.0) -> None:
         deadline = time.monotonic() + within
         async with aiohttp.ClientSession() as http:
             while time.monotonic() < deadline:

@@ -152,3 +152,28 @@ async def test_redis_down_at_start(clients: ClientFactory) -> None:
     finally:
         await running.stop()
         server.cleanup()
+
+
+async def test_silently_lost_subscriptions_are_caught_by_the_canary(
+    redis_url: str, clients: ClientFactory
+) -> None:
+    """The known failure of peers: connected to Redis, subscribed to nothing, /health green.
+
+    Dropping every subscription behind the listener's back (as a silent
+    client-side reconnect would) must turn /ready false through the canary
+    and rebuild the subscriptions.
+    """
+    running = await start_gateway(gateway_settings(redis_url, gateway_id="gw-deaf"))
+    try:
+        client = clients(running.url)
+        assert await client.connect(make_token())
+        await publish_until_received(redis_url, client, 0)
+        fanout = running.gateway.p.fanout
+        await fanout._pubsub.unsubscribe()  # deaf, yet the connection is fine
+        await running.wait_ready(False, within=5)
+        await running.wait_ready(within=5)
+        await publish_until_received(redis_url, client, 1)
+        samples = await scrape(running.url)
+        assert metric(samples, "fleetcast_gateway_canary_failures_total") >= 1
+    finally:
+        await running.stop()

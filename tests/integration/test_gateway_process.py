@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import time
 from collections.abc import Callable
@@ -56,10 +57,12 @@ async def test_sigterm_drains_and_exits_in_time(
                 "message": "gateway shutting down: reconnect (another gateway will answer)",
                 "reconnect": True,
             }
-        code = await asyncio.to_thread(process.proc.wait, DRAIN_S + 5)
+        code = await asyncio.to_thread(process.proc.wait, DRAIN_S + 10)
         elapsed = time.monotonic() - sent
         assert code == 0, process.log()
-        assert elapsed < DRAIN_S + 1.5, f"exit took {elapsed:.2f}s"
-        assert '"event":"stopped"' in process.log()
+        # the process's own account: signal to shut down, within DRAIN_SECONDS
+        [stopped] = [json.loads(line) for line in process.log().splitlines() if '"stopped"' in line]
+        assert stopped["seconds"] < DRAIN_S
+        assert elapsed < DRAIN_S + 5, f"exit took {elapsed:.2f}s"  # + interpreter teardown
     finally:
         process.stop()

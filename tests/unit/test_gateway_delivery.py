@@ -189,18 +189,44 @@ def test_priority_frames_overtake_queued_positions() -> None:
     ]
 
 
-def test_slow_client_sheds_positions_then_is_cut_off() -> None:
+def test_stalled_client_sheds_positions_then_is_cut_off() -> None:
     outbox, _, cut = make_outbox(max_buffered=8)
     a = conn("a")
-    for i in range(TRANSPORT_WATERMARK):
+    for i in range(TRANSPORT_WATERMARK):  # the transport is full and takes nothing more
         outbox.push(a, Frame(f"fill{i}", True))
     for i in range(4):
         outbox.push(a, Frame(f"alert{i}", True))
     for i in range(10):
         outbox.push(a, Frame(f"pos{i}", False))
+    assert a.backlog() == 14  # within the burst allowance until the pump sees it stalled
+    assert outbox.pump_once() == 0
     assert a.backlog() == 8
     assert [f.text for f in a.bulk or []] == ["pos6", "pos7", "pos8", "pos9"]
     assert cut == []
     for i in range(4, 9):
         outbox.push(a, Frame(f"alert{i}", True))
+    outbox.pump_once()
     assert cut == [("a", "slow_consumer")]
+
+
+def test_reading_client_may_take_a_burst_without_loss() -> None:
+    outbox, transport, cut = make_outbox(max_buffered=8)
+    a = conn("a")
+    for i in range(TRANSPORT_WATERMARK + 30):
+        outbox.push(a, Frame(f"pos{i}", False))
+    assert a.backlog() == 30
+    while a.backlog():
+        transport.queues["a"].clear()  # the client keeps reading
+        assert outbox.pump_once() > 0
+    assert cut == []
+
+
+def test_burst_beyond_the_allowance_is_shed_at_once() -> None:
+    outbox, _, cut = make_outbox(max_buffered=8)
+    a = conn("a")
+    for i in range(TRANSPORT_WATERMARK + 40):
+        outbox.push(a, Frame(f"pos{i}", False))
+    # the 33rd queued frame (over 4 x 8) shed the queue down to the 8 newest
+    queued = [f.text for f in a.bulk or []]
+    assert queued == [f"pos{i}" for i in range(TRANSPORT_WATERMARK + 25, TRANSPORT_WATERMARK + 40)]
+    assert cut == []

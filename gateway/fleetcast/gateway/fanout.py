@@ -188,6 +188,7 @@ class Fanout:
             message = await self._pubsub.get_message(timeout=LISTEN_TICK_S)
             if message is not None:
                 self._on_message(message)
+                await asyncio.sleep(0)  # let the transports' writers drain between messages
 
     async def _close(self) -> None:
         self.connected = self.canary_ok = False

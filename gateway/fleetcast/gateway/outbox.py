@@ -7,10 +7,13 @@ one pump task moves frames on as the transport drains. A connection's
 transport queue is never filled past :data:`TRANSPORT_WATERMARK`, so a
 priority frame waits behind at most that many positions.
 
-Over ``max_buffered`` frames, the oldest position is shed; when only priority
-frames are left the connection is cut off as a slow consumer (it reconnects
-and recovers with ``since``). A slow client never slows the others: nothing
-here awaits a client.
+The bound ``max_buffered`` applies to a connection whose transport has
+stopped taking frames (a slow client): its oldest positions are shed down to
+the bound, and when only priority frames are left over it, it is cut off as a
+slow consumer (it reconnects and recovers with ``since``). A client that
+keeps reading may briefly hold more (a burst of one big pub/sub message), up
+to :data:`BURST_FACTOR` times the bound. Nothing here awaits a client, so a
+slow one never slows the others.
 """
 
 from __future__ import annotations
@@ -29,9 +32,11 @@ from fleetcast.gateway.transport import Transport
 log = structlog.stdlib.get_logger(__name__)
 
 #: Packets allowed in a connection's transport queue before frames wait in ours.
-TRANSPORT_WATERMARK: Final = 16
-#: How often backlogged connections are revisited (seconds).
+TRANSPORT_WATERMARK: Final = 64
+#: How often stalled connections are revisited (seconds).
 PUMP_INTERVAL_S: Final = 0.005
+#: A connection that still reads may hold this many times the bound, briefly.
+BURST_FACTOR: Final = 4
 
 #: Called (at most once per connection) when one must be cut off.
 CutOff = Callable[[Connection, str], None]
@@ -84,48 +89,66 @@ class Outbox:
             if conn.bulk is None:
                 conn.bulk = deque()
             conn.bulk.append(frame)
-        if conn.backlog() > self._max:
-            self._shed(conn)
+        if conn.backlog() > self._max * BURST_FACTOR:
+            self._enforce(conn, self._max)
         if conn.open and conn.close_reason is None:
             self._backlogged[conn.sid] = conn
             self._wake.set()
 
-    def _shed(self, conn: Connection) -> None:
-        if conn.bulk:
-            conn.bulk.popleft()
+    def _enforce(self, conn: Connection, limit: int) -> None:
+        """Shed the oldest positions down to ``limit``; cut off if priority frames exceed it."""
+        bulk = conn.bulk
+        while bulk and conn.backlog() > limit:
+            bulk.popleft()
             self._metrics.shed.inc()
-            return
-        log.warning("slow consumer cut off", sid=conn.sid, org=conn.org)
-        self.forget(conn)
-        self._cut_off(conn, "slow_consumer")
+        if conn.backlog() > limit:
+            log.warning("slow consumer cut off", sid=conn.sid, org=conn.org)
+            self.forget(conn)
+            self._cut_off(conn, "slow_consumer")
 
-    def _flush(self, conn: Connection) -> bool:
-        """Move frames to the transport while it has room; True when all went."""
+    def _flush(self, conn: Connection) -> int:
+        """Move frames to the transport while it has room; returns how many moved."""
         transport = self.transport
         room = TRANSPORT_WATERMARK - transport.pending(conn)
+        moved = 0
         for queue in (conn.prio, conn.bulk):
-            while queue and room > 0:
+            while queue and moved < room:
                 if not transport.write(conn, queue.popleft().text):
                     queue.clear()
                     break
-                room -= 1
+                moved += 1
         if conn.backlog():
             self._backlogged[conn.sid] = conn
             self._wake.set()
-            return False
-        self._backlogged.pop(conn.sid, None)
-        return True
+        else:
+            self._backlogged.pop(conn.sid, None)
+        return moved
+
+    def pump_once(self) -> int:
+        """One pass over the backlogged connections; returns the frames moved.
+
+        A connection whose transport took nothing is stalled: the bound applies.
+        """
+        moved = 0
+        for conn in list(self._backlogged.values()):
+            if conn.close_reason is not None or not conn.open:
+                self._backlogged.pop(conn.sid, None)
+                continue
+            step = self._flush(conn)
+            if step == 0 and conn.backlog() > self._max:
+                self._enforce(conn, self._max)
+            moved += step
+        return moved
 
     async def run(self) -> None:
-        """The pump: revisit backlogged connections until their queues drain."""
+        """The pump: refill backlogged connections as their transports drain.
+
+        While frames move it only yields (the transports' writers run in
+        between); when every backlogged connection is stalled it sleeps.
+        """
         while True:
             await self._wake.wait()
             self._wake.clear()
             while self._backlogged:
-                for conn in list(self._backlogged.values()):
-                    if conn.close_reason is not None or not conn.open:
-                        self._backlogged.pop(conn.sid, None)
-                    else:
-                        self._flush(conn)
-                if self._backlogged:
-                    await asyncio.sleep(PUMP_INTERVAL_S)
+                moved = self.pump_once()
+                await asyncio.sleep(0 if moved else PUMP_INTERVAL_S)
