@@ -24,7 +24,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
+import ctypes.util
 import json
+import logging
 import os
 import shutil
 import signal
@@ -41,11 +44,14 @@ import yaml
 from fleetcast.devtools import cluster_access, pki
 from fleetcast.devtools import cluster_flags as flags
 
+log = logging.getLogger(__name__)
+
 REPO = Path(__file__).resolve().parents[3]
 BUILD_SCRIPT = REPO / "tools" / "k8s" / "build.sh"
 START_TIMEOUT = 90.0
 STOP_TIMEOUT = 10.0
 STATE_FILE = "state.json"
+PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>
 
 
 ClusterError = cluster_access.ClusterError
@@ -92,7 +98,8 @@ class Process:
             raise ClusterError(f"{self.name} exited with {code}; log tail:\n{self.tail()}")
 
 
-def _spawn(binaries: Binaries, name: str, args: list[str], work: Path) -> Process:
+def _spawn(binaries: Binaries, name: str, args: list[str], work: Path, *, detach: bool) -> Process:
+    """Start one component; unless ``detach``, it is killed if this process dies."""
     log = work / "logs" / f"{name}.log"
     with log.open("wb") as out:
         popen = subprocess.Popen(
@@ -101,9 +108,16 @@ def _spawn(binaries: Binaries, name: str, args: list[str], work: Path) -> Proces
             stdout=out,
             stderr=subprocess.STDOUT,
             cwd=work,
-            start_new_session=True,  # survives `cluster up` exiting; stopped by pid
+            start_new_session=True,  # its own process group, stopped as one
+            preexec_fn=None if detach else _die_with_parent,
         )
     return Process(name, popen, log)
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGKILL when the parent dies (a killed pytest leaks nothing)."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 @dataclass
@@ -114,10 +128,13 @@ class LocalCluster:
     access: cluster_access.ClusterAccess
     processes: list[Process] = field(default_factory=list)
     owns_work: bool = True
+    #: Seconds from the start of `start` until each readiness step passed.
+    timings: dict[str, float] = field(default_factory=dict)
+    began: float = field(default_factory=time.monotonic)
 
     def stop(self) -> None:
         """Stop every process (TERM, then KILL after a grace period) and remove the folder."""
-        _terminate([p.popen.pid for p in self.processes], STOP_TIMEOUT)
+        _terminate([p.popen.pid for p in self.processes])
         for proc in self.processes:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.popen.wait(timeout=1)
@@ -136,14 +153,18 @@ def _rss(pid: int) -> int:
     return 0
 
 
-def _terminate(pids: list[int], grace: float) -> None:
-    for pid in pids:
+def _terminate(pids: list[int]) -> None:
+    """Stop processes in the reverse of their start order, each TERM then KILL.
+
+    Clients go before the API server and the API server before etcd: an API
+    server whose etcd is already gone hangs in its graceful shutdown.
+    """
+    for pid in reversed(pids):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and any(_alive(pid) for pid in pids):
-        time.sleep(0.1)
-    for pid in pids:
+        deadline = time.monotonic() + STOP_TIMEOUT
+        while time.monotonic() < deadline and _alive(pid):
+            time.sleep(0.05)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGKILL)
 
@@ -197,8 +218,11 @@ def _write_kwok_config(binaries: Binaries, work: Path) -> None:
     (work / "kwok.yaml").write_text("\n---\n".join(s.read_text() for s in stages))
 
 
-def start(binaries: Binaries, work: Path | None = None) -> LocalCluster:
+def start(binaries: Binaries, work: Path | None = None, *, detach: bool = False) -> LocalCluster:
     """Start the control plane and return once pods can be scheduled and become Ready.
+
+    ``detach`` lets the processes outlive this one (`cluster up`); `stop_recorded`
+    stops them later from the pids written to ``work``.
 
     On any failure every process already started is stopped before the error
     propagates, so a failed start leaves nothing behind.
@@ -218,7 +242,9 @@ def start(binaries: Binaries, work: Path | None = None) -> LocalCluster:
             ("etcd", flags.etcd_args(ports, work / "etcd")),
             ("kube-apiserver", flags.apiserver_args(ports, work / "pki")),
         ]
-        cluster.processes += [_spawn(binaries, name, args, work) for name, args in spawn]
+        cluster.processes += [
+            _spawn(binaries, name, args, work, detach=detach) for name, args in spawn
+        ]
         _record(cluster)
         api = cluster_access.AdminApi.on_port(ports.apiserver, work / "pki" / "ca.crt", admin)
         _wait(cluster, "kube-apiserver /readyz", lambda: api.get("/readyz")[0] == 200)
@@ -227,7 +253,9 @@ def start(binaries: Binaries, work: Path | None = None) -> LocalCluster:
             ("kube-scheduler", flags.scheduler_args(ports, work)),
             ("kwok", flags.kwok_args(work)),
         ]
-        cluster.processes += [_spawn(binaries, name, args, work) for name, args in spawn]
+        cluster.processes += [
+            _spawn(binaries, name, args, work, detach=detach) for name, args in spawn
+        ]
         _record(cluster)
         for name in flags.NODE_NAMES:
             api.ensure("/api/v1/nodes", flags.fake_node(name))
@@ -260,6 +288,8 @@ def _wait(cluster: LocalCluster, what: str, ready: cluster_access.Probe) -> None
         for proc in cluster.processes:
             proc.check_alive()
         if ready():
+            cluster.timings[what] = round(time.monotonic() - cluster.began, 2)
+            log.info("%s after %.1f s", what, cluster.timings[what])
             return
         if time.monotonic() > deadline:
             tails = "\n".join(f"--- {p.name}\n{p.tail(10)}" for p in cluster.processes)
@@ -284,7 +314,7 @@ def stop_recorded(work: Path) -> None:
     if not state_file.exists():
         return
     pids = [int(pid) for pid in json.loads(state_file.read_text())["pids"].values()]
-    _terminate([pid for pid in pids if _started_in(pid, work)], STOP_TIMEOUT)
+    _terminate([pid for pid in pids if _started_in(pid, work)])
     shutil.rmtree(work, ignore_errors=True)
 
 
@@ -318,9 +348,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     stop_recorded(work)  # `up` twice restarts rather than leaking the first cluster
     began = time.monotonic()
-    cluster = start(Binaries.locate(), work)
+    cluster = start(Binaries.locate(), work, detach=True)
     took = time.monotonic() - began
-    print(f"cluster ready in {took:.1f} s; logs in {work / 'logs'}", file=sys.stderr)
+    steps = ", ".join(f"{what} {at:.1f} s" for what, at in cluster.timings.items())
+    print(f"cluster ready in {took:.1f} s ({steps}); logs in {work / 'logs'}", file=sys.stderr)
     print(f"export KUBECONFIG={cluster.access.kubeconfig}")
     print(f"export PATH={cluster.access.bin_dir}:$PATH")
     return 0
