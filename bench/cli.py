@@ -16,6 +16,7 @@ import os
 import platform
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -30,8 +31,7 @@ from bench.context import SERVER_NAMES, Context, Options
 from bench.results import ScenarioResult
 
 RESULTS = Path(__file__).resolve().parent / "results"
-DEFAULT_CLIENTS = (1000, 5000, 10_000)
-QUICK_CLIENTS = (1000,)
+DEFAULT_RATE = 20_000.0
 
 
 def parse(argv: Sequence[str]) -> Options:
@@ -43,22 +43,29 @@ def parse(argv: Sequence[str]) -> Options:
         f"(default all: {', '.join(registry.names())})",
     )
     parser.add_argument(
-        "--clients", help="client counts K, e.g. 1000,5000 (default 1000,5000,10000)"
+        "--clients",
+        help="client counts K for every scenario, e.g. 1000,5000 (default: each scenario's "
+        "own, fanout 1000,5000,10000, mix 1000,5000, whole path 1000; quick 1000)",
     )
     parser.add_argument("--servers", default=",".join(SERVER_NAMES), help="servers to compare")
     parser.add_argument("--quick", action="store_true", help="short smoke run (K=1000, 2 s phases)")
-    parser.add_argument("--rate", type=float, help="offered deliveries/s in paced phases (40000)")
+    parser.add_argument(
+        "--rate", type=float, help=f"offered deliveries/s in paced phases ({DEFAULT_RATE:,.0f})"
+    )
     parser.add_argument("--seconds", type=float, help="length of a paced phase (5; quick 2)")
+    parser.add_argument(
+        "--nice",
+        type=int,
+        default=0,
+        help="niceness of the whole run, inherited by every process it starts; below 0 "
+        "(needs CAP_SYS_NICE) it keeps other work on a shared machine from skewing latency",
+    )
     args = parser.parse_args(argv)
     scenarios = [n for item in args.scenario or registry.names() for n in item.split(",") if n]
     for name in scenarios:
         if name not in registry.MODULES:
             parser.error(f"unknown scenario {name!r} (known: {', '.join(registry.names())})")
-    clients = (
-        tuple(int(k) for k in args.clients.split(","))
-        if args.clients
-        else (QUICK_CLIENTS if args.quick else DEFAULT_CLIENTS)
-    )
+    clients = tuple(int(k) for k in args.clients.split(",")) if args.clients else None
     names = tuple(s for s in args.servers.split(",") if s)
     for name in names:
         if name not in SERVER_NAMES:
@@ -68,8 +75,9 @@ def parse(argv: Sequence[str]) -> Options:
         clients=clients,
         servers=names,
         quick=args.quick,
-        rate=args.rate or 40_000.0,
+        rate=args.rate or DEFAULT_RATE,
         seconds=args.seconds or (2.0 if args.quick else 5.0),
+        nice=args.nice,
     )
 
 
@@ -115,6 +123,11 @@ def versions(opts: Options) -> dict[str, str]:
     return found
 
 
+def _interrupt(signum: int, _frame: object) -> None:
+    """SIGTERM unwinds like Ctrl-C, so every process the run started is stopped."""
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     opts = parse(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.WARNING, format="   %(name)s: %(message)s")
@@ -122,6 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     procs.raise_fd_limit()
     plan = procs.CpuPlan.detect()
     procs.pin_self(plan.rest)  # children (Redis, Kafka, load generator) inherit these cores
+    nice = procs.renice_self(opts.nice)
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     raw_dir = RESULTS / "raw" / stamp
     raw_dir.mkdir(parents=True, exist_ok=True)
@@ -129,16 +143,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"bench: {command}\nbench: {plan.describe()}\nbench: raw data in {raw_dir}", flush=True)
     started_wall, started = dt.datetime.now().isoformat(timespec="seconds"), time.monotonic()
     ctx = Context(opts, plan, raw_dir)
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         results = asyncio.run(run_all(ctx))
     finally:
+        procs.stop_all()
         ctx.close()
     info = report.RunInfo(
         command=command.strip(),
         started=started_wall,
         duration_s=time.monotonic() - started,
         machine=machine(),
-        cpu_plan=plan.describe(),
+        cpu_plan=plan.describe() + (f"; every process at nice {nice}" if nice else ""),
         versions=versions(opts),
     )
     write(info, results, raw_dir, publish=not opts.quick)

@@ -12,6 +12,7 @@ from bench.loadgen.control import LoadGen
 from fleetcast.devtools.redis import RedisServer
 
 SERVER_NAMES = ("fleetcast", "socket.io")
+QUICK_CLIENTS = (1000,)
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,13 +20,17 @@ class Options:
     """What the command line asked for."""
 
     scenarios: tuple[str, ...]
-    clients: tuple[int, ...]
+    #: Client counts asked for on the command line; ``None``: each scenario's own.
+    clients: tuple[int, ...] | None
     servers: tuple[str, ...] = SERVER_NAMES
     quick: bool = False
-    #: Offered deliveries per second in paced phases (events/s x recipients).
-    rate: float = 40_000.0
+    #: Offered deliveries per second in paced phases (events/s x recipients):
+    #: a load both servers sustain, so latency is not a queue's length.
+    rate: float = 20_000.0
     #: Length of a paced phase (seconds).
     seconds: float = 5.0
+    #: Niceness of the run and every process it starts.
+    nice: int = 0
 
 
 class Context:
@@ -44,6 +49,12 @@ class Context:
             # inherits this process's cores: the controller pinned itself to plan.rest
             self._redis = RedisServer().start()
         return self._redis.url
+
+    def clients(self, default: tuple[int, ...]) -> tuple[int, ...]:
+        """Client counts for a scenario: the command line's, 1,000 when quick, else ``default``."""
+        if self.options.clients:
+            return self.options.clients
+        return QUICK_CLIENTS if self.options.quick else default
 
     def server(self, name: str, **kwargs: object) -> servers.Server:
         if name == "fleetcast":

@@ -1,10 +1,11 @@
 """Benchmark events: realistic dispatch envelopes with a probe for timing.
 
 Each event is a real envelope (the size and shape of what domain services
-write, ~250-350 bytes of JSON) whose ``data`` ends with ``bseq`` (its
-sequence number in the phase) and ``bt`` (``time.monotonic_ns()`` when it was
-published or produced), which the load generator reads on arrival. Target
-rooms come from the shared routing table, exactly as the consumer computes them.
+write, ~250-350 bytes of JSON) whose ``data`` ends with ``bph`` (the
+measuring phase it belongs to), ``bseq`` (its sequence number in the phase)
+and ``bt`` (``time.monotonic_ns()`` when it was published or produced), which
+the load generator reads on arrival. Target rooms come from the shared
+routing table, exactly as the consumer computes them.
 """
 
 from __future__ import annotations
@@ -22,6 +23,24 @@ TABLE = routing.RoutingTable.default()
 #: Category names: positions may be conflated for slow clients, the rest never.
 CATEGORIES = ("priority", "position")
 PRIORITY, POSITION = 0, 1
+
+
+@dataclass(slots=True)
+class _Phase:
+    current: int = 0
+
+
+_phase = _Phase()
+
+
+def new_phase() -> int:
+    """Start a measuring phase: events stamped from now on carry its number.
+
+    A delivery that arrives after its phase ended (a server far behind) is
+    then counted as stray by the next phase, never as one of its events.
+    """
+    _phase.current += 1
+    return _phase.current
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,8 +61,8 @@ class BenchEvent:
         return POSITION if self.envelope["event_type"] == events.POSITION_TYPE else PRIORITY
 
     def stamped(self, now_ns: int, event_id: str | None = None) -> dict[str, Any]:
-        """The envelope with its probe (``bseq``, ``bt``) as the last keys of ``data``."""
-        data = {**self.envelope["data"], "bseq": self.seq, "bt": now_ns}
+        """The envelope with its probe (``bph``, ``bseq``, ``bt``) as the last keys of ``data``."""
+        data = {**self.envelope["data"], "bph": _phase.current, "bseq": self.seq, "bt": now_ns}
         return {**self.envelope, "event_id": event_id or self.envelope["event_id"], "data": data}
 
     def offsets(self) -> dict[str, str]:

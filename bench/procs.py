@@ -69,6 +69,16 @@ def pin_self(cpus: Sequence[int] | None) -> None:
         os.sched_setaffinity(0, set(cpus))
 
 
+def renice_self(nice: int) -> int:
+    """Set this process's niceness (children inherit it); returns what it could set."""
+    if nice:
+        try:
+            os.setpriority(os.PRIO_PROCESS, 0, nice)
+        except PermissionError:
+            print(f"bench: cannot set nice {nice} (needs CAP_SYS_NICE); running at 0", flush=True)
+    return os.getpriority(os.PRIO_PROCESS, 0)
+
+
 def raise_fd_limit() -> int:
     """Soft fd limit up to the hard one; children inherit it (servers need 10k+ sockets)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -133,6 +143,15 @@ class CpuSample:
         return (self.machine - earlier.machine - ours) / elapsed if elapsed > 0 else 0.0
 
 
+_LIVE: set[Proc] = set()
+
+
+def stop_all() -> None:
+    """Stop every :class:`Proc` still running: the last line of defence of an interrupted run."""
+    for proc in list(_LIVE):
+        proc.stop()
+
+
 class Proc:
     """A child process with its output in a log file; :meth:`stop` ends it for sure."""
 
@@ -158,6 +177,7 @@ class Proc:
                 cwd=cwd,
                 start_new_session=True,
             )
+        _LIVE.add(self)
 
     @property
     def pid(self) -> int:
@@ -173,6 +193,7 @@ class Proc:
             return ""
 
     def stop(self, timeout: float = 10.0) -> None:
+        _LIVE.discard(self)
         if self.popen.poll() is not None:
             return
         self.popen.send_signal(signal.SIGTERM)

@@ -53,7 +53,7 @@ class Worker:
         if op == "connect":
             return await self.connect(cmd)
         if op == "arm":
-            self.recorder.arm(int(cmd["nseq"]))
+            self.recorder.arm(int(cmd["nseq"]), int(cmd["phase"]))
             return {"armed": self.recorder.nseq}
         if op == "progress":
             return self.progress()

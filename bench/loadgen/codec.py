@@ -29,11 +29,11 @@ EIO_CLOSE: Final = ord("1")
 EIO_PING: Final = ord("2")
 EIO_MESSAGE: Final = ord("4")
 
-#: The probe every benchmark event carries in ``data``: its sequence number
-#: and its publish time (``time.monotonic_ns``), in this order, as the
-#: publisher writes them. Both servers forward ``data`` byte-for-byte in
+#: The probe every benchmark event carries in ``data``: its phase, its
+#: sequence number and its publish time (``time.monotonic_ns``), in this
+#: order, as the publisher writes them. Both servers forward ``data`` byte-for-byte in
 #: key order, so a regex finds them without parsing the whole event.
-PROBE: Final = re.compile(rb'"bseq":(\d+),"bt":(\d+)')
+PROBE: Final = re.compile(rb'"bph":(\d+),"bseq":(\d+),"bt":(\d+)')
 
 
 def upgrade_request(host: str, port: int, path: str, query: str) -> bytes:
@@ -143,9 +143,9 @@ def parse_sio(text: bytes) -> SioPacket:
     return SioPacket(kind, ack_id, data)
 
 
-def probe(payload: bytes) -> tuple[int, int] | None:
-    """``(seq, published_ns)`` of a benchmark event frame, or ``None``."""
+def probe(payload: bytes) -> tuple[int, int, int] | None:
+    """``(phase, seq, published_ns)`` of a benchmark event frame, or ``None``."""
     found = PROBE.search(payload)
     if found is None:
         return None
-    return int(found[1]), int(found[2])
+    return int(found[1]), int(found[2]), int(found[3])

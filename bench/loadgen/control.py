@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from bench import procs
+from bench import events, procs
 from bench.loadgen.client import ClientSpec
 
 
@@ -109,7 +109,8 @@ class LoadGen:
         )
 
     async def arm(self, nseq: int) -> None:
-        await self.call({"op": "arm", "nseq": nseq})
+        """Count the ``nseq`` events of a new phase (see :func:`bench.events.new_phase`)."""
+        await self.call({"op": "arm", "nseq": nseq, "phase": events.new_phase()})
 
     async def progress(self) -> Progress:
         r = await self.call({"op": "progress"})

@@ -23,6 +23,7 @@ from bench.loadgen import codec
 @dataclass(slots=True)
 class Recorder:
     nseq: int = 0
+    phase: int = 0
     armed: bool = False
     #: per client: how many times each sequence number arrived
     counts: list[bytearray] = field(default_factory=list)
@@ -39,9 +40,10 @@ class Recorder:
         while len(self.counts) < clients:
             self.counts.append(bytearray(self.nseq))
 
-    def arm(self, nseq: int) -> None:
-        """Start a phase of ``nseq`` events; forget the previous one."""
+    def arm(self, nseq: int, phase: int) -> None:
+        """Start phase ``phase`` of ``nseq`` events; forget the previous one."""
         self.nseq = nseq
+        self.phase = phase
         self.counts = [bytearray(nseq) for _ in self.counts]
         self.seqs = array("q")
         self.latencies_ns = array("q")
@@ -58,14 +60,14 @@ class Recorder:
             found = codec.PROBE.search(payload)
             if found is None:
                 continue
-            seq = int(found[1])
-            if seq >= self.nseq:
+            seq = int(found[2])
+            if seq >= self.nseq or int(found[1]) != self.phase:
                 self.stray += 1
                 continue
             if counts[seq] < 255:
                 counts[seq] += 1
             self.seqs.append(seq)
-            self.latencies_ns.append(now_ns - int(found[2]))
+            self.latencies_ns.append(now_ns - int(found[3]))
             if not self.first_ns:
                 self.first_ns = now_ns
             self.last_ns = now_ns

@@ -24,13 +24,14 @@ ORG = "org-fanout"
 BURST_DELIVERIES = 200_000
 BURST_EVENTS = (10, 100)
 PACED_EVENTS = (20, 2000)
+CLIENTS = (1000, 5000, 10_000)
 
 
 async def run(ctx: Context) -> ScenarioResult:
     result = ScenarioResult(NAME, SCENARIO.title, SCENARIO.about)
     publisher = RedisPublisher(ctx.redis_url)
     try:
-        for k in ctx.options.clients:
+        for k in ctx.clients(CLIENTS):
             specs = common.client_specs(k, ORG)
             for name in ctx.options.servers:
                 await one_server(ctx, result, publisher, name, specs)

@@ -36,6 +36,7 @@ CONSOLE_ASSETS = 25
 #: (kind, share of events)
 MIX = (("position", 0.85), ("transmission", 0.08), ("incident", 0.06), ("alert", 0.01))
 SEED = 7
+CLIENTS = (1000, 5000)
 MAX_EVENTS = 20_000
 
 
@@ -116,7 +117,7 @@ async def run(ctx: Context) -> ScenarioResult:
     publisher = RedisPublisher(ctx.redis_url)
     opts = ctx.options
     try:
-        for k in opts.clients:
+        for k in ctx.clients(CLIENTS):
             orgs = orgs_for(k)
             specs = client_specs(orgs)
             sample = batch(orgs, 2000)

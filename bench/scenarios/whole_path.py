@@ -25,6 +25,7 @@ from bench.scenarios import common, mix
 
 NAME = "whole-path"
 EVENTS_PER_S = 1000.0
+CLIENTS = 1000
 WARM_S = 3.0
 
 
@@ -63,7 +64,7 @@ async def warm(consumer: Consumer, producer: KafkaPublisher) -> None:
 async def run(ctx: Context) -> ScenarioResult:
     result = ScenarioResult(NAME, SCENARIO.title, SCENARIO.about)
     opts = ctx.options
-    orgs = mix.orgs_for(min(opts.clients))
+    orgs = mix.orgs_for(min(ctx.clients((CLIENTS,))))
     specs = mix.client_specs(orgs)
     phase = mix.batch(orgs, round(EVENTS_PER_S * max(opts.seconds, 5.0)))
     consumer_rows = []

@@ -49,9 +49,9 @@ def test_socketio_packets() -> None:
 
 
 def test_probe_finds_sequence_and_publish_time() -> None:
-    event = {"event_type": "x", "data": {"a": 1, "bseq": 42, "bt": 123456789}, "room": "org"}
-    frame = b"42" + orjson.dumps(["x", event])
-    assert codec.probe(frame) == (42, 123456789)
+    data = {"a": 1, "bph": 3, "bseq": 42, "bt": 123456789}
+    frame = b"42" + orjson.dumps(["x", {"event_type": "x", "data": data, "room": "org"}])
+    assert codec.probe(frame) == (3, 42, 123456789)
     assert codec.probe(b'42["session",{}]') is None
 
 
@@ -64,14 +64,15 @@ def test_upgrade_status() -> None:
 def test_recorder_counts_probes_only_when_armed() -> None:
     rec = recorder.Recorder()
     rec.size(2)
-    frame = (codec.OP_TEXT, True, b'42["e",{"data":{"bseq":1,"bt":1000}}]')
+    frame = (codec.OP_TEXT, True, b'42["e",{"data":{"bph":5,"bseq":1,"bt":1000}}]')
+    stale = (codec.OP_TEXT, True, b'42["e",{"data":{"bph":4,"bseq":1,"bt":1000}}]')
     rec.receive(0, [frame], 5000)
     assert rec.deliveries == 0
-    rec.arm(3)
-    rec.receive(0, [frame, frame], 5000)
-    rec.receive(1, [(codec.OP_TEXT, True, b'42["e",{"data":{"bseq":9,"bt":1}}]')], 5000)
+    rec.arm(3, phase=5)
+    rec.receive(0, [frame, frame, stale], 5000)
+    rec.receive(1, [(codec.OP_TEXT, True, b'42["e",{"data":{"bph":5,"bseq":9,"bt":1}}]')], 5000)
     assert rec.deliveries == 2
-    assert rec.stray == 1
+    assert rec.stray == 2  # one of an earlier phase, one beyond this phase's events
     assert list(rec.latencies_ns) == [4000, 4000]
     assert rec.counts[0][1] == 2
 
