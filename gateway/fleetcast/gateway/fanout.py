@@ -149,14 +149,16 @@ class Fanout:
 
     async def run(self) -> None:
         """Listen until cancelled; reconnect with backoff after any failure."""
-        delay = BACKOFF_MIN_S
+        delay, failures = BACKOFF_MIN_S, 0
         while True:
             try:
                 await self._open()
-                delay = BACKOFF_MIN_S
+                delay, failures = BACKOFF_MIN_S, 0
                 await self._listen()
             except Exception as exc:  # any Redis or redis-py failure: start over
-                log.warning("redis pub/sub lost", error=repr(exc))
+                failures += 1
+                # one warning per outage, not one per attempt
+                (log.warning if failures == 1 else log.debug)("redis pub/sub down", error=repr(exc))
             finally:
                 await self._close()
             await asyncio.sleep(delay * random.uniform(0.75, 1.25))
@@ -245,6 +247,8 @@ class Fanout:
                 await asyncio.wait_for(self._kick.wait(), self._canary_interval)
             self._kick.clear()
             ok = await self._probe()
+            if not ok and self.canary_ok:
+                log.warning("canary lost")
             self.canary_ok = ok
             self._metrics.canary_ok.set(1 if ok else 0)
             if ok:
@@ -271,7 +275,7 @@ class Fanout:
                 raise
             return False
         except Exception as exc:
-            log.warning("canary publish failed", error=repr(exc))
+            log.debug("canary publish failed", error=repr(exc))
             return False
         finally:
             self._canaries.pop(token, None)
