@@ -62,9 +62,14 @@ class Room:
         if not is_valid_id(self.org):
             raise RoomError("invalid_room", "organization id is not valid")
         if (self.kind in ENTITY_KINDS) != (self.entity is not None):
-            raise RoomError("invalid_room", f"room kind {self.kind} takes {'an' if self.kind in ENTITY_KINDS else 'no'} id")
+            raise RoomError(
+                "invalid_room",
+                f"room kind {self.kind} takes {'an' if self.kind in ENTITY_KINDS else 'no'} id",
+            )
         if self.entity is not None and not is_valid_id(self.entity):
-            raise RoomError("invalid_room", "room id must be 1-128 letters, digits, '-', '_' or '.'")
+            raise RoomError(
+                "invalid_room", "room id must be 1-128 letters, digits, '-', '_' or '.'"
+            )
 
     @property
     def name(self) -> str:
