@@ -141,7 +141,7 @@ def start_local_operator(
     return LocalOperator(process, log)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def crds_served(cluster: cluster_access.ClusterAccess) -> Iterator[None]:
     """The chart's CRDs exist and are served; those this fixture created are deleted after.
 
