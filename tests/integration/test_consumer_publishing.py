@@ -1,0 +1,123 @@
+"""The publish script against a real Redis (no Kafka): wire bytes, dedupe, snapshot bounds."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import pytest
+from redis.asyncio import Redis
+
+from fleetcast.consumer import processing, publishing
+from fleetcast.protocol import keys, routing, wire
+
+pytestmark = pytest.mark.integration
+
+ROUTER = processing.Router(routing.RoutingTable.default())
+
+
+@dataclass(frozen=True)
+class Rec:
+    value: bytes
+    topic: str = "t"
+    partition: int = 0
+    offset: int = 0
+    key: bytes | None = None
+
+
+def routed(event_type: str, data: dict[str, Any], event_id: str, org: str = "org-1") -> Any:
+    doc = {
+        "event_id": event_id,
+        "event_type": event_type,
+        "organization_id": org,
+        "occurred_at": "2026-11-25T18:00:00Z",
+        "data": data,
+    }
+    (item,) = processing.prepare([Rec(orjson.dumps(doc))], ROUTER).routed
+    return item
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[Any]:
+    client = Redis.from_url(redis_url)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+async def publish_and_listen(
+    redis: Any, publisher: publishing.RedisPublisher, items: list[Any]
+) -> list[bytes]:
+    pubsub = redis.pubsub()
+    await pubsub.psubscribe(keys.ORG_CHANNEL_PATTERN)
+    await pubsub.get_message(timeout=1)  # the psubscribe confirmation
+    await publisher.publish(items)
+    messages = []
+    while (
+        message := await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.5)
+    ) is not None:
+        messages.append(message["data"])
+    await pubsub.aclose()
+    return messages
+
+
+async def test_the_message_is_exactly_what_wire_encode_makes(redis: Any) -> None:
+    items = [
+        routed("incident_created", {"incident_id": "i-1", "channel_id": "c-1"}, "e-1"),
+        routed("asset_position_updated", {"asset_id": "u-1", "lat": 1.25}, "e-2"),
+        routed("alert_created", {"note": 'quote " and \\u2603 ☃'}, "e-3"),
+    ]
+    (raw,) = await publish_and_listen(redis, publishing.RedisPublisher(redis), items)
+    org, batch = wire.decode(raw)
+    assert org == "org-1"
+    expected = [
+        wire.RoutedEvent(item.rooms, dict(got.offsets), orjson.loads(item.envelope_json))
+        for item, got in zip(items, batch, strict=True)
+    ]
+    assert raw == wire.encode("org-1", expected)
+    assert list(batch[1].offsets) == ["asset:u-1:org:org-1"]  # no history for the fleet room
+
+
+async def test_a_redelivered_event_is_neither_stored_nor_published_again(redis: Any) -> None:
+    publisher = publishing.RedisPublisher(redis)
+    item = routed("alert_created", {}, "e-dup")
+    assert await publisher.publish([item]) == publishing.Outcome(1, 0)
+    assert await publisher.publish(
+        [item, routed("alert_created", {}, "e-new")]
+    ) == publishing.Outcome(1, 1)
+    assert await redis.xlen(keys.history_stream("org:org-1")) == 2
+    assert 0 < await redis.ttl(keys.seen_event("e-dup")) <= keys.SEEN_TTL_S
+
+
+async def test_stale_assets_leave_the_snapshot(redis: Any) -> None:
+    publisher = publishing.RedisPublisher(redis, publishing.Limits(fleet_asset_ttl_s=1))
+    await publisher.publish([routed("asset_position_updated", {"asset_id": "old"}, "e-1")])
+    await publisher.publish([routed("asset_status_changed", {"asset_id": "old"}, "e-2")])
+    await asyncio.sleep(1.2)
+    await publisher.publish([routed("asset_position_updated", {"asset_id": "new"}, "e-3")])
+    assert await redis.hkeys(keys.fleet_positions("org-1")) == [b"new"]
+    assert await redis.hkeys(keys.fleet_statuses("org-1")) == []
+    assert await redis.zrange(keys.fleet_last_seen("org-1"), 0, -1) == [b"new"]
+
+
+async def test_the_snapshot_keeps_at_most_the_newest_assets(redis: Any) -> None:
+    publisher = publishing.RedisPublisher(redis, publishing.Limits(fleet_max_assets=3))
+    for n in range(5):
+        await publisher.publish(
+            [routed("asset_position_updated", {"asset_id": f"u-{n}"}, f"e-{n}")]
+        )
+        await asyncio.sleep(0.002)  # distinct last-seen times
+    assert sorted(await redis.hkeys(keys.fleet_positions("org-1"))) == [b"u-2", b"u-3", b"u-4"]
+    assert await redis.zcard(keys.fleet_last_seen("org-1")) == 3
+
+
+async def test_large_batches_are_split_into_bounded_messages(redis: Any) -> None:
+    publisher = publishing.RedisPublisher(redis, publishing.Limits(events_per_message=100))
+    items = [routed("alert_created", {}, f"e-{n}") for n in range(250)]
+    messages = await publish_and_listen(redis, publisher, items)
+    sizes = [len(wire.decode(raw)[1]) for raw in messages]
+    assert sizes == [100, 100, 50]
