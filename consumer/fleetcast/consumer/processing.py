@@ -146,7 +146,7 @@ def to_routed(envelope: events.Envelope, router: Router) -> Routed | None:
         org=envelope.organization_id,
         event_id=envelope.event_id,
         event_type=envelope.event_type,
-        envelope_json=orjson.dumps(envelope),  # a dataclass: same fields, same order
+        envelope_json=orjson.dumps(envelope.as_dict()),
         rooms=targets.rooms,
         history=targets.history,
         snapshot=snapshot if asset_id is not None else None,
