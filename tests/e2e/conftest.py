@@ -8,8 +8,9 @@ Where the operator runs depends on whether the cluster runs real containers:
 
 - kwok (here): pods are simulated, so the chart's operator Deployment only
   *looks* ready. The operator runs as a local process (`python -m
-  fleetcast.operator`) authenticated as the chart's own ServiceAccount, so it
-  has exactly the chart's RBAC, as it would in its pod.
+  fleetcast.operator`) with the Deployment's environment, authenticated as the
+  chart's own ServiceAccount, so it has exactly the chart's settings and RBAC,
+  as it would in its pod.
 - kind: FLEETCAST_E2E_IMAGE names the image `make images` built and `kind load`
   put on the nodes; the chart runs the operator from it, and nothing runs locally.
 """
@@ -17,8 +18,10 @@ Where the operator runs depends on whether the cluster runs real containers:
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +34,8 @@ from tests.e2e import objects
 
 #: Seconds to wait for a CRD to be served after it is created.
 CRD_ESTABLISHED_TIMEOUT = 60.0
+#: Seconds the local operator gets to answer its liveness endpoint.
+OPERATOR_START_TIMEOUT = 60.0
 #: Seconds the local operator gets to stop on SIGTERM before it is killed.
 OPERATOR_STOP_GRACE = 15.0
 
@@ -120,25 +125,60 @@ class LocalOperator:
 
 
 def start_local_operator(
-    kubeconfig: Path, namespace: str, peering: str, log: Path
+    cluster: cluster_access.ClusterAccess, namespace: str, deployment: str, log: Path
 ) -> LocalOperator:
-    """Run the operator as the chart's ServiceAccount, watching one namespace.
+    """Run the operator as its pod would: the chart's env, the chart's ServiceAccount.
 
-    One namespace keeps the test apart from anything else on a shared cluster;
-    the ClusterRole is the same either way.
+    The environment is read from the operator Deployment Helm installed, so the
+    process gets exactly the chart's settings (cluster-wide, its peering name);
+    only the liveness endpoint moves to a free loopback port, and it must answer.
     """
+    found = objects.get(cluster, "deployment", deployment, namespace)
+    assert found is not None, deployment
+    (container,) = found["spec"]["template"]["spec"]["containers"]
+    pod_env = {entry["name"]: entry["value"] for entry in container["env"] if "value" in entry}
+    port = free_port()
     env = {
         **os.environ,
-        "KUBECONFIG": str(kubeconfig),
-        "FLEETCAST_OPERATOR_NAMESPACES": namespace,
-        "FLEETCAST_OPERATOR_PEERING_NAME": peering,
-        "FLEETCAST_OPERATOR_LOG_LEVEL": "info",
+        **pod_env,
+        "KUBECONFIG": str(
+            cluster.sa_kubeconfig(
+                namespace, found["spec"]["template"]["spec"]["serviceAccountName"]
+            )
+        ),
+        "FLEETCAST_OPERATOR_HEALTH_ENDPOINT": f"http://127.0.0.1:{port}/healthz",
     }
     with log.open("wb") as sink:
         process = subprocess.Popen(
-            [sys.executable, "-m", "fleetcast.operator"], env=env, stdout=sink, stderr=sink
+            [sys.executable, "-m", "fleetcast.operator"],
+            env=env,
+            stdout=sink,
+            stderr=sink,
         )
-    return LocalOperator(process, log)
+    running = LocalOperator(process, log)
+    try:
+        objects.wait_for(
+            "operator /healthz", lambda: _healthy(port) or None, OPERATOR_START_TIMEOUT
+        )
+    except objects.Timeout:
+        running.stop()
+        raise AssertionError(f"the operator never answered /healthz:\n{running.tail()}") from None
+    return running
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _healthy(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as answer:
+            return bool(answer.status == 200)
+    except OSError:
+        return False
 
 
 @pytest.fixture(scope="module")

@@ -55,9 +55,8 @@ def start_operator(
     def start() -> conftest.LocalOperator | None:
         if e2e_settings.image is not None:
             return None
-        kubeconfig = cluster.sa_kubeconfig(namespace, OPERATOR)
         log = tmp_path / "operator.log"
-        started.append(conftest.start_local_operator(kubeconfig, namespace, FULLNAME, log))
+        started.append(conftest.start_local_operator(cluster, namespace, OPERATOR, log))
         return started[-1]
 
     yield start

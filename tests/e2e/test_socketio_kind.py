@@ -77,9 +77,7 @@ def deployed(
 @pytest.fixture
 def gateway_url(cluster: cluster_access.ClusterAccess, deployed: str) -> Iterator[str]:
     """http://127.0.0.1:<port> forwarded to the gateway Service (port 80)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = conftest.free_port()
     argv = [
         cluster.tool("kubectl"), f"--kubeconfig={cluster.kubeconfig}", f"-n={NAMESPACE}",
         "port-forward", "--address=127.0.0.1", f"service/{deployed}-gateway", f"{port}:80",
