@@ -172,3 +172,19 @@ async def test_unsubscribed_gateway_drops_other_org_messages(
         await asyncio.sleep(0.02)
     assert metric(samples, "fleetcast_gateway_wire_errors_total") == 2
     assert client.received("incident_updated") == []
+
+
+async def test_recovery_of_automatic_rooms_at_connect(
+    gateway: RunningGateway, clients: ClientFactory, redis: aioredis.Redis
+) -> None:
+    """auth {"since": {...}} recovers the org and user rooms from the moment they are joined."""
+    org_ids = [await add_history(redis, "org:o1", envelope(f"o{i}")) for i in range(3)]
+    user_ids = [await add_history(redis, "user:me:org:o1", envelope(f"u{i}")) for i in range(2)]
+    client = clients(gateway.url)
+    since = {"org": org_ids[0], "user:me": user_ids[1], "channel:c1": "1-0"}
+    assert await client.connect(auth={"token": make_token("me"), "since": since})
+    [session] = await client.wait_for("session")
+    assert session["recovered"] == {"org": True, "user:me": True}
+    got = await client.wait_for("incident_updated", 2)
+    assert client.events[0][0] == "session"
+    assert [(g["event_id"], g["room"]) for g in got] == [("o1", "org"), ("o2", "org")]

@@ -58,6 +58,8 @@ class Connection:
     bulk: deque[Frame] | None = None
     #: Rooms being recovered: live frames wait here until history is sent.
     recovering: dict[str, Hold] | None = None
+    #: Outcome of the recoveries asked at connect (auth ``since``), for ``session``.
+    recovered: dict[str, bool] | None = None
     #: Why the server closed it (metrics label); None when the client left.
     close_reason: str | None = None
 

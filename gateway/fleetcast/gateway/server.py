@@ -126,6 +126,8 @@ class Gateway:
         p.metrics.connections.set(len(p.registry))
         p.sessions.touch(sid)
         await p.fanout.acquire(conn.org)
+        if isinstance(auth_data, dict) and "since" in auth_data:
+            conn.recovered = await p.subscriptions.recover_at_connect(conn, auth_data["since"])
         return p.registry.get(sid) is conn  # False if it left while we waited
 
     def _admit(self, sid: str, environ: dict[str, Any], auth_data: Any) -> Connection:
@@ -168,7 +170,7 @@ class Gateway:
             self.p.outbox.open(conn, transport.encode_event("session", self.session_info(conn)))
 
     def session_info(self, conn: Connection) -> dict[str, Any]:
-        return {
+        info = {
             "sid": conn.sid,
             "user": conn.user,
             "org": conn.org,
@@ -177,6 +179,9 @@ class Gateway:
             "gateway": self.p.settings.gateway_id,
             "expires_at": conn.claims.exp,
         }
+        if conn.recovered is not None:
+            info["recovered"] = conn.recovered
+        return info
 
     async def on_disconnect(self, sid: str, reason: Any = None) -> None:
         p = self.p

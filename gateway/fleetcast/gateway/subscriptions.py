@@ -18,10 +18,9 @@ from typing import Any, Final
 
 import structlog
 
-from fleetcast.gateway import history
+from fleetcast.gateway import history, policy
 from fleetcast.gateway.delivery import Sender, make_frame
 from fleetcast.gateway.metrics import Metrics
-from fleetcast.gateway.policy import Policy
 from fleetcast.gateway.registry import Connection, Hold, Registry
 from fleetcast.protocol import rooms
 
@@ -50,7 +49,7 @@ class Subscriptions:
     def __init__(
         self,
         registry: Registry,
-        policy: Policy,
+        role_policy: policy.Policy,
         reader: history.StreamReader,
         sender: Sender,
         metrics: Metrics,
@@ -60,7 +59,7 @@ class Subscriptions:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._registry = registry
-        self._policy = policy
+        self._policy = role_policy
         self._reader = reader
         self._sender = sender
         self._metrics = metrics
@@ -118,6 +117,31 @@ class Subscriptions:
         if room.name not in conn.rooms and len(conn.rooms) >= self._max_rooms:
             raise Refused("too_many_rooms", f"at most {self._max_rooms} rooms per connection")
         return room, since
+
+    async def recover_at_connect(self, conn: Connection, since: object) -> dict[str, bool]:
+        """Recovery of the automatic rooms, asked in the auth payload (``since`` by room).
+
+        The org and user rooms are joined at connect, before the client could
+        subscribe with ``since``; recovering them here holds their live events
+        from the first moment, so nothing is missed or repeated.
+        """
+        if not isinstance(since, dict):
+            return {}
+        results: dict[str, bool] = {}
+        for room in policy.automatic_rooms(conn.claims):
+            offset = since.get(room.client_name)
+            if offset is None:
+                continue
+            try:
+                history.parse_offset(offset)
+            except history.OffsetError:
+                results[room.client_name] = False
+                continue
+            results[room.client_name] = await self._recover(conn, room, offset)
+            self._metrics.recoveries.labels(
+                "complete" if results[room.client_name] else "gap"
+            ).inc()
+        return results
 
     async def _recover(self, conn: Connection, room: rooms.Room, since: str) -> bool:
         hold = Hold()
