@@ -87,10 +87,11 @@ def test_install_fleetbroadcast_upgrade_uninstall(
     local = start_operator()
     try:
         started = time.monotonic()
-        cluster.helm(
+        upgraded = cluster.helm(
             "upgrade", RELEASE, str(objects.CHART), f"--namespace={namespace}", "--reuse-values",
             "--wait", "--timeout=3m", *INSTANCE_VALUES, *backing.helm_values(),
         )  # fmt: skip
+        assert f"wait fleetbroadcast/{FLEET} --for=condition=Ready" in upgraded.stdout  # NOTES
         fleet = wait_ready(cluster, namespace, generation=1)
         figures["helm upgrade (creates the FleetBroadcast) -> Ready"] = time.monotonic() - started
         figures["FleetBroadcast created -> Ready (server timestamps, 1 s resolution)"] = (
