@@ -104,6 +104,11 @@ async def test_order_within_a_room(
         await publish(redis, "o1", *items)
     got = await client.wait_for("incident_updated", 50)
     assert [g["offset"] for g in got] == [f"{n}-0" for n in range(50)]
+    samples = await scrape(gateway.url)
+    assert metric(samples, "fleetcast_gateway_events_total") == 50
+    assert metric(samples, "fleetcast_gateway_deliveries_total") == 50
+    assert metric(samples, "fleetcast_gateway_delivery_latency_seconds_count") == 50
+    assert metric(samples, "fleetcast_gateway_redis_messages_total", org="o1") == 5
 
 
 async def test_recovery_with_since_then_live(
