@@ -147,8 +147,11 @@ def test_operator_pod_is_locked_down(helm: Path) -> None:
 
 
 def test_fleetbroadcast_gets_the_chart_image(helm: Path) -> None:
-    kinds = by_kind(render(helm, "--values", CHART / "ci/04-custom-topics-values.yaml"))
+    values = CHART / "ci/04-custom-topics-values.yaml"
+    kinds = by_kind(render(helm, "--values", values, "--set", "imagePullSecrets[0].name=regcred"))
     (fleet,) = kinds["FleetBroadcast"]
+    assert fleet["spec"]["imagePullSecrets"] == ["regcred"]
+    assert fleet["spec"]["imagePullPolicy"] == "IfNotPresent"
     digest = "sha256:" + "0123456789abcdef" * 4
     assert fleet["spec"]["image"] == f"registry.example.internal/radio/fleetcast@{digest}"
     assert fleet["spec"]["kafka"]["topics"] == [
