@@ -104,7 +104,9 @@ def decode_envelope(
     return validate_envelope(doc, event_types=event_types)
 
 
-def validate_envelope(doc: dict[str, Any], *, event_types: frozenset[str] = EVENT_TYPES) -> Envelope:
+def validate_envelope(
+    doc: dict[str, Any], *, event_types: frozenset[str] = EVENT_TYPES
+) -> Envelope:
     """Check fields of an already parsed envelope."""
     missing = [name for name in REQUIRED_FIELDS if name not in doc]
     if missing:
@@ -123,7 +125,9 @@ def validate_envelope(doc: dict[str, Any], *, event_types: frozenset[str] = EVEN
             raise EnvelopeError("invalid_field", f"data.{key} is not a valid id")
     if doc["event_type"] not in event_types:
         raise EnvelopeError("unknown_type", f"unknown event_type {doc['event_type'][:64]!r}")
-    return Envelope(doc["event_id"], doc["event_type"], doc["organization_id"], doc["occurred_at"], data)
+    return Envelope(
+        doc["event_id"], doc["event_type"], doc["organization_id"], doc["occurred_at"], data
+    )
 
 
 def is_priority(event_type: str) -> bool:

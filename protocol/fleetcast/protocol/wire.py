@@ -61,7 +61,9 @@ def decode(raw: bytes | str) -> tuple[str, list[RoutedEvent]]:
     except orjson.JSONDecodeError as exc:
         raise WireError(f"not JSON: {exc}") from None
     if not isinstance(doc, dict) or doc.get("v") != VERSION:
-        raise WireError(f"unsupported wire version {doc.get('v') if isinstance(doc, dict) else None!r}")
+        raise WireError(
+            f"unsupported wire version {doc.get('v') if isinstance(doc, dict) else None!r}"
+        )
     try:
         org = doc["org"]
         batch = [
