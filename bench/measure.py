@@ -69,6 +69,7 @@ async def connect(
     )
     after = procs.CpuSample.take([server.pid])
     await asyncio.sleep(SETTLE_S)
+    idle = procs.CpuSample.take([server.pid])
     rss_loaded = procs.rss_bytes(server.pid)
     say(
         f"{server.name} K={len(specs)}: {result.connected} connected, {result.failed} failed "
@@ -88,6 +89,7 @@ async def connect(
         rss_base=rss_base,
         rss_loaded=rss_loaded,
         rss_per_conn=stats.bytes_per_connection(rss_loaded, rss_base, result.connected),
+        idle_cpu_pct=100 * idle.since(after, server.pid) / (idle.at - after.at),
     )
 
 

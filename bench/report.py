@@ -45,7 +45,7 @@ def markdown_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str
 
 def connections_table(items: Sequence[Connections]) -> str:
     headers = ["server", "K", "connected", "failed", "connect s", "handshake CPU µs"]
-    headers += ["RSS base MB", "RSS/conn KB"]
+    headers += ["RSS base MB", "RSS/conn KB", "idle CPU %"]
     rows = [
         [
             c.server,
@@ -56,6 +56,7 @@ def connections_table(items: Sequence[Connections]) -> str:
             num(c.handshake_cpu_us, 0),
             num(c.rss_base / 2**20, 1),
             num(c.rss_per_conn / 1024, 1),
+            num(c.idle_cpu_pct, 1),
         ]
         for c in items
     ]

@@ -24,6 +24,8 @@ class Connections:
     rss_base: int
     rss_loaded: int
     rss_per_conn: float
+    #: Server CPU while the K clients sit idle (pings, timers, housekeeping).
+    idle_cpu_pct: float
 
 
 @dataclass(frozen=True, slots=True)

@@ -56,8 +56,9 @@ class Recorder:
         if not self.armed:
             return
         counts = self.counts[index]
+        probe = codec.PROBE.search
         for _opcode, _fin, payload in frames:
-            found = codec.PROBE.search(payload)
+            found = probe(payload)
             if found is None:
                 continue
             seq = int(found[2])

@@ -22,7 +22,7 @@ INFO = report.RunInfo(
 
 def connections(server: str, rss_per_conn: float) -> Connections:
     return Connections(
-        "fanout", server, 1000, 1000, 0, {}, 2.0, 150.0, 80 << 20, 100 << 20, rss_per_conn
+        "fanout", server, 1000, 1000, 0, {}, 2.0, 150.0, 80 << 20, 100 << 20, rss_per_conn, 1.5
     )
 
 
@@ -83,7 +83,7 @@ def test_no_ratio_without_the_reference() -> None:
 def test_rendered_report_has_tables_ratios_and_run_info() -> None:
     text = report.render(INFO, [fanout_result()])
     assert "Command: `python -m bench --scenario fanout`" in text
-    assert "| fleetcast | 1,000 | 1,000 | 0 | 2.0 | 150 | 80.0 | 29.3 |" in text
+    assert "| fleetcast | 1,000 | 1,000 | 0 | 2.0 | 150 | 80.0 | 29.3 | 1.5 |" in text
     assert "| 1,000 | paced | 2.00x | 1.50x | 2.00x | 1.00x |" in text
     assert "## fanout: Broadcast" in text
     assert "Latency by category" not in text  # one category only: no split table
