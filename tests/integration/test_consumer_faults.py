@@ -12,6 +12,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import orjson
 import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
@@ -50,6 +51,14 @@ def alerts(prefix: str, count: int) -> list[dict[str, Any]]:
         }
         for n in range(count)
     ]
+
+
+async def ready_status(port: int) -> int:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"http://127.0.0.1:{port}/ready") as response,
+    ):
+        return response.status
 
 
 async def committed(topics: KafkaTopics) -> dict[TopicPartition, int]:
@@ -160,6 +169,7 @@ async def test_redis_down_then_back_resumes_without_loss_or_early_commit(
         await produce_events(kafka_producer, kafka_topics, during)
         await asyncio.sleep(2.0)  # the consumer is retrying by now
         assert sum((await committed(kafka_topics)).values()) <= len(before)
+        assert await ready_status(settings.consumer_port) == 503
         own_redis.start()  # same port, empty: as after a crash without persistence
         redis = Redis.from_url(own_redis.url)
         ids = [e["event_id"] for e in during]
@@ -169,6 +179,7 @@ async def test_redis_down_then_back_resumes_without_loss_or_early_commit(
             await asyncio.sleep(0.1)
         assert await missing_seen(redis, ids) == []
         await redis.aclose()
+        assert await ready_status(settings.consumer_port) == 200
 
 
 async def test_kafka_restart_resumes_without_loss(
