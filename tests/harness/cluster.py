@@ -52,15 +52,20 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[cluster_access
         scratch = tmp_path_factory.mktemp("cluster")
         yield cluster_access.ClusterAccess(settings.test_kubeconfig, _bin_dir_if_built(), scratch)
         return
-    try:
-        binaries = control_plane.Binaries.locate()
-        local = control_plane.start(binaries)
-    except control_plane.ClusterError as err:
-        pytest.fail(f"cannot start the test control plane: {err}", pytrace=False)
+    local = _start_or_fail()
     try:
         yield local.access
     finally:
         local.stop()
+
+
+def _start_or_fail() -> control_plane.LocalCluster:
+    problem = ""
+    try:
+        return control_plane.start(control_plane.Binaries.locate())
+    except control_plane.ClusterError as err:
+        problem = str(err)  # failed outside the except block: no chained traceback
+    pytest.fail(f"cannot start the test control plane: {problem}", pytrace=False)
 
 
 def _bin_dir_if_built() -> Path | None:

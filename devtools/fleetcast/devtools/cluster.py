@@ -51,6 +51,9 @@ BUILD_SCRIPT = REPO / "tools" / "k8s" / "build.sh"
 START_TIMEOUT = 90.0
 STOP_TIMEOUT = 10.0
 STATE_FILE = "state.json"
+START_ATTEMPTS = 3
+#: What Go servers log when their listen address is taken.
+PORT_TAKEN = "address already in use"
 PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>
 
 
@@ -126,6 +129,7 @@ class LocalCluster:
 
     work: Path
     access: cluster_access.ClusterAccess
+    ports: flags.Ports
     processes: list[Process] = field(default_factory=list)
     owns_work: bool = True
     #: Seconds from the start of `start` until each readiness step passed.
@@ -221,52 +225,69 @@ def _write_kwok_config(binaries: Binaries, work: Path) -> None:
 def start(binaries: Binaries, work: Path | None = None, *, detach: bool = False) -> LocalCluster:
     """Start the control plane and return once pods can be scheduled and become Ready.
 
-    ``detach`` lets the processes outlive this one (`cluster up`); `stop_recorded`
-    stops them later from the pids written to ``work``.
+    ``work`` (default: a new temp folder, removed on stop) receives kubeconfigs,
+    certificates, etcd data and logs. ``detach`` lets the processes outlive this
+    one (`cluster up`); `stop_recorded` stops them later from the pids in ``work``.
 
     On any failure every process already started is stopped before the error
-    propagates, so a failed start leaves nothing behind.
+    propagates, so a failed start leaves nothing behind. Ports are picked free
+    just before use, but another program may take one before the component binds
+    it; such a start is retried with new ports.
     """
-    owns_work = work is None
-    work = Path(tempfile.mkdtemp(prefix="fleetcast-k8s-")) if work is None else work
-    work.mkdir(parents=True, exist_ok=True)
-    (work / "logs").mkdir(exist_ok=True)
-    ports = flags.Ports.pick()
-    server = f"https://127.0.0.1:{ports.apiserver}"
+    for attempt in range(1, START_ATTEMPTS + 1):
+        folder = Path(tempfile.mkdtemp(prefix="fleetcast-k8s-")) if work is None else work
+        shutil.rmtree(folder / "logs", ignore_errors=True)  # a fresh start in a reused folder
+        cluster = _new_cluster(binaries, folder, owns_work=work is None)
+        try:
+            _start_processes(cluster, binaries, detach=detach)
+        except ClusterError as err:
+            cluster.stop()
+            if PORT_TAKEN not in str(err) or attempt == START_ATTEMPTS:
+                raise
+            log.warning("a port was taken before its component bound it; retrying")
+        except BaseException:
+            cluster.stop()
+            raise
+        else:
+            return cluster
+    raise AssertionError("unreachable")
+
+
+def _new_cluster(binaries: Binaries, work: Path, *, owns_work: bool) -> LocalCluster:
+    for stale in ("etcd", "pki"):
+        shutil.rmtree(work / stale, ignore_errors=True)
+    (work / "logs").mkdir(parents=True, exist_ok=True)
     access = cluster_access.ClusterAccess(work / "admin.kubeconfig", binaries.bin_dir, work)
-    cluster = LocalCluster(work, access, owns_work=owns_work)
-    try:
-        admin = _write_credentials(work, server)
-        _write_kwok_config(binaries, work)
-        spawn = [
-            ("etcd", flags.etcd_args(ports, work / "etcd")),
-            ("kube-apiserver", flags.apiserver_args(ports, work / "pki")),
-        ]
-        cluster.processes += [
-            _spawn(binaries, name, args, work, detach=detach) for name, args in spawn
-        ]
+    return LocalCluster(work, access, ports=flags.Ports.pick(), owns_work=owns_work)
+
+
+def _start_processes(cluster: LocalCluster, binaries: Binaries, *, detach: bool) -> None:
+    work, ports = cluster.work, cluster.ports
+    admin = _write_credentials(work, f"https://127.0.0.1:{ports.apiserver}")
+    _write_kwok_config(binaries, work)
+
+    def spawn(*components: tuple[str, list[str]]) -> None:
+        for name, args in components:
+            cluster.processes.append(_spawn(binaries, name, args, work, detach=detach))
         _record(cluster)
-        api = cluster_access.AdminApi.on_port(ports.apiserver, work / "pki" / "ca.crt", admin)
-        _wait(cluster, "kube-apiserver /readyz", lambda: api.get("/readyz")[0] == 200)
-        spawn = [
-            ("kube-controller-manager", flags.controller_manager_args(ports, work)),
-            ("kube-scheduler", flags.scheduler_args(ports, work)),
-            ("kwok", flags.kwok_args(work)),
-        ]
-        cluster.processes += [
-            _spawn(binaries, name, args, work, detach=detach) for name, args in spawn
-        ]
-        _record(cluster)
-        for name in flags.NODE_NAMES:
-            api.ensure("/api/v1/nodes", flags.fake_node(name))
-        _wait(cluster, "nodes Ready", lambda: _nodes_ready(api))
-        _wait(cluster, "default ServiceAccount", lambda: api.exists(cluster_access.DEFAULT_SA_PATH))
-        scheduler = cluster_access.AdminApi.on_port(ports.scheduler, work / "pki" / "ca.crt", admin)
-        _wait(cluster, "kube-scheduler /healthz", lambda: scheduler.exists("/healthz"))
-    except BaseException:
-        cluster.stop()
-        raise
-    return cluster
+
+    spawn(
+        ("etcd", flags.etcd_args(ports, work / "etcd")),
+        ("kube-apiserver", flags.apiserver_args(ports, work / "pki")),
+    )
+    api = cluster_access.AdminApi.on_port(ports.apiserver, work / "pki" / "ca.crt", admin)
+    _wait(cluster, "kube-apiserver /readyz", lambda: api.get("/readyz")[0] == 200)
+    spawn(
+        ("kube-controller-manager", flags.controller_manager_args(ports, work)),
+        ("kube-scheduler", flags.scheduler_args(ports, work)),
+        ("kwok", flags.kwok_args(work)),
+    )
+    for name in flags.NODE_NAMES:
+        api.ensure("/api/v1/nodes", flags.fake_node(name))
+    _wait(cluster, "nodes Ready", lambda: _nodes_ready(api))
+    _wait(cluster, "default ServiceAccount", lambda: api.exists(cluster_access.DEFAULT_SA_PATH))
+    scheduler = cluster_access.AdminApi.on_port(ports.scheduler, work / "pki" / "ca.crt", admin)
+    _wait(cluster, "kube-scheduler /healthz", lambda: scheduler.exists("/healthz"))
 
 
 def _nodes_ready(api: cluster_access.AdminApi) -> bool:
