@@ -13,7 +13,7 @@ import math
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
-from bench import procs, stats
+from bench import procs, prom, stats
 from bench.events import CATEGORIES, BenchEvent
 from bench.loadgen.client import ClientSpec
 from bench.loadgen.control import LoadGen
@@ -132,10 +132,12 @@ async def deliver(
     want = expected_deliveries(specs, batch)
     await loadgen.arm(len(batch))
     pids = [server.pid, loadgen.pid, *extra_pids]
+    counters = await server.counters()
     before = procs.CpuSample.take(pids)
     published = await publish()
     await loadgen.wait_for(want, deadline_s=DRAIN_S, idle_s=5.0)
     after = procs.CpuSample.take(pids)
+    moved = prom.changes(counters, await server.counters())
     report = await loadgen.collect(
         [e.rooms for e in batch], [e.category for e in batch], CATEGORIES, str(raw) if raw else None
     )
@@ -172,4 +174,5 @@ async def deliver(
         loadgen_cpu_pct=100 * after.since(before, loadgen.pid) / elapsed,
         others_cores=after.others_cores(before),
         latency_us={k: LatencySummary.from_dict(v) for k, v in report["latency_us"].items()},
+        server_counters=moved,
     )

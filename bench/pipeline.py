@@ -9,7 +9,6 @@ org id, topic from the event catalog, value stamped with its produce time.
 from __future__ import annotations
 
 import asyncio
-import re
 import sys
 import time
 from collections.abc import Sequence
@@ -18,7 +17,7 @@ from pathlib import Path
 import aiohttp
 from aiokafka import AIOKafkaProducer
 
-from bench import procs, publish, servers
+from bench import procs, prom, publish, servers
 from bench.events import BenchEvent, kafka_value
 from fleetcast.devtools import kafka
 from fleetcast.protocol import events
@@ -80,12 +79,12 @@ class Consumer:
         await servers.wait_http_ok(self.proc, f"http://127.0.0.1:{self.port}/ready")
 
     async def metric(self, name: str) -> float:
-        """Sum of a counter or gauge over its labels (``fleetcast_consumer_<name>``)."""
+        """Sum of a counter over its labels (``fleetcast_consumer_<name>_total``)."""
         async with (
             aiohttp.ClientSession() as session,
             session.get(f"http://127.0.0.1:{self.port}/metrics") as resp,
         ):
-            return metric_sum(await resp.text(), f"fleetcast_consumer_{name}")
+            return prom.total(prom.samples(await resp.text()), f"fleetcast_consumer_{name}_total")
 
     async def handled(self) -> float:
         """Events that left the consumer's hands: published, or dropped for a reason."""
@@ -102,12 +101,6 @@ class Consumer:
 
     def stop(self) -> None:
         self.proc.stop()
-
-
-def metric_sum(text: str, name: str) -> float:
-    """Sum of every sample of ``name`` (its ``_total`` for counters) in Prometheus text."""
-    pattern = re.compile(rf"^{re.escape(name)}(?:_total)?(?:\{{[^}}]*\}})? (\S+)$", re.MULTILINE)
-    return sum(float(value) for value in pattern.findall(text))
 
 
 class KafkaPublisher:

@@ -132,6 +132,15 @@ def latency_by_category(items: Sequence[Delivery]) -> str:
     return markdown_table(headers, rows)
 
 
+def counter_lines(items: Sequence[Delivery]) -> str:
+    lines = []
+    for d in items:
+        if d.server_counters:
+            moved = ", ".join(f"`{k}` +{v:,.0f}" for k, v in sorted(d.server_counters.items()))
+            lines.append(f"- {d.server} K={d.clients:,} {d.phase}: {moved}")
+    return "\n".join(lines)
+
+
 def _mixed(d: Delivery) -> bool:
     """True when a phase carried more than one category of events."""
     return sum(1 for k, v in d.latency_us.items() if k != "all" and v.count) > 1
@@ -196,6 +205,9 @@ def scenario_section(result: ScenarioResult) -> str:
         )
     if result.deliveries:
         parts.append("Deliveries:\n\n" + deliveries_table(result.deliveries))
+        moved = counter_lines(result.deliveries)
+        if moved:
+            parts.append("Server counters that moved during a phase:\n\n" + moved)
         if any(_mixed(d) for d in result.deliveries):
             parts.append("Latency by category:\n\n" + latency_by_category(result.deliveries))
     found = ratios(result)

@@ -61,6 +61,8 @@ class Delivery:
     #: Cores busy with other work meanwhile (Redis, publisher, other users of the machine).
     others_cores: float
     latency_us: dict[str, LatencySummary]
+    #: Server counters that moved during the phase (reconnects, shed, cut-offs...).
+    server_counters: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

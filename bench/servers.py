@@ -18,12 +18,24 @@ from typing import Protocol
 
 import aiohttp
 
-from bench import procs, tokens
+from bench import procs, prom, tokens
 
 REPO = Path(__file__).resolve().parents[1]
 NODE_DIR = REPO / "bench" / "node"
 WS_PATH = "/ws"
 START_TIMEOUT_S = 60.0
+#: Gateway counters that explain a loss or a slow phase.
+WATCHED = tuple(
+    f"fleetcast_gateway_{name}"
+    for name in (
+        "canary_failures_total",
+        "redis_reconnects_total",
+        "positions_shed_total",
+        "wire_errors_total",
+        "disconnects_total",
+        "connect_refusals_total",
+    )
+)
 
 
 class Server(Protocol):
@@ -38,6 +50,10 @@ class Server(Protocol):
     def pid(self) -> int: ...
 
     async def start(self) -> None: ...
+
+    async def counters(self) -> dict[str, float]:
+        """Counters worth a look after a phase (reconnects, shed, cut-offs); may be empty."""
+        ...
 
     def stop(self) -> None: ...
 
@@ -99,6 +115,9 @@ class _ServerProcess:
         await procs.wait_port(self._proc, self.port, START_TIMEOUT_S)
         await wait_http_ok(self._proc, f"http://127.0.0.1:{self.port}{self.ready_path}")
 
+    async def counters(self) -> dict[str, float]:
+        return {}
+
     def stop(self) -> None:
         if self._proc is not None:
             self._proc.stop()
@@ -135,6 +154,10 @@ class FleetcastGateway(_ServerProcess):
             session.get(f"http://127.0.0.1:{self.port}/metrics") as resp,
         ):
             return await resp.text()
+
+    async def counters(self) -> dict[str, float]:
+        found = prom.samples(await self.metrics())
+        return {k: v for k, v in found.items() if k.startswith(WATCHED)}
 
 
 class NodeReference(_ServerProcess):

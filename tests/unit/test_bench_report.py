@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -89,9 +90,13 @@ def test_rendered_report_has_tables_ratios_and_run_info() -> None:
     assert "Latency by category" not in text  # one category only: no split table
 
 
-def test_losses_are_shown_by_category() -> None:
-    text = report.render(INFO, [fanout_result(lost=3)])
+def test_losses_are_shown_by_category_with_the_counters_that_moved() -> None:
+    result = fanout_result(lost=3)
+    moved = {"fleetcast_gateway_canary_failures_total": 2.0}
+    result.deliveries[0] = dataclasses.replace(result.deliveries[0], server_counters=moved)
+    text = report.render(INFO, [result])
     assert "**3** (priority 3)" in text
+    assert "- fleetcast K=1,000 paced: `fleetcast_gateway_canary_failures_total` +2" in text
 
 
 def test_failed_scenario_and_custom_tables() -> None:
