@@ -1,7 +1,7 @@
 """The composition root: settings in, a ready aiohttp application out.
 
 Everything is built here and passed down. Every background task (pub/sub
-listener, canary, outbox pump, session writer, expiry sweep) is started by
+listener, canary, outbox pump, fleet batcher, session writer, expiry sweep) is started by
 :func:`_background`, an aiohttp cleanup context that cancels and awaits
 them all when the app shuts down; so are the Redis clients closed.
 """
@@ -20,7 +20,7 @@ from aiohttp import web
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.retry import Retry
 
-from fleetcast.gateway import auth, console, http, policy, subscriptions
+from fleetcast.gateway import auth, console, fleet, http, policy, snapshots, subscriptions
 from fleetcast.gateway.delivery import Delivery
 from fleetcast.gateway.fanout import Fanout
 from fleetcast.gateway.history import RedisStreamReader
@@ -92,7 +92,22 @@ def create_app(settings: Settings) -> web.Application:
         max_buffered=settings.max_buffered_messages,
         cut_off=cut_off,
     )
-    delivery = Delivery(registry, outbox, metrics, max_held=subscriptions.MAX_HELD)
+    fleet_metrics = fleet.FleetMetrics(metrics.registry)
+    batcher = fleet.FleetBatcher(
+        registry, outbox, metrics, fleet_metrics, interval_s=settings.fleet_batch_ms / 1000
+    )
+    fleet_room = fleet.FleetRoom(
+        batcher,
+        snapshots.SnapshotReader(
+            snapshots.RedisSnapshotSource(commands),
+            tasks.spawn,
+            ttl_s=settings.fleet_asset_ttl_s,
+            max_assets=settings.fleet_snapshot_max,
+        ),
+        outbox,
+        fleet_metrics,
+    )
+    delivery = Delivery(registry, outbox, metrics, max_held=subscriptions.MAX_HELD, fleet=batcher)
     sessions = SessionStore(commands, registry, settings.gateway_id)
     fanout = Fanout(
         pubsub,
@@ -123,6 +138,7 @@ def create_app(settings: Settings) -> web.Application:
             metrics,
             max_rooms=settings.max_rooms_per_connection,
             on_change=sessions.touch,
+            fleet=fleet_room,
         ),
         tasks=tasks,
     )
@@ -131,7 +147,7 @@ def create_app(settings: Settings) -> web.Application:
     app[REDIS] = commands
     app.add_routes(http.Endpoints(gateway, metrics, commands).routes())
     console.add_routes(app, settings.console_enabled)
-    app.cleanup_ctx.append(_background(gateway, commands, pubsub))
+    app.cleanup_ctx.append(_background(gateway, batcher, commands, pubsub))
     return app
 
 
@@ -146,13 +162,19 @@ def _verifier(settings: Settings) -> auth.Verifier:
     )
 
 
-def _background(gateway: Gateway, commands: aioredis.Redis, pubsub: aioredis.Redis) -> Any:
+def _background(
+    gateway: Gateway,
+    batcher: fleet.FleetBatcher,
+    commands: aioredis.Redis,
+    pubsub: aioredis.Redis,
+) -> Any:
     async def context(_: web.Application) -> AsyncIterator[None]:
         p = gateway.p
         jobs: dict[str, Coroutine[Any, Any, None]] = {
             "listener": p.fanout.run(),
             "canary": p.fanout.run_canary(),
             "outbox": p.outbox.run(),
+            "fleet": batcher.run(),
             "sessions": p.sessions.run(),
             "expiry": gateway.run_expiry(),
         }

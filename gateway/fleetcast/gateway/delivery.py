@@ -24,11 +24,21 @@ from fleetcast.protocol.wire import RoutedEvent
 
 log = structlog.stdlib.get_logger(__name__)
 
+#: Full names of fleet rooms start with this (``fleet:org:{org}``); their
+#: positions go to the batcher, one batch per interval instead of one frame each.
+FLEET_PREFIX = "fleet:"
+
 
 class Sender(Protocol):
     """Takes a frame for one connection (the outbox; a faster writer later)."""
 
     def push(self, conn: Connection, frame: Frame) -> None: ...
+
+
+class PositionBatcher(Protocol):
+    """Takes the positions routed to an org's fleet room (fleet.FleetBatcher)."""
+
+    def add(self, org: str, event: Mapping[str, Any]) -> None: ...
 
 
 def client_room_name(room_name: str, org: str) -> str:
@@ -56,17 +66,25 @@ class Delivery:
     """Fans routed events out to the connections of the local rooms."""
 
     def __init__(
-        self, registry: Registry, sender: Sender, metrics: Metrics, *, max_held: int
+        self,
+        registry: Registry,
+        sender: Sender,
+        metrics: Metrics,
+        *,
+        max_held: int,
+        fleet: PositionBatcher | None = None,
     ) -> None:
         self._registry = registry
         self._sender = sender
         self._metrics = metrics
         self._max_held = max_held
+        self._fleet = fleet
         self.delivered = 0
 
     def deliver(self, org: str, routed: RoutedEvent) -> int:
         """Deliver one event of ``org``; returns how many connections got it."""
         seen: set[str] | None = set() if len(routed.rooms) > 1 else None
+        fleet = self._fleet if routed.event.get("event_type") == events.POSITION_TYPE else None
         count = 0
         for room_name in routed.rooms:
             members = self._registry.members(room_name)
@@ -75,6 +93,9 @@ class Delivery:
             if not belongs_to(room_name, org):
                 log.warning("room of another org dropped", org=org, room=room_name)
                 self._metrics.wire_errors.inc()
+                continue
+            if fleet is not None and room_name.startswith(FLEET_PREFIX):
+                fleet.add(org, routed.event)
                 continue
             frame: Frame | None = None
             for sid, conn in members.items():

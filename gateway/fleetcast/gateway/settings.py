@@ -18,6 +18,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from fleetcast.gateway import policy
+from fleetcast.protocol import keys
 
 HMAC_ALGORITHMS: Final = frozenset({"HS256", "HS384", "HS512"})
 RSA_ALGORITHMS: Final = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"})
@@ -115,6 +116,16 @@ class Settings(BaseSettings):
     #: Frames queued per connection before positions are shed and, when only
     #: priority frames remain, the connection is cut off as a slow consumer.
     max_buffered_messages: int = Field(default=1000, ge=8)
+
+    # --- fleet room (maps) ----------------------------------------------------------------
+    #: Interval of the fleet room's ``asset_positions`` batches (milliseconds): a map
+    #: gets one frame per interval with the latest position of each asset that moved.
+    fleet_batch_ms: int = Field(default=1000, ge=10, le=60_000)
+    #: Most assets one ``fleet_snapshot`` holds (the most recently seen first).
+    fleet_snapshot_max: int = Field(default=keys.FLEET_MAX_ASSETS, ge=1)
+    #: An asset not seen for this long is left out of snapshots (seconds); keep it
+    #: equal to the consumer's FLEETCAST_FLEET_ASSET_TTL_S.
+    fleet_asset_ttl_s: int = Field(default=keys.FLEET_ASSET_TTL_S, ge=1)
 
     @field_validator("jwt_algorithms", "cors_origins", mode="before")
     @classmethod

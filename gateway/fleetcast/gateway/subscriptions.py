@@ -13,8 +13,8 @@ already cover (by offset), so the client sees every event once and in order.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import Any, Final
+from collections.abc import Awaitable, Callable
+from typing import Any, Final, Protocol
 
 import structlog
 
@@ -29,6 +29,12 @@ log = structlog.stdlib.get_logger(__name__)
 Ack = dict[str, Any]
 #: Live frames one recovering room may hold while its history is read.
 MAX_HELD: Final = 10_000
+
+
+class FleetJoin(Protocol):
+    """What joining the fleet room adds (fleet.FleetRoom: the snapshot, sent first)."""
+
+    def joined(self, conn: Connection, room: rooms.Room) -> Awaitable[dict[str, Any]]: ...
 
 
 class Refused(Exception):
@@ -57,7 +63,9 @@ class Subscriptions:
         max_rooms: int,
         on_change: Callable[[str], None],
         clock: Callable[[], float] = time.monotonic,
+        fleet: FleetJoin | None = None,
     ) -> None:
+        self._fleet = fleet
         self._registry = registry
         self._policy = role_policy
         self._reader = reader
@@ -75,6 +83,8 @@ class Subscriptions:
             self._metrics.subscribes.labels(refused.code).inc()
             return refused.ack(requested)
         self._metrics.subscribes.labels("ok").inc()
+        if self._fleet is not None and room.kind is rooms.RoomKind.FLEET:
+            return await self._join_fleet(conn, room, since)
         if since is None:
             if self._registry.join(conn, room.name):
                 self._on_change(conn.sid)
@@ -82,6 +92,16 @@ class Subscriptions:
         recovered = await self._recover(conn, room, since)
         self._metrics.recoveries.labels("complete" if recovered else "gap").inc()
         return {"ok": True, "room": room.client_name, "recovered": recovered}
+
+    async def _join_fleet(self, conn: Connection, room: rooms.Room, since: str | None) -> Ack:
+        """The fleet room has no history: its snapshot is the recovery, ``since`` or not."""
+        if self._registry.join(conn, room.name):
+            self._on_change(conn.sid)
+        extra = await self._fleet.joined(conn, room) if self._fleet is not None else {}
+        ack: Ack = {"ok": True, "room": room.client_name, **extra}
+        if since is not None:
+            ack["recovered"] = bool(extra.get("snapshot", {}).get("complete"))
+        return ack
 
     def unsubscribe(self, conn: Connection, data: object) -> Ack:
         requested = data.get("room") if isinstance(data, dict) else None
