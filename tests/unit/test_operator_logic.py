@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from fleetcast.operator import drift, leadership, reporting, secretrefs
+from fleetcast.operator import drift, handlers, leadership, reporting, secretrefs
 from fleetcast.operator import spec as crd
 from fleetcast.operator.settings import Settings
 
@@ -137,3 +138,14 @@ def test_settings_split_namespaces_and_default_to_cluster_wide(
     assert not Settings().clusterwide
     monkeypatch.setenv("FLEETCAST_OPERATOR_NAMESPACES", "")
     assert Settings().clusterwide
+
+
+def test_per_event_success_lines_of_owned_objects_are_dropped() -> None:
+    quiet = handlers.QuietOwnedEvents()
+
+    def record(message: str) -> logging.LogRecord:
+        return logging.LogRecord("kopf.objects", logging.INFO, __file__, 1, message, None, None)
+
+    assert not quiet.filter(record("Handler 'owned-deployments' succeeded."))
+    assert quiet.filter(record("Handler 'reconcile' succeeded."))
+    assert quiet.filter(record("Handler 'owned-deployments' failed with an exception."))

@@ -9,6 +9,7 @@ standby replica takes over without waiting for the keep-alive to expire).
 
 from __future__ import annotations
 
+import logging
 import random
 import socket
 import uuid
@@ -34,6 +35,7 @@ def peering_of(settings: Settings) -> Peering:
 def main() -> None:
     settings = Settings()
     logs.configure(settings.log_level, component="operator")
+    logging.getLogger("kopf.objects").addFilter(handlers.QuietOwnedEvents())
     peering = peering_of(settings)
     configuration = kube.load_configuration()
     shared = handlers.Runtime(

@@ -138,6 +138,14 @@ def owned_changed(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: A
     runtime(memo).reconciler.on_owned_event(event.get("type"), _plain(body))
 
 
+class QuietOwnedEvents(logging.Filter):
+    """Drop kopf's "Handler 'owned-…' succeeded." lines: one per Deployment status update."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not (message.startswith("Handler 'owned-") and message.endswith("succeeded."))
+
+
 for _group, _version, _plural in OWNED:
     kopf.on.event(
         _group,

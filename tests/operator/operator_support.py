@@ -1,0 +1,226 @@
+"""Helpers of the operator tests: the operator as a subprocess, kubectl reads, bounded waits.
+
+The operator runs exactly as in a pod: ``python -m fleetcast.operator`` with
+its FLEETCAST_OPERATOR_* settings and a ServiceAccount kubeconfig bound to the
+ClusterRole built from charts/fleetcast/files/operator-rbac-rules.yaml, never
+as admin. Its JSON log lines go to a file the tests read.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+import yaml
+
+from fleetcast.devtools import cluster_access
+
+REPO = Path(__file__).resolve().parents[2]
+CHART_FILES = REPO / "charts" / "fleetcast" / "files"
+EXAMPLE = REPO / "manifests" / "example" / "fleetbroadcast.yaml"
+#: Longest wait for anything the operator or a controller should do.
+WAIT = 60.0
+#: Longest wait for an operator process to start or stop.
+PROCESS_WAIT = 30.0
+FB = "fleetbroadcasts.radiofleet.io"
+T = TypeVar("T")
+
+
+def eventually(
+    what: str,
+    probe: Callable[[], T | None],
+    timeout: float = WAIT,
+    *,
+    logs: Callable[[], str] | None = None,
+) -> T:
+    """Poll ``probe`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = probe()
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            detail = f"\n--- operator log (tail) ---\n{logs()}" if logs else ""
+            pytest.fail(f"not within {timeout:.0f} s: {what}{detail}", pytrace=False)
+        time.sleep(0.2)
+
+
+def get(cluster: cluster_access.ClusterAccess, namespace: str, *what: str) -> Any:
+    """``kubectl get ... -o json``; None when it does not exist."""
+    out = cluster.kubectl("get", *what, "-n", namespace, "-o", "json", check=False)
+    if out.returncode != 0:
+        if "NotFound" in out.stderr:
+            return None
+        raise cluster_access.ClusterError(out.stderr)
+    return json.loads(out.stdout)
+
+
+def apply(cluster: cluster_access.ClusterAccess, *manifests: dict[str, Any]) -> None:
+    document = {"apiVersion": "v1", "kind": "List", "items": list(manifests)}
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(document))
+
+
+def condition(body: dict[str, Any] | None, kind: str) -> dict[str, Any]:
+    for found in ((body or {}).get("status") or {}).get("conditions", []):
+        if found["type"] == kind:
+            return found  # type: ignore[no-any-return]
+    return {}
+
+
+def example(namespace: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The shipped example (manifests/example): its Secret and FleetBroadcast, in ``namespace``."""
+    documents = [d for d in yaml.safe_load_all(EXAMPLE.read_text()) if d]
+    secret = next(d for d in documents if d["kind"] == "Secret")
+    broadcast = next(d for d in documents if d["kind"] == "FleetBroadcast")
+    for document in (secret, broadcast):
+        document["metadata"]["namespace"] = namespace
+    return secret, broadcast
+
+
+def fleetbroadcast(namespace: str, name: str = "fleet", **spec: Any) -> dict[str, Any]:
+    """A small FleetBroadcast: one consumer, two gateways without autoscaling, a JWT Secret."""
+    base: dict[str, Any] = {
+        "kafka": {"bootstrapServers": "kafka.invalid:9092"},
+        "redis": {"url": "redis://redis.invalid:6379/0"},
+        "auth": {"jwtSecretRef": {"name": "jwt"}},
+        "gateway": {"replicas": 2, "autoscaling": {"enabled": False}, "drainSeconds": 5},
+    }
+    return {
+        "apiVersion": "radiofleet.io/v1alpha1",
+        "kind": "FleetBroadcast",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {**base, **copy.deepcopy(spec)},
+    }
+
+
+def jwt_secret(namespace: str, name: str = "jwt") -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": namespace},
+        "stringData": {"secret": "x" * 48},
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@dataclass
+class Operator:
+    """One ``fleetcast-operator`` process."""
+
+    process: subprocess.Popen[bytes]
+    log: Path
+    health: str
+    priority: int
+
+    def lines(self) -> list[dict[str, Any]]:
+        records = []
+        for line in self.log.read_text(errors="replace").splitlines():
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                records.append({"event": line, "level": "raw"})
+        return records
+
+    def messages(self) -> list[str]:
+        return [str(record.get("event", "")) for record in self.lines()]
+
+    def tail(self, count: int = 40) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-count:])
+
+    def reconciled(self, namespace: str, name: str) -> list[str]:
+        return [m for m in self.messages() if m.startswith(f"reconciled {namespace}/{name} ")]
+
+    def healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(self.health, timeout=1) as response:  # noqa: S310 - loopback
+                return bool(response.status == 200)
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def stop(self) -> None:
+        """SIGTERM, as the kubelet does; kopf's cleanup runs and the peering entry is withdrawn."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(PROCESS_WAIT)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(PROCESS_WAIT)
+
+
+@dataclass
+class Operators:
+    """Starts operator processes for one namespace and stops them all at the end."""
+
+    cluster: cluster_access.ClusterAccess
+    namespace: str
+    kubeconfig: Path
+    scratch: Path
+    started: list[Operator] = field(default_factory=list)
+
+    def start(self, priority: int = 100, **settings: str) -> Operator:
+        port = free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("FLEETCAST_")}
+        env.update(
+            KUBECONFIG=str(self.kubeconfig),
+            FLEETCAST_OPERATOR_NAMESPACES=self.namespace,
+            FLEETCAST_OPERATOR_PEERING_PRIORITY=str(priority),
+            FLEETCAST_OPERATOR_PEERING_LIFETIME_SECONDS="10",
+            FLEETCAST_OPERATOR_RESYNC_SECONDS="5",
+            FLEETCAST_OPERATOR_RECHECK_SECONDS="1",
+            FLEETCAST_OPERATOR_HEALTH_ENDPOINT=f"http://127.0.0.1:{port}/healthz",
+            FLEETCAST_OPERATOR_LOG_LEVEL="info",
+        )
+        env.update({f"FLEETCAST_OPERATOR_{k.upper()}": v for k, v in settings.items()})
+        log = self.scratch / f"operator-{len(self.started)}.log"
+        with log.open("wb") as sink:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "fleetcast.operator"],
+                env=env,
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                cwd=REPO,
+            )
+        operator = Operator(process, log, env["FLEETCAST_OPERATOR_HEALTH_ENDPOINT"], priority)
+        self.started.append(operator)
+        eventually(
+            "the operator answers its liveness probe",
+            operator.healthy,
+            PROCESS_WAIT,
+            logs=operator.tail,
+        )
+        eventually(
+            "the operator joins the peering",
+            lambda: self.registered(operator),
+            PROCESS_WAIT,
+            logs=operator.tail,
+        )
+        return operator
+
+    def registered(self, operator: Operator) -> bool:
+        peering = get(self.cluster, self.namespace, "kopfpeerings.kopf.dev", "fleetcast")
+        peers = ((peering or {}).get("status") or {}).values()
+        return any(isinstance(p, dict) and p.get("priority") == operator.priority for p in peers)
+
+    def stop_all(self) -> None:
+        for operator in self.started:
+            operator.stop()

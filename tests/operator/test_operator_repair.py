@@ -1,0 +1,171 @@
+"""The operator keeps things so: drift repaired, a missing Secret reported and then
+picked up, one reconciler among several replicas, replicas kept across the HPA hand-over."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import pytest
+
+from fleetcast.devtools import cluster_access
+from fleetcast.operator import applying, rendering
+from tests.operator import operator_support as support
+from tests.operator.test_operator_lifecycle import ready
+
+pytestmark = pytest.mark.operator
+
+
+def start_ready(operators: support.Operators, namespace: str, **spec: Any) -> support.Operator:
+    operator = operators.start()
+    support.apply(
+        operators.cluster, support.jwt_secret(namespace), support.fleetbroadcast(namespace, **spec)
+    )
+    support.eventually(
+        "Ready", lambda: ready(operators.cluster, namespace, "fleet"), logs=operator.tail
+    )
+    return operator
+
+
+def events(
+    cluster: cluster_access.ClusterAccess, namespace: str, reason: str
+) -> list[dict[str, object]]:
+    found = support.get(cluster, namespace, "events", f"--field-selector=reason={reason}")
+    return [e for e in found["items"] if e["involvedObject"]["kind"] == "FleetBroadcast"]
+
+
+def test_a_deleted_service_is_restored(operators: support.Operators, namespace: str) -> None:
+    cluster = operators.cluster
+    operator = start_ready(operators, namespace)
+    old_uid = support.get(cluster, namespace, "service", "fleet-gateway")["metadata"]["uid"]
+
+    cluster.kubectl("delete", "service", "fleet-gateway", "-n", namespace)
+
+    def recreated() -> bool:
+        service = support.get(cluster, namespace, "service", "fleet-gateway")
+        return service is not None and service["metadata"]["uid"] != old_uid
+
+    support.eventually("the Service is back", recreated, logs=operator.tail)
+    assert events(cluster, namespace, "DriftRepaired")
+
+
+def test_a_hand_edited_deployment_is_restored(operators: support.Operators, namespace: str) -> None:
+    cluster = operators.cluster
+    operator = start_ready(operators, namespace)
+    edit = [
+        {"op": "replace", "path": "/spec/replicas", "value": 7},
+        {"op": "replace", "path": "/spec/template/spec/containers/0/image", "value": "evil:latest"},
+        {"op": "remove", "path": "/metadata/labels/app.kubernetes.io~1part-of"},
+    ]
+    cluster.kubectl(
+        "patch",
+        "deployment",
+        "fleet-gateway",
+        "-n",
+        namespace,
+        "--type=json",
+        "-p",
+        json.dumps(edit),
+    )
+
+    def restored() -> bool:
+        found = support.get(cluster, namespace, "deployment", "fleet-gateway")
+        container = found["spec"]["template"]["spec"]["containers"][0]
+        labels = found["metadata"]["labels"]
+        return (
+            found["spec"]["replicas"] == 2
+            and container["image"] != "evil:latest"
+            and "app.kubernetes.io/part-of" in labels
+        )
+
+    support.eventually("the Deployment is restored", restored, logs=operator.tail)
+    support.eventually(
+        "Ready again", lambda: ready(cluster, namespace, "fleet"), logs=operator.tail
+    )
+
+
+def test_a_missing_secret_is_degraded_until_it_is_created(
+    operators: support.Operators, namespace: str
+) -> None:
+    cluster = operators.cluster
+    operator = operators.start()
+    support.apply(cluster, support.fleetbroadcast(namespace))
+
+    def degraded() -> dict[str, object] | None:
+        body = support.get(cluster, namespace, support.FB, "fleet")
+        found = support.condition(body, "Degraded")
+        return body if found.get("status") == "True" else None
+
+    body = support.eventually("Degraded", degraded, logs=operator.tail)
+    found = support.condition(body, "Degraded")
+    assert found["reason"] == "SecretMissing"
+    assert "'jwt' (auth.jwtSecretRef) does not exist" in found["message"]
+    assert support.condition(body, "Ready")["reason"] == "SecretMissing"
+    # The rest is applied already, so pods start as soon as the Secret exists.
+    assert support.get(cluster, namespace, "deployment", "fleet-gateway") is not None
+    time.sleep(3)  # several rechecks (every 1 s here)
+    assert not [line for line in operator.lines() if line.get("level") in ("error", "critical")]
+    assert len(events(cluster, namespace, "SecretMissing")) <= 2  # announced once, not per retry
+
+    support.apply(cluster, support.jwt_secret(namespace))
+    support.eventually(
+        "Ready once the Secret exists",
+        lambda: ready(cluster, namespace, "fleet"),
+        logs=operator.tail,
+    )
+
+
+def test_only_one_of_two_operators_reconciles_and_the_other_takes_over(
+    operators: support.Operators, namespace: str
+) -> None:
+    cluster = operators.cluster
+    leader = operators.start(priority=200)
+    standby = operators.start(priority=100)
+    support.apply(cluster, support.jwt_secret(namespace), support.fleetbroadcast(namespace))
+    support.eventually("Ready", lambda: ready(cluster, namespace, "fleet"), logs=leader.tail)
+    time.sleep(6)  # a resync period: the standby must not act then either
+    assert leader.reconciled(namespace, "fleet")
+    assert not standby.reconciled(namespace, "fleet")
+
+    leader.stop()
+    support.apply(cluster, support.fleetbroadcast(namespace, consumer={"replicas": 2}))
+    support.eventually(
+        "the standby reconciles generation 2",
+        lambda: [m for m in standby.reconciled(namespace, "fleet") if m.endswith("generation 2")],
+        logs=standby.tail,
+    )
+    support.eventually("Ready again", lambda: ready(cluster, namespace, "fleet"), logs=standby.tail)
+
+
+def test_turning_autoscaling_on_keeps_the_replica_count(
+    operators: support.Operators, namespace: str
+) -> None:
+    cluster = operators.cluster
+    operator = start_ready(
+        operators, namespace, gateway={"replicas": 4, "autoscaling": {"enabled": False}}
+    )
+    autoscaled = {
+        "replicas": 4,
+        "autoscaling": {"enabled": True, "minReplicas": 2, "maxReplicas": 8},
+    }
+    support.apply(cluster, support.fleetbroadcast(namespace, gateway=autoscaled))
+    support.eventually(
+        "the HPA exists",
+        lambda: support.get(cluster, namespace, "hpa", "fleet-gateway"),
+        logs=operator.tail,
+    )
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:
+        gateway = support.get(
+            cluster, namespace, "deployment", "fleet-gateway", "--show-managed-fields"
+        )
+        assert gateway["spec"]["replicas"] == 4
+        time.sleep(0.2)
+    owners = {
+        e["manager"]
+        for e in gateway["metadata"]["managedFields"]
+        if "f:replicas" in e["fieldsV1"].get("f:spec", {})
+    }
+    assert rendering.MANAGER not in owners
+    assert applying.HANDOVER_MANAGER in owners
