@@ -1,6 +1,6 @@
 """Events/s one consumer process moves from Kafka to Redis, with its cost split.
 
-    .venv/bin/python -m bench.consumer_throughput [--events 200000] [--batch-max 1000]
+    .venv/bin/python -m bench.consumer_throughput [--events 200000] [--batch-max 2000]
 
 A tuning tool for the consumer (``make bench``'s ``consumer`` scenario gives
 the headline figure): it starts its own redis-server and Kafka broker (tuned
@@ -165,7 +165,7 @@ def main() -> None:
         prog="python -m bench.consumer_throughput", description=__doc__
     )
     parser.add_argument("--events", type=int, default=200_000)
-    parser.add_argument("--batch-max", type=int, default=1000)
+    parser.add_argument("--batch-max", type=int, default=2000)
     parser.add_argument("--partitions", type=int, default=3)
     parser.add_argument("--orgs", type=int, default=10)
     parser.add_argument("--deadline", type=float, default=180.0, help="seconds the drain may take")

@@ -65,7 +65,7 @@ class Source(Protocol):
 class Options:
     table: routing.RoutingTable = field(default_factory=routing.RoutingTable.default)
     max_event_bytes: int = 64 * 1024
-    batch_max: int = 1000
+    batch_max: int = 2000
     poll_timeout_ms: int = 100
     backoff_max_s: float = 5.0
     shutdown_timeout_s: float = 10.0
