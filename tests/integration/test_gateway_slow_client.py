@@ -39,10 +39,14 @@ MAX_PUBLISHES = 300
 
 
 def batch(n: int) -> bytes:
-    """30 positions for the fleet room and 3 alerts for the org room."""
+    """30 positions and 3 alerts for the org room.
+
+    Positions go to the org room (one frame each) rather than the fleet room,
+    which batches them once a second and would never fill a buffer.
+    """
     positions = [
         wire.RoutedEvent(
-            ("fleet:org:o1",),
+            ("org:o1",),
             {},
             {
                 "event_id": f"p{n}-{i}",
