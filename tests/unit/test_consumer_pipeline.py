@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import orjson
+import pytest
 from aiokafka import TopicPartition
 from redis.exceptions import ConnectionError as RedisConnectionError
 
@@ -199,3 +200,23 @@ async def test_lag_is_the_high_watermark_minus_the_next_offset() -> None:
 
 def test_backoff_doubles_up_to_its_cap() -> None:
     assert [pipeline.backoff(n, 1.0) for n in range(5)] == [0.1, 0.2, 0.4, 0.8, 1.0]
+
+
+async def test_a_bug_in_the_poller_stops_the_loop_loudly_instead_of_hanging() -> None:
+    journal, stopping = Journal(), asyncio.Event()
+
+    class BrokenSource(FakeSource):
+        async def getmany(
+            self, *partitions: TopicPartition, timeout_ms: int = 0, max_records: int | None = None
+        ) -> Mapping[TopicPartition, Sequence[processing.Record]]:
+            raise ValueError("a bug, not an outage")
+
+    loop = pipeline.Pipeline(
+        BrokenSource(journal, [], stopping),
+        FakePublisher(journal),
+        FakeDeadLetters(journal),
+        Metrics(),
+        OPTIONS,
+    )
+    with pytest.raises(ValueError, match="a bug"):
+        await asyncio.wait_for(loop.run(stopping), 10)

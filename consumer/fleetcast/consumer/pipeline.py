@@ -122,22 +122,29 @@ class Pipeline:
         finally:
             for task in (poller, committer):
                 task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            ended = await asyncio.gather(poller, committer, return_exceptions=True)
             await self.commit()
+        for outcome in ended:
+            if isinstance(outcome, Exception):  # a bug, not an outage: crash loudly
+                raise outcome
 
     async def _poll_loop(
         self, queue: asyncio.Queue[tuple[int, processing.Batch] | None], stopping: asyncio.Event
     ) -> None:
-        """Poll, decode and route ahead of delivery (at most QUEUE_DEPTH batches)."""
-        while not stopping.is_set():
-            self.state.last_turn = time.monotonic()
-            polled = await self._poll(stopping)
-            # Tagged after the poll: records aiokafka returns belong to the current assignment.
-            generation = self.generation
-            if polled:
-                await queue.put((generation, self._prepare(polled)))
-        await queue.put(None)
+        """Poll, decode and route ahead of delivery (at most QUEUE_DEPTH batches).
+
+        Always ends the queue, also when it fails, so delivery never waits forever.
+        """
+        try:
+            while not stopping.is_set():
+                self.state.last_turn = time.monotonic()
+                polled = await self._poll(stopping)
+                # Tagged after the poll: what aiokafka returns belongs to the current assignment.
+                generation = self.generation
+                if polled:
+                    await queue.put((generation, self._prepare(polled)))
+        finally:
+            await queue.put(None)
 
     async def _deliver_loop(
         self, queue: asyncio.Queue[tuple[int, processing.Batch] | None], stopping: asyncio.Event
