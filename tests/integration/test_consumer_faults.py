@@ -86,13 +86,13 @@ async def missing_seen(redis: Any, event_ids: list[str]) -> list[str]:
 async def test_a_consumer_killed_mid_stream_loses_nothing_and_publishes_nothing_twice(
     kafka_topics: KafkaTopics, kafka_producer: AIOKafkaProducer, redis_url: str, tmp_path: Path
 ) -> None:
-    sent = fleet_events(20_000, seed=11)
+    sent = fleet_events(8_000, seed=11)
     await produce_events(kafka_producer, kafka_topics, sent)
     env = settings_env(consumer_settings(kafka_topics, redis_url, batch_max=50))
     async with WireCollector(redis_url) as wire_in:
         first = ConsumerProcess(env, tmp_path / "consumer.log")
         await first.start()
-        await wire_in.wait_for(2_000)
+        await wire_in.wait_for(1_000)
         first.kill()  # SIGKILL: no commit, no goodbye
         assert len(wire_in.received) < len(sent), "the kill came too late to test anything"
         second = ConsumerProcess(env, tmp_path / "consumer.log")
