@@ -9,9 +9,9 @@ and `readyReplicas` is real controller output.
 The processes are started here rather than through `kwokctl create cluster
 --runtime binary`: kwokctl turns admission off and gives every component the
 admin certificate, while the tests need a normal cluster (default admission,
-Node+RBAC authorization, one RBAC identity per component); starting the five
-processes directly also lets them start in parallel, with each log in the work
-folder and one owner that tears everything down.
+Node+RBAC authorization, one RBAC identity per component). Starting the five
+processes directly also means one owner that tears everything down, a log per
+component in the work folder, and a start that waits on exactly what tests need.
 
 Use `running(Binaries.locate())` as a context manager, or the CLI behind
 `make cluster-up` / `make cluster-down`:
@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
-import ctypes.util
 import json
 import logging
 import os
@@ -55,6 +54,8 @@ START_ATTEMPTS = 3
 #: What Go servers log when their listen address is taken.
 PORT_TAKEN = "address already in use"
 PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>
+#: The C library's symbols, loaded here: a forked child should only call into it.
+_LIBC = ctypes.CDLL(None, use_errno=True)
 
 
 ClusterError = cluster_access.ClusterError
@@ -103,8 +104,8 @@ class Process:
 
 def _spawn(binaries: Binaries, name: str, args: list[str], work: Path, *, detach: bool) -> Process:
     """Start one component; unless ``detach``, it is killed if this process dies."""
-    log = work / "logs" / f"{name}.log"
-    with log.open("wb") as out:
+    log_path = work / "logs" / f"{name}.log"
+    with log_path.open("wb") as out:
         popen = subprocess.Popen(
             [binaries.path(name), *args],
             stdin=subprocess.DEVNULL,
@@ -114,13 +115,12 @@ def _spawn(binaries: Binaries, name: str, args: list[str], work: Path, *, detach
             start_new_session=True,  # its own process group, stopped as one
             preexec_fn=None if detach else _die_with_parent,
         )
-    return Process(name, popen, log)
+    return Process(name, popen, log_path)
 
 
 def _die_with_parent() -> None:
     """In the child before exec: SIGKILL when the parent dies (a killed pytest leaks nothing)."""
-    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 @dataclass
