@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 from fleetcast.consumer import processing, publishing
 from fleetcast.protocol import keys, routing, wire
@@ -121,3 +122,21 @@ async def test_large_batches_are_split_into_bounded_messages(redis: Any) -> None
     messages = await publish_and_listen(redis, publisher, items)
     sizes = [len(wire.decode(raw)[1]) for raw in messages]
     assert sizes == [100, 100, 50]
+
+
+async def test_the_same_event_twice_in_one_batch_is_published_once(redis: Any) -> None:
+    publisher = publishing.RedisPublisher(redis)
+    item = routed("alert_created", {}, "e-twice")
+    assert await publisher.publish([item, item]) == publishing.Outcome(1, 1)
+
+
+async def test_a_batch_that_fails_midway_marks_nothing_as_published(redis: Any) -> None:
+    publisher = publishing.RedisPublisher(redis)
+    first = routed("incident_updated", {"incident_id": "ok"}, "e-first")
+    second = routed("incident_updated", {"incident_id": "bad"}, "e-second")
+    await redis.set(keys.history_stream("incident:bad:org:org-1"), "not a stream")
+    with pytest.raises(ResponseError, match="WRONGTYPE"):
+        await publisher.publish([first, second])
+    assert not await redis.exists(keys.seen_event("e-first"))  # the retry will publish it
+    await redis.delete(keys.history_stream("incident:bad:org:org-1"))
+    assert await publisher.publish([first, second]) == publishing.Outcome(2, 0)
