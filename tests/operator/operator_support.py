@@ -9,6 +9,7 @@ as admin. Its JSON log lines go to a file the tests read.
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import os
 import signal
@@ -78,6 +79,17 @@ def condition(body: dict[str, Any] | None, kind: str) -> dict[str, Any]:
         if found["type"] == kind:
             return found  # type: ignore[no-any-return]
     return {}
+
+
+def ready(
+    cluster: cluster_access.ClusterAccess, namespace: str, name: str
+) -> dict[str, Any] | None:
+    """The FleetBroadcast if Ready for its current generation, else None."""
+    body = get(cluster, namespace, FB, name)
+    if condition(body, "Ready").get("status") != "True":
+        return None
+    current = body["status"].get("observedGeneration") == body["metadata"]["generation"]
+    return body if current else None
 
 
 def example(namespace: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -177,7 +189,20 @@ class Operators:
     scratch: Path
     started: list[Operator] = field(default_factory=list)
 
-    def start(self, priority: int = 100, **settings: str) -> Operator:
+    def start(self, priority: int = 100) -> Operator:
+        """An operator process, once it is live and has joined the peering.
+
+        One at a time: a replica that starts while a higher-priority one is
+        already in the peering stays paused from its first moment, so tests
+        never race kopf's pausing.
+        """
+        operator = self._launch(priority)
+        eventually("its liveness probe answers", operator.healthy, PROCESS_WAIT, logs=operator.tail)
+        joined = functools.partial(self.registered, operator)
+        eventually("it joins the peering", joined, PROCESS_WAIT, logs=operator.tail)
+        return operator
+
+    def _launch(self, priority: int) -> Operator:
         port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("FLEETCAST_")}
         env.update(
@@ -190,7 +215,6 @@ class Operators:
             FLEETCAST_OPERATOR_HEALTH_ENDPOINT=f"http://127.0.0.1:{port}/healthz",
             FLEETCAST_OPERATOR_LOG_LEVEL="info",
         )
-        env.update({f"FLEETCAST_OPERATOR_{k.upper()}": v for k, v in settings.items()})
         log = self.scratch / f"operator-{len(self.started)}.log"
         with log.open("wb") as sink:
             process = subprocess.Popen(
@@ -202,18 +226,6 @@ class Operators:
             )
         operator = Operator(process, log, env["FLEETCAST_OPERATOR_HEALTH_ENDPOINT"], priority)
         self.started.append(operator)
-        eventually(
-            "the operator answers its liveness probe",
-            operator.healthy,
-            PROCESS_WAIT,
-            logs=operator.tail,
-        )
-        eventually(
-            "the operator joins the peering",
-            lambda: self.registered(operator),
-            PROCESS_WAIT,
-            logs=operator.tail,
-        )
         return operator
 
     def registered(self, operator: Operator) -> bool:
@@ -224,3 +236,12 @@ class Operators:
     def stop_all(self) -> None:
         for operator in self.started:
             operator.stop()
+
+
+def start_ready(operators: Operators, **spec: Any) -> Operator:
+    """An operator, and a Ready FleetBroadcast "fleet" (with its Secret) in its namespace."""
+    operator = operators.start()
+    namespace = operators.namespace
+    apply(operators.cluster, jwt_secret(namespace), fleetbroadcast(namespace, **spec))
+    eventually("Ready", lambda: ready(operators.cluster, namespace, "fleet"), logs=operator.tail)
+    return operator

@@ -36,16 +36,6 @@ def owned(cluster: cluster_access.ClusterAccess, namespace: str, name: str) -> l
     return items
 
 
-def ready(
-    cluster: cluster_access.ClusterAccess, namespace: str, name: str
-) -> dict[str, Any] | None:
-    body = support.get(cluster, namespace, support.FB, name)
-    if support.condition(body, "Ready").get("status") != "True":
-        return None
-    current = body["status"].get("observedGeneration") == body["metadata"]["generation"]
-    return body if current else None
-
-
 def test_the_example_becomes_ready_with_every_object_owned(
     operators: support.Operators, namespace: str
 ) -> None:
@@ -58,7 +48,7 @@ def test_the_example_becomes_ready_with_every_object_owned(
     started = time.monotonic()
     support.apply(cluster, broadcast)
     body = support.eventually(
-        "the example is Ready", lambda: ready(cluster, namespace, name), logs=operator.tail
+        "the example is Ready", lambda: support.ready(cluster, namespace, name), logs=operator.tail
     )
     elapsed = time.monotonic() - started
     print(f"kubectl apply -> Ready: {elapsed:.2f} s")  # the figure docs/operator.md quotes
@@ -158,9 +148,7 @@ def test_a_spec_change_rolls_the_pods_through_progressing_to_ready(
     operators: support.Operators, namespace: str
 ) -> None:
     cluster = operators.cluster
-    operator = operators.start()
-    support.apply(cluster, support.jwt_secret(namespace), support.fleetbroadcast(namespace))
-    support.eventually("Ready", lambda: ready(cluster, namespace, "fleet"), logs=operator.tail)
+    operator = support.start_ready(operators)
     gateway_before = support.get(cluster, namespace, "deployment", "fleet-gateway")
     old_hash = gateway_before["spec"]["template"]["metadata"]["annotations"][
         rendering.CONFIG_HASH_ANNOTATION
@@ -182,7 +170,9 @@ def test_a_spec_change_rolls_the_pods_through_progressing_to_ready(
         )
         support.apply(cluster, changed)
         body = support.eventually(
-            "Ready after the change", lambda: ready(cluster, namespace, "fleet"), logs=operator.tail
+            "Ready after the change",
+            lambda: support.ready(cluster, namespace, "fleet"),
+            logs=operator.tail,
         )
         sequence = reasons_until_ready(reasons)
     assert sequence.index("Progressing") < len(sequence) - 1, sequence
@@ -214,9 +204,7 @@ def test_deleting_the_fleetbroadcast_removes_everything(
     operators: support.Operators, namespace: str
 ) -> None:
     cluster = operators.cluster
-    operator = operators.start()
-    support.apply(cluster, support.jwt_secret(namespace), support.fleetbroadcast(namespace))
-    support.eventually("Ready", lambda: ready(cluster, namespace, "fleet"), logs=operator.tail)
+    support.start_ready(operators)
 
     cluster.kubectl("delete", support.FB, "fleet", "-n", namespace, "--wait=true", "--timeout=30s")
     support.eventually("every owned object is gone", lambda: not owned(cluster, namespace, "fleet"))
@@ -234,11 +222,8 @@ def test_an_operator_restart_duplicates_nothing_and_rolls_nothing(
     operators: support.Operators, namespace: str
 ) -> None:
     cluster = operators.cluster
-    first = operators.start()
-    support.apply(cluster, support.jwt_secret(namespace), support.fleetbroadcast(namespace))
-    before = support.eventually(
-        "Ready", lambda: ready(cluster, namespace, "fleet"), logs=first.tail
-    )
+    first = support.start_ready(operators)
+    before = support.get(cluster, namespace, support.FB, "fleet")
     snapshot = state(cluster, namespace)
     first.stop()
 

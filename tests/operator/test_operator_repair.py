@@ -5,27 +5,14 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
 
 import pytest
 
 from fleetcast.devtools import cluster_access
 from fleetcast.operator import applying, rendering
 from tests.operator import operator_support as support
-from tests.operator.test_operator_lifecycle import ready
 
 pytestmark = pytest.mark.operator
-
-
-def start_ready(operators: support.Operators, namespace: str, **spec: Any) -> support.Operator:
-    operator = operators.start()
-    support.apply(
-        operators.cluster, support.jwt_secret(namespace), support.fleetbroadcast(namespace, **spec)
-    )
-    support.eventually(
-        "Ready", lambda: ready(operators.cluster, namespace, "fleet"), logs=operator.tail
-    )
-    return operator
 
 
 def events(
@@ -37,7 +24,7 @@ def events(
 
 def test_a_deleted_service_is_restored(operators: support.Operators, namespace: str) -> None:
     cluster = operators.cluster
-    operator = start_ready(operators, namespace)
+    operator = support.start_ready(operators)
     old_uid = support.get(cluster, namespace, "service", "fleet-gateway")["metadata"]["uid"]
 
     cluster.kubectl("delete", "service", "fleet-gateway", "-n", namespace)
@@ -52,7 +39,7 @@ def test_a_deleted_service_is_restored(operators: support.Operators, namespace: 
 
 def test_a_hand_edited_deployment_is_restored(operators: support.Operators, namespace: str) -> None:
     cluster = operators.cluster
-    operator = start_ready(operators, namespace)
+    operator = support.start_ready(operators)
     edit = [
         {"op": "replace", "path": "/spec/replicas", "value": 7},
         {"op": "replace", "path": "/spec/template/spec/containers/0/image", "value": "evil:latest"},
@@ -81,7 +68,7 @@ def test_a_hand_edited_deployment_is_restored(operators: support.Operators, name
 
     support.eventually("the Deployment is restored", restored, logs=operator.tail)
     support.eventually(
-        "Ready again", lambda: ready(cluster, namespace, "fleet"), logs=operator.tail
+        "Ready again", lambda: support.ready(cluster, namespace, "fleet"), logs=operator.tail
     )
 
 
@@ -111,7 +98,7 @@ def test_a_missing_secret_is_degraded_until_it_is_created(
     support.apply(cluster, support.jwt_secret(namespace))
     support.eventually(
         "Ready once the Secret exists",
-        lambda: ready(cluster, namespace, "fleet"),
+        lambda: support.ready(cluster, namespace, "fleet"),
         logs=operator.tail,
     )
 
@@ -123,7 +110,9 @@ def test_only_one_of_two_operators_reconciles_and_the_other_takes_over(
     leader = operators.start(priority=200)
     standby = operators.start(priority=100)
     support.apply(cluster, support.jwt_secret(namespace), support.fleetbroadcast(namespace))
-    support.eventually("Ready", lambda: ready(cluster, namespace, "fleet"), logs=leader.tail)
+    support.eventually(
+        "Ready", lambda: support.ready(cluster, namespace, "fleet"), logs=leader.tail
+    )
     time.sleep(6)  # a resync period: the standby must not act then either
     assert leader.reconciled(namespace, "fleet")
     assert not standby.reconciled(namespace, "fleet")
@@ -135,15 +124,17 @@ def test_only_one_of_two_operators_reconciles_and_the_other_takes_over(
         lambda: [m for m in standby.reconciled(namespace, "fleet") if m.endswith("generation 2")],
         logs=standby.tail,
     )
-    support.eventually("Ready again", lambda: ready(cluster, namespace, "fleet"), logs=standby.tail)
+    support.eventually(
+        "Ready again", lambda: support.ready(cluster, namespace, "fleet"), logs=standby.tail
+    )
 
 
 def test_turning_autoscaling_on_keeps_the_replica_count(
     operators: support.Operators, namespace: str
 ) -> None:
     cluster = operators.cluster
-    operator = start_ready(
-        operators, namespace, gateway={"replicas": 4, "autoscaling": {"enabled": False}}
+    operator = support.start_ready(
+        operators, gateway={"replicas": 4, "autoscaling": {"enabled": False}}
     )
     autoscaled = {
         "replicas": 4,
