@@ -87,11 +87,11 @@ async def run_all(ctx: Context) -> list[ScenarioResult]:
         scenario = registry.load(name)
         print(f"== {name}: {scenario.title}", flush=True)
         started = time.monotonic()
+        result = ScenarioResult(name, scenario.title, scenario.about)
         try:
-            result = await scenario.run(ctx)
+            await scenario.run(ctx, result)
         except Exception as exc:
             (ctx.raw_dir / f"{name}-error.txt").write_text(traceback.format_exc())
-            result = ScenarioResult(name, scenario.title, scenario.about)
             result.error = f"{type(exc).__name__}: {exc}".strip()[:600]
             print(f"   failed: {result.error}", flush=True)
         print(f"   {time.monotonic() - started:.0f}s", flush=True)

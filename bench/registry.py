@@ -23,7 +23,8 @@ class Scenario:
     title: str
     #: One paragraph for the report: what is measured and how.
     about: str
-    run: Callable[[Context], Awaitable[ScenarioResult]]
+    #: Fills the result it is given, so what was measured before a failure is kept.
+    run: Callable[[Context, ScenarioResult], Awaitable[None]]
 
 
 #: name -> module holding ``SCENARIO``; insertion order is the run order.

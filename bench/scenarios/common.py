@@ -66,19 +66,28 @@ async def prepare(
     primers: Sequence[events.BenchEvent],
     publisher: RedisPublisher,
     send: Callable[[Sequence[events.BenchEvent]], Awaitable[int]] | None = None,
-) -> None:
+) -> bool:
     """Warm up, connect ``specs`` (recording the connection figures), then prime.
 
     One priming event per org makes sure every org channel is live end to end
     (through ``send``, the publisher's burst by default) before anything counts.
+    ``False`` when some org's clients received nothing at all: measuring
+    phases then would only time out, so the caller skips them (with a note).
     """
     await warm_up(server, loadgen, publisher)
     result.connections.append(await measure.connect(result.name, server, loadgen, specs))
+    deliverable = True
     for event in primers:
-        if not await measure.prime(loadgen, specs, event, send or publisher.burst):
+        got = await measure.prime(loadgen, specs, event, send or publisher.burst)
+        want = measure.expected_deliveries(specs, [event])
+        if got < want:
             result.notes.append(
-                f"{server.name} K={len(specs):,}: {event.org} never received its priming event"
+                f"{server.name} K={len(specs):,}: {got:,}/{want:,} clients of {event.org} "
+                f"received its priming event after {measure.PRIME_ATTEMPTS} attempts"
+                + ("; its phases were skipped" if not got else "")
             )
+            deliverable = deliverable and got > 0
+    return deliverable
 
 
 def about(doc: str | None) -> str:

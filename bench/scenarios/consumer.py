@@ -29,8 +29,7 @@ DRAIN_DEADLINE_S = 180.0
 TARGET = 50_000
 
 
-async def run(ctx: Context) -> ScenarioResult:
-    result = ScenarioResult(NAME, SCENARIO.title, SCENARIO.about)
+async def run(ctx: Context, result: ScenarioResult) -> None:
     count = QUICK_EVENTS if ctx.options.quick else EVENTS
     broker = Broker()
     try:
@@ -70,7 +69,6 @@ async def run(ctx: Context) -> ScenarioResult:
             ],
         )
     )
-    return result
 
 
 SCENARIO = Scenario(

@@ -27,8 +27,7 @@ PACED_EVENTS = (20, 2000)
 CLIENTS = (1000, 5000, 10_000)
 
 
-async def run(ctx: Context) -> ScenarioResult:
-    result = ScenarioResult(NAME, SCENARIO.title, SCENARIO.about)
+async def run(ctx: Context, result: ScenarioResult) -> None:
     publisher = RedisPublisher(ctx.redis_url)
     try:
         for k in ctx.clients(CLIENTS):
@@ -37,7 +36,6 @@ async def run(ctx: Context) -> ScenarioResult:
                 await one_server(ctx, result, publisher, name, specs)
     finally:
         await publisher.close()
-    return result
 
 
 async def one_server(
@@ -49,7 +47,9 @@ async def one_server(
 ) -> None:
     k, opts = len(specs), ctx.options
     async with ctx.serving(name) as (server, loadgen):
-        await common.prepare(result, server, loadgen, specs, common.batch(1, ORG), publisher)
+        primers = common.batch(1, ORG)
+        if not await common.prepare(result, server, loadgen, specs, primers, publisher):
+            return
         paced = common.batch(common.clamp(opts.rate * opts.seconds / k, PACED_EVENTS), ORG)
         result.deliveries.append(
             await measure.deliver(

@@ -112,8 +112,7 @@ def batch(orgs: list[Org], count: int, seed: int = SEED) -> list[BenchEvent]:
     return out
 
 
-async def run(ctx: Context) -> ScenarioResult:
-    result = ScenarioResult(NAME, SCENARIO.title, SCENARIO.about)
+async def run(ctx: Context, result: ScenarioResult) -> None:
     publisher = RedisPublisher(ctx.redis_url)
     opts = ctx.options
     try:
@@ -131,7 +130,8 @@ async def run(ctx: Context) -> ScenarioResult:
             for name in opts.servers:
                 async with ctx.serving(name) as (server, loadgen):
                     primers = [events.alert(0, org.name) for org in orgs]
-                    await common.prepare(result, server, loadgen, specs, primers, publisher)
+                    if not await common.prepare(result, server, loadgen, specs, primers, publisher):
+                        continue
                     result.deliveries.append(
                         await measure.deliver(
                             NAME,
@@ -148,7 +148,6 @@ async def run(ctx: Context) -> ScenarioResult:
                     await loadgen.close_all()
     finally:
         await publisher.close()
-    return result
 
 
 SCENARIO = Scenario(

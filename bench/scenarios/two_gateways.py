@@ -42,11 +42,10 @@ async def ingress(gateway: FleetcastGateway) -> dict[str, float]:
     return {org: float(v) for org, v in INGRESS.findall(await gateway.metrics())}
 
 
-async def run(ctx: Context) -> ScenarioResult:
-    result = ScenarioResult(NAME, SCENARIO.title, SCENARIO.about)
+async def run(ctx: Context, result: ScenarioResult) -> None:
     if "fleetcast" not in ctx.options.servers:
         result.notes.append("skipped: fleetcast is not among --servers")
-        return result
+        return
     gateways = {
         name: FleetcastGateway(
             ctx.redis_url, ctx.plan.server, ctx.log_dir, gateway_id=f"bench-gw-{name}"
@@ -86,7 +85,6 @@ async def run(ctx: Context) -> ScenarioResult:
         await loadgen.stop()
         for gateway in gateways.values():
             gateway.stop()
-    return result
 
 
 def _row(phase: str, name: str, total: int, own: int, got: float, lost: int) -> list[str]:

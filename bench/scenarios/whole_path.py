@@ -61,8 +61,7 @@ async def warm(consumer: Consumer, producer: KafkaPublisher) -> None:
     await consumer.wait_handled(len(batch), within_s=60.0)
 
 
-async def run(ctx: Context) -> ScenarioResult:
-    result = ScenarioResult(NAME, SCENARIO.title, SCENARIO.about)
+async def run(ctx: Context, result: ScenarioResult) -> None:
     opts = ctx.options
     orgs = mix.orgs_for(min(ctx.clients((CLIENTS,))))
     specs = mix.client_specs(orgs)
@@ -74,9 +73,10 @@ async def run(ctx: Context) -> ScenarioResult:
             for name in opts.servers:
                 async with ctx.serving(name) as (server, loadgen):
                     primers = [events.alert(0, org.name) for org in orgs]
-                    await common.prepare(
+                    if not await common.prepare(
                         result, server, loadgen, specs, primers, redis, send=kafka.burst
-                    )
+                    ):
+                        continue
                     before = procs.CpuSample.take([consumer.pid])
                     delivery = await measure.deliver(
                         NAME,
@@ -112,7 +112,6 @@ async def run(ctx: Context) -> ScenarioResult:
         f"{len(specs):,} clients in {len(orgs)} orgs; "
         f"{EVENTS_PER_S:,.0f} events/s produced to Kafka"
     )
-    return result
 
 
 SCENARIO = Scenario(
