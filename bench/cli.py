@@ -32,6 +32,8 @@ from bench.results import ScenarioResult
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT_RATE = 20_000.0
+#: Folders whose code the figures measure.
+SHIPPED = ("gateway", "consumer", "protocol", "common")
 
 
 def parse(argv: Sequence[str]) -> Options:
@@ -112,12 +114,24 @@ def machine() -> str:
     return f"{model}, {os.cpu_count()} cores, {mem:.0f} GiB, Linux {platform.release()}"
 
 
+def checkout() -> str:
+    """The commit measured, and how many files of the shipped code differ from it."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], capture_output=True, text=True, check=False).stdout
+
+    commit = git("rev-parse", "--short", "HEAD").strip() or "?"
+    changed = git("status", "--porcelain", "--", *SHIPPED).splitlines()
+    return (
+        f"{commit} + {len(changed)} uncommitted files in {', '.join(SHIPPED)}"
+        if changed
+        else commit
+    )
+
+
 def versions(opts: Options) -> dict[str, str]:
     found = {"python": platform.python_version()}
-    commit = subprocess.run(
-        ["git", "describe", "--always", "--dirty"], capture_output=True, text=True, check=False
-    )
-    found["fleetcast"] = commit.stdout.strip() or "?"
+    found["fleetcast"] = checkout()
     if "socket.io" in opts.servers and shutil.which("node"):
         found |= servers.node_versions()
     return found
