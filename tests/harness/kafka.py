@@ -90,15 +90,6 @@ class KafkaTopics:
     async def create(self, partitions: int = 1) -> None:
         await kafka.create_topics(self.bootstrap, [*self.events, self.dlq], partitions)
 
-    def consumer_env(self) -> dict[str, str]:
-        """FLEETCAST_* settings pointing a consumer at these topics."""
-        return {
-            "FLEETCAST_KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
-            "FLEETCAST_KAFKA_TOPICS": ",".join(self.events),
-            "FLEETCAST_KAFKA_GROUP_ID": self.group,
-            "FLEETCAST_KAFKA_DLQ_TOPIC": self.dlq,
-        }
-
 
 @pytest.fixture
 async def kafka_topics(kafka_bootstrap: str, request: pytest.FixtureRequest) -> KafkaTopics:

@@ -16,7 +16,7 @@ from typing import Final, Protocol
 
 import orjson
 
-from fleetcast.protocol import events, keys, routing
+from fleetcast.protocol import events, routing
 from fleetcast.protocol.rooms import RoomKind
 
 log = logging.getLogger(__name__)
@@ -196,10 +196,6 @@ def by_org(routed: Sequence[Routed]) -> dict[str, list[Routed]]:
     for item in routed:
         groups.setdefault(item.org, []).append(item)
     return groups
-
-
-def seen_key(item: Routed) -> str:
-    return keys.seen_event(item.event_id)
 
 
 def flatten(polled: Mapping[object, Sequence[Record]]) -> list[Record]:
