@@ -142,6 +142,7 @@ class Operator:
     log: Path
     health: str
     priority: int
+    clusterwide: bool
 
     def lines(self) -> list[dict[str, Any]]:
         records = []
@@ -189,25 +190,26 @@ class Operators:
     scratch: Path
     started: list[Operator] = field(default_factory=list)
 
-    def start(self, priority: int = 100) -> Operator:
+    def start(self, priority: int = 100, *, clusterwide: bool = False) -> Operator:
         """An operator process, once it is live and has joined the peering.
 
         One at a time: a replica that starts while a higher-priority one is
         already in the peering stays paused from its first moment, so tests
         never race kopf's pausing.
         """
-        operator = self._launch(priority)
+        operator = self._launch(priority, clusterwide)
         eventually("its liveness probe answers", operator.healthy, PROCESS_WAIT, logs=operator.tail)
         joined = functools.partial(self.registered, operator)
         eventually("it joins the peering", joined, PROCESS_WAIT, logs=operator.tail)
         return operator
 
-    def _launch(self, priority: int) -> Operator:
+    def _launch(self, priority: int, clusterwide: bool) -> Operator:
         port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("FLEETCAST_")}
         env.update(
             KUBECONFIG=str(self.kubeconfig),
-            FLEETCAST_OPERATOR_NAMESPACES=self.namespace,
+            FLEETCAST_OPERATOR_NAMESPACES="" if clusterwide else self.namespace,
+            FLEETCAST_OPERATOR_PEERING_NAME=self.peering_name,
             FLEETCAST_OPERATOR_PEERING_PRIORITY=str(priority),
             FLEETCAST_OPERATOR_PEERING_LIFETIME_SECONDS="10",
             FLEETCAST_OPERATOR_RESYNC_SECONDS="5",
@@ -224,12 +226,19 @@ class Operators:
                 stderr=subprocess.STDOUT,
                 cwd=REPO,
             )
-        operator = Operator(process, log, env["FLEETCAST_OPERATOR_HEALTH_ENDPOINT"], priority)
+        health = env["FLEETCAST_OPERATOR_HEALTH_ENDPOINT"]
+        operator = Operator(process, log, health, priority, clusterwide)
         self.started.append(operator)
         return operator
 
+    @property
+    def peering_name(self) -> str:
+        """Unique per test, so no other operator in the session (e2e's) shares it."""
+        return f"fleetcast-{self.namespace}"
+
     def registered(self, operator: Operator) -> bool:
-        peering = get(self.cluster, self.namespace, "kopfpeerings.kopf.dev", "fleetcast")
+        kind = "clusterkopfpeerings.kopf.dev" if operator.clusterwide else "kopfpeerings.kopf.dev"
+        peering = get(self.cluster, self.namespace, kind, self.peering_name)
         peers = ((peering or {}).get("status") or {}).values()
         return any(isinstance(p, dict) and p.get("priority") == operator.priority for p in peers)
 

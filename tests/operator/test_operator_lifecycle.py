@@ -256,3 +256,16 @@ def state(cluster: cluster_access.ClusterAccess, namespace: str) -> dict[str, An
             [o["spec"] for o in objects if o["kind"] == "Deployment"], sort_keys=True
         ),
     }
+
+
+def test_a_cluster_wide_operator_serves_any_namespace(
+    operators: support.Operators, namespace: str
+) -> None:
+    """The chart's default mode: no namespace list, a ClusterKopfPeering, cluster-wide watches."""
+    cluster = operators.cluster
+    operator = operators.start(clusterwide=True)
+    support.apply(cluster, support.jwt_secret(namespace), support.fleetbroadcast(namespace))
+    support.eventually(
+        "Ready", lambda: support.ready(cluster, namespace, "fleet"), logs=operator.tail
+    )
+    assert operator.reconciled(namespace, "fleet")
