@@ -94,7 +94,9 @@ class FakeDeadLetters:
         self.journal.append(f"dead-letter {[d.reason for d in letters]}")
 
 
-OPTIONS = pipeline.Options(backoff_max_s=0.001, shutdown_timeout_s=0.05, poll_timeout_ms=1)
+OPTIONS = pipeline.Options(
+    backoff_max_s=0.001, shutdown_timeout_s=0.05, poll_timeout_ms=1, commit_interval_s=0
+)
 
 
 async def run(

@@ -31,6 +31,7 @@ def options(settings: Settings) -> pipeline.Options:
         poll_timeout_ms=settings.poll_timeout_ms,
         backoff_max_s=settings.retry_backoff_max_s,
         shutdown_timeout_s=settings.shutdown_timeout_s,
+        commit_interval_s=settings.commit_interval_ms / 1000,
     )
 
 

@@ -9,7 +9,8 @@ crash is dropped by the publish script (event ids already seen).
 Three stages overlap so that neither Python nor Redis waits for the other:
 a poller decodes and routes the next batch while the current one is in
 Redis, and a committer commits the latest delivered offsets in the
-background (coalescing, so a slow commit never stalls delivery). Batches are
+background, at most once per interval (coalescing, so a slow commit never
+stalls delivery). Batches are
 delivered strictly in poll order. A rebalance waits for the batch in flight,
 commits, and makes every batch polled before it stale (aiokafka rewinds the
 new assignment to the committed offsets, so nothing is skipped).
@@ -69,6 +70,7 @@ class Options:
     poll_timeout_ms: int = 100
     backoff_max_s: float = 5.0
     shutdown_timeout_s: float = 10.0
+    commit_interval_s: float = 1.0
 
 
 @dataclass(slots=True)
@@ -159,12 +161,19 @@ class Pipeline:
                 self._delivered(batch)
 
     async def _commit_loop(self) -> None:
+        """Commit what was delivered, at most once per ``commit_interval_s``.
+
+        A commit per batch would cost the broker a request per batch at low
+        rates; a redelivery of up to one interval is dropped by the seen ids.
+        """
         while True:
             await self._commit_due.wait()
             self._commit_due.clear()
             if not await self.commit():
                 await asyncio.sleep(min(1.0, self._options.backoff_max_s))
                 self._commit_due.set()
+                continue
+            await asyncio.sleep(self._options.commit_interval_s)
 
     async def _poll(self, stopping: asyncio.Event) -> Mapping[TopicPartition, Sequence[Any]]:
         try:

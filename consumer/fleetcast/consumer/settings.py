@@ -69,6 +69,10 @@ class Settings(BaseSettings):
     #: matters with a backlog (a poll returns what is there); per event, 2000
     #: cost a quarter less CPU than 1000 in bench/consumer_throughput.py.
     batch_max: int = Field(default=2000, ge=1, le=100_000)
+    #: Shortest time between two offset commits (milliseconds): delivered
+    #: offsets are committed in the background, coalesced; a crash redelivers
+    #: at most about this much, and the seen ids drop it.
+    commit_interval_ms: int = Field(default=1000, ge=0, le=60_000)
     #: Longest wait for the first record of a batch when idle (milliseconds).
     poll_timeout_ms: int = Field(default=100, ge=1, le=10_000)
     #: Largest message value accepted (bytes); larger ones are dead-lettered.
