@@ -14,6 +14,7 @@ charts, images and profiles it names exist and agree with the chart.
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -291,3 +292,13 @@ def test_the_image_it_builds_follows_the_rules(config: dict[str, Any]) -> None:
         line for line in (ROOT / ".dockerignore").read_text().splitlines() if line[:1] not in "#"
     ]
     assert rules[0] == "*"  # an allow-list: only what is named below reaches the daemon
+
+
+def test_make_images_says_plainly_when_there_is_no_engine(tmp_path: Path) -> None:
+    """Without a reachable Docker engine `make images` fails at once with a reason."""
+    env = {"PATH": "/usr/bin:/bin:/usr/local/bin", "DOCKER_HOST": f"unix://{tmp_path}/none.sock"}
+    done = subprocess.run(
+        [ROOT / "scripts/images.sh"], env=env, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 1
+    assert re.search(r"^images: .*(no 'docker' command|cannot reach a Docker engine)", done.stderr)
