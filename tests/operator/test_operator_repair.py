@@ -160,3 +160,34 @@ def test_turning_autoscaling_on_keeps_the_replica_count(
     }
     assert rendering.MANAGER not in owners
     assert applying.HANDOVER_MANAGER in owners
+
+
+def test_a_refused_apply_is_reported_retried_and_posted_as_events(
+    operators: support.Operators, namespace: str
+) -> None:
+    cluster = operators.cluster
+    operator = operators.start()
+    bogus = {"enabled": True, "metrics": [{"type": "Bogus"}]}  # passed through to the HPA
+    support.apply(
+        cluster,
+        support.jwt_secret(namespace),
+        support.fleetbroadcast(namespace, gateway={"autoscaling": bogus}),
+    )
+
+    def refused() -> dict[str, object] | None:
+        found = support.condition(
+            support.get(cluster, namespace, support.FB, "fleet"), "Reconciled"
+        )
+        return found if found.get("reason") == "ApplyFailed" else None
+
+    reconciled = support.eventually("Reconciled=False ApplyFailed", refused, logs=operator.tail)
+    assert "HorizontalPodAutoscaler" in str(reconciled["message"])
+    ready = support.condition(support.get(cluster, namespace, support.FB, "fleet"), "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "ApplyFailed")
+    assert events(cluster, namespace, "ApplyFailed"), "no Warning event for the transition"
+    support.eventually(
+        "kopf posts the handler's error as an Event",
+        lambda: [e for e in events(cluster, namespace, "Logging") if e["type"] == "Error"],
+        logs=operator.tail,
+    )
+    assert operator.process.poll() is None, "the operator must not crash"

@@ -90,6 +90,8 @@ def configure(settings: kopf.OperatorSettings, ours: Settings) -> None:
         prefix=PREFIX, key="last-handled-configuration"
     )
     settings.persistence.finalizer = f"{PREFIX}/finalizer"
+    # Handler warnings and errors (a refused apply) become Events on the object.
+    settings.posting.loggers = True
     settings.posting.level = logging.WARNING
     settings.posting.reporting_component = rendering.MANAGER
     settings.posting.event_name_prefix = f"{rendering.MANAGER}-"

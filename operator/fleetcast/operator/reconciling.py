@@ -142,6 +142,9 @@ class Reconciler:
             if current is None or current["metadata"]["uid"] != meta["uid"] or _deleting(current):
                 return
             before = current.get("status") or {}
+            stored = conditions.find(before.get("conditions", []), conditions.RECONCILED)
+            if reconciled is None and stored is None:
+                return  # not reconciled yet: that reconcile writes the first status
             status = conditions.build_status(
                 generation=current["metadata"].get("generation", 0),
                 previous=before,

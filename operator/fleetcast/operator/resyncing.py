@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fleetcast.operator import conditions, leadership
-from fleetcast.operator.kube import FLEETBROADCAST, Kube
+from fleetcast.operator.kube import FLEETBROADCAST, ApiError, Kube
 from fleetcast.operator.reconciling import Reconciler
 from fleetcast.operator.settings import Settings
 
@@ -88,9 +88,13 @@ class Resync:
             self.due[key] = now + self._interval(_is_degraded(body))
         if now < self.due[key] or meta.get("deletionTimestamp"):
             return key
-        degraded = True
+        degraded = False
         try:
             degraded = self.reconciler.reconcile(body).is_true
+        except ApiError as error:
+            # Already in the status as ApplyFailed, and kopf retries its handler
+            # with backoff: note it once per pass, without a traceback.
+            logger.warning("resync of %s/%s refused: %s", *key, error)
         except Exception:
             logger.exception("resync of %s/%s failed", *key)
         self.due[key] = now + self._interval(degraded)
