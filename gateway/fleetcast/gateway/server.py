@@ -19,7 +19,7 @@ from typing import Any, Final
 import socketio
 import structlog
 
-from fleetcast.gateway import auth, policy, transport
+from fleetcast.gateway import admission, auth, policy, transport
 from fleetcast.gateway.delivery import Delivery
 from fleetcast.gateway.fanout import Fanout
 from fleetcast.gateway.limits import TokenBucket
@@ -99,7 +99,9 @@ class Gateway:
         self.draining = False
         self.started = time.monotonic()
         s = parts.settings
-        self._handshakes = TokenBucket(s.handshake_rate, s.handshake_burst, time.monotonic())
+        self._handshakes = admission.Admission(
+            s.handshake_rate, s.handshake_burst, time.monotonic()
+        )
         sio.manager.on_connected = self._opened
         for name, handler in (
             ("connect", self.on_connect),
@@ -135,9 +137,8 @@ class Gateway:
         s, now = self.p.settings, time.monotonic()
         if self.draining:
             raise Refusal("server_full", "gateway is shutting down; connect to another one")
-        wait = self._handshakes.take(now)
-        if wait > 0:
-            retry = max(0.01, math.ceil(wait * 100) / 100)
+        retry = self._handshakes.take(now)
+        if retry > 0:
             raise Refusal("rate_limited", "too many connections at once; retry later", retry)
         if len(self.p.registry) >= s.max_connections:
             raise Refusal("server_full", f"gateway full ({s.max_connections} connections)")
