@@ -53,7 +53,7 @@ async def whole_path(
     ).start()
     try:
         async with running_consumer(consumer_settings(topics, redis_url, **consumer)):
-            await gateway.wait_ready()
+            await gateway.wait_ready(within=60)
             yield gateway.url
     finally:
         gateway.stop()

@@ -52,7 +52,7 @@ async def whole_path(topics: KafkaTopics, redis_url: str, log_dir: Path) -> Asyn
     gateway = GatewayProcess(env, log_dir).start()
     try:
         async with running_consumer(consumer_settings(topics, redis_url)):
-            await gateway.wait_ready()
+            await gateway.wait_ready(within=60)
             yield gateway.url
     finally:
         gateway.stop()
