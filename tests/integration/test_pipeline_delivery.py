@@ -13,7 +13,8 @@ import asyncio
 import contextlib
 import itertools
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,31 @@ def envelope(event_type: str, org: str, data: dict[str, Any] | None = None) -> d
         "occurred_at": "2026-11-25T18:00:00Z",
         "data": dict(IDS) if data is None else data,
     }
+
+
+@dataclass(frozen=True)
+class Rig:
+    """What each whole-path test uses: its topics, a producer, Redis, a log dir, clients."""
+
+    topics: KafkaTopics
+    producer: AIOKafkaProducer
+    redis_url: str
+    log_dir: Path
+    clients: Callable[..., Client]
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter((self.topics, self.producer, self.redis_url, self.log_dir, self.clients))
+
+
+@pytest.fixture
+def rig(
+    kafka_topics: KafkaTopics,
+    kafka_producer: AIOKafkaProducer,
+    redis_url: str,
+    tmp_path: Path,
+    clients: Callable[..., Client],
+) -> Rig:
+    return Rig(kafka_topics, kafka_producer, redis_url, tmp_path, clients)
 
 
 @contextlib.asynccontextmanager
@@ -95,6 +121,20 @@ async def warm_up(
         client.events.clear()
 
 
+async def dispatcher_in(
+    make: Callable[..., Client],
+    url: str,
+    producer: AIOKafkaProducer,
+    topics: KafkaTopics,
+    *rooms: str,
+) -> Client:
+    """A dispatcher of org-a in ``rooms``, once the gateway listens for org-a."""
+    client = await connect(make, url, "disp-1", "org-a", ("dispatcher",))
+    await subscribe(client, *rooms)
+    await warm_up(producer, topics, [(client, "org-a")])
+    return client
+
+
 def expected_rooms(doc: dict[str, Any], client_rooms: set[str]) -> str | None:
     """The client-facing room an event reaches a client through, or None."""
     table = routing.RoutingTable.default()
@@ -105,12 +145,9 @@ def expected_rooms(doc: dict[str, Any], client_rooms: set[str]) -> str | None:
 
 
 async def test_every_type_reaches_the_right_rooms_and_roles_and_never_another_org(
-    kafka_topics: KafkaTopics,
-    kafka_producer: AIOKafkaProducer,
-    redis_url: str,
-    tmp_path: Path,
-    clients: Callable[..., Client],
+    rig: Rig,
 ) -> None:
+    kafka_topics, kafka_producer, redis_url, tmp_path, clients = rig
     async with whole_path(kafka_topics, redis_url, tmp_path) as url:
         dispatcher = await connect(clients, url, "disp-1", "org-a", ("dispatcher",))
         await subscribe(dispatcher, "channel:ch-3", "incident:inc-9", "asset:u-7", "fleet")
@@ -163,17 +200,12 @@ async def test_every_type_reaches_the_right_rooms_and_roles_and_never_another_or
     assert {e["event_type"] for e in received(dispatcher)} == set(events.EVENT_TYPES)
 
 
-async def test_order_within_a_room_and_one_delivery_across_overlapping_rooms(
-    kafka_topics: KafkaTopics,
-    kafka_producer: AIOKafkaProducer,
-    redis_url: str,
-    tmp_path: Path,
-    clients: Callable[..., Client],
-) -> None:
+async def test_order_within_a_room_and_one_delivery_across_overlapping_rooms(rig: Rig) -> None:
+    kafka_topics, kafka_producer, redis_url, tmp_path, clients = rig
     async with whole_path(kafka_topics, redis_url, tmp_path, batch_max=17) as url:
-        client = await connect(clients, url, "disp-1", "org-a", ("dispatcher",))
-        await subscribe(client, "channel:ch-1", "incident:inc-1")
-        await warm_up(kafka_producer, kafka_topics, [(client, "org-a")])
+        client = await dispatcher_in(
+            clients, url, kafka_producer, kafka_topics, "channel:ch-1", "incident:inc-1"
+        )
         data = {"incident_id": "inc-1", "channel_id": "ch-1"}
         sent = [envelope("incident_updated", "org-a", data) for _ in range(200)]
         await produce_events(kafka_producer, kafka_topics, sent)
@@ -184,21 +216,14 @@ async def test_order_within_a_room_and_one_delivery_across_overlapping_rooms(
     assert offsets == sorted(offsets)
 
 
-async def test_recovery_with_since_delivers_what_was_missed_in_order(
-    kafka_topics: KafkaTopics,
-    kafka_producer: AIOKafkaProducer,
-    redis_url: str,
-    tmp_path: Path,
-    clients: Callable[..., Client],
-) -> None:
+async def test_recovery_with_since_delivers_what_was_missed_in_order(rig: Rig) -> None:
+    kafka_topics, kafka_producer, redis_url, tmp_path, clients = rig
     data = {"incident_id": "inc-2"}
     first = [envelope("incident_updated", "org-a", data) for _ in range(30)]
     missed = [envelope("incident_updated", "org-a", data) for _ in range(40)]
     later = [envelope("incident_updated", "org-a", data) for _ in range(10)]
     async with whole_path(kafka_topics, redis_url, tmp_path) as url:
-        before = await connect(clients, url, "disp-1", "org-a", ("dispatcher",))
-        await subscribe(before, "incident:inc-2")
-        await warm_up(kafka_producer, kafka_topics, [(before, "org-a")])
+        before = await dispatcher_in(clients, url, kafka_producer, kafka_topics, "incident:inc-2")
         await produce_events(kafka_producer, kafka_topics, first)
         last_offset = (await wait_for_events(before, len(first)))[-1]["offset"]
         await before.close()
@@ -212,18 +237,11 @@ async def test_recovery_with_since_delivers_what_was_missed_in_order(
     assert [d["event_id"] for d in got] == [d["event_id"] for d in missed + later]
 
 
-async def test_a_gap_past_the_history_is_reported(
-    kafka_topics: KafkaTopics,
-    kafka_producer: AIOKafkaProducer,
-    redis_url: str,
-    tmp_path: Path,
-    clients: Callable[..., Client],
-) -> None:
+async def test_a_gap_past_the_history_is_reported(rig: Rig) -> None:
+    kafka_topics, kafka_producer, redis_url, tmp_path, clients = rig
     data = {"incident_id": "inc-3"}
     async with whole_path(kafka_topics, redis_url, tmp_path, history_maxlen=10) as url:
-        before = await connect(clients, url, "disp-1", "org-a", ("dispatcher",))
-        await subscribe(before, "incident:inc-3")
-        await warm_up(kafka_producer, kafka_topics, [(before, "org-a")])
+        before = await dispatcher_in(clients, url, kafka_producer, kafka_topics, "incident:inc-3")
         await produce_events(
             kafka_producer, kafka_topics, [envelope("incident_updated", "org-a", data)]
         )
