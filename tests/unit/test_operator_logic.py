@@ -140,12 +140,15 @@ def test_settings_split_namespaces_and_default_to_cluster_wide(
     assert Settings().clusterwide
 
 
-def test_per_event_success_lines_of_owned_objects_are_dropped() -> None:
-    quiet = handlers.QuietOwnedEvents()
+def test_kopf_object_lines_name_their_object_and_owned_event_noise_is_dropped() -> None:
+    logs = handlers.ObjectLogs()
 
     def record(message: str) -> logging.LogRecord:
-        return logging.LogRecord("kopf.objects", logging.INFO, __file__, 1, message, None, None)
+        made = logging.LogRecord("kopf.objects", logging.INFO, __file__, 1, message, None, None)
+        made.k8s_ref = {"namespace": "ns", "name": "fb"}
+        return made
 
-    assert not quiet.filter(record("Handler 'owned-deployments' succeeded."))
-    assert quiet.filter(record("Handler 'reconcile' succeeded."))
-    assert quiet.filter(record("Handler 'owned-deployments' failed with an exception."))
+    assert not logs.filter(record("Handler 'owned-deployments' succeeded."))
+    failed = record("Handler 'reconcile' failed temporarily: 422")
+    assert logs.filter(failed)
+    assert failed.getMessage() == "[ns/fb] Handler 'reconcile' failed temporarily: 422"

@@ -35,7 +35,8 @@ def peering_of(settings: Settings) -> Peering:
 def main() -> None:
     settings = Settings()
     logs.configure(settings.log_level, component="operator")
-    logging.getLogger("kopf.objects").addFilter(handlers.QuietOwnedEvents())
+    for output in logging.getLogger().handlers:
+        output.addFilter(handlers.ObjectLogs())
     peering = peering_of(settings)
     configuration = kube.load_configuration()
     shared = handlers.Runtime(

@@ -140,12 +140,23 @@ def owned_changed(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: A
     runtime(memo).reconciler.on_owned_event(event.get("type"), _plain(body))
 
 
-class QuietOwnedEvents(logging.Filter):
-    """Drop kopf's "Handler 'owned-…' succeeded." lines: one per Deployment status update."""
+class ObjectLogs(logging.Filter):
+    """kopf's per-object log lines made useful in the JSON logs (a filter on the output handler).
+
+    kopf names the object only in its own text formatter, which the JSON logs
+    do not use, so the line gets a ``[namespace/name]`` prefix; and its
+    "Handler 'owned-…' succeeded." line, one per Deployment status update, is
+    dropped. kopf's Event poster sees the record before this handler does.
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        return not (message.startswith("Handler 'owned-") and message.endswith("succeeded."))
+        if message.startswith("Handler 'owned-") and message.endswith("succeeded."):
+            return False
+        ref = getattr(record, "k8s_ref", None)
+        if isinstance(ref, dict) and ref.get("name") and not message.startswith("["):
+            record.msg, record.args = f"[{ref.get('namespace')}/{ref['name']}] {message}", None
+        return True
 
 
 for _group, _version, _plural in OWNED:
