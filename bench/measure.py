@@ -174,6 +174,8 @@ async def deliver(
         server_cpu_pct=100 * server_cpu / elapsed,
         loadgen_cpu_pct=100 * after.since(before, loadgen.pid) / elapsed,
         others_cores=after.others_cores(before),
+        server_wait_pct=after.waited_pct(before, server.pid),
+        loadgen_wait_pct=after.waited_pct(before, loadgen.pid),
         latency_us={k: LatencySummary.from_dict(v) for k, v in report["latency_us"].items()},
         server_counters=moved,
     )

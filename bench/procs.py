@@ -70,13 +70,31 @@ def pin_self(cpus: Sequence[int] | None) -> None:
 
 
 def renice_self(nice: int) -> int:
-    """Set this process's niceness (children inherit it); returns what it could set."""
+    """Set this process's niceness (children inherit it); returns what it could set.
+
+    With autogroup scheduling (``kernel.sched_autogroup_enabled``) niceness
+    only weighs against processes of the same session; the session's own
+    weight is its autogroup's nice. So this sets both, and every
+    :class:`Proc` (started in a session of its own) gets the same autogroup nice.
+    """
     if nice:
         try:
             os.setpriority(os.PRIO_PROCESS, 0, nice)
         except PermissionError:
             print(f"bench: cannot set nice {nice} (needs CAP_SYS_NICE); running at 0", flush=True)
+            return os.getpriority(os.PRIO_PROCESS, 0)
+        _PRIORITY["nice"] = nice
+        set_autogroup_nice(os.getpid(), nice)
     return os.getpriority(os.PRIO_PROCESS, 0)
+
+
+_PRIORITY = {"nice": 0}
+
+
+def set_autogroup_nice(pid: int, nice: int) -> None:
+    """Weight of ``pid``'s session against other sessions (no-op without autogroups)."""
+    with contextlib.suppress(OSError):
+        Path(f"/proc/{pid}/autogroup").write_text(str(nice))
 
 
 def raise_fd_limit() -> int:
@@ -101,6 +119,18 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
+def runqueue_wait_seconds(pid: int) -> float:
+    """Time the process's main thread spent runnable but waiting for a CPU (schedstat).
+
+    Its growth over a phase is the direct measure of CPU contention: an event
+    loop that waits here is late although it has work to do.
+    """
+    try:
+        return int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 def rss_bytes(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -122,15 +152,22 @@ class CpuSample:
     at: float
     seconds: dict[int, float]
     machine: float
+    waited: dict[int, float]
 
     @classmethod
     def take(cls, pids: Sequence[int]) -> CpuSample:
         found = {pid: cpu_seconds(pid) for pid in pids}
         found[os.getpid()] = cpu_seconds(os.getpid())
-        return cls(time.monotonic(), found, machine_busy_seconds())
+        waited = {pid: runqueue_wait_seconds(pid) for pid in pids}
+        return cls(time.monotonic(), found, machine_busy_seconds(), waited)
 
     def since(self, earlier: CpuSample, pid: int) -> float:
         return self.seconds[pid] - earlier.seconds[pid]
+
+    def waited_pct(self, earlier: CpuSample, pid: int) -> float:
+        """Share of the interval ``pid`` was runnable but had no CPU, in percent."""
+        elapsed = self.at - earlier.at
+        return 100 * (self.waited[pid] - earlier.waited[pid]) / elapsed if elapsed > 0 else 0.0
 
     def others_cores(self, earlier: CpuSample) -> float:
         """Cores busy with anything but the sampled processes (and this one) meanwhile.
@@ -178,6 +215,8 @@ class Proc:
                 start_new_session=True,
             )
         _LIVE.add(self)
+        if _PRIORITY["nice"]:
+            set_autogroup_nice(self.popen.pid, _PRIORITY["nice"])
 
     @property
     def pid(self) -> int:

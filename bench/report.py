@@ -71,7 +71,8 @@ def _failed(count: int, errors: dict[str, int]) -> str:
 
 def deliveries_table(items: Sequence[Delivery]) -> str:
     headers = ["server", "K", "phase", "events", "deliveries", "lost", "dup", "leaked", "cut off"]
-    headers += ["deliveries/s", "CPU µs/delivery", "server CPU %", "loadgen CPU %", "others cores"]
+    headers += ["deliveries/s", "CPU µs/delivery", "server CPU %", "loadgen CPU %"]
+    headers += ["server/loadgen waited %", "others cores"]
     headers += ["p50 ms", "p99 ms", "max ms"]
     rows = []
     for d in items:
@@ -91,6 +92,7 @@ def deliveries_table(items: Sequence[Delivery]) -> str:
                 num(d.cpu_us_per_delivery, 1),
                 num(d.server_cpu_pct, 0),
                 num(d.loadgen_cpu_pct, 0),
+                f"{num(d.server_wait_pct, 0)} / {num(d.loadgen_wait_pct, 0)}",
                 num(d.others_cores, 2),
                 num(lat.p50 / 1000, 2),
                 num(lat.p99 / 1000, 2),
@@ -231,7 +233,10 @@ def render(info: RunInfo, results: Sequence[ScenarioResult]) -> str:
         "the clients. RSS/conn = (server RSS with K idle clients - RSS before) / K. Latency = "
         "publish (or Kafka produce) to client receive, monotonic clock. lost = expected "
         "deliveries that never came (must be 0); leaked = deliveries to a client outside the "
-        "event's rooms; cut off = clients the server disconnected during the phase; others cores = "
+        "event's rooms; cut off = clients the server disconnected during the phase; "
+        "waited % = share of the phase the server's (load generator's) event loop was "
+        "runnable but had no CPU, "
+        "i.e. how far contention skews latency; others cores = "
         "CPU used meanwhile by everything else on the machine (Redis, publisher, other users): "
         "the noise.",
     ]

@@ -60,6 +60,10 @@ class Delivery:
     loadgen_cpu_pct: float
     #: Cores busy with other work meanwhile (Redis, publisher, other users of the machine).
     others_cores: float
+    #: Share of the phase the server's / load generator's main thread was
+    #: runnable but had no CPU: latency measured under contention.
+    server_wait_pct: float
+    loadgen_wait_pct: float
     latency_us: dict[str, LatencySummary]
     #: Server counters that moved during the phase (reconnects, shed, cut-offs...).
     server_counters: dict[str, float] = field(default_factory=dict)

@@ -52,6 +52,8 @@ def delivery(server: str, cpu_us: float, p99_us: float, lost: int = 0) -> Delive
         server_cpu_pct=40.0,
         loadgen_cpu_pct=20.0,
         others_cores=0.1,
+        server_wait_pct=2.0,
+        loadgen_wait_pct=3.0,
         latency_us={"all": latency, "priority": latency, "position": summarize([])},
     )
 
