@@ -172,7 +172,7 @@ def banner(settings: RunSettings, secret: str, generated: bool, token: str, org:
     lines = [
         "",
         "fleetcast is running",
-        f"  console     {base}/  (paste the token below)",
+        f"  console     {base}/?token={token}",
         f"  socket.io   {base}  path /ws",
         f"  consumer    http://127.0.0.1:{settings.consumer_port}/metrics",
         f"  logs        {settings.run_dir}/",
