@@ -47,7 +47,9 @@ async def serve(settings: Settings) -> None:
         shutdown_timeout=max(1.0, settings.drain_seconds / 5),
     )
     await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)
+    site = web.TCPSite(
+        runner, settings.host, settings.port, reuse_address=True, backlog=settings.listen_backlog
+    )
     try:
         await site.start()
     except OSError as exc:

@@ -110,6 +110,9 @@ class Settings(BaseSettings):
     #: Subscribe/unsubscribe requests per second per connection, and burst.
     subscribe_rate: float = Field(default=10.0, gt=0)
     subscribe_burst: int = Field(default=20, ge=1)
+    #: Connections the kernel queues for accept (capped by net.core.somaxconn): a
+    #: storm's SYNs beyond it are dropped and retried by clients 1, 3, 7 s later.
+    listen_backlog: int = Field(default=4096, ge=1)
     #: Handshakes admitted per second per process, and burst (reconnect storms).
     handshake_rate: float = Field(default=500.0, gt=0)
     handshake_burst: int = Field(default=1000, ge=1)
