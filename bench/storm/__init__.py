@@ -1,0 +1,1 @@
+"""Reconnect storms: a lean resuming client and the driver of a lost-gateway run."""

@@ -1,0 +1,339 @@
+"""A reconnect storm: K clients on gateway A, A killed, all of them onto gateway B at once.
+
+What a lost pod does to its peers (see the workload notes): every client of A
+reconnects within 0.5-1.5 s (socket.io-client's default reconnection delay
+and randomization), resuming its rooms with ``auth.since``. B's admission
+control refuses what it cannot take yet (``rate_limited`` + ``retry_after``)
+and the clients come back after the hint. Events keep being published
+throughout, the way the consumer writes them (history + pub/sub), so the
+run can count what a client that resumed with ``since`` lost: it must be 0.
+
+Used by ``tests/integration/test_storm.py`` (1,000 clients) and the
+``storm-pod`` benchmark (5,000 clients).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import itertools
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from bench.storm.client import ResumingClient
+from fleetcast.consumer import processing, publishing
+from fleetcast.protocol import routing
+
+HOST = "127.0.0.1"
+#: An attempt that has not produced a session by then is dropped and retried.
+ATTEMPT_TIMEOUT_S = 20.0
+#: Ticks per second of the publisher during the run.
+PUBLISH_TICKS_PER_S = 50
+
+Publish = Callable[[list[dict[str, Any]]], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    clients: int
+    org: str = "org-storm"
+    #: Org-wide events per second (every client gets each one).
+    org_events_per_s: float = 20.0
+    #: Events per second to single users (one client each).
+    user_events_per_s: float = 200.0
+    before_kill_s: float = 1.0
+    after_kill_s: float = 3.0
+    reconnect_delay_s: tuple[float, float] = (0.5, 1.5)
+    connect_concurrency: int = 200
+    deadline_s: float = 120.0
+    seed: int = 1
+
+
+@dataclass(slots=True)
+class Report:
+    clients: int
+    connected_before: int
+    reconnected: int
+    #: Seconds from the kill until that share of the clients had a session on B.
+    time_to: dict[str, float | None]
+    refusals: int
+    refused_clients: int
+    max_refusals_per_client: int
+    retried_early: int
+    connect_failures: int
+    published_org: int
+    published_user: int
+    #: Events of a client's rooms published while it was connected or away, never received.
+    lost: int
+    clients_with_loss: int
+    duplicates: int
+    not_recovered: int
+    retry_after_s: dict[str, float | None] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+class ConsumerScript:
+    """Publishes envelopes exactly as the consumer does (its own script), on a real Redis."""
+
+    def __init__(self, redis: Any) -> None:
+        self._publisher = publishing.RedisPublisher(redis)
+        self._router = processing.Router(routing.RoutingTable.default())
+
+    async def __call__(self, docs: list[dict[str, Any]]) -> None:
+        records = [_Record(orjson.dumps(doc)) for doc in docs]
+        batch = processing.prepare(records, self._router)
+        if batch.dead:
+            raise ValueError(f"bad storm events: {batch.dead[:1]}")
+        await self._publisher.publish(batch.routed)
+
+
+@dataclass(frozen=True, slots=True)
+class _Record:
+    value: bytes
+    topic: str = "fleet.incidents"
+    partition: int = 0
+    offset: int = 0
+    key: bytes | None = None
+
+
+class Storm:
+    """Drives the clients; every task it starts is its own and ends with :meth:`close`."""
+
+    def __init__(self, plan: Plan, tokens: Sequence[str], users: Sequence[str], publish: Publish):
+        self.plan = plan
+        self.users = list(users)
+        self.clients = [ResumingClient(i, token) for i, token in enumerate(tokens)]
+        self._publish = publish
+        self._rng = random.Random(plan.seed)
+        self._ids = itertools.count()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._timers: set[asyncio.TimerHandle] = set()
+        self._port = 0
+        self._killed_at = 0.0
+        self._reconnected_at: dict[int, float] = {}
+        self._expected = len(self.clients)
+        self._all_back = asyncio.Event()
+        self.org_ids: list[str] = []
+        self.user_ids: dict[int, list[str]] = {}
+        self.connect_failures = 0
+        for client in self.clients:
+            client.on_ready = self._ready
+            client.on_lost = self._lost
+            client.on_refused = self._refused
+            client.on_failed = self._failed
+
+    # --- phases ---------------------------------------------------------------------------
+
+    async def connect(self, port: int, within_s: float) -> int:
+        """Connect every client to ``port`` (gateway A); returns how many have a session."""
+        self._port = port
+        gate = asyncio.Semaphore(self.plan.connect_concurrency)
+
+        async def one(client: ResumingClient) -> None:
+            async with gate:
+                await self._attempt(client)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(ATTEMPT_TIMEOUT_S):
+                        await client.session.wait()
+
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(within_s):
+                await asyncio.gather(*(one(c) for c in self.clients))
+        return sum(c.ready for c in self.clients)
+
+    async def prime(self, within_s: float = 30.0) -> bool:
+        """One org event and one event per user, so every client holds an offset per room."""
+        docs = [self._org_event()] + [self._user_event(i) for i in range(len(self.clients))]
+        for start in range(0, len(docs), 1000):
+            await self._publish(docs[start : start + 1000])
+        end = time.monotonic() + within_s
+        while time.monotonic() < end:
+            if all(len(c.offsets) >= 2 for c in self.clients if c.ready):
+                return True
+            await asyncio.sleep(0.05)
+        return False
+
+    async def run(self, kill: Callable[[], None], port_b: int) -> Report:
+        """Publish, kill A, let everyone reconnect to B, keep publishing, then account."""
+        connected_before = sum(c.ready for c in self.clients)
+        publisher = asyncio.create_task(self._publish_for(self.plan.before_kill_s))
+        await publisher
+        self._port = port_b
+        self._killed_at = time.monotonic()
+        kill()
+        publisher = asyncio.create_task(self._publish_for(self.plan.after_kill_s))
+        end = self._killed_at + self.plan.deadline_s
+        self._expected = connected_before
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.plan.deadline_s):
+                await self._all_back.wait()
+        await publisher
+        await self._settle(end)
+        return self._report(connected_before)
+
+    async def close(self) -> None:
+        for timer in self._timers:
+            timer.cancel()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for client in self.clients:
+            client.on_lost = client.on_failed = _ignore
+            client.abort()
+
+    # --- connecting ----------------------------------------------------------------------
+
+    async def _attempt(self, client: ResumingClient) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(ATTEMPT_TIMEOUT_S):
+                await loop.create_connection(lambda: client, HOST, self._port)
+        except (OSError, TimeoutError) as exc:
+            client.errors.append(f"connect:{type(exc).__name__}")
+            self._failed(client, "connect")
+            return
+        self._later(ATTEMPT_TIMEOUT_S, self._expire, client)
+
+    def _expire(self, client: ResumingClient) -> None:
+        if not client.ready:
+            client.errors.append("timeout")
+            client.abort()  # on_failed follows from connection_lost
+
+    def _start(self, client: ResumingClient) -> None:
+        task = asyncio.get_running_loop().create_task(self._attempt(client))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _later(self, delay: float, callback: Callable[..., None], *args: Any) -> None:
+        loop = asyncio.get_running_loop()
+        handle: asyncio.TimerHandle
+
+        def fire() -> None:
+            self._timers.discard(handle)
+            callback(*args)
+
+        handle = loop.call_later(delay, fire)
+        self._timers.add(handle)
+
+    def _ready(self, client: ResumingClient) -> None:
+        if self._killed_at and client.index not in self._reconnected_at:
+            self._reconnected_at[client.index] = time.monotonic() - self._killed_at
+            if len(self._reconnected_at) >= self._expected:
+                self._all_back.set()
+
+    def _lost(self, client: ResumingClient) -> None:
+        self._later(self._rng.uniform(*self.plan.reconnect_delay_s), self._start, client)
+
+    def _refused(self, client: ResumingClient, retry_after: float) -> None:
+        self._later(retry_after, self._start, client)
+
+    def _failed(self, client: ResumingClient, error: str) -> None:
+        self.connect_failures += 1
+        if self._killed_at:  # during the storm: retry as a client would
+            self._later(self._rng.uniform(*self.plan.reconnect_delay_s), self._start, client)
+
+    # --- events --------------------------------------------------------------------------
+
+    def _org_event(self) -> dict[str, Any]:
+        n = next(self._ids)
+        doc = _envelope(
+            "incident_created", self.plan.org, n, incident_id=f"inc-{n}", priority=2, kind="fire"
+        )
+        self.org_ids.append(doc["event_id"])
+        return doc
+
+    def _user_event(self, index: int) -> dict[str, Any]:
+        n = next(self._ids)
+        doc = _envelope(
+            "task_assigned", self.plan.org, n, task_id=f"task-{n}", user_id=self.users[index]
+        )
+        self.user_ids.setdefault(index, []).append(doc["event_id"])
+        return doc
+
+    async def _publish_for(self, seconds: float) -> None:
+        plan, start = self.plan, time.monotonic()
+        due_org = due_user = 0.0
+        tick = 1.0 / PUBLISH_TICKS_PER_S
+        while (elapsed := time.monotonic() - start) < seconds:
+            docs = []
+            while due_org <= elapsed * plan.org_events_per_s:
+                docs.append(self._org_event())
+                due_org += 1
+            while due_user <= elapsed * plan.user_events_per_s:
+                docs.append(self._user_event(self._rng.randrange(len(self.clients))))
+                due_user += 1
+            if docs:
+                await self._publish(docs)
+            await asyncio.sleep(tick)
+
+    async def _settle(self, end: float, idle_s: float = 3.0) -> None:
+        """Until every client received everything, nothing arrived for ``idle_s``, or ``end``."""
+        last, since = -1, time.monotonic()
+        while time.monotonic() < end and self._missing() > 0:
+            total = sum(len(c.received) for c in self.clients)
+            if total != last:
+                last, since = total, time.monotonic()
+            elif time.monotonic() - since > idle_s:
+                return
+            await asyncio.sleep(0.1)
+
+    def _missing(self, client: ResumingClient | None = None) -> int:
+        clients = self.clients if client is None else [client]
+        org = set(self.org_ids)
+        return sum(len((org | set(self.user_ids.get(c.index, ()))) - c.received) for c in clients)
+
+    def _report(self, connected_before: int) -> Report:
+        times = sorted(self._reconnected_at.values())
+        refusals = [len(c.refusals) for c in self.clients]
+        hints = sorted(h for c in self.clients for h in c.refusals)
+        losses = [self._missing(c) for c in self.clients]
+        return Report(
+            clients=len(self.clients),
+            connected_before=connected_before,
+            reconnected=len(times),
+            time_to={
+                f"{share}%": _share_time(times, connected_before, share) for share in (50, 99, 100)
+            },
+            refusals=sum(refusals),
+            refused_clients=sum(1 for r in refusals if r),
+            max_refusals_per_client=max(refusals, default=0),
+            retried_early=sum(c.retried_early for c in self.clients),
+            connect_failures=self.connect_failures,
+            published_org=len(self.org_ids),
+            published_user=sum(len(ids) for ids in self.user_ids.values()),
+            lost=sum(losses),
+            clients_with_loss=sum(1 for n in losses if n),
+            duplicates=sum(c.duplicates for c in self.clients),
+            not_recovered=sum(1 for c in self.clients if not all(c.recovered.values())),
+            retry_after_s={
+                "min": hints[0] if hints else None,
+                "max": hints[-1] if hints else None,
+            },
+        )
+
+
+def _share_time(times: Sequence[float], total: int, share: int) -> float | None:
+    needed = max(1, -(-total * share // 100))
+    return round(times[needed - 1], 3) if len(times) >= needed else None
+
+
+def _envelope(event_type: str, org: str, n: int, **data: Any) -> dict[str, Any]:
+    return {
+        "event_id": f"storm-{n}-{time.monotonic_ns()}",
+        "event_type": event_type,
+        "organization_id": org,
+        "occurred_at": "2026-11-25T18:00:00.000Z",
+        "data": data,
+    }
+
+
+def _ignore(*_: object) -> None:
+    return None
