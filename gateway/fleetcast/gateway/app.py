@@ -20,7 +20,16 @@ from aiohttp import web
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.retry import Retry
 
-from fleetcast.gateway import auth, console, fleet, http, policy, snapshots, subscriptions
+from fleetcast.gateway import (
+    auth,
+    console,
+    fleet,
+    http,
+    policy,
+    sendbuffer,
+    snapshots,
+    subscriptions,
+)
 from fleetcast.gateway.delivery import Delivery
 from fleetcast.gateway.fanout import Fanout
 from fleetcast.gateway.history import RedisStreamReader
@@ -147,6 +156,7 @@ def create_app(settings: Settings) -> web.Application:
     app[REDIS] = commands
     app.add_routes(http.Endpoints(gateway, metrics, commands).routes())
     console.add_routes(app, settings.console_enabled)
+    sendbuffer.install(app, settings.send_buffer_bytes)
     app.cleanup_ctx.append(_background(gateway, batcher, commands, pubsub))
     return app
 

@@ -119,6 +119,10 @@ class Settings(BaseSettings):
     #: Frames queued per connection before positions are shed and, when only
     #: priority frames remain, the connection is cut off as a slow consumer.
     max_buffered_messages: int = Field(default=1000, ge=8)
+    #: Kernel send buffer of each client socket (bytes; 0 = the kernel's autotuning,
+    #: up to 4 MiB): bounds what is already on its way to a slow client, so its
+    #: alerts do not wait behind megabytes of positions (sendbuffer.py).
+    send_buffer_bytes: int = Field(default=64 * 1024, ge=0)
 
     # --- fleet room (maps) ----------------------------------------------------------------
     #: Interval of the fleet room's ``asset_positions`` batches (milliseconds): a map
