@@ -14,7 +14,7 @@ from fleetcast.gateway.auth import Claims
 from fleetcast.gateway.delivery import Delivery, belongs_to, client_room_name
 from fleetcast.gateway.limits import TokenBucket
 from fleetcast.gateway.metrics import Metrics
-from fleetcast.gateway.outbox import TRANSPORT_WATERMARK, Outbox
+from fleetcast.gateway.outbox import Outbox
 from fleetcast.gateway.registry import Connection, Frame, Hold, Registry
 from fleetcast.protocol.wire import RoutedEvent
 
@@ -131,17 +131,25 @@ def test_room_name_helpers() -> None:
     assert not belongs_to("org:o2", "o")
 
 
+#: Frames the fake transport takes before the client counts as behind.
+TRANSPORT_WATERMARK = 64
+
+
 class FakeTransport:
+    """Takes frames while fewer than TRANSPORT_WATERMARK are unread (a test clears them)."""
+
     def __init__(self) -> None:
         self.queues: dict[str, list[str]] = {}
         self.aborted: list[str] = []
 
+    def offer(self, c: Connection, frame: Frame) -> bool:
+        if len(self.queues.get(c.sid, [])) >= TRANSPORT_WATERMARK:
+            return False
+        return self.write(c, frame.text)
+
     def write(self, c: Connection, text: str) -> bool:
         self.queues.setdefault(c.sid, []).append(text)
         return True
-
-    def pending(self, c: Connection) -> int:
-        return len(self.queues.get(c.sid, []))
 
     async def abort(self, c: Connection) -> None:
         self.aborted.append(c.sid)

@@ -15,7 +15,6 @@ from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
 import redis.asyncio as aioredis
-import socketio
 from aiohttp import web
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.retry import Retry
@@ -23,6 +22,7 @@ from redis.retry import Retry
 from fleetcast.gateway import (
     auth,
     console,
+    engine,
     fleet,
     http,
     policy,
@@ -67,7 +67,7 @@ def _socketio_server(settings: Settings) -> Any:
     origins: Any = None  # same origin only
     if settings.cors_origins:
         origins = "*" if "*" in settings.cors_origins else list(settings.cors_origins)
-    return socketio.AsyncServer(
+    return engine.LeanSocketIO(
         async_mode="aiohttp",
         client_manager=GatewayManager(),
         cors_allowed_origins=origins,
@@ -187,6 +187,7 @@ def _background(
             "fleet": batcher.run(),
             "sessions": p.sessions.run(),
             "expiry": gateway.run_expiry(),
+            "heartbeat": gateway.sio.eio.heartbeat.run(),
         }
         running = [asyncio.create_task(job, name=f"gateway:{name}") for name, job in jobs.items()]
         try:

@@ -1,11 +1,12 @@
 """Per-connection bounded send buffers, with priority frames ahead of positions.
 
 A frame goes straight to the transport when the connection is open, has no
-backlog and its transport queue is short (the common case: no added latency).
-Otherwise it waits in the connection's own two queues, priority first, and
-one pump task moves frames on as the transport drains. A connection's
-transport queue is never filled past :data:`TRANSPORT_WATERMARK`, so a
-priority frame waits behind at most that many positions.
+backlog and its transport takes it (the common case: written to the socket at
+once, no added latency). Otherwise it waits in the connection's own two
+queues, priority first, and one pump task moves frames on as the transport
+drains. A transport takes frames only below its watermark (outlet.py: bytes
+unsent on a websocket, packets held for a long-poll), so a priority frame
+waits behind at most that much of positions.
 
 The bound ``max_buffered`` applies to a connection whose transport has
 stopped taking frames (a slow client): its oldest positions are shed down to
@@ -31,8 +32,6 @@ from fleetcast.gateway.transport import Transport
 
 log = structlog.stdlib.get_logger(__name__)
 
-#: Packets allowed in a connection's transport queue before frames wait in ours.
-TRANSPORT_WATERMARK: Final = 64
 #: How often stalled connections are revisited (seconds).
 PUMP_INTERVAL_S: Final = 0.005
 #: A connection that still reads may hold this many times the bound, briefly.
@@ -59,13 +58,7 @@ class Outbox:
         """Send ``frame`` to ``conn`` now if it can go at once, else buffer it."""
         if conn.close_reason is not None:
             return
-        if (
-            conn.open
-            and not conn.prio
-            and not conn.bulk
-            and self.transport.pending(conn) < TRANSPORT_WATERMARK
-        ):
-            self.transport.write(conn, frame.text)
+        if conn.open and not conn.prio and not conn.bulk and self.transport.offer(conn, frame):
             return
         self._enqueue(conn, frame)
 
@@ -107,16 +100,15 @@ class Outbox:
             self._cut_off(conn, "slow_consumer")
 
     def _flush(self, conn: Connection) -> int:
-        """Move frames to the transport while it has room; returns how many moved."""
-        transport = self.transport
-        room = TRANSPORT_WATERMARK - transport.pending(conn)
+        """Move frames to the transport while it takes them, priority first; returns how many."""
+        offer = self.transport.offer
         moved = 0
         for queue in (conn.prio, conn.bulk):
-            while queue and moved < room:
-                if not transport.write(conn, queue.popleft().text):
-                    queue.clear()
-                    break
+            while queue and offer(conn, queue[0]):
+                queue.popleft()
                 moved += 1
+            if queue:
+                break
         if conn.backlog():
             self._backlogged[conn.sid] = conn
             self._wake.set()

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import Counter, deque
 from collections.abc import Hashable, Iterator
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from fleetcast.gateway.auth import Claims
 from fleetcast.gateway.limits import TokenBucket
@@ -23,12 +23,14 @@ class Frame:
 
     ``text`` is the Socket.IO packet (``2["event_type",{...}]``), encoded once
     per (event, room). ``offset`` is the room-history id, used to drop live
-    events a recovery has already sent.
+    events a recovery has already sent. ``wire`` is its websocket frame,
+    built by the first websocket recipient and written as is to the others.
     """
 
     text: str
     priority: bool
     offset: str | None = None
+    wire: bytes | None = None
 
 
 @dataclass(slots=True, eq=False)
@@ -62,6 +64,8 @@ class Connection:
     recovered: dict[str, bool] | None = None
     #: Why the server closed it (metrics label); None when the client left.
     close_reason: str | None = None
+    #: Where its frames go (transport.py's Outlet), looked up once.
+    outlet: Any = None
 
     @property
     def user(self) -> str:

@@ -1,12 +1,13 @@
-"""The one adapter that writes pre-encoded Socket.IO packets into Engine.IO.
+"""Where frames leave the gateway: each connection's Outlet (see outlet.py and engine.py).
 
 python-socketio's own emit path creates one task per recipient and encodes
-per call; fleetcast encodes a frame once per (event, room) and hands the same
-text to every recipient's Engine.IO queue. That needs three things the public
-API does not offer (write without a task, read a socket's queue depth, close
-a transport without the CLOSE packet that stops clients from reconnecting),
-so they live here and nowhere else, behind the :class:`Transport` protocol:
-the performance work may replace this module wholesale.
+per call; fleetcast encodes a frame once per (event, room) and offers the
+same :class:`Frame` to every recipient. On a websocket the Outlet writes the
+frame's bytes (built once) straight to the TCP transport; on long-polling it
+holds the packet for the next GET. Three things the public API does not offer
+(write without a task, know when a client is behind, close a transport
+without the CLOSE packet that stops clients from reconnecting) live here and
+in engine.py, behind the :class:`Transport` protocol the outbox uses.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from typing import Any, Protocol
 import orjson
 from engineio import packet as eio_packet
 
-from fleetcast.gateway.registry import Connection
+from fleetcast.gateway.outlet import Outlet
+from fleetcast.gateway.registry import Connection, Frame
 
 #: Socket.IO packet type EVENT on the default namespace, as text.
 _EVENT_PREFIX = "2"
@@ -31,55 +33,67 @@ def encode_event(name: str, payload: Any) -> str:
 class Transport(Protocol):
     """Where frames go once a connection may receive them."""
 
-    def write(self, conn: Connection, text: str) -> bool:
-        """Queue one packet for ``conn``; False when its transport is gone."""
+    def offer(self, conn: Connection, frame: Frame) -> bool:
+        """Send ``frame`` unless ``conn`` is behind (False: the caller keeps it).
 
-    def pending(self, conn: Connection) -> int:
-        """Packets queued in the transport for ``conn`` and not yet written out."""
+        A connection whose transport is gone takes and drops the frame.
+        """
+
+    def write(self, conn: Connection, text: str) -> bool:
+        """Send one packet to ``conn`` now, behind or not; False when its transport is gone."""
 
     async def abort(self, conn: Connection) -> None:
         """Close the transport without a CLOSE packet: clients then reconnect by themselves."""
 
     def release(self, conn: Connection) -> None:
-        """The connection is gone: end its writer (and a long-poll waiting on it) now."""
+        """The connection is gone: close its websocket (or end a long-poll waiting on it) now."""
+
+
+#: What a connection whose Engine.IO socket is gone writes into.
+_GONE = Outlet()
+_GONE.closed = True
 
 
 class EngineIOTransport:
-    """Writes into python-engineio's per-socket queues; its own writers drain them."""
+    """Offers frames to the Outlets of :class:`~fleetcast.gateway.engine.LeanEngineIO` sockets."""
 
     def __init__(self, eio_server: Any) -> None:
         self._eio = eio_server
 
-    def _socket(self, conn: Connection) -> Any:
-        sock = self._eio.sockets.get(conn.eio_sid)
-        if sock is None or sock.closed or sock.closing:
-            return None
-        return sock
+    def _outlet(self, conn: Connection) -> Outlet:
+        """The connection's Outlet, looked up once and kept on the connection."""
+        outlet = conn.outlet
+        if outlet is None:
+            sock = self._eio.sockets.get(conn.eio_sid)
+            queue = None if sock is None else sock.queue
+            if not isinstance(queue, Outlet):
+                return _GONE
+            outlet = conn.outlet = queue
+        return outlet  # type: ignore[no-any-return]
+
+    def offer(self, conn: Connection, frame: Frame) -> bool:
+        return self._outlet(conn).offer(frame)
 
     def write(self, conn: Connection, text: str) -> bool:
-        sock = self._socket(conn)
-        if sock is None:
+        outlet = self._outlet(conn)
+        if outlet.closed:
             return False
-        sock.queue.put_nowait(eio_packet.Packet(eio_packet.MESSAGE, text))
+        outlet.put_nowait(eio_packet.Packet(eio_packet.MESSAGE, text))
         return True
-
-    def pending(self, conn: Connection) -> int:
-        sock = self._socket(conn)
-        return 0 if sock is None else int(sock.queue.qsize())
 
     async def abort(self, conn: Connection) -> None:
         sock = self._eio.sockets.get(conn.eio_sid)
         if sock is None:
             return
-        # close() runs the disconnect handlers; the None then ends the writer,
-        # which flushes what is queued (the reason frame) and closes the socket.
+        # close() runs the disconnect handlers; the release then closes the
+        # websocket once the reason frame (already written) is flushed.
         await sock.close(wait=False, abort=True, reason=self._eio.reason.SERVER_DISCONNECT)
         self.release(conn)
 
     def release(self, conn: Connection) -> None:
         # Without this, a polling client's pending GET waits out ping_interval +
         # ping_timeout after the client said goodbye.
-        sock = self._eio.sockets.get(conn.eio_sid)
-        if sock is not None:
+        outlet = self._outlet(conn)
+        if outlet is not _GONE:
             with contextlib.suppress(Exception):
-                sock.queue.put_nowait(None)
+                outlet.put_nowait(None)

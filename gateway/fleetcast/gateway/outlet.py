@@ -1,0 +1,181 @@
+"""One Engine.IO socket's outgoing packets: held for long-polling, written at once on a websocket.
+
+python-engineio gives every socket an ``asyncio.Queue`` and, on a websocket,
+a writer task that awaits ``ws.send`` for each packet: about 3 KB and two
+tasks per idle connection, and a task switch per delivered message. An
+:class:`Outlet` stands in for that queue (it offers the subset of the queue
+API python-engineio calls). While the socket long-polls it holds packets for
+the next GET, as the queue did. Once the socket is on a websocket, every
+packet is framed and written to the TCP transport synchronously, in the
+order it was put, so Engine.IO's own packets (OPEN, CONNECT, acks, pings)
+and fleetcast's frames can never overtake each other; there is no writer.
+
+Backpressure is the transport's own write buffer: :meth:`Outlet.offer` takes
+a frame only while that buffer holds less than :data:`WS_WATERMARK` bytes
+(:data:`POLL_WATERMARK` packets when polling); above it the caller keeps the
+frame (the outbox bounds and sheds). A connection being cut off gets a close
+frame, and its transport is aborted after :data:`CLOSE_GRACE_S` if the
+client does not read it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import Any, Final
+
+from engineio import packet as eio_packet
+
+from fleetcast.gateway import wsframes
+from fleetcast.gateway.registry import Frame
+
+#: Bytes a websocket's transport may hold unsent before frames wait in the outbox.
+WS_WATERMARK: Final = 64 * 1024
+#: Packets a long-polling socket may hold before frames wait in the outbox.
+POLL_WATERMARK: Final = 64
+#: How long a closing websocket may take to flush before its transport is aborted.
+CLOSE_GRACE_S: Final = 5.0
+
+
+class Outlet:
+    """The queue python-engineio writes into, and the fast path's way to a client."""
+
+    __slots__ = ("_drained", "_getters", "_held", "_transport", "closed")
+
+    def __init__(self) -> None:
+        self._held: deque[Any] | None = None  # made on first use: a deque is 600 bytes
+        self._getters: list[asyncio.Future[None]] | None = None
+        self._drained: asyncio.Future[None] | None = None
+        self._transport: asyncio.Transport | None = None
+        #: True once the websocket ended or a CLOSE went out: nothing more is written.
+        self.closed = False
+
+    @property
+    def on_websocket(self) -> bool:
+        return self._transport is not None
+
+    # --- the fast path -------------------------------------------------------------
+
+    def offer(self, frame: Frame) -> bool:
+        """Send ``frame`` now unless the client is behind; False means the caller keeps it.
+
+        A closed outlet takes (and drops) everything: its connection is going away.
+        """
+        transport = self._transport
+        if transport is not None:
+            if self.closed:
+                return True
+            if transport.get_write_buffer_size() >= WS_WATERMARK:
+                return False
+            wire = frame.wire
+            if wire is None:
+                wire = frame.wire = wsframes.eio_message(frame.text)
+            transport.write(wire)
+            return True
+        if self.closed:
+            return True
+        if self._held is not None and len(self._held) >= POLL_WATERMARK:
+            return False
+        self._hold(eio_packet.Packet(eio_packet.MESSAGE, frame.text))
+        return True
+
+    # --- websocket life ----------------------------------------------------------------
+
+    def attach(self, transport: asyncio.Transport) -> None:
+        """The socket is on a websocket now: write what was held, then write through."""
+        self._transport = transport
+        held, self._held = self._held, None
+        for pkt in held or ():
+            self._write_packet(pkt)
+        self._set_drained()
+
+    def shut(self) -> None:
+        """No more writes: a close frame, then the transport closes once flushed."""
+        if self.closed:
+            return
+        self.closed = True
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        transport.write(wsframes.close())
+        transport.close()
+        if transport.get_write_buffer_size():
+            asyncio.get_running_loop().call_later(CLOSE_GRACE_S, transport.abort)
+
+    def _write_packet(self, pkt: Any) -> None:
+        if self.closed:
+            return
+        if pkt is None:  # python-engineio's "writer, stop"
+            self.shut()
+            return
+        assert self._transport is not None
+        self._transport.write(wsframes.eio_packet(pkt.encode()))
+        if pkt.packet_type == eio_packet.CLOSE:
+            self.shut()
+
+    # --- the asyncio.Queue subset python-engineio uses -----------------------------------
+
+    def put_nowait(self, pkt: Any) -> None:
+        if self._transport is not None:
+            self._write_packet(pkt)
+        else:
+            self._hold(pkt)
+
+    async def put(self, pkt: Any) -> None:
+        self.put_nowait(pkt)
+
+    def get_nowait(self) -> Any:
+        held = self._held
+        if not held:
+            raise asyncio.QueueEmpty
+        pkt = held.popleft()
+        if not held:
+            self._set_drained()
+        return pkt
+
+    async def get(self) -> Any:
+        """The next held packet (a long-poll waits here, under python-engineio's timeout)."""
+        while not self._held:
+            waiter = asyncio.get_running_loop().create_future()
+            if self._getters is None:
+                self._getters = []
+            self._getters.append(waiter)
+            try:
+                await waiter
+            finally:
+                if self._getters is not None and waiter in self._getters:
+                    self._getters.remove(waiter)
+        return self.get_nowait()
+
+    def task_done(self) -> None:
+        """Nothing to count: :meth:`join` waits for the held packets to be taken."""
+
+    async def join(self) -> None:
+        """Wait until every held packet was taken by a poll (at once on a websocket)."""
+        if not self._held:
+            return
+        if self._drained is None:
+            self._drained = asyncio.get_running_loop().create_future()
+        await asyncio.shield(self._drained)
+
+    def qsize(self) -> int:
+        return len(self._held) if self._held is not None else 0
+
+    def empty(self) -> bool:
+        return not self._held
+
+    def _hold(self, pkt: Any) -> None:
+        if self._held is None:
+            self._held = deque()
+        self._held.append(pkt)
+        getters = self._getters
+        if getters:
+            for waiter in getters:
+                if not waiter.done():
+                    waiter.set_result(None)
+            getters.clear()
+
+    def _set_drained(self) -> None:
+        drained, self._drained = self._drained, None
+        if drained is not None and not drained.done():
+            drained.set_result(None)
