@@ -35,6 +35,9 @@ BACKOFF_MIN_S: Final = 0.2
 CONFIRM_WAIT_S: Final = 2.0
 #: Read timeout of the listener loop; bounds how long a reset request waits.
 LISTEN_TICK_S: Final = 0.5
+#: Longest a canary may wait behind messages the listener is still working
+#: through (a burst): meanwhile the connection is busy, not deaf.
+CANARY_BUSY_MAX_S: Final = 30.0
 
 EventSink = Callable[[str, wire.RoutedEvent], Any]
 
@@ -76,6 +79,8 @@ class Fanout:
         self.connected = False
         self.canary_ok = False
         self._canary_at = 0.0
+        #: Messages the listener has handled: a canary late behind a busy listener is not lost.
+        self._handled = 0
 
     # --- state seen by /ready, /stats and tests -----------------------------------
 
@@ -189,6 +194,7 @@ class Fanout:
         while not self._reset:
             message = await self._pubsub.get_message(timeout=LISTEN_TICK_S)
             if message is not None:
+                self._handled += 1
                 self._on_message(message)
                 await asyncio.sleep(0)  # let the transports' writers drain between messages
 
@@ -269,7 +275,7 @@ class Fanout:
                 receivers = await self._commands.publish(self.canary_channel, token)
                 if not receivers:  # nobody listens on our own channel: we are deaf
                     return False
-                await future
+            await self._canary_wait(future, started)
         except (TimeoutError, asyncio.CancelledError) as exc:
             if isinstance(exc, asyncio.CancelledError) and _cancelling():
                 raise
@@ -281,6 +287,23 @@ class Fanout:
             self._canaries.pop(token, None)
         self._metrics.canary_rtt.set(time.monotonic() - started)
         return True
+
+    async def _canary_wait(self, future: asyncio.Future[float], started: float) -> None:
+        """Wait for the canary; past the timeout only while the listener keeps handling messages.
+
+        Pub/sub delivers in order, so behind a burst the canary comes back
+        once the burst is handled; dropping the connection then would lose
+        the rest of the burst. Raises TimeoutError when the listener stalls.
+        """
+        seen = self._handled
+        while True:
+            try:
+                await asyncio.wait_for(asyncio.shield(future), self._canary_timeout)
+                return
+            except TimeoutError:
+                if self._handled == seen or time.monotonic() - started > CANARY_BUSY_MAX_S:
+                    raise
+                seen = self._handled
 
     def _canary_back(self, token: str) -> None:
         future = self._canaries.get(token)
