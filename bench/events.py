@@ -43,6 +43,10 @@ def new_phase() -> int:
     return _phase.current
 
 
+def current_phase() -> int:
+    return _phase.current
+
+
 @dataclass(frozen=True, slots=True)
 class BenchEvent:
     """One event of a phase: its envelope, the rooms it goes to, its category."""

@@ -9,18 +9,21 @@ org id, topic from the event catalog, value stamped with its produce time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import aiohttp
+import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
 
-from bench import procs, prom, publish, servers
+from bench import procs, prom, publish, servers, stats
 from bench.events import BenchEvent, kafka_value
+from bench.loadgen import codec
 from fleetcast.devtools import kafka
-from fleetcast.protocol import events
+from fleetcast.protocol import events, keys
 
 TOPICS = (*events.DEFAULT_TOPICS, events.DEFAULT_DLQ_TOPIC)
 PARTITIONS = 3
@@ -101,6 +104,47 @@ class Consumer:
 
     def stop(self) -> None:
         self.proc.stop()
+
+
+class RedisTap:
+    """Listens to every org channel as a gateway would, timing each event's arrival in Redis.
+
+    In the whole path this splits produce → client latency into the Kafka +
+    consumer leg (produce → Redis publish) and the rest (server and clients).
+    """
+
+    def __init__(self, url: str) -> None:
+        self.client = aioredis.Redis.from_url(url)
+        self.pubsub = self.client.pubsub()
+        self.seen: dict[int, list[float]] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> RedisTap:
+        await self.pubsub.psubscribe(keys.ORG_CHANNEL_PATTERN)
+        self._task = asyncio.create_task(self._listen())
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.pubsub.aclose()  # type: ignore[no-untyped-call]  # untyped in redis-py
+        await self.client.aclose()
+
+    async def _listen(self) -> None:
+        while True:
+            message = await self.pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+            if message is None:
+                continue
+            now = time.monotonic_ns()
+            for probe in codec.PROBE.finditer(message["data"]):
+                phase = int(probe[1])
+                self.seen.setdefault(phase, []).append((now - int(probe[3])) / 1000)
+
+    def summary(self, phase: int) -> stats.LatencySummary:
+        """Produce → Redis latency (µs) of the events of ``phase``."""
+        return stats.summarize(self.seen.get(phase, []))
 
 
 class KafkaPublisher:
