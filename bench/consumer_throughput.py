@@ -8,8 +8,9 @@ for throughput), fills the five topics with the demo fleet's realistic mix
 (80 % positions; 10 orgs keyed by org, 3 partitions per topic), then starts
 ``python -m fleetcast.consumer`` from the earliest offset and times the
 drain from its first published event to the last. It prints events/s, the
-consumer's CPU per event (its own rusage) and Redis' CPU per event (INFO
-cpu), so it is clear which side is the limit. Bounded: the drain gives up
+consumer's, Redis' (INFO cpu) and the broker's CPU per event, and how busy
+the whole machine was (other work on a shared machine shows there), so it is
+clear which side is the limit. Bounded: the drain gives up
 after ``--deadline`` seconds.
 """
 
@@ -79,12 +80,24 @@ async def redis_cpu(url: str) -> float:
     return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
 
 
+def cpu_seconds(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return float(times.user + times.system)
+
+
+def machine_busy_seconds() -> float:
+    """CPU time all processes used, summed over cores (everything but idle/iowait)."""
+    times = psutil.cpu_times()
+    return float(sum(times) - times.idle - getattr(times, "iowait", 0.0))
+
+
 async def drain(
-    port: int, pid: int, redis_url: str, count: int, deadline_s: float
+    port: int, pids: dict[str, int], redis_url: str, count: int, deadline_s: float
 ) -> dict[str, float]:
-    process = psutil.Process(pid)
-    first: tuple[float, float, float, float] | None = None
-    last = first
+    """Poll the consumer until ``count`` events are handled; figures over that window."""
+    processes = {name: psutil.Process(pid) for name, pid in pids.items()}
+    first: dict[str, float] | None = None
+    last: dict[str, float] | None = None
     stop_at = time.monotonic() + deadline_s
     async with aiohttp.ClientSession() as session:
         while time.monotonic() < stop_at:
@@ -93,24 +106,23 @@ async def drain(
             except aiohttp.ClientError:  # not listening yet
                 await asyncio.sleep(0.1)
                 continue
-            cpu = process.cpu_times()
-            sample = (time.monotonic(), done, cpu.user + cpu.system, await redis_cpu(redis_url))
+            sample = {name: cpu_seconds(proc) for name, proc in processes.items()}
+            sample |= {"at": time.monotonic(), "done": done, "redis": await redis_cpu(redis_url)}
+            sample["machine"] = machine_busy_seconds()
             if done > 0 and first is None:
                 first = sample
             last = sample if first is not None else None
             if done >= count:
                 break
             await asyncio.sleep(0.1)
-    if first is None or last is None or last[1] <= first[1]:
+    if first is None or last is None or last["done"] <= first["done"]:
         raise RuntimeError("the consumer published nothing")
-    moved, window = last[1] - first[1], last[0] - first[0]
-    return {
-        "handled": last[1],
-        "window_s": window,
-        "events_per_s": moved / window,
-        "consumer_cpu_us": (last[2] - first[2]) / moved * 1e6,
-        "redis_cpu_us": (last[3] - first[3]) / moved * 1e6,
-    }
+    moved, window = last["done"] - first["done"], last["at"] - first["at"]
+    figures = {"handled": last["done"], "window_s": window, "events_per_s": moved / window}
+    for name in (*pids, "redis", "machine"):
+        figures[f"{name}_cpu_us"] = (last[name] - first[name]) / moved * 1e6
+    figures["machine_cores"] = (last["machine"] - first["machine"]) / window
+    return figures
 
 
 def spawn_consumer(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -144,9 +156,9 @@ async def main_async(args: argparse.Namespace) -> None:
             log = Path(tmp) / "consumer.log"
             consumer = spawn_consumer(env, log)
             try:
-                figures = await drain(
-                    port, consumer.pid, redis_server.url, args.events, args.deadline
-                )
+                assert broker.process is not None
+                pids = {"consumer": consumer.pid, "broker": broker.process.pid}
+                figures = await drain(port, pids, redis_server.url, args.events, args.deadline)
             finally:
                 consumer.terminate()
                 consumer.wait(30)
@@ -154,9 +166,12 @@ async def main_async(args: argparse.Namespace) -> None:
                 print(read_tail(log), file=sys.stderr)
     print(
         f"consumer: {figures['handled']:,.0f} events in {figures['window_s']:.2f}s = "
-        f"{figures['events_per_s']:,.0f} events/s; CPU per event: consumer "
-        f"{figures['consumer_cpu_us']:.1f} µs, redis {figures['redis_cpu_us']:.1f} µs "
-        f"(batch_max {args.batch_max}, {args.partitions} partitions/topic, {args.orgs} orgs)"
+        f"{figures['events_per_s']:,.0f} events/s (batch_max {args.batch_max}, "
+        f"{args.partitions} partitions/topic, {args.orgs} orgs)\n"
+        f"CPU per event: consumer {figures['consumer_cpu_us']:.1f} µs, "
+        f"redis {figures['redis_cpu_us']:.1f} µs, broker {figures['broker_cpu_us']:.1f} µs, "
+        f"whole machine {figures['machine_cpu_us']:.1f} µs "
+        f"({figures['machine_cores']:.2f} of {psutil.cpu_count()} cores busy)"
     )
 
 
