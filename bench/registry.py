@@ -34,6 +34,9 @@ MODULES: Final = {
     "whole-path": "bench.scenarios.whole_path",
     "consumer": "bench.scenarios.consumer",
     "two-gateways": "bench.scenarios.two_gateways",
+    "city-steady": "bench.scenarios.city_steady",
+    "city-peak": "bench.scenarios.city_peak",
+    "storm-pod": "bench.scenarios.storm_pod",
 }
 
 
