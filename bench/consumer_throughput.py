@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import aiohttp
@@ -92,9 +93,20 @@ def machine_busy_seconds() -> float:
 
 
 async def drain(
-    port: int, pids: dict[str, int], redis_url: str, count: int, deadline_s: float
+    port: int,
+    pid: int,
+    redis_url: str,
+    count: int,
+    deadline_s: float,
+    *,
+    also: Mapping[str, int] | None = None,
 ) -> dict[str, float]:
-    """Poll the consumer until ``count`` events are handled; figures over that window."""
+    """Poll the consumer until ``count`` events are handled; figures over that window.
+
+    ``<name>_cpu_us`` per event for the consumer (``pid``), Redis, the whole
+    machine and each process of ``also`` (name -> pid).
+    """
+    pids = {"consumer": pid, **(also or {})}
     processes = {name: psutil.Process(pid) for name, pid in pids.items()}
     first: dict[str, float] | None = None
     last: dict[str, float] | None = None
@@ -157,8 +169,14 @@ async def main_async(args: argparse.Namespace) -> None:
             consumer = spawn_consumer(env, log)
             try:
                 assert broker.process is not None
-                pids = {"consumer": consumer.pid, "broker": broker.process.pid}
-                figures = await drain(port, pids, redis_server.url, args.events, args.deadline)
+                figures = await drain(
+                    port,
+                    consumer.pid,
+                    redis_server.url,
+                    args.events,
+                    args.deadline,
+                    also={"broker": broker.process.pid},
+                )
             finally:
                 consumer.terminate()
                 consumer.wait(30)
