@@ -90,7 +90,7 @@ class MapClient(asyncio.Protocol):
         if kind == codec.EIO_MESSAGE:
             if payload[1:3] == b"2[":
                 if self.counting:
-                    self._count(payload[1:], now)
+                    self._count(payload, now)
                 return
             self._control(codec.parse_sio(payload[1:]))
         elif kind == codec.EIO_PING:
