@@ -17,7 +17,6 @@ import platform
 import shlex
 import shutil
 import signal
-import subprocess
 import sys
 import time
 import traceback
@@ -26,14 +25,12 @@ from pathlib import Path
 
 import orjson
 
-from bench import procs, registry, report, servers
+from bench import checkout, procs, registry, report, servers
 from bench.context import SERVER_NAMES, Context, Options
 from bench.results import ScenarioResult
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT_RATE = 20_000.0
-#: Folders whose code the figures measure.
-SHIPPED = ("gateway", "consumer", "protocol", "common")
 
 
 def parse(argv: Sequence[str]) -> Options:
@@ -85,17 +82,27 @@ def parse(argv: Sequence[str]) -> Options:
 
 async def run_all(ctx: Context) -> list[ScenarioResult]:
     results = []
+    first = checkout.fingerprint()
     for name in ctx.options.scenarios:
         scenario = registry.load(name)
         print(f"== {name}: {scenario.title}", flush=True)
         started = time.monotonic()
         result = ScenarioResult(name, scenario.title, scenario.about)
+        code = checkout.fingerprint()
         try:
             await scenario.run(ctx, result)
         except Exception as exc:
             (ctx.raw_dir / f"{name}-error.txt").write_text(traceback.format_exc())
             result.error = f"{type(exc).__name__}: {exc}".strip()[:600]
             print(f"   failed: {result.error}", flush=True)
+        after = checkout.fingerprint()
+        if after != code:
+            result.notes.append(
+                f"**The shipped code changed while this scenario ran** ({code} → {after}): "
+                "its rows may come from two versions."
+            )
+        elif code != first:
+            result.notes.append(f"Measured code {code} differs from the run's start ({first}).")
         print(f"   {time.monotonic() - started:.0f}s", flush=True)
         (ctx.raw_dir / f"{name}.json").write_bytes(
             orjson.dumps(result.to_json(), option=orjson.OPT_INDENT_2)
@@ -114,24 +121,9 @@ def machine() -> str:
     return f"{model}, {os.cpu_count()} cores, {mem:.0f} GiB, Linux {platform.release()}"
 
 
-def checkout() -> str:
-    """The commit measured, and how many files of the shipped code differ from it."""
-
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], capture_output=True, text=True, check=False).stdout
-
-    commit = git("rev-parse", "--short", "HEAD").strip() or "?"
-    changed = git("status", "--porcelain", "--", *SHIPPED).splitlines()
-    return (
-        f"{commit} + {len(changed)} uncommitted files in {', '.join(SHIPPED)}"
-        if changed
-        else commit
-    )
-
-
 def versions(opts: Options) -> dict[str, str]:
     found = {"python": platform.python_version()}
-    found["fleetcast"] = checkout()
+    found["fleetcast"] = f"{checkout.describe()} (fingerprint {checkout.fingerprint()})"
     if "socket.io" in opts.servers and shutil.which("node"):
         found |= servers.node_versions()
     return found
@@ -156,6 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = "python -m bench " + shlex.join(sys.argv[1:] if argv is None else argv)
     print(f"bench: {command}\nbench: {plan.describe()}\nbench: raw data in {raw_dir}", flush=True)
     started_wall, started = dt.datetime.now().isoformat(timespec="seconds"), time.monotonic()
+    measured = versions(opts)  # the code as the run starts; scenarios note any change
     ctx = Context(opts, plan, raw_dir)
     signal.signal(signal.SIGTERM, _interrupt)
     try:
@@ -169,7 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         duration_s=time.monotonic() - started,
         machine=machine(),
         cpu_plan=plan.describe() + (f"; every process at nice {nice}" if nice else ""),
-        versions=versions(opts),
+        versions=measured,
     )
     write(info, results, raw_dir, publish=not opts.quick)
     return 1 if any(r.error for r in results) else 0
