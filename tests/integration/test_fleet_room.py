@@ -218,7 +218,9 @@ async def test_maps_joining_during_a_flood_end_complete(
         anchor = clients(running.url)  # keeps the org channel subscribed from the start
         assert await anchor.connect(make_token("anchor", "o1"))
         for step in range(60):
-            docs = [position("o1", f"a{rng.randrange(400)}", step) for _ in range(rng.randint(1, 8))]
+            docs = [
+                position("o1", f"a{rng.randrange(400)}", step) for _ in range(rng.randint(1, 8))
+            ]
             await path.publish(docs)
             published += docs
             if step % 6 == 3:
