@@ -44,6 +44,10 @@ from fleetcast.gateway.transport import EngineIOTransport
 
 GATEWAY = web.AppKey("gateway", Gateway)
 REDIS = web.AppKey("redis", aioredis.Redis)
+#: Connections of each Redis client; more concurrent commands wait for one.
+REDIS_POOL_SIZE = 100
+#: A command may wait this many REDIS_TIMEOUT_S for a free connection.
+POOL_WAIT_FACTOR = 5
 
 
 def redis_client(settings: Settings, *, for_pubsub: bool = False) -> aioredis.Redis:
@@ -53,14 +57,20 @@ def redis_client(settings: Settings, *, for_pubsub: bool = False) -> aioredis.Re
     so the listener sees every failure and rebuilds its subscriptions.
     """
     retry = Retry(NoBackoff(), 0) if for_pubsub else Retry(ExponentialBackoff(0.2, 0.05), 1)
-    return aioredis.Redis.from_url(
+    # A blocking pool: in a reconnect storm thousands of recoveries wait their turn for one
+    # of REDIS_POOL_SIZE connections instead of failing at once with MaxConnectionsError
+    # (the default pool's answer), which reported each of them as a history gap.
+    pool = aioredis.BlockingConnectionPool.from_url(
         settings.redis_url,
+        max_connections=REDIS_POOL_SIZE,
+        timeout=settings.redis_timeout_s * POOL_WAIT_FACTOR,
         client_name=f"fleetcast-gateway:{settings.gateway_id}",
         socket_connect_timeout=settings.redis_timeout_s,
         socket_timeout=None if for_pubsub else settings.redis_timeout_s,
         retry=retry,
         health_check_interval=0,
     )
+    return aioredis.Redis.from_pool(pool)
 
 
 def _socketio_server(settings: Settings) -> Any:
