@@ -300,3 +300,49 @@ async def test_run_wakes_for_a_first_socket_and_reports_timeouts() -> None:
         runner.cancel()
         with pytest.raises(asyncio.CancelledError):
             await runner
+
+
+def client_frame(payload: bytes, opcode: int = wsframes.OP_TEXT, *, fin: bool = True) -> bytes:
+    mask = b"\x01\x02\x03\x04"
+    first = (0x80 if fin else 0) | opcode
+    size = len(payload)
+    if size < 126:
+        header = bytes((first, 0x80 | size))
+    else:
+        header = bytes((first, 0x80 | 126)) + size.to_bytes(2, "big")
+    return header + mask + wsframes.unmask(mask, payload)
+
+
+def test_client_frames_are_unmasked_and_split_at_frame_boundaries() -> None:
+    data = client_frame(b"42[1]") + client_frame(b"x" * 300) + client_frame(b"", wsframes.OP_PING)
+    frames, rest = wsframes.split_client_frames(data + data[:5], 1000)
+    assert frames == [(1, True, b"42[1]"), (1, True, b"x" * 300), (9, True, b"")]
+    assert rest == data[:5]
+    assert wsframes.split_client_frames(data[:3], 1000) == ([], data[:3])
+
+
+@pytest.mark.parametrize(
+    ("data", "code"),
+    [
+        (b"\x81\x03abc", wsframes.CLOSE_PROTOCOL_ERROR),  # not masked
+        (b"\xc1\x80\0\0\0\0", wsframes.CLOSE_PROTOCOL_ERROR),  # RSV1
+        (b"\x83\x80\0\0\0\0", wsframes.CLOSE_PROTOCOL_ERROR),  # reserved opcode
+        (b"\x09\x80\0\0\0\0", wsframes.CLOSE_PROTOCOL_ERROR),  # fragmented ping
+        (b"\x81\xfe\x04\x00", wsframes.CLOSE_TOO_BIG),  # 1024 bytes announced, limit 1000
+    ],
+)
+def test_client_frames_that_break_the_protocol_are_refused(data: bytes, code: int) -> None:
+    with pytest.raises(wsframes.FrameError) as refused:
+        wsframes.split_client_frames(data, 1000)
+    assert refused.value.code == code
+
+
+def test_one_long_poll_takes_at_most_a_batch_of_packets() -> None:
+    outlet = Outlet()
+    for i in range(outlet_module.POLL_BATCH + 3):
+        outlet.put_nowait(message(str(i)))
+    taken = [outlet.get_nowait().data for _ in range(outlet_module.POLL_BATCH)]
+    with pytest.raises(asyncio.QueueEmpty):
+        outlet.get_nowait()
+    assert taken == [str(i) for i in range(outlet_module.POLL_BATCH)]
+    assert outlet.qsize() == 3

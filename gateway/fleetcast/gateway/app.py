@@ -207,6 +207,7 @@ def _background(
                 task.cancel()
             await asyncio.gather(*running, return_exceptions=True)
             await p.tasks.close()
+            await gateway.sio.eio.close_websockets()
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(1.0):
                     await p.sessions.close()

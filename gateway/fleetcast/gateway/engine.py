@@ -8,8 +8,10 @@ message:
 - its queue is an :class:`~fleetcast.gateway.outlet.Outlet` that writes
   websocket frames straight to the transport (no writer task, no
   ``asyncio.Queue``, no task switch per message);
-- its websocket is read by one plain loop (python-engineio wraps every read
-  in a new task and a ``wait_for``), and never negotiates permessage-deflate,
+- once aiohttp has answered its websocket upgrade, a small protocol object
+  (:class:`~fleetcast.gateway.wslink.WebSocketLink`) reads it instead of
+  aiohttp's handler, parser and tasks (python-engineio also wraps every read
+  in a new task and a ``wait_for``); permessage-deflate is never negotiated,
   so the same frame bytes can go to every client;
 - its PINGs and ping timeouts come from one :class:`~fleetcast.gateway.heartbeat.Heartbeat`
   for all sockets (python-engineio has a task per socket plus a service task);
@@ -17,22 +19,24 @@ message:
   whole environ (which holds the aiohttp request) for the connection's life.
 
 Everything here leans on python-engineio internals (``sockets``,
-``create_queue``, ``_upgrade_websocket``, ``schedule_ping``), so the versions
-are pinned in uv.lock and the integration tests run standard clients over
+``create_queue``, ``_upgrade_websocket``, ``schedule_ping``) and wslink.py on
+aiohttp's, so the versions are pinned in uv.lock and the integration tests run standard clients over
 both transports.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Coroutine
 from typing import Any, Final
 
 import engineio
 import socketio
 import structlog
-from aiohttp import WSMsgType, web
-from engineio import async_socket, exceptions
-from engineio import packet as eio_packet
+from aiohttp import web
+from engineio import async_socket
 
+from fleetcast.gateway import wslink
 from fleetcast.gateway.heartbeat import Heartbeat
 from fleetcast.gateway.outlet import Outlet
 
@@ -40,11 +44,10 @@ log = structlog.stdlib.get_logger(__name__)
 
 #: The request keys the gateway's handlers read (auth.extract_token); the rest is dropped.
 KEPT_ENVIRON: Final = ("HTTP_AUTHORIZATION", "QUERY_STRING", "REMOTE_ADDR", "HTTP_ORIGIN")
-_DATA_MESSAGES: Final = (WSMsgType.TEXT, WSMsgType.BINARY)
 
 
 class LeanSocket(async_socket.AsyncSocket):  # type: ignore[misc]
-    """An Engine.IO socket whose queue is an Outlet and whose heartbeat is shared."""
+    """An Engine.IO socket with an Outlet for a queue, a shared heartbeat and a lean websocket."""
 
     queue: Outlet
     server: LeanEngineIO
@@ -59,75 +62,37 @@ class LeanSocket(async_socket.AsyncSocket):  # type: ignore[misc]
             self.last_ping = None
             self.server.heartbeat.schedule(self)
 
-    async def _upgrade_websocket(self, environ: dict[str, Any]) -> web.WebSocketResponse:
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        self.server.spawn(coro)
+
+    async def _upgrade_websocket(self, environ: dict[str, Any]) -> web.StreamResponse:
+        """aiohttp answers the handshake; then a WebSocketLink owns the connection."""
         if self.upgraded:
             raise OSError("Socket has been upgraded already")
         request: web.Request = environ["aiohttp.request"]
-        ws = web.WebSocketResponse(max_msg_size=self.server.max_http_buffer_size, compress=False)
+        ws = wslink.Detached(compress=False)  # no permessage-deflate: frames are shared as is
         await ws.prepare(request)
-        # python-engineio's frames hold this request's environ for the
-        # websocket's whole life, and nothing reads it after the upgrade
-        # (python-socketio kept its own small copy at connect): ~1 KB each.
+        # python-engineio's frames hold this environ until the handler returns
+        # (now), and nothing reads it after the upgrade.
         environ.clear()
-        if self.connected:  # upgrading from long-polling
-            if not await self._probe(ws):
-                return ws
+        transport = request.transport
+        assert transport is not None
+        probe = bool(self.connected)  # from long-polling: the probe comes first
+        link = wslink.WebSocketLink(
+            self, transport, max_size=self.server.max_http_buffer_size, probe=probe
+        )
+        wslink.hand_over(request, link)
+        if probe:
+            self.upgrading = True
         else:
             self.connected = self.upgraded = True
-        assert request.transport is not None
-        self.queue.attach(request.transport)
-        try:
-            await self._read(ws)
-        finally:
-            self.queue.shut()
-        await self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_CLOSE)
+            self.queue.attach(transport)
         return ws
 
-    async def _probe(self, ws: web.WebSocketResponse) -> bool:
-        """Engine.IO upgrade: ``2probe`` -> ``3probe``, end the pending poll, then ``5``."""
-        self.upgrading = True
-        try:
-            if _packet(await ws.receive()) != (eio_packet.PING, "probe"):
-                return False
-            await ws.send_str(eio_packet.Packet(eio_packet.PONG, data="probe").encode())
-            self.queue.put_nowait(eio_packet.Packet(eio_packet.NOOP))
-            upgrade = _packet(await ws.receive())
-            if upgrade is None or upgrade[0] != eio_packet.UPGRADE:
-                return False
-            self.upgraded = True
-            return True
-        finally:
-            self.upgrading = False
-
-    async def _read(self, ws: web.WebSocketResponse) -> None:
-        """Hand every client packet to python-engineio until the websocket ends."""
-        while True:
-            msg = await ws.receive()
-            if msg.type not in _DATA_MESSAGES:
-                return
-            try:
-                pkt = eio_packet.Packet(encoded_packet=msg.data)
-            except Exception:  # not an Engine.IO packet: the client is broken
-                log.info("unreadable engine.io packet", sid=self.sid)
-                return
-            try:
-                await self.receive(pkt)
-            except exceptions.UnknownPacketError:
-                pass
-            except exceptions.SocketIsClosedError:
-                return
-            except Exception:
-                log.exception("engine.io receive failed", sid=self.sid)
-
-
-def _packet(msg: Any) -> tuple[int, Any] | None:
-    if msg.type is not WSMsgType.TEXT:
-        return None
-    try:
-        pkt = eio_packet.Packet(encoded_packet=msg.data)
-    except Exception:
-        return None
-    return pkt.packet_type, pkt.data
+    async def websocket_closed(self) -> None:
+        """The link lost its transport: the Engine.IO session ends (``transport close``)."""
+        await self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_CLOSE)
+        self.server.forget(self)
 
 
 class _SocketTable(dict[str, Any]):
@@ -147,17 +112,35 @@ class LeanEngineIO(engineio.AsyncServer):  # type: ignore[misc]
         super().__init__(**kwargs)
         self.sockets = _SocketTable()
         self.heartbeat = Heartbeat(self.ping_interval, self.ping_timeout, self._timed_out)
+        self._running: set[asyncio.Task[None]] = set()
 
     def create_queue(self, *args: Any, **kwargs: Any) -> Outlet:
         return Outlet()
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run one packet's handling (or a socket's close) in a task owned here."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+
+    def forget(self, sock: LeanSocket) -> None:
+        sockets: dict[str, Any] = self.sockets
+        if sock.closed and sockets.get(sock.sid) is sock:
+            del sockets[sock.sid]
+
+    async def close_websockets(self) -> None:
+        """Shut-down: close every websocket (aiohttp no longer knows them) and end their tasks."""
+        for sock in list(self.sockets.values()):
+            sock.queue.shut()
+        for task in list(self._running):
+            task.cancel()
+        await asyncio.gather(*self._running, return_exceptions=True)
 
     async def _timed_out(self, sock: LeanSocket) -> None:
         log.info("engine.io client gone (ping timeout)", sid=sock.sid)
         # abort=False: a CLOSE packet tells a half-open client it was dropped
         await sock.close(wait=False, abort=False, reason=self.reason.PING_TIMEOUT)
-        sockets: dict[str, Any] = self.sockets
-        if sockets.get(sock.sid) is sock:
-            del sockets[sock.sid]
+        self.forget(sock)
 
 
 class LeanSocketIO(socketio.AsyncServer):  # type: ignore[misc]

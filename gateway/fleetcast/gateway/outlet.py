@@ -33,6 +33,9 @@ from fleetcast.gateway.registry import Frame
 WS_WATERMARK: Final = 64 * 1024
 #: Packets a long-polling socket may hold before frames wait in the outbox.
 POLL_WATERMARK: Final = 64
+#: Packets one long-poll response carries at most: python-engineio clients
+#: refuse a payload of more than 16 (``Payload.max_decode_packets``).
+POLL_BATCH: Final = 16
 #: How long a closing websocket may take to flush before its transport is aborted.
 CLOSE_GRACE_S: Final = 5.0
 
@@ -40,13 +43,14 @@ CLOSE_GRACE_S: Final = 5.0
 class Outlet:
     """The queue python-engineio writes into, and the fast path's way to a client."""
 
-    __slots__ = ("_drained", "_getters", "_held", "_transport", "closed")
+    __slots__ = ("_drained", "_getters", "_held", "_taken", "_transport", "closed")
 
     def __init__(self) -> None:
         self._held: deque[Any] | None = None  # made on first use: a deque is 600 bytes
         self._getters: list[asyncio.Future[None]] | None = None
         self._drained: asyncio.Future[None] | None = None
         self._transport: asyncio.Transport | None = None
+        self._taken = 0  # packets the current long-poll has taken
         #: True once the websocket ended or a CLOSE went out: nothing more is written.
         self.closed = False
 
@@ -89,7 +93,7 @@ class Outlet:
             self._write_packet(pkt)
         self._set_drained()
 
-    def shut(self) -> None:
+    def shut(self, code: int = wsframes.CLOSE_NORMAL) -> None:
         """No more writes: a close frame, then the transport closes once flushed."""
         if self.closed:
             return
@@ -97,10 +101,14 @@ class Outlet:
         transport = self._transport
         if transport is None or transport.is_closing():
             return
-        transport.write(wsframes.close())
+        transport.write(wsframes.close(code))
         transport.close()
         if transport.get_write_buffer_size():
             asyncio.get_running_loop().call_later(CLOSE_GRACE_S, transport.abort)
+
+    def lost(self) -> None:
+        """The websocket is gone: whatever comes now is dropped."""
+        self.closed = True
 
     def _write_packet(self, pkt: Any) -> None:
         if self.closed:
@@ -125,9 +133,11 @@ class Outlet:
         self.put_nowait(pkt)
 
     def get_nowait(self) -> Any:
+        """The next held packet, up to :data:`POLL_BATCH` per poll (the rest wait for the next)."""
         held = self._held
-        if not held:
+        if not held or self._taken >= POLL_BATCH:
             raise asyncio.QueueEmpty
+        self._taken += 1
         pkt = held.popleft()
         if not held:
             self._set_drained()
@@ -145,6 +155,7 @@ class Outlet:
             finally:
                 if self._getters is not None and waiter in self._getters:
                     self._getters.remove(waiter)
+        self._taken = 0  # a new poll begins
         return self.get_nowait()
 
     def task_done(self) -> None:
