@@ -1,9 +1,10 @@
 """``python -m bench``: run scenarios, print the ratios, write the report and plot.
 
-A full run (no ``--quick``) writes ``bench/results/report.md`` and
-``report.png`` (committed) and keeps raw data, JSON and server logs under
-``bench/results/raw/<timestamp>/`` (git-ignored). A ``--quick`` run is a
-smoke test: small, and written only under raw/.
+Every run keeps its report, raw data, JSON and server logs under
+``bench/results/raw/<timestamp>/`` (git-ignored). A full default run (every
+scenario, default sizes, not ``--quick``), or any run with ``--publish``, also
+replaces the committed ``bench/results/report.md`` and ``report.png``: a
+partial run never overwrites the full picture by accident.
 """
 
 from __future__ import annotations
@@ -49,6 +50,11 @@ def parse(argv: Sequence[str]) -> Options:
     parser.add_argument("--servers", default=",".join(SERVER_NAMES), help="servers to compare")
     parser.add_argument("--quick", action="store_true", help="short smoke run (K=1000, 2 s phases)")
     parser.add_argument(
+        "--publish",
+        action="store_true",
+        help="write bench/results/report.md even for a partial run (a full run always does)",
+    )
+    parser.add_argument(
         "--rate", type=float, help=f"offered deliveries/s in paced phases ({DEFAULT_RATE:,.0f})"
     )
     parser.add_argument("--seconds", type=float, help="length of a paced phase (5; quick 2)")
@@ -77,6 +83,8 @@ def parse(argv: Sequence[str]) -> Options:
         rate=args.rate or DEFAULT_RATE,
         seconds=args.seconds or (2.0 if args.quick else 5.0),
         nice=args.nice,
+        publish=args.publish
+        or (not args.quick and not args.clients and scenarios == registry.names()),
     )
 
 
@@ -164,7 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         cpu_plan=plan.describe() + (f"; every process at nice {nice}" if nice else ""),
         versions=measured,
     )
-    write(info, results, raw_dir, publish=not opts.quick)
+    write(info, results, raw_dir, publish=opts.publish)
     return 1 if any(r.error for r in results) else 0
 
 

@@ -31,6 +31,8 @@ class Options:
     seconds: float = 5.0
     #: Niceness of the run and every process it starts.
     nice: int = 0
+    #: Replace the committed report (bench/results/report.md, .png) with this run's.
+    publish: bool = False
 
 
 class Context:

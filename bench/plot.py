@@ -22,7 +22,9 @@ STYLES = {"paced": "-", "burst": "--"}
 
 def plot(results: Sequence[ScenarioResult], path: Path) -> bool:
     """Write the figure; ``False`` (and no file) when nothing was measured."""
-    shown = [r for r in results if r.deliveries]
+    measured = [r for r in results if r.deliveries]
+    # "against client count": scenarios measured at one K only join when none has more
+    shown = [r for r in measured if len({d.clients for d in r.deliveries}) > 1] or measured
     if not shown:
         return False
     fig, axes = plt.subplots(len(shown), 2, figsize=(11, 3.6 * len(shown)), squeeze=False)

@@ -137,6 +137,15 @@ def test_command_line_defaults_and_quick() -> None:
     assert cli.parse(["--clients", "1000,5000"]).clients == (1000, 5000)
 
 
+def test_only_a_full_default_run_replaces_the_committed_report() -> None:
+    assert cli.parse([]).publish
+    assert cli.parse(["--nice", "-10"]).publish
+    assert not cli.parse(["--quick"]).publish
+    assert not cli.parse(["--scenario", "fanout"]).publish
+    assert not cli.parse(["--clients", "1000"]).publish
+    assert cli.parse(["--scenario", "fanout", "--publish"]).publish
+
+
 def test_command_line_refuses_unknown_names() -> None:
     with pytest.raises(SystemExit):
         cli.parse(["--scenario", "nope"])
