@@ -18,7 +18,7 @@ from engineio import packet as eio_packet
 from fleetcast.gateway import outlet as outlet_module
 from fleetcast.gateway import wsframes
 from fleetcast.gateway.heartbeat import Heartbeat
-from fleetcast.gateway.outlet import Outlet
+from fleetcast.gateway.outlet import Cork, Outlet
 from fleetcast.gateway.registry import Frame
 
 
@@ -65,6 +65,9 @@ class FakeTransport:
     def write(self, data: bytes) -> None:
         assert not self.closing, "write after close"
         self.written.append(data)
+
+    def writelines(self, parts: list[bytes]) -> None:
+        self.write(b"".join(parts))
 
     def get_write_buffer_size(self) -> int:
         return self.unsent
@@ -346,3 +349,38 @@ def test_one_long_poll_takes_at_most_a_batch_of_packets() -> None:
         outlet.get_nowait()
     assert taken == [str(i) for i in range(outlet_module.POLL_BATCH)]
     assert outlet.qsize() == 3
+
+
+def test_a_cork_gathers_each_outlets_frames_into_one_write_at_its_end() -> None:
+    cork, first, second = Cork(), Outlet(), Outlet()
+    a, b = attached(first), attached(second)
+    with cork.held():
+        for n in range(3):
+            assert first.offer(Frame(f"2[{n}]", False), cork)
+        assert second.offer(Frame("2[9]", True), cork)
+        assert a.written == []
+    assert len(a.written) == 1  # three frames in one write
+    rest, payloads = a.written[0], []
+    while rest:
+        _, _, payload, rest = parse_frame(rest)
+        payloads.append(payload)
+    assert payloads == [b"42[0]", b"42[1]", b"42[2]"]
+    assert b.messages() == ["42[9]"]
+    assert first.offer(Frame("2[3]", False), cork)  # no cork held: written at once
+    assert len(a.written) == 2
+
+
+def test_engineio_packets_never_overtake_corked_frames() -> None:
+    cork, outlet = Cork(), Outlet()
+    transport = attached(outlet)
+    with cork.held():
+        outlet.offer(Frame("2[1]", False), cork)
+        outlet.put_nowait(message('3["ack"]'))  # python-socketio writes while the cork is held
+        outlet.offer(Frame("2[2]", False), cork)
+        outlet.shut()
+    sent = []
+    for data in transport.written:
+        while data:
+            _, _, payload, data = parse_frame(data)
+            sent.append(payload)
+    assert sent == [b"42[1]", b'43["ack"]', b"42[2]", b"\x03\xe8"]

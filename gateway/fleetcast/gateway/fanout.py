@@ -21,6 +21,7 @@ import random
 import time
 from collections import Counter
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any, Final
 
 import structlog
@@ -38,8 +39,14 @@ LISTEN_TICK_S: Final = 0.5
 #: Longest a canary may wait behind messages the listener is still working
 #: through (a burst): meanwhile the connection is busy, not deaf.
 CANARY_BUSY_MAX_S: Final = 30.0
+#: Messages already buffered that the listener handles in one go (one batch,
+#: see ``batch``) before it lets other tasks run.
+LISTEN_BATCH: Final = 64
 
 EventSink = Callable[[str, wire.RoutedEvent], Any]
+#: Held around the messages a burst brings after its first (transport.corked:
+#: frames to one client go out in one write).
+Batch = Callable[[], AbstractContextManager[None]]
 
 
 class Fanout:
@@ -56,8 +63,10 @@ class Fanout:
         backoff_max_s: float,
         canary_interval_s: float,
         canary_timeout_s: float,
+        batch: Batch = contextlib.nullcontext,
     ) -> None:
         self._client = pubsub_client
+        self._batch = batch
         self._commands = commands
         self._metrics = metrics
         self._sink = sink
@@ -191,12 +200,27 @@ class Fanout:
             callback()
 
     async def _listen(self) -> None:
+        """One message as it comes; the messages already behind it as one batch."""
+        pubsub = self._pubsub
         while not self._reset:
-            message = await self._pubsub.get_message(timeout=LISTEN_TICK_S)
+            message = await pubsub.get_message(timeout=LISTEN_TICK_S)
+            if message is None:
+                continue
+            self._take(message)
+            message = await pubsub.get_message(timeout=0)
             if message is not None:
-                self._handled += 1
-                self._on_message(message)
-                await asyncio.sleep(0)  # let the transports' writers drain between messages
+                with self._batch():
+                    self._take(message)
+                    for _ in range(LISTEN_BATCH - 2):
+                        message = await pubsub.get_message(timeout=0)
+                        if message is None:
+                            break
+                        self._take(message)
+            await asyncio.sleep(0)  # other tasks run between batches
+
+    def _take(self, message: dict[str, Any]) -> None:
+        self._handled += 1
+        self._on_message(message)
 
     async def _close(self) -> None:
         self.connected = self.canary_ok = False

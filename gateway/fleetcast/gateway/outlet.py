@@ -10,6 +10,11 @@ packet is framed and written to the TCP transport synchronously, in the
 order it was put, so Engine.IO's own packets (OPEN, CONNECT, acks, pings)
 and fleetcast's frames can never overtake each other; there is no writer.
 
+While a :class:`Cork` is held (the pub/sub listener holds one while it
+handles a burst of messages), websocket frames are gathered per outlet and
+written with one ``writelines`` each when it ends: one system call per
+client per burst instead of one per event, never held past the burst.
+
 Backpressure is the transport's own write buffer: :meth:`Outlet.offer` takes
 a frame only while that buffer holds less than :data:`WS_WATERMARK` bytes
 (:data:`POLL_WATERMARK` packets when polling); above it the caller keeps the
@@ -22,6 +27,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, Final
 
 from engineio import packet as eio_packet
@@ -40,10 +47,34 @@ POLL_BATCH: Final = 16
 CLOSE_GRACE_S: Final = 5.0
 
 
+class Cork:
+    """While held, websocket frames offered to outlets wait, and go out per outlet at the end."""
+
+    __slots__ = ("active", "dirty")
+
+    def __init__(self) -> None:
+        self.active = False
+        self.dirty: list[Outlet] = []
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        if self.active:
+            yield
+            return
+        self.active = True
+        try:
+            yield
+        finally:
+            self.active = False
+            dirty, self.dirty = self.dirty, []
+            for outlet in dirty:
+                outlet.uncork()
+
+
 class Outlet:
     """The queue python-engineio writes into, and the fast path's way to a client."""
 
-    __slots__ = ("_drained", "_getters", "_held", "_taken", "_transport", "closed")
+    __slots__ = ("_corked", "_drained", "_getters", "_held", "_taken", "_transport", "closed")
 
     def __init__(self) -> None:
         self._held: deque[Any] | None = None  # made on first use: a deque is 600 bytes
@@ -51,6 +82,7 @@ class Outlet:
         self._drained: asyncio.Future[None] | None = None
         self._transport: asyncio.Transport | None = None
         self._taken = 0  # packets the current long-poll has taken
+        self._corked: list[bytes] | None = None  # frames waiting for the cork's end
         #: True once the websocket ended or a CLOSE went out: nothing more is written.
         self.closed = False
 
@@ -60,10 +92,11 @@ class Outlet:
 
     # --- the fast path -------------------------------------------------------------
 
-    def offer(self, frame: Frame) -> bool:
-        """Send ``frame`` now unless the client is behind; False means the caller keeps it.
+    def offer(self, frame: Frame, cork: Cork | None = None) -> bool:
+        """Send ``frame`` now (or at the end of a held ``cork``) unless the client is behind.
 
-        A closed outlet takes (and drops) everything: its connection is going away.
+        False means the caller keeps it. A closed outlet takes (and drops)
+        everything: its connection is going away.
         """
         transport = self._transport
         if transport is not None:
@@ -74,7 +107,13 @@ class Outlet:
             wire = frame.wire
             if wire is None:
                 wire = frame.wire = wsframes.eio_message(frame.text)
-            transport.write(wire)
+            if cork is None or not cork.active:
+                transport.write(wire)
+            elif self._corked is None:
+                self._corked = [wire]
+                cork.dirty.append(self)
+            else:
+                self._corked.append(wire)
             return True
         if self.closed:
             return True
@@ -93,10 +132,18 @@ class Outlet:
             self._write_packet(pkt)
         self._set_drained()
 
+    def uncork(self) -> None:
+        """Write the frames gathered under a cork, in one call."""
+        corked, self._corked = self._corked, None
+        transport = self._transport
+        if corked and transport is not None and not self.closed:
+            transport.writelines(corked)
+
     def shut(self, code: int = wsframes.CLOSE_NORMAL) -> None:
         """No more writes: a close frame, then the transport closes once flushed."""
         if self.closed:
             return
+        self.uncork()
         self.closed = True
         transport = self._transport
         if transport is None or transport.is_closing():
@@ -125,6 +172,8 @@ class Outlet:
 
     def put_nowait(self, pkt: Any) -> None:
         if self._transport is not None:
+            if self._corked:  # frames offered earlier go first
+                self.uncork()
             self._write_packet(pkt)
         else:
             self._hold(pkt)

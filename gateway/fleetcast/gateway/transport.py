@@ -13,12 +13,13 @@ in engine.py, behind the :class:`Transport` protocol the outbox uses.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from typing import Any, Protocol
 
 import orjson
 from engineio import packet as eio_packet
 
-from fleetcast.gateway.outlet import Outlet
+from fleetcast.gateway.outlet import Cork, Outlet
 from fleetcast.gateway.registry import Connection, Frame
 
 #: Socket.IO packet type EVENT on the default namespace, as text.
@@ -59,6 +60,13 @@ class EngineIOTransport:
 
     def __init__(self, eio_server: Any) -> None:
         self._eio = eio_server
+        self._cork = Cork()
+
+    @contextlib.contextmanager
+    def corked(self) -> Iterator[None]:
+        """Frames offered meanwhile go out at the end, one write per websocket."""
+        with self._cork.held():
+            yield
 
     def _outlet(self, conn: Connection) -> Outlet:
         """The connection's Outlet, looked up once and kept on the connection."""
@@ -72,7 +80,7 @@ class EngineIOTransport:
         return outlet  # type: ignore[no-any-return]
 
     def offer(self, conn: Connection, frame: Frame) -> bool:
-        return self._outlet(conn).offer(frame)
+        return self._outlet(conn).offer(frame, self._cork)
 
     def write(self, conn: Connection, text: str) -> bool:
         outlet = self._outlet(conn)
