@@ -6,8 +6,16 @@ import heapq
 import itertools
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import make_mocked_request
 
-from fleetcast.gateway.admission import BOOKING_SHARE, MAX_RETRY_AFTER_S, Admission
+from fleetcast.gateway.admission import (
+    BOOKING_SHARE,
+    MAX_RETRY_AFTER_S,
+    Admission,
+    LoopLag,
+    overload_guard,
+)
 
 
 def test_burst_is_admitted_then_refusals_are_staggered() -> None:
@@ -48,3 +56,31 @@ def test_hints_are_capped() -> None:
     hints = [gate.take(0.0) for _ in range(100)]
     assert max(hints) <= MAX_RETRY_AFTER_S + 0.01
     assert hints[-1] == hints[-2]  # past the cap: no more booking
+
+
+def test_loop_lag_rises_at_once_and_decays() -> None:
+    lag = LoopLag()
+    lag.observe(0.5)
+    assert lag.seconds == 0.5
+    for _ in range(10):
+        lag.observe(0.0)
+    assert lag.seconds < 0.06
+
+
+async def test_overload_guard_refuses_new_sessions_only_while_lagging() -> None:
+    lag, refused = LoopLag(), []
+
+    async def handler(_request: web.Request) -> web.StreamResponse:
+        return web.Response(text="handled")
+
+    guard = overload_guard(lag, "/ws", 0.25, lambda: refused.append(1))
+    new_session = make_mocked_request("GET", "/ws/?EIO=4&transport=websocket")
+    existing = make_mocked_request("GET", "/ws/?EIO=4&transport=polling&sid=abc")
+    assert (await guard(new_session, handler)).status == 200
+    lag.observe(1.0)
+    response = await guard(new_session, handler)
+    assert response.status == 503
+    assert response.headers["Retry-After"] == "1"
+    assert (await guard(existing, handler)).status == 200  # sessions in progress go on
+    assert (await guard(make_mocked_request("GET", "/metrics"), handler)).status == 200
+    assert refused == [1]

@@ -9,11 +9,21 @@ queue: the n-th client refused in a burst is told to come back n intervals
 later, at a pace a little slower than the bucket refills. The retries arrive
 spread out and find a token, and the storm drains at the bucket's rate
 instead of bouncing. Pure: the caller passes the monotonic time.
+
+The bucket acts at the Socket.IO CONNECT, after the upgrade work; the
+overload guard below refuses new sessions before that work while the event
+loop lags (HTTP 503 + Retry-After), so a storm cannot tip the process into
+congestion collapse.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from typing import Final
+
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 
 from fleetcast.gateway.limits import TokenBucket
 
@@ -42,3 +52,65 @@ class Admission:
         if slot - now < MAX_RETRY_AFTER_S:
             self._booked_until = slot + self._spacing
         return round(min(slot - now, MAX_RETRY_AFTER_S) + 0.005, 2)
+
+
+# --- overload: refuse new handshakes before they cost anything --------------------------
+
+#: How often the event loop's lag is sampled (seconds).
+LAG_SAMPLE_S: Final = 0.05
+#: The lag estimate decays by this factor per sample once the loop is responsive again.
+LAG_DECAY: Final = 0.8
+#: What an overloaded gateway tells a refused client to wait (seconds, Retry-After).
+OVERLOAD_RETRY_S: Final = 1
+
+
+class LoopLag:
+    """How late the event loop runs timers: a gateway's own measure of being overloaded.
+
+    The token bucket above acts at the Socket.IO CONNECT, after the HTTP
+    upgrade and the Engine.IO handshake; when thousands of sockets arrive at
+    once (a lost pod's clients), that earlier work alone can swamp the
+    process, every handshake then takes longer than clients wait, and they
+    all retry: congestion collapse. :func:`overload_guard` answers new
+    handshakes with a cheap HTTP 503 + Retry-After while the loop lags, so
+    the work in hand (admitted clients, their recoveries, deliveries) ends.
+    """
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    def observe(self, lateness: float) -> None:
+        self.seconds = max(lateness, self.seconds * LAG_DECAY)
+
+    async def run(self) -> None:
+        """Sample until cancelled (owned by the app's cleanup context)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            due = loop.time() + LAG_SAMPLE_S
+            await asyncio.sleep(LAG_SAMPLE_S)
+            self.observe(max(0.0, loop.time() - due))
+
+
+def overload_guard(
+    lag: LoopLag, ws_path: str, limit_s: float, refused: Callable[[], None]
+) -> Middleware:
+    """aiohttp middleware: a new Engine.IO session (no ``sid``) is refused while ``lag`` > limit."""
+    prefix = ws_path.rstrip("/")
+
+    @web.middleware
+    async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if (
+            limit_s > 0
+            and lag.seconds > limit_s
+            and request.path.startswith(prefix)
+            and "sid" not in request.query
+        ):
+            refused()
+            return web.Response(
+                status=503,
+                text="gateway overloaded; retry later",
+                headers={"Retry-After": str(OVERLOAD_RETRY_S)},
+            )
+        return await handler(request)
+
+    return guard

@@ -20,6 +20,7 @@ from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.retry import Retry
 
 from fleetcast.gateway import (
+    admission,
     auth,
     console,
     engine,
@@ -105,9 +106,8 @@ def create_app(settings: Settings) -> web.Application:
         assert gateway is not None
         gateway.cut_off(conn, reason)
 
-    transport = EngineIOTransport(sio.eio)
     outbox = Outbox(
-        transport,
+        EngineIOTransport(sio.eio),
         metrics,
         max_buffered=settings.max_buffered_messages,
         cut_off=cut_off,
@@ -138,7 +138,6 @@ def create_app(settings: Settings) -> web.Application:
         backoff_max_s=settings.redis_backoff_max_s,
         canary_interval_s=settings.canary_interval_s,
         canary_timeout_s=settings.canary_timeout_s,
-        batch=transport.corked,
     )
     fanout.on_connected(sessions.restore)
     parts = Parts(
@@ -168,8 +167,13 @@ def create_app(settings: Settings) -> web.Application:
     app[REDIS] = commands
     app.add_routes(http.Endpoints(gateway, metrics, commands).routes())
     console.add_routes(app, settings.console_enabled)
+    lag = admission.LoopLag()
+    refused = metrics.refusals.labels("overloaded").inc
+    app.middlewares.append(
+        admission.overload_guard(lag, settings.ws_path, settings.overload_lag_s, refused)
+    )
     sendbuffer.install(app, settings.send_buffer_bytes)
-    app.cleanup_ctx.append(_background(gateway, batcher, commands, pubsub))
+    app.cleanup_ctx.append(_background(gateway, batcher, lag, commands, pubsub))
     return app
 
 
@@ -187,6 +191,7 @@ def _verifier(settings: Settings) -> auth.Verifier:
 def _background(
     gateway: Gateway,
     batcher: fleet.FleetBatcher,
+    lag: admission.LoopLag,
     commands: aioredis.Redis,
     pubsub: aioredis.Redis,
 ) -> Any:
@@ -197,6 +202,7 @@ def _background(
             "canary": p.fanout.run_canary(),
             "outbox": p.outbox.run(),
             "fleet": batcher.run(),
+            "loop-lag": lag.run(),
             "sessions": p.sessions.run(),
             "expiry": gateway.run_expiry(),
             "heartbeat": gateway.sio.eio.heartbeat.run(),
