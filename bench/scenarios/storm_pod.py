@@ -84,7 +84,8 @@ def table(r: Report, cpu_s: float) -> Table:
             "retry_after given min / max (s)",
             f"{r.retry_after_s.get('min')} / {r.retry_after_s.get('max')}",
         ],
-        ["failed attempts (timeouts, resets)", f"{r.connect_failures:,}"],
+        ["attempts answered 503 by the overload guard", f"{r.overloaded:,}"],
+        ["failed attempts (503s, timeouts, resets)", f"{r.connect_failures:,}"],
         [
             "events published (org-wide / to one user)",
             f"{r.published_org:,} / {r.published_user:,}",

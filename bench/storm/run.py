@@ -66,6 +66,8 @@ class Report:
     refused_clients: int
     max_refusals_per_client: int
     retried_early: int
+    #: Attempts answered HTTP 503 by the overload guard (before any upgrade work).
+    overloaded: int
     connect_failures: int
     published_org: int
     published_user: int
@@ -306,6 +308,7 @@ class Storm:
             refused_clients=sum(1 for r in refusals if r),
             max_refusals_per_client=max(refusals, default=0),
             retried_early=sum(c.retried_early for c in self.clients),
+            overloaded=sum(c.errors.count("http_503") for c in self.clients),
             connect_failures=self.connect_failures,
             published_org=len(self.org_ids),
             published_user=sum(len(ids) for ids in self.user_ids.values()),
