@@ -68,19 +68,12 @@ def test_loop_lag_rises_at_once_and_decays() -> None:
 
 
 async def test_overload_guard_refuses_new_sessions_only_while_lagging() -> None:
-    lag, refused, busy = LoopLag(), [], [0]
+    lag, refused = LoopLag(), []
 
     async def handler(_request: web.Request) -> web.StreamResponse:
         return web.Response(text="handled")
 
-    guard = overload_guard(
-        lag,
-        lambda: busy[0],
-        "/ws",
-        limit_s=0.25,
-        max_in_flight=10,
-        refused=lambda: refused.append(1),
-    )
+    guard = overload_guard(lag, "/ws", 0.25, lambda: refused.append(1))
     new_session = make_mocked_request("GET", "/ws/?EIO=4&transport=websocket")
     existing = make_mocked_request("GET", "/ws/?EIO=4&transport=polling&sid=abc")
     assert (await guard(new_session, handler)).status == 200
@@ -90,10 +83,4 @@ async def test_overload_guard_refuses_new_sessions_only_while_lagging() -> None:
     assert response.headers["Retry-After"] == "1"
     assert (await guard(existing, handler)).status == 200  # sessions in progress go on
     assert (await guard(make_mocked_request("GET", "/metrics"), handler)).status == 200
-    lag.observe(0.0)
-    lag.seconds = 0.0
-    busy[0] = 10  # too many handshakes under way, although the loop is on time
-    assert (await guard(new_session, handler)).status == 503
-    busy[0] = 9
-    assert (await guard(new_session, handler)).status == 200
-    assert refused == [1, 1]
+    assert refused == [1]

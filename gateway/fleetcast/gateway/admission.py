@@ -92,30 +92,19 @@ class LoopLag:
 
 
 def overload_guard(
-    lag: LoopLag,
-    in_flight: Callable[[], int],
-    ws_path: str,
-    *,
-    limit_s: float,
-    max_in_flight: int,
-    refused: Callable[[], None],
+    lag: LoopLag, ws_path: str, limit_s: float, refused: Callable[[], None]
 ) -> Middleware:
-    """aiohttp middleware refusing a new Engine.IO session (no ``sid``) while overloaded.
-
-    Overloaded: the loop lags more than ``limit_s``, or more than
-    ``max_in_flight`` handshakes are under way (Engine.IO sessions without a
-    Socket.IO connection yet). The second catches a storm early: each
-    handshake takes several round trips, and with thousands interleaved
-    every one of them is slow although the loop itself stays responsive.
-    """
+    """aiohttp middleware: a new Engine.IO session (no ``sid``) is refused while ``lag`` > limit."""
     prefix = ws_path.rstrip("/")
-
-    def overloaded() -> bool:
-        return (limit_s > 0 and lag.seconds > limit_s) or in_flight() >= max_in_flight
 
     @web.middleware
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path.startswith(prefix) and "sid" not in request.query and overloaded():
+        if (
+            limit_s > 0
+            and lag.seconds > limit_s
+            and request.path.startswith(prefix)
+            and "sid" not in request.query
+        ):
             refused()
             return web.Response(
                 status=503,

@@ -170,14 +170,7 @@ def create_app(settings: Settings) -> web.Application:
     lag = admission.LoopLag()
     refused = metrics.refusals.labels("overloaded").inc
     app.middlewares.append(
-        admission.overload_guard(
-            lag,
-            lambda: len(sio.eio.sockets) - len(registry),
-            settings.ws_path,
-            limit_s=settings.overload_lag_s,
-            max_in_flight=settings.max_handshakes_in_flight,
-            refused=refused,
-        )
+        admission.overload_guard(lag, settings.ws_path, settings.overload_lag_s, refused)
     )
     sendbuffer.install(app, settings.send_buffer_bytes)
     app.cleanup_ctx.append(_background(gateway, batcher, lag, commands, pubsub))

@@ -116,9 +116,6 @@ class Settings(BaseSettings):
     #: Event-loop lag (seconds) above which new handshakes get HTTP 503 + Retry-After
     #: before any upgrade work, so a storm cannot swamp the process (0 = never).
     overload_lag_s: float = Field(default=0.25, ge=0)
-    #: Handshakes under way (Engine.IO sessions not yet connected) beyond which new
-    #: ones get HTTP 503 + Retry-After before any upgrade work.
-    max_handshakes_in_flight: int = Field(default=256, ge=1)
     #: Handshakes admitted per second per process, and burst (reconnect storms).
     handshake_rate: float = Field(default=500.0, gt=0)
     handshake_burst: int = Field(default=1000, ge=1)
