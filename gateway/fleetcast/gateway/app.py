@@ -106,8 +106,9 @@ def create_app(settings: Settings) -> web.Application:
         assert gateway is not None
         gateway.cut_off(conn, reason)
 
+    transport = EngineIOTransport(sio.eio)
     outbox = Outbox(
-        EngineIOTransport(sio.eio),
+        transport,
         metrics,
         max_buffered=settings.max_buffered_messages,
         cut_off=cut_off,
@@ -138,6 +139,7 @@ def create_app(settings: Settings) -> web.Application:
         backoff_max_s=settings.redis_backoff_max_s,
         canary_interval_s=settings.canary_interval_s,
         canary_timeout_s=settings.canary_timeout_s,
+        batch=transport.corked,
     )
     fanout.on_connected(sessions.restore)
     parts = Parts(
