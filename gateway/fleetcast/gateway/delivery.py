@@ -5,6 +5,8 @@ event of a pub/sub message (and tests call directly). A connection gets each
 event once, through the first of the event's target rooms (routing order) it
 is in; the payload names that room and its offset. The payload is encoded
 once per (event, room) and the same frame is handed to every recipient.
+A position's fleet-room target goes to the fleet batcher instead (fleet.py:
+one ``asset_positions`` frame per org per interval).
 """
 
 from __future__ import annotations
