@@ -273,8 +273,12 @@ class Fanout:
     async def run_canary(self) -> None:
         """Probe every interval, and at once after each (re)connection."""
         while True:
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a
+            # cancellation that lands as the timeout fires, and this loop would
+            # then outlive the app's shutdown.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._kick.wait(), self._canary_interval)
+                async with asyncio.timeout(self._canary_interval):
+                    await self._kick.wait()
             self._kick.clear()
             ok = await self._probe()
             if not ok and self.canary_ok:

@@ -78,8 +78,9 @@ class SessionStore:
                 if self.healthy:
                     log.warning("session store unavailable", error=repr(exc))
                 self.healthy = False
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), FLUSH_INTERVAL_S)
+            with contextlib.suppress(TimeoutError):  # asyncio.timeout: see Fanout.run_canary
+                async with asyncio.timeout(FLUSH_INTERVAL_S):
+                    await self._wake.wait()
             self._wake.clear()
 
     async def flush(self) -> None:
