@@ -30,6 +30,7 @@ from fleetcast.gateway import (
     sendbuffer,
     snapshots,
     subscriptions,
+    tasks,
 )
 from fleetcast.gateway.delivery import Delivery
 from fleetcast.gateway.fanout import Fanout
@@ -213,9 +214,7 @@ def _background(
         try:
             yield
         finally:
-            for task in running:
-                task.cancel()
-            await asyncio.gather(*running, return_exceptions=True)
+            await tasks.cancel_and_wait(running)
             await p.tasks.close()
             await gateway.sio.eio.close_websockets()
             with contextlib.suppress(Exception):

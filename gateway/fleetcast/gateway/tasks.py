@@ -8,12 +8,32 @@ running after shutdown, and an exception is logged rather than lost.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
-from typing import Any
+from collections.abc import Coroutine, Iterable
+from typing import Any, Final
 
 import structlog
 
 log = structlog.stdlib.get_logger(__name__)
+
+#: How long a cancelled task gets before it is cancelled again.
+RECANCEL_AFTER_S: Final = 0.5
+
+
+async def cancel_and_wait(tasks: Iterable[asyncio.Task[Any]]) -> None:
+    """Cancel ``tasks`` and wait until every one has ended.
+
+    A library awaited inside a task (redis-py's connection code, say) can
+    swallow a cancellation, and a loop around it then waits on as if nothing
+    happened, hanging the app's shutdown. So a task still running after
+    :data:`RECANCEL_AFTER_S` is cancelled again until it ends.
+    """
+    pending = set(tasks)
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=RECANCEL_AFTER_S)
+        for task in pending:
+            log.warning("task ignored a cancellation, cancelling again", task=task.get_name())
 
 
 class Tasks:
@@ -40,7 +60,4 @@ class Tasks:
             await asyncio.wait(list(self._tasks), timeout=seconds)
 
     async def close(self) -> None:
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait(list(self._tasks))
