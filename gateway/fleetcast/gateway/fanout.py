@@ -325,8 +325,9 @@ class Fanout:
         """
         seen = self._handled
         while True:
-            try:
-                await asyncio.wait_for(asyncio.shield(future), self._canary_timeout)
+            try:  # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
+                async with asyncio.timeout(self._canary_timeout):
+                    await asyncio.shield(future)
                 return
             except TimeoutError:
                 if self._handled == seen or time.monotonic() - started > CANARY_BUSY_MAX_S:
