@@ -10,13 +10,16 @@ from __future__ import annotations
 import asyncio
 import struct
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+import socketio
 from engineio import packet as eio_packet
 
 from fleetcast.gateway import outlet as outlet_module
 from fleetcast.gateway import wsframes
+from fleetcast.gateway.engine import LeanManager
 from fleetcast.gateway.heartbeat import Heartbeat
 from fleetcast.gateway.outlet import Cork, Outlet
 from fleetcast.gateway.registry import Frame
@@ -384,3 +387,17 @@ def test_engineio_packets_never_overtake_corked_frames() -> None:
             _, _, payload, data = parse_frame(data)
             sent.append(payload)
     assert sent == [b"42[1]", b'43["ack"]', b"42[2]", b"\x03\xe8"]
+
+
+async def test_lean_manager_disconnect_leaves_only_the_clients_own_rooms() -> None:
+    manager = LeanManager()
+    eio = SimpleNamespace(generate_id=iter("abc").__next__)
+    manager.set_server(SimpleNamespace(eio=eio, packet_class=socketio.packet.Packet))
+    manager.initialize()
+    sids = [await manager.connect(f"eio-{n}", "/") for n in range(3)]
+    assert sids == ["a", "b", "c"]
+    manager.basic_disconnect("b", "/")
+    assert set(manager.rooms["/"]) == {None, "a", "c"}
+    assert set(manager.rooms["/"][None]) == {"a", "c"}
+    with pytest.raises(ValueError, match="registry"):
+        manager.basic_enter_room("a", "/", "channel:c1:org:o1")

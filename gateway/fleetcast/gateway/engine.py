@@ -16,7 +16,8 @@ message:
 - its PINGs and ping timeouts come from one :class:`~fleetcast.gateway.heartbeat.Heartbeat`
   for all sockets (python-engineio has a task per socket plus a service task);
 - python-socketio keeps only the request keys the gateway reads, not the
-  whole environ (which holds the aiohttp request) for the connection's life.
+  whole environ (which holds the aiohttp request) for the connection's life,
+  and a disconnect no longer scans every room (:class:`LeanManager`).
 
 Everything here leans on python-engineio internals (``sockets``,
 ``create_queue``, ``_upgrade_websocket``, ``schedule_ping``) and wslink.py on
@@ -141,6 +142,40 @@ class LeanEngineIO(engineio.AsyncServer):  # type: ignore[misc]
         # abort=False: a CLOSE packet tells a half-open client it was dropped
         await sock.close(wait=False, abort=False, reason=self.reason.PING_TIMEOUT)
         self.forget(sock)
+
+
+class LeanManager(socketio.AsyncManager):  # type: ignore[misc]
+    """python-socketio's manager without its O(rooms) disconnect.
+
+    python-socketio finds a leaving client's rooms by scanning every room of
+    the namespace, and every client has a room of its own: a disconnect
+    costs O(clients), a drain or reconnect storm of 10,000 clients O(n^2)
+    (seconds of CPU). A gateway connection is only ever in the namespace
+    room and its own sid room (rooms live in registry.Registry), so those
+    two are all a disconnect has to leave; entering any other room is refused.
+    """
+
+    def basic_enter_room(
+        self, sid: str, namespace: str, room: str | None, eio_sid: str | None = None
+    ) -> None:
+        if room is not None and room != sid:
+            raise ValueError("fleetcast keeps its rooms in registry.Registry, not python-socketio")
+        super().basic_enter_room(sid, namespace, room, eio_sid=eio_sid)
+
+    def basic_disconnect(self, sid: str, namespace: str, **kwargs: Any) -> None:
+        rooms = self.rooms.get(namespace)
+        if rooms is None:
+            return
+        for room in (sid, None):
+            if sid in rooms.get(room, ()):
+                self.basic_leave_room(sid, namespace, room)
+        self.callbacks.pop(sid, None)
+        for pending in (self.pending_connect, self.pending_disconnect):
+            waiting = pending.get(namespace)
+            if waiting and sid in waiting:
+                waiting.remove(sid)
+                if not waiting:
+                    del pending[namespace]
 
 
 class LeanSocketIO(socketio.AsyncServer):  # type: ignore[misc]

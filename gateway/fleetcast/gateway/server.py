@@ -19,7 +19,7 @@ from typing import Any, Final
 import socketio
 import structlog
 
-from fleetcast.gateway import admission, auth, policy, transport
+from fleetcast.gateway import admission, auth, engine, policy, transport
 from fleetcast.gateway.delivery import Delivery
 from fleetcast.gateway.fanout import Fanout
 from fleetcast.gateway.limits import TokenBucket
@@ -61,7 +61,7 @@ class Refusal(socketio.exceptions.ConnectionRefusedError):  # type: ignore[misc]
         self.error_args = {**data, "data": dict(data)}
 
 
-class GatewayManager(socketio.AsyncManager):  # type: ignore[misc]
+class GatewayManager(engine.LeanManager):
     """python-socketio's manager, telling the gateway when CONNECT has been sent."""
 
     def __init__(self) -> None:
