@@ -33,6 +33,8 @@ from fleetcast.protocol import routing
 HOST = "127.0.0.1"
 #: An attempt that has not produced a session by then is dropped and retried.
 ATTEMPT_TIMEOUT_S = 20.0
+#: Attempts per client while the storm is set up (before the kill).
+CONNECT_TRIES = 5
 #: Ticks per second of the publisher during the run.
 PUBLISH_TICKS_PER_S = 50
 
@@ -140,11 +142,17 @@ class Storm:
         gate = asyncio.Semaphore(self.plan.connect_concurrency)
 
         async def one(client: ResumingClient) -> None:
+            # A loaded gateway may refuse or drop a first attempt (503 while its
+            # loop lags): retry, as a real client would, until ``within_s``.
             async with gate:
-                await self._attempt(client)
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(ATTEMPT_TIMEOUT_S):
-                        await client.session.wait()
+                for _ in range(CONNECT_TRIES):
+                    await self._attempt(client)
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(ATTEMPT_TIMEOUT_S):
+                            await client.session.wait()
+                    if client.ready:
+                        return
+                    await asyncio.sleep(self._rng.uniform(*self.plan.reconnect_delay_s))
 
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(within_s):
