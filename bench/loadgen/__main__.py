@@ -26,7 +26,14 @@ from bench.loadgen.client import Client, ClientSpec, Target
 
 #: Attempts per client when the server refuses for a transient reason.
 ATTEMPTS = 5
-TRANSIENT = ("connect_error:rate_limited", "connect_error:server_full", "refused", "timeout")
+#: http_503: the gateway's overload guard (admission.py) asks for a retry, as real clients do.
+TRANSIENT = (
+    "connect_error:rate_limited",
+    "connect_error:server_full",
+    "http_503",
+    "refused",
+    "timeout",
+)
 
 
 def raise_fd_limit() -> int:
