@@ -1,4 +1,4 @@
-"""The fast path's pure parts: websocket frames, the Outlet (queue and writer), the heartbeat.
+"""The fast path's pure parts: frames, the Outlet (queue and writer), heartbeat, manager, pushes.
 
 No server: a recording stand-in for the asyncio transport, fake sockets and a
 fake clock. The wire itself (standard clients, both transports) is tested in
@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
+import hiredis
 import pytest
 import socketio
 from engineio import packet as eio_packet
@@ -22,6 +23,7 @@ from fleetcast.gateway import wsframes
 from fleetcast.gateway.engine import LeanManager
 from fleetcast.gateway.heartbeat import Heartbeat
 from fleetcast.gateway.outlet import Cork, Outlet
+from fleetcast.gateway.pushes import PushReader
 from fleetcast.gateway.registry import Frame
 
 
@@ -401,3 +403,23 @@ async def test_lean_manager_disconnect_leaves_only_the_clients_own_rooms() -> No
     assert set(manager.rooms["/"][None]) == {"a", "c"}
     with pytest.raises(ValueError, match="registry"):
         manager.basic_enter_room("a", "/", "channel:c1:org:o1")
+
+
+async def test_push_reader_returns_every_complete_reply_of_one_read() -> None:
+    stream = asyncio.StreamReader()
+    reader = PushReader(stream)
+    assert await reader.read(0.01) == []  # nothing came within the wait
+    stream.feed_data(
+        b"*3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$2\r\nhi\r\n"
+        b"*3\r\n$9\r\nsubscribe\r\n$1\r\nd\r\n:2\r\n"
+        b"*3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$6\r\nwor"  # the rest comes later
+    )
+    assert await reader.read(0.01) == [[b"message", b"c", b"hi"], [b"subscribe", b"d", 2]]
+    stream.feed_data(b"ld!\r\n")
+    assert await reader.read(0.01) == [[b"message", b"c", b"world!"]]
+    stream.feed_data(b"-ERR no\r\n")
+    with pytest.raises(hiredis.ReplyError):
+        await reader.read(0.01)
+    stream.feed_eof()
+    with pytest.raises(ConnectionError):
+        await reader.read(0.01)
