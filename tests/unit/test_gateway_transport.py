@@ -67,8 +67,12 @@ class FakeTransport:
     closing: bool = False
     aborted: bool = False
 
+    dead: bool = False  # uvloop raises RuntimeError once the handle is closed
+
     def write(self, data: bytes) -> None:
         assert not self.closing, "write after close"
+        if self.dead:
+            raise RuntimeError("unable to perform operation; the handler is closed")
         self.written.append(data)
 
     def writelines(self, parts: list[bytes]) -> None:
@@ -423,3 +427,16 @@ async def test_push_reader_returns_every_complete_reply_of_one_read() -> None:
     stream.feed_eof()
     with pytest.raises(ConnectionError):
         await reader.read(0.01)
+
+
+def test_a_transport_closed_under_the_outlet_drops_frames_instead_of_raising() -> None:
+    cork, outlet = Cork(), Outlet()
+    transport = attached(outlet)
+    transport.dead = True  # the client left; connection_lost has not run yet
+    assert outlet.offer(Frame("2[1]", False))  # taken and dropped, nothing raised
+    assert outlet.closed
+    other = Outlet()
+    attached(other).dead = True
+    with cork.held():
+        assert other.offer(Frame("2[2]", False), cork)
+    assert other.closed

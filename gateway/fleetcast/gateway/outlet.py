@@ -108,7 +108,10 @@ class Outlet:
             if wire is None:
                 wire = frame.wire = wsframes.eio_message(frame.text)
             if cork is None or not cork.active:
-                transport.write(wire)
+                try:
+                    transport.write(wire)
+                except RuntimeError:  # closed under us: the client left this very turn
+                    self.closed = True
             elif self._corked is None:
                 self._corked = [wire]
                 cork.dirty.append(self)
@@ -137,7 +140,10 @@ class Outlet:
         corked, self._corked = self._corked, None
         transport = self._transport
         if corked and transport is not None and not self.closed:
-            transport.writelines(corked)
+            try:
+                transport.writelines(corked)
+            except RuntimeError:  # closed under us
+                self.closed = True
 
     def shut(self, code: int = wsframes.CLOSE_NORMAL) -> None:
         """No more writes: a close frame, then the transport closes once flushed."""
@@ -164,7 +170,11 @@ class Outlet:
             self.shut()
             return
         assert self._transport is not None
-        self._transport.write(wsframes.eio_packet(pkt.encode()))
+        try:
+            self._transport.write(wsframes.eio_packet(pkt.encode()))
+        except RuntimeError:  # closed under us
+            self.closed = True
+            return
         if pkt.packet_type == eio_packet.CLOSE:
             self.shut()
 
