@@ -90,13 +90,14 @@ class ConsumerScript:
     def __init__(self, redis: Any) -> None:
         self._publisher = publishing.RedisPublisher(redis)
         self._router = processing.Router(routing.RoutingTable.default())
+        self._offsets = itertools.count()  # one partition's, as Kafka would number them
 
     async def __call__(self, docs: list[dict[str, Any]]) -> None:
-        records = [_Record(orjson.dumps(doc)) for doc in docs]
-        batch = processing.prepare(records, self._router)
+        records = [_Record(orjson.dumps(doc), offset=next(self._offsets)) for doc in docs]
+        batch = processing.prepare(processing.group(records), self._router)
         if batch.dead:
             raise ValueError(f"bad storm events: {batch.dead[:1]}")
-        await self._publisher.publish(batch.routed)
+        await self._publisher.publish_events(batch.routed)
 
 
 @dataclass(frozen=True, slots=True)

@@ -75,12 +75,13 @@ class ConsumerPath:
     def __init__(self, redis: aioredis.Redis) -> None:
         self.redis = redis
         self.publisher = publishing.RedisPublisher(redis)
+        self._offsets = itertools.count()  # one partition's, as Kafka would number them
 
     async def publish(self, docs: Iterable[Mapping[str, Any]]) -> int:
-        records = [Record(orjson.dumps(doc)) for doc in docs]
-        batch = processing.prepare(records, ROUTER)
+        records = [Record(orjson.dumps(doc), offset=next(self._offsets)) for doc in docs]
+        batch = processing.prepare(processing.group(records), ROUTER)
         assert not batch.dead, batch.dead
-        outcome = await self.publisher.publish(batch.routed)
+        outcome = await self.publisher.publish_events(batch.routed)
         return outcome.published
 
 

@@ -71,16 +71,25 @@ async def committed(topics: KafkaTopics) -> dict[TopicPartition, int]:
     return {tp: meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
 
 
-async def missing_seen(redis: Any, event_ids: list[str]) -> list[str]:
-    """Event ids Redis has no seen-key for (i.e. never published)."""
-    flags = []
-    for start in range(0, len(event_ids), 500):
-        chunk = event_ids[start : start + 500]
-        async with redis.pipeline(transaction=False) as pipe:
-            for event_id in chunk:
-                pipe.exists(keys.seen_event(event_id))
-            flags += await pipe.execute()
-    return [event_id for event_id, flag in zip(event_ids, flags, strict=True) if not flag]
+async def published_fences(redis: Any, bootstrap: str) -> dict[str, int]:
+    """The publish fences of the test broker's cluster: partition -> last offset in Redis."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        cluster_id = (await admin.describe_cluster())["cluster_id"]
+    finally:
+        await admin.close()
+    fences = await redis.hgetall(keys.publish_fence(cluster_id))
+    return {name.decode(): int(value) for name, value in fences.items()}
+
+
+async def missing_in_history(redis: Any, room: str, event_ids: list[str]) -> list[str]:
+    """Event ids absent from a room's history stream (i.e. never published)."""
+    entries = await redis.xrange(keys.history_stream(room))
+    stored = {
+        orjson.loads(fields[keys.HISTORY_FIELD.encode()])["event_id"] for _, fields in entries
+    }
+    return [event_id for event_id in event_ids if event_id not in stored]
 
 
 async def test_a_consumer_killed_mid_stream_loses_nothing_and_publishes_nothing_twice(
@@ -133,23 +142,36 @@ async def test_sigterm_finishes_commits_and_leaves_the_group(
 async def test_offsets_are_committed_only_for_events_redis_has(
     kafka_topics: KafkaTopics, kafka_producer: AIOKafkaProducer, redis_url: str
 ) -> None:
+    """Sampled while events keep coming: the committed offset never passes the fence."""
     sent = alerts("c", 3_000)
     topic = kafka_topics.for_type("alert_created")
-    for doc in sent:  # one partition: offset n is event c-n
-        await kafka_producer.send(topic, orjson.dumps(doc), partition=0)
-    await kafka_producer.flush()
     redis = Redis.from_url(redis_url)
     samples = []
-    async with running_consumer(consumer_settings(kafka_topics, redis_url, batch_max=40)):
-        for _ in range(600):
-            done = (await committed(kafka_topics)).get(TopicPartition(topic, 0), 0)
-            samples.append(done)
-            assert await missing_seen(redis, [f"c-{n}" for n in range(done)]) == []
-            if done == len(sent):
-                break
-            await asyncio.sleep(0.02)
-    await redis.aclose()
+    settings = consumer_settings(kafka_topics, redis_url, batch_max=40, commit_interval_ms=0)
+    try:
+        async with running_consumer(settings):
+            for start in range(0, len(sent), 100):
+                for doc in sent[start : start + 100]:  # one partition
+                    await kafka_producer.send(topic, orjson.dumps(doc), partition=0)
+                await kafka_producer.flush()
+                samples.append(await commit_within_fence(kafka_topics, redis, topic))
+            for _ in range(300):
+                samples.append(await commit_within_fence(kafka_topics, redis, topic))
+                if samples[-1] == len(sent):
+                    break
+                await asyncio.sleep(0.05)
+    finally:
+        await redis.aclose()
     assert samples[-1] == len(sent)
+    assert len(set(samples)) > 10, "too few commits seen to test anything"
+
+
+async def commit_within_fence(topics: KafkaTopics, redis: Any, topic: str) -> int:
+    """The committed offset of ``topic``:0, checked against what Redis has published."""
+    done = (await committed(topics)).get(TopicPartition(topic, 0), 0)
+    fence = (await published_fences(redis, topics.bootstrap)).get(f"{topic}:0", -1)
+    assert done <= fence + 1, f"committed {done} past the last offset Redis holds ({fence})"
+    return done
 
 
 async def test_redis_down_then_back_resumes_without_loss_or_early_commit(
@@ -161,7 +183,7 @@ async def test_redis_down_then_back_resumes_without_loss_or_early_commit(
         redis = Redis.from_url(own_redis.url)
         await produce_events(kafka_producer, kafka_topics, before)
         for _ in range(200):
-            if not await missing_seen(redis, [e["event_id"] for e in before]):
+            if not await missing_in_history(redis, "org:org-a", [e["event_id"] for e in before]):
                 break
             await asyncio.sleep(0.05)
         await redis.aclose()
@@ -174,10 +196,10 @@ async def test_redis_down_then_back_resumes_without_loss_or_early_commit(
         redis = Redis.from_url(own_redis.url)
         ids = [e["event_id"] for e in during]
         for _ in range(300):
-            if not await missing_seen(redis, ids):
+            if not await missing_in_history(redis, "org:org-a", ids):
                 break
             await asyncio.sleep(0.1)
-        assert await missing_seen(redis, ids) == []
+        assert await missing_in_history(redis, "org:org-a", ids) == []
         await redis.aclose()
         assert await ready_status(settings.consumer_port) == 200
 

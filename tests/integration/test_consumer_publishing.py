@@ -1,8 +1,9 @@
-"""The publish script against a real Redis (no Kafka): wire bytes, dedupe, snapshot bounds."""
+"""The publish script against a real Redis (no Kafka): wire bytes, fences, TTLs, snapshot bounds."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -18,18 +19,22 @@ from fleetcast.protocol import keys, routing, wire
 pytestmark = pytest.mark.integration
 
 ROUTER = processing.Router(routing.RoutingTable.default())
+_offsets = itertools.count()
 
 
 @dataclass(frozen=True)
 class Rec:
     value: bytes
+    offset: int
     topic: str = "t"
     partition: int = 0
-    offset: int = 0
     key: bytes | None = None
 
 
-def routed(event_type: str, data: dict[str, Any], event_id: str, org: str = "org-1") -> Any:
+def routed(
+    event_type: str, data: dict[str, Any], event_id: str, org: str = "org-1", offset: int = -1
+) -> Any:
+    """One routed event at ``offset`` of partition t:0 (by default the next offset)."""
     doc = {
         "event_id": event_id,
         "event_type": event_type,
@@ -37,7 +42,8 @@ def routed(event_type: str, data: dict[str, Any], event_id: str, org: str = "org
         "occurred_at": "2026-11-25T18:00:00Z",
         "data": data,
     }
-    (item,) = processing.prepare([Rec(orjson.dumps(doc))], ROUTER).routed
+    record = Rec(orjson.dumps(doc), next(_offsets) if offset < 0 else offset)
+    (item,) = processing.prepare(processing.group([record]), ROUTER).routed
     return item
 
 
@@ -56,7 +62,7 @@ async def publish_and_listen(
     pubsub = redis.pubsub()
     await pubsub.psubscribe(keys.ORG_CHANNEL_PATTERN)
     await pubsub.get_message(timeout=1)  # the psubscribe confirmation
-    await publisher.publish(items)
+    await publisher.publish_events(items)
     messages = []
     while (
         message := await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.5)
@@ -83,23 +89,63 @@ async def test_the_message_is_exactly_what_wire_encode_makes(redis: Any) -> None
     assert list(batch[1].offsets) == ["asset:u-1:org:org-1"]  # no history for the fleet room
 
 
-async def test_a_redelivered_event_is_neither_stored_nor_published_again(redis: Any) -> None:
+async def test_a_redelivered_batch_is_neither_stored_nor_published_again(redis: Any) -> None:
     publisher = publishing.RedisPublisher(redis)
-    item = routed("alert_created", {}, "e-dup")
-    assert await publisher.publish([item]) == publishing.Outcome(1, 0)
-    assert await publisher.publish(
-        [item, routed("alert_created", {}, "e-new")]
-    ) == publishing.Outcome(1, 1)
-    assert await redis.xlen(keys.history_stream("org:org-1")) == 2
-    assert 0 < await redis.ttl(keys.seen_event("e-dup")) <= keys.SEEN_TTL_S
+    first = [routed("alert_created", {}, f"e-{n}", offset=100 + n) for n in range(3)]
+    assert await publisher.publish_events(first) == publishing.Outcome(3, 0)
+    assert await redis.hget(publisher.fence_key, "t:0") == b"102"
+    again = [*first[1:], routed("alert_created", {}, "e-3", offset=103)]  # Kafka rewound
+    messages = await publish_and_listen(redis, publisher, again)
+    assert [[e.event["event_id"] for e in wire.decode(m)[1]] for m in messages] == [["e-3"]]
+    assert await redis.xlen(keys.history_stream("org:org-1")) == 4
+    assert await redis.hget(publisher.fence_key, "t:0") == b"103"
+    assert 0 < await redis.ttl(publisher.fence_key) <= keys.FENCE_TTL_S
+
+
+async def test_the_outcome_counts_what_the_fence_dropped(redis: Any) -> None:
+    publisher = publishing.RedisPublisher(redis)
+    batch = [routed("alert_created", {}, f"e-{n}", offset=200 + n) for n in range(4)]
+    assert await publisher.publish_events(batch[:2]) == publishing.Outcome(2, 0)
+    assert await publisher.publish_events(batch) == publishing.Outcome(2, 2)
+    assert await publisher.publish_events(batch) == publishing.Outcome(0, 4)
+
+
+async def test_fences_belong_to_one_kafka_cluster(redis: Any) -> None:
+    item = routed("alert_created", {}, "e-c", offset=300)
+    ours = publishing.RedisPublisher(redis, cluster_id="cluster-a")
+    fresh = publishing.RedisPublisher(redis, cluster_id="cluster-b")  # e.g. a new test broker
+    assert await ours.publish_events([item]) == publishing.Outcome(1, 0)
+    assert await fresh.publish_events([item]) == publishing.Outcome(1, 0)
+
+
+async def test_a_fence_past_the_end_of_its_partition_is_dropped(redis: Any) -> None:
+    publisher = publishing.RedisPublisher(redis, cluster_id="recreated")
+    await redis.hset(publisher.fence_key, mapping={"t:0": 500, "t:1": 20, "u:0": 7})
+    stale = await publisher.drop_stale_fences({("t", 0): 30, ("t", 1): 30, ("u", 0): 7})
+    assert sorted(stale) == ["t:0", "u:0"]  # at or past the end: an older topic's
+    assert await redis.hgetall(publisher.fence_key) == {b"t:1": b"20"}
+
+
+async def test_history_streams_outlive_their_last_event_by_the_ttl(redis: Any) -> None:
+    publisher = publishing.RedisPublisher(redis, publishing.Limits(history_ttl_s=1000))
+    await publisher.publish_events([routed("incident_updated", {"incident_id": "ttl"}, "e-t")])
+    ttl = await redis.ttl(keys.history_stream("incident:ttl:org:org-1"))
+    assert 1000 <= ttl <= 1100
+
+
+async def test_a_flushed_script_cache_is_reloaded(redis: Any) -> None:
+    publisher = publishing.RedisPublisher(redis)
+    await redis.script_flush()
+    item = routed("alert_created", {}, "e-flush")
+    assert await publisher.publish_events([item]) == publishing.Outcome(1, 0)
 
 
 async def test_stale_assets_leave_the_snapshot(redis: Any) -> None:
     publisher = publishing.RedisPublisher(redis, publishing.Limits(fleet_asset_ttl_s=1))
-    await publisher.publish([routed("asset_position_updated", {"asset_id": "old"}, "e-1")])
-    await publisher.publish([routed("asset_status_changed", {"asset_id": "old"}, "e-2")])
+    await publisher.publish_events([routed("asset_position_updated", {"asset_id": "old"}, "e-1")])
+    await publisher.publish_events([routed("asset_status_changed", {"asset_id": "old"}, "e-2")])
     await asyncio.sleep(1.2)
-    await publisher.publish([routed("asset_position_updated", {"asset_id": "new"}, "e-3")])
+    await publisher.publish_events([routed("asset_position_updated", {"asset_id": "new"}, "e-3")])
     assert await redis.hkeys(keys.fleet_positions("org-1")) == [b"new"]
     assert await redis.hkeys(keys.fleet_statuses("org-1")) == []
     assert await redis.zrange(keys.fleet_last_seen("org-1"), 0, -1) == [b"new"]
@@ -108,7 +154,7 @@ async def test_stale_assets_leave_the_snapshot(redis: Any) -> None:
 async def test_the_snapshot_keeps_at_most_the_newest_assets(redis: Any) -> None:
     publisher = publishing.RedisPublisher(redis, publishing.Limits(fleet_max_assets=3))
     for n in range(5):
-        await publisher.publish(
+        await publisher.publish_events(
             [routed("asset_position_updated", {"asset_id": f"u-{n}"}, f"e-{n}")]
         )
         await asyncio.sleep(0.002)  # distinct last-seen times
@@ -124,19 +170,14 @@ async def test_large_batches_are_split_into_bounded_messages(redis: Any) -> None
     assert sizes == [100, 100, 50]
 
 
-async def test_the_same_event_twice_in_one_batch_is_published_once(redis: Any) -> None:
-    publisher = publishing.RedisPublisher(redis)
-    item = routed("alert_created", {}, "e-twice")
-    assert await publisher.publish([item, item]) == publishing.Outcome(1, 1)
-
-
-async def test_a_batch_that_fails_midway_marks_nothing_as_published(redis: Any) -> None:
-    publisher = publishing.RedisPublisher(redis)
+async def test_a_batch_that_fails_midway_moves_no_fence(redis: Any) -> None:
+    publisher = publishing.RedisPublisher(redis, cluster_id="midway")
     first = routed("incident_updated", {"incident_id": "ok"}, "e-first")
     second = routed("incident_updated", {"incident_id": "bad"}, "e-second")
     await redis.set(keys.history_stream("incident:bad:org:org-1"), "not a stream")
     with pytest.raises(ResponseError, match="WRONGTYPE"):
-        await publisher.publish([first, second])
-    assert not await redis.exists(keys.seen_event("e-first"))  # the retry will publish it
+        await publisher.publish_events([first, second])
+    assert not await redis.exists(publisher.fence_key)  # the retry will publish both
     await redis.delete(keys.history_stream("incident:bad:org:org-1"))
-    assert await publisher.publish([first, second]) == publishing.Outcome(2, 0)
+    assert await publisher.publish_events([first, second]) == publishing.Outcome(2, 0)
+    assert await redis.ping()  # an error reply leaves the connection usable

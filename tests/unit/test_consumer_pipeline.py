@@ -66,20 +66,30 @@ class FakeSource:
     def highwater(self, partition: TopicPartition) -> int | None:
         return 100
 
+    async def end_offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+        return dict.fromkeys(partitions, 100)
+
 
 class FakePublisher:
     def __init__(self, journal: Journal, failures: int = 0) -> None:
         self.journal, self.failures = journal, failures
         self.failed = asyncio.Event()
 
-    async def publish(self, routed: Sequence[processing.Routed]) -> publishing.Outcome:
+    def encode(self, routed: Sequence[processing.Routed]) -> publishing.Call:
+        return publishing.Call(routed)
+
+    async def publish(self, call: publishing.Call) -> publishing.Outcome:
         if self.failures:
             self.failures -= 1
             self.journal.append("publish failed")
             self.failed.set()
             raise RedisConnectionError("redis is away")
-        self.journal.append(f"publish {[r.event_id for r in routed]}")
-        return publishing.Outcome(len(routed), 0)
+        self.journal.append(f"publish {[f'e-{r.offset}' for r in call.routed]}")
+        return publishing.Outcome(len(call.routed), 0)
+
+    async def drop_stale_fences(self, ends: Mapping[tuple[str, int], int]) -> list[str]:
+        self.journal.append(f"fences checked {sorted(ends.values())}")
+        return []
 
 
 class FakeDeadLetters:
@@ -166,9 +176,9 @@ async def test_batches_polled_before_a_rebalance_are_not_delivered() -> None:
     original = publisher.publish
     revocations = []
 
-    async def publish_then_rebalance(routed: Sequence[processing.Routed]) -> publishing.Outcome:
-        outcome = await original(routed)
-        if routed[0].event_id == "e-0":
+    async def publish_then_rebalance(call: publishing.Call) -> publishing.Outcome:
+        outcome = await original(call)
+        if call.routed[0].offset == 0:
             await asyncio.sleep(0.01)  # let the poller queue e-1
             revoked = {TopicPartition("fleet.assets", 0)}
             revocations.append(asyncio.create_task(listener.on_partitions_revoked(revoked)))
@@ -222,3 +232,17 @@ async def test_a_bug_in_the_poller_stops_the_loop_loudly_instead_of_hanging() ->
     )
     with pytest.raises(ValueError, match="a bug"):
         await asyncio.wait_for(loop.run(stopping), 10)
+
+
+async def test_an_assignment_checks_the_publish_fences_against_the_end_offsets() -> None:
+    journal, stopping = Journal(), asyncio.Event()
+    loop = pipeline.Pipeline(
+        FakeSource(journal, [], stopping),
+        FakePublisher(journal),
+        FakeDeadLetters(journal),
+        Metrics(),
+        OPTIONS,
+    )
+    await pipeline.Listener(loop).on_partitions_assigned({TopicPartition("fleet.assets", 0)})
+    assert journal == ["fences checked [100]"]
+    assert loop.state.joined

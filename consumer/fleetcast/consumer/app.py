@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
 from redis.asyncio import Redis
 
 from fleetcast.consumer import deadletter, http, pipeline, publishing
@@ -39,7 +40,7 @@ def limits(settings: Settings) -> publishing.Limits:
     return publishing.Limits(
         history_maxlen=settings.history_maxlen,
         history_ttl_s=settings.history_ttl_s,
-        seen_ttl_s=settings.seen_ttl_s,
+        fence_ttl_s=settings.fence_ttl_s,
         fleet_asset_ttl_s=settings.fleet_asset_ttl_s,
         fleet_max_assets=settings.fleet_max_assets,
     )
@@ -76,42 +77,66 @@ async def start_with_retry(
     return False
 
 
+async def kafka_cluster_id(settings: Settings) -> str:
+    """The Kafka cluster's id: it names the publish fences of this cluster's offsets."""
+    admin = AIOKafkaAdminClient(**settings.kafka_client_options())
+    await admin.start()
+    try:
+        return str((await admin.describe_cluster())["cluster_id"])
+    finally:
+        await admin.close()
+
+
 async def run(settings: Settings, stopping: asyncio.Event | None = None) -> None:
     """Run one consumer until ``stopping`` is set (by default on SIGTERM/SIGINT)."""
     stopping = stopping or _stop_on_signals()
     metrics = Metrics()
+    state = pipeline.State()
     redis = Redis.from_url(
         settings.redis_url,
         socket_timeout=settings.redis_timeout_s,
         socket_connect_timeout=settings.redis_timeout_s,
     )
-    publisher = publishing.RedisPublisher(redis, limits(settings))
     consumer = make_consumer(settings)
     producer = make_producer(settings)
-    loop = pipeline.Pipeline(
-        consumer,
-        publisher,
-        deadletter.KafkaDeadLetters(producer, settings.kafka_dlq_topic),
-        metrics,
-        options(settings),
-    )
     runner = await http.start(
-        http.make_app(loop.state, metrics, publisher.ping),
+        http.make_app(state, metrics, redis.ping),
         settings.consumer_host,
         settings.consumer_port,
     )
     log.info("consumer http listening", host=settings.consumer_host, port=settings.consumer_port)
     try:
         cap = settings.retry_backoff_max_s
+        cluster: list[str] = []
+
+        async def learn_cluster_id() -> None:
+            cluster.append(await kafka_cluster_id(settings))
+
+        if not (
+            await start_with_retry("admin", learn_cluster_id, stopping, cap)
+            and await start_with_retry("producer", producer.start, stopping, cap)
+        ):
+            return
+        loop = pipeline.Pipeline(
+            consumer,
+            publishing.RedisPublisher(redis, limits(settings), cluster_id=cluster[0]),
+            deadletter.KafkaDeadLetters(producer, settings.kafka_dlq_topic),
+            metrics,
+            options(settings),
+            state,
+        )
         # Subscribing before start joins the group at once (after start: ~5 s later).
         consumer.subscribe(settings.kafka_topics, listener=pipeline.Listener(loop))
-        if await start_with_retry("producer", producer.start, stopping, cap) and (
-            await start_with_retry("consumer", consumer.start, stopping, cap)
-        ):
-            log.info("consuming", topics=settings.kafka_topics, group=settings.kafka_group_id)
+        if await start_with_retry("consumer", consumer.start, stopping, cap):
+            log.info(
+                "consuming",
+                topics=settings.kafka_topics,
+                group=settings.kafka_group_id,
+                cluster=cluster[0],
+            )
             await loop.run(stopping)
     finally:
-        loop.state.stopping = True
+        state.stopping = True
         await consumer.stop()  # commits nothing by itself (auto-commit off); leaves the group
         await producer.stop()
         await redis.aclose()

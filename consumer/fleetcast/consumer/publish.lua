@@ -1,68 +1,109 @@
 -- fleetcast consumer: publish one batch of routed events, atomically, in one round trip.
 --
--- ARGV[1] is the whole batch as length-prefixed fields ("<len>:<bytes>"), written by
--- fleetcast.consumer.publishing.Encoder (its docstring gives the layout); key names
--- and prefixes come from fleetcast.protocol.keys through it, none is spelled here.
--- Per org:
---   1. MGET the events' seen-keys: an id already published (a Kafka redelivery), or met
---      earlier in this batch, is skipped;
---   2. XADD each new event to each target room's history stream (MAXLEN ~), EXPIRE each
---      stream once, keep the latest position/status of its asset in the fleet snapshot;
---   3. PUBLISH the wire message(s) (fleetcast.protocol.wire) whose offsets are the stream
---      ids just created, and age the snapshot: assets not seen for the TTL and the oldest
---      beyond the cap leave both hashes;
---   4. only then SET the seen-keys (EX seen TTL): if anything above fails, no event is
---      marked as published, so the consumer's retry loses nothing.
--- Returns {published, duplicates}.
+-- ARGV is laid out by fleetcast.consumer.publishing.Encoder (its docstring gives the
+-- layout); key names, the wire message's fixed parts and the bounds all come from
+-- Python through it, none is spelled here. Steps:
+--   1. Fence: read the last offset published of each Kafka partition in the batch. If an
+--      event of the batch is at or below it (a redelivery after a crash or a rebalance),
+--      write nothing and return the fences: the consumer drops those events and calls
+--      again.
+--   2. Per org: XADD each event to each of its history streams (MAXLEN ~), make its wire
+--      item by putting the new stream ids into the item's template, and PUBLISH the
+--      items (a bounded number per message); EXPIRE the streams the consumer asks to
+--      refresh; store the latest position/status per asset of the fleet snapshot, and
+--      age the snapshot (assets not seen for the TTL and the oldest beyond the cap leave).
+--   3. Last, move the fences to the batch's last offsets: if anything above fails, no
+--      event counts as published, and the consumer's retry loses nothing.
+-- Returns {published, 0}, or {-1, fence, fence, ...} from step 1 (false: no fence).
 
-local blob = ARGV[1]
-local cursor = 1
-
-local function field()
-  local colon = string.find(blob, ':', cursor, true)
-  local size = tonumber(string.sub(blob, cursor, colon - 1))
-  cursor = colon + size + 1
-  return string.sub(blob, colon + 1, colon + size)
-end
-
-local function number() return tonumber(field()) end
-
--- Redis' Lua unpack() is limited to a few thousand values: chunk variadic calls.
+-- Redis' Lua unpack() is limited to a few thousand values: variadic calls go in chunks.
 local CHUNK = 500
 
-local function call_chunked(command, key, values, width)
-  for first = 1, #values, CHUNK * width do
-    redis.call(command, key, unpack(values, first, math.min(first + CHUNK * width - 1, #values)))
+local function call_chunked(command, key, values, first, last)
+  for from = first, last, CHUNK do
+    redis.call(command, key, unpack(values, from, math.min(from + CHUNK - 1, last)))
   end
 end
 
-local function mget(keys)
-  local values = {}
-  for first = 1, #keys, CHUNK do
-    local got = redis.call('MGET', unpack(keys, first, math.min(first + CHUNK - 1, #keys)))
-    for i, value in ipairs(got) do values[first + i - 1] = value end
-  end
-  return values
-end
+local history_field, maxlen, history_expire = ARGV[1], ARGV[2], ARGV[3]
+local fleet_ttl, fleet_max = tonumber(ARGV[4]), tonumber(ARGV[5])
+local per_message, fence_key, fence_ttl = tonumber(ARGV[6]), ARGV[7], ARGV[8]
+local a = 9
 
-local version = field()
-local history_field = field()
-local seen_prefix = field()
-local history_prefix = field()
-local maxlen = field()
-local history_ttl = number()
-local seen_ttl = number()
-local fleet_ttl = number()
-local fleet_max = number()
-local per_message = number()
-local orgs = number()
+-- 1. fences
+local partitions = tonumber(ARGV[a])
+local fence_fields, firsts, lasts = {}, {}, {}
+for i = 1, partitions do
+  fence_fields[i], firsts[i], lasts[i] = ARGV[a + 1], tonumber(ARGV[a + 2]), ARGV[a + 3]
+  a = a + 3
+end
+a = a + 1
+if partitions > 0 then
+  local fences = redis.call('HMGET', fence_key, unpack(fence_fields))
+  for i = 1, partitions do
+    if fences[i] and tonumber(fences[i]) >= firsts[i] then
+      return {-1, unpack(fences)}
+    end
+  end
+end
 
 local time = redis.call('TIME')
 local now_ms = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
-local published, duplicates = 0, 0
-local fresh = {} -- seen-key -> true for every event published by this call
 
-local function age_snapshot(positions, statuses, last_seen)
+local function xadd(stream, envelope)
+  return redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', history_field, envelope)
+end
+
+-- One event at ARGV[at]: its history stream count k, the k streams, the k + 1 pieces of
+-- its wire item (the stream ids go between them), then the envelope. Returns the item
+-- and where the next event starts.
+local function add_event(at)
+  local k = tonumber(ARGV[at])
+  local envelope = ARGV[at + 2 * k + 2]
+  if k == 1 then -- the common case (a position: its asset room), without a table
+    local id = xadd(ARGV[at + 1], envelope)
+    return ARGV[at + 2] .. id .. ARGV[at + 3] .. envelope .. '}', at + 5
+  end
+  local parts = {ARGV[at + k + 1]}
+  for r = 1, k do
+    parts[2 * r] = xadd(ARGV[at + r], envelope)
+    parts[2 * r + 1] = ARGV[at + k + 1 + r]
+  end
+  parts[2 * k + 2] = envelope
+  parts[2 * k + 3] = '}'
+  return table.concat(parts), at + 2 * k + 3
+end
+
+local function publish(channel, head, items)
+  for first = 1, #items, per_message do
+    local last = math.min(first + per_message - 1, #items)
+    redis.call('PUBLISH', channel, head .. table.concat(items, ',', first, last) .. ']}')
+  end
+end
+
+-- The snapshot section at ARGV[at]: positions (count, asset/envelope pairs), statuses
+-- (likewise). Returns the assets touched and where the section ends.
+local function store_snapshot(at, positions, statuses)
+  local touched = {}
+  for _, key in ipairs({positions, statuses}) do
+    local n = tonumber(ARGV[at])
+    if n > 0 then
+      call_chunked('HSET', key, ARGV, at + 1, at + 2 * n)
+      for j = 1, n do touched[ARGV[at + 2 * j - 1]] = true end
+    end
+    at = at + 2 * n + 1
+  end
+  return touched, at
+end
+
+local function age_snapshot(positions, statuses, last_seen, touched)
+  local scores = {}
+  for asset in pairs(touched) do
+    scores[#scores + 1] = now_ms
+    scores[#scores + 1] = asset
+  end
+  if #scores == 0 then return end
+  call_chunked('ZADD', last_seen, scores, 1, #scores)
   local stale = redis.call('ZRANGEBYSCORE', last_seen, '-inf', now_ms - fleet_ttl * 1000,
     'LIMIT', 0, 1000)
   local excess = redis.call('ZCARD', last_seen) - #stale - fleet_max
@@ -71,84 +112,46 @@ local function age_snapshot(positions, statuses, last_seen)
     for _, asset in ipairs(oldest) do stale[#stale + 1] = asset end
   end
   if #stale > 0 then
-    call_chunked('HDEL', positions, stale, 1)
-    call_chunked('HDEL', statuses, stale, 1)
-    call_chunked('ZREM', last_seen, stale, 1)
+    call_chunked('HDEL', positions, stale, 1, #stale)
+    call_chunked('HDEL', statuses, stale, 1, #stale)
+    call_chunked('ZREM', last_seen, stale, 1, #stale)
   end
   for _, key in ipairs({positions, statuses, last_seen}) do
     redis.call('EXPIRE', key, fleet_ttl)
   end
 end
 
-local function update_snapshot(keys, latest, touched)
-  for kind, key in pairs({p = keys.positions, s = keys.statuses}) do
-    local flat = {}
-    for asset, envelope in pairs(latest[kind]) do
-      flat[#flat + 1] = asset
-      flat[#flat + 1] = envelope
-    end
-    if #flat > 0 then call_chunked('HSET', key, flat, 2) end
-  end
-  local scores = {}
-  for asset in pairs(touched) do
-    scores[#scores + 1] = now_ms
-    scores[#scores + 1] = asset
-  end
-  call_chunked('ZADD', keys.last_seen, scores, 2)
-  age_snapshot(keys.positions, keys.statuses, keys.last_seen)
-end
-
+-- 2. per org
+local published = 0
+local orgs = tonumber(ARGV[a])
+a = a + 1
 for _ = 1, orgs do
-  local org, channel = field(), field()
-  local keys = {positions = field(), statuses = field(), last_seen = field()}
-  local count = number()
-  -- 1. read the org's events, then which of them were published before
-  local seen_keys, snapshots, envelopes, rooms, histories = {}, {}, {}, {}, {}
+  local head, channel = ARGV[a], ARGV[a + 1]
+  local positions, statuses, last_seen = ARGV[a + 2], ARGV[a + 3], ARGV[a + 4]
+  local count = tonumber(ARGV[a + 5])
+  a = a + 6
+  local items = {}
   for i = 1, count do
-    seen_keys[i] = seen_prefix .. field()
-    snapshots[i], envelopes[i], rooms[i] = field(), field(), field()
-    local history = {}
-    for r = 1, number() do history[r] = field() end
-    histories[i] = history
+    items[i], a = add_event(a)
   end
-  local seen = mget(seen_keys)
-  -- 2. history, snapshot
-  local items, streams = {}, {}
-  local latest, touched = {p = {}, s = {}}, {}
-  for i = 1, count do
-    if seen[i] or fresh[seen_keys[i]] then
-      duplicates = duplicates + 1
-    else
-      fresh[seen_keys[i]] = true
-      local envelope, offsets = envelopes[i], {}
-      for r, room in ipairs(histories[i]) do
-        local stream = history_prefix .. room
-        local id = redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', history_field, envelope)
-        offsets[r] = '"' .. room .. '":"' .. id .. '"'
-        streams[stream] = true
-      end
-      items[#items + 1] = '{"rooms":' .. rooms[i] .. ',"offsets":{' .. table.concat(offsets, ',')
-        .. '},"event":' .. envelope .. '}'
-      local snapshot = snapshots[i]
-      if snapshot ~= '' then
-        local asset = string.sub(snapshot, 2)
-        latest[string.sub(snapshot, 1, 1)][asset] = envelope
-        touched[asset] = true
-      end
-      published = published + 1
-    end
-  end
-  for stream in pairs(streams) do redis.call('EXPIRE', stream, history_ttl) end
-  -- 3. publish, age the snapshot
-  for first = 1, #items, per_message do
-    local last = math.min(first + per_message - 1, #items)
-    redis.call('PUBLISH', channel, '{"v":' .. version .. ',"org":"' .. org .. '","events":['
-      .. table.concat(items, ',', first, last) .. ']}')
-  end
-  if next(touched) then update_snapshot(keys, latest, touched) end
+  published = published + count
+  publish(channel, head, items)
+  local refresh = tonumber(ARGV[a])
+  for i = a + 1, a + refresh do redis.call('EXPIRE', ARGV[i], history_expire) end
+  local touched
+  touched, a = store_snapshot(a + refresh + 1, positions, statuses)
+  age_snapshot(positions, statuses, last_seen, touched)
 end
 
--- 4. mark as published, last
-for key in pairs(fresh) do redis.call('SET', key, '1', 'EX', seen_ttl) end
+-- 3. fences, last
+if partitions > 0 then
+  local moved = {}
+  for i = 1, partitions do
+    moved[2 * i - 1] = fence_fields[i]
+    moved[2 * i] = lasts[i]
+  end
+  redis.call('HSET', fence_key, unpack(moved))
+  redis.call('EXPIRE', fence_key, fence_ttl)
+end
 
-return {published, duplicates}
+return {published, 0}

@@ -1,33 +1,52 @@
 """The Redis edge of the consumer: one script call per batch.
 
 Everything a batch needs in Redis (drop redeliveries, append to each room's
-history, update the fleet snapshot, publish per org) happens in one Lua
+history, publish per org, update the fleet snapshot) happens in one Lua
 script (``publish.lua``) in one round trip. One script, not a pipeline,
 because the wire message must carry the stream ids XADD just created, and
 because a script is atomic: a consumer killed mid-batch leaves either all of
 a batch's effects or none.
 
-The batch travels as one length-prefixed blob rather than thousands of
-arguments: redis-py packs each argument in Python, which at 50,000 events/s
-would cost more than the decoding itself.
+Redeliveries are dropped by a per-partition offset fence (see
+:func:`fleetcast.protocol.keys.publish_fence`), not by remembering event ids:
+a fence costs one hash field per partition where ids cost a key per event
+(45 million keys for 15 minutes at 50,000 events/s).
+
+The call is packed here, as RESP, rather than by redis-py: its asyncio
+client packs each argument in Python (about a microsecond each), and a batch
+has a few arguments per event. Whatever the script needs per route (its
+streams and the fixed pieces of its wire items) is packed once per route.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+import hashlib
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, Final, Protocol
 
 import orjson
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from fleetcast.consumer import processing
 from fleetcast.protocol import keys, wire
 
 SCRIPT: Final = resources.files("fleetcast.consumer").joinpath("publish.lua").read_text()
+SCRIPT_SHA: Final = hashlib.sha1(SCRIPT.encode(), usedforsecurity=False).hexdigest()
 #: Events per pub/sub message: keeps one message (and a gateway's parse) small.
 EVENTS_PER_MESSAGE: Final = 200
-SNAPSHOT_CODES: Final = {None: b"", "position": b"p", "status": b"s"}
+#: A stream's TTL is set to the history TTL plus this share of it, and set again
+#: only once that slack has passed: the stream then always outlives its last event
+#: by between 1x and 1.1x the TTL, for one EXPIRE per stream per slack instead of
+#: one per batch (an EXPIRE costs Redis more than the XADD's Lua call around it).
+HISTORY_TTL_SLACK: Final = 0.1
+#: Script calls per batch before giving up on a fence that keeps moving (another
+#: consumer publishing the same partition: a zombie after a rebalance).
+FENCE_ATTEMPTS: Final = 3
+#: The script's answer when part of the batch was published before.
+FENCED: Final = -1
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +55,7 @@ class Limits:
 
     history_maxlen: int = keys.HISTORY_MAXLEN
     history_ttl_s: int = keys.HISTORY_TTL_S
-    seen_ttl_s: int = keys.SEEN_TTL_S
+    fence_ttl_s: int = keys.FENCE_TTL_S
     fleet_asset_ttl_s: int = keys.FLEET_ASSET_TTL_S
     fleet_max_assets: int = keys.FLEET_MAX_ASSETS
     events_per_message: int = EVENTS_PER_MESSAGE
@@ -49,111 +68,302 @@ class Outcome:
 
 
 class Publisher(Protocol):
-    """Where routed events go; raises on failure (nothing then counts as published)."""
+    """Where routed events go, in two steps: encode (CPU only, done ahead), then publish.
 
-    async def publish(self, routed: Sequence[processing.Routed]) -> Outcome: ...
+    ``publish`` raises on failure (nothing then counts as published) and may be
+    called again with the same call.
+    """
 
+    def encode(self, routed: Sequence[processing.Routed]) -> Call: ...
 
-def _field(value: bytes) -> bytes:
-    return b"%d:%s" % (len(value), value)
+    async def publish(self, call: Call) -> Outcome: ...
 
-
-def _text(value: str | int) -> bytes:
-    return _field(str(value).encode())
-
-
-def _prefix(key: Callable[[str], str]) -> str:
-    """The constant part of a key function of keys.py (the script appends the id)."""
-    prefix = key("")
-    assert key("x") == prefix + "x", "key function is not a plain prefix"
-    return prefix
+    async def drop_stale_fences(self, ends: Mapping[tuple[str, int], int]) -> list[str]: ...
 
 
-SEEN_PREFIX: Final = _prefix(keys.seen_event)
-HISTORY_PREFIX: Final = _prefix(keys.history_stream)
+class FenceMoving(RedisError):
+    """The fence moved under every attempt: another consumer publishes these partitions."""
+
+
+def bulk(value: bytes) -> bytes:
+    """One RESP bulk string."""
+    return b"$%d\r\n%b\r\n" % (len(value), value)
+
+
+def text(value: str | int) -> bytes:
+    return bulk(str(value).encode())
+
+
+def fence_field(topic: str, partition: int) -> str:
+    return f"{topic}:{partition}"
+
+
+def item_pieces(route: processing.Route) -> list[bytes]:
+    """The wire item of an event of ``route``, cut where its stream ids go.
+
+    Joined with the ids of ``route.history`` in between, then the envelope and
+    ``}``, the pieces give exactly :func:`fleetcast.protocol.wire.encode`'s item:
+    ``{"rooms":[...],"offsets":{"<room>":"<id>",...},"event":<envelope>}``.
+    """
+    head = b'{"rooms":' + orjson.dumps(list(route.rooms)) + b',"offsets":{'
+    if not route.history:
+        return [head + b'},"event":']
+    rooms = [orjson.dumps(room) for room in route.history]
+    pieces = [head + rooms[0] + b':"']
+    pieces += [b'",' + room + b':"' for room in rooms[1:]]
+    return [*pieces, b'"},"event":']
+
+
+@dataclass(frozen=True, slots=True)
+class PackedRoute:
+    """A route's part of an event's arguments, packed once: count, streams, pieces.
+
+    ``arguments`` counts the event's envelope too, which follows ``packed``.
+    """
+
+    packed: bytes
+    arguments: int
+    streams: tuple[str, ...]
+    #: "position" or "status", and the packed asset id, for the fleet snapshot.
+    snapshot: str | None
+    asset: bytes
+
+
+def pack_route(route: processing.Route) -> PackedRoute:
+    streams = tuple(keys.history_stream(room) for room in route.history)
+    arguments = [text(len(streams)), *(text(s) for s in streams), *map(bulk, item_pieces(route))]
+    return PackedRoute(
+        packed=b"".join(arguments),
+        arguments=len(arguments) + 1,
+        streams=streams,
+        snapshot=route.snapshot,
+        asset=text(route.asset_id or ""),
+    )
+
+
+@dataclass(slots=True)
+class Call:
+    """One packed EVALSHA of a batch's events, and the history streams it refreshes."""
+
+    routed: Sequence[processing.Routed]
+    packed: bytes = b""
+    #: Streams whose TTL this call sets, and when it was encoded (monotonic seconds).
+    refreshed: list[str] = field(default_factory=list)
+    at: float = 0.0
 
 
 class Encoder:
-    """Builds the script's input; remembers the encoded form of each distinct route.
+    """Builds the script's arguments (``ARGV``) for a batch.
 
-    Layout (every field is ``<len>:<bytes>``): a header (wire version, history
-    field, key prefixes, bounds, org count), then per org its channel and
-    snapshot keys and event count, then per event: event id, snapshot ("" or
-    "p"/"s" + asset id), envelope JSON, the rooms as a JSON list, and the
-    history rooms (count, then names).
+    Layout: a header (history field, MAXLEN, stream TTL, fleet TTL and cap,
+    events per message, fence key and TTL); the partitions (count, then per
+    partition its fence field and first and last offset); the orgs (count,
+    then per org: wire message head, channel, the three snapshot keys, event
+    count, the events, the streams to refresh (count, names), the latest
+    positions and statuses (count, then asset/envelope pairs)). An event is
+    its stream count ``k``, ``k`` streams, ``k + 1`` item pieces, envelope.
     """
 
-    def __init__(self, limits: Limits, max_routes: int = 100_000) -> None:
-        self._header = b"".join(
-            [
-                _text(wire.VERSION),
-                _text(keys.HISTORY_FIELD),
-                _text(SEEN_PREFIX),
-                _text(HISTORY_PREFIX),
-                _text(limits.history_maxlen),
-                _text(limits.history_ttl_s),
-                _text(limits.seen_ttl_s),
-                _text(limits.fleet_asset_ttl_s),
-                _text(limits.fleet_max_assets),
-                _text(limits.events_per_message),
-            ]
-        )
-        self._routes: dict[tuple[str, ...], bytes] = {}
+    def __init__(self, limits: Limits, fence_key: str, max_routes: int = 100_000) -> None:
+        self._limits = limits
+        self._slack_s = max(1, int(limits.history_ttl_s * HISTORY_TTL_SLACK))
+        self._header = [
+            text(keys.HISTORY_FIELD),
+            text(limits.history_maxlen),
+            text(limits.history_ttl_s + self._slack_s),
+            text(limits.fleet_asset_ttl_s),
+            text(limits.fleet_max_assets),
+            text(limits.events_per_message),
+            text(fence_key),
+            text(limits.fence_ttl_s),
+        ]
+        self._routes: dict[processing.Route, PackedRoute] = {}
         self._max_routes = max_routes
+        #: stream -> when this process last set its TTL (monotonic seconds).
+        self._refreshed: dict[str, float] = {}
 
-    def encode(self, routed: Sequence[processing.Routed]) -> bytes:
+    def encode(self, routed: Sequence[processing.Routed], now: float) -> Call:
+        call = Call(routed, at=now)
+        parts = [*self._header]
+        count = len(parts) + self._partitions(routed, parts)
         groups = processing.by_org(routed)
-        parts = [self._header, _text(len(groups))]
+        parts.append(text(len(groups)))
+        count += 1
         for org, items in groups.items():
-            parts += [
-                _text(org),
-                _text(keys.org_channel(org)),
-                _text(keys.fleet_positions(org)),
-                _text(keys.fleet_statuses(org)),
-                _text(keys.fleet_last_seen(org)),
-                _text(len(items)),
-            ]
-            for item in items:
-                snapshot = SNAPSHOT_CODES[item.snapshot] + (item.asset_id or "").encode()
-                parts += [
-                    _text(item.event_id),
-                    _field(snapshot),
-                    _field(item.envelope_json),
-                    self._route(item),
-                ]
-        return b"".join(parts)
+            count += self._org(org, items, parts, call, now)
+        call.packed = b"*%d\r\n%b%b%b" % (
+            count + 3,
+            bulk(b"EVALSHA"),
+            text(SCRIPT_SHA),
+            bulk(b"0"),
+        ) + b"".join(parts)
+        return call
 
-    def _route(self, item: processing.Routed) -> bytes:
-        encoded = self._routes.get(item.rooms)
-        if encoded is None:
-            if len(self._routes) >= self._max_routes:
-                self._routes.clear()
-            rooms_json = orjson.dumps(list(item.rooms))
-            history = [_text(room) for room in item.history]
-            encoded = _field(rooms_json) + _text(len(history)) + b"".join(history)
-            self._routes[item.rooms] = encoded
-        return encoded
+    def confirm(self, call: Call) -> None:
+        """The call succeeded: its streams' TTLs are set until the next slack."""
+        for stream in call.refreshed:
+            self._refreshed[stream] = call.at
+
+    def forget_refreshes(self) -> None:
+        """Redis may have lost state (it failed or restarted): set every TTL again."""
+        self._refreshed.clear()
+
+    @staticmethod
+    def _partitions(routed: Sequence[processing.Routed], parts: list[bytes]) -> int:
+        spans: dict[tuple[str, int], list[int]] = {}
+        for item in routed:
+            span = spans.get((item.topic, item.partition))
+            if span is None:
+                spans[(item.topic, item.partition)] = [item.offset, item.offset]
+            else:
+                span[1] = item.offset
+        parts.append(text(len(spans)))
+        for (topic, partition), (first, last) in spans.items():
+            parts += [text(fence_field(topic, partition)), text(first), text(last)]
+        return 1 + 3 * len(spans)
+
+    def _org(
+        self, org: str, items: list[processing.Routed], parts: list[bytes], call: Call, now: float
+    ) -> int:
+        """One org's arguments (see the class docstring); returns how many."""
+        head = b'{"v":%d,"org":%b,"events":[' % (wire.VERSION, orjson.dumps(org))
+        parts += [
+            bulk(head),
+            text(keys.org_channel(org)),
+            text(keys.fleet_positions(org)),
+            text(keys.fleet_statuses(org)),
+            text(keys.fleet_last_seen(org)),
+            text(len(items)),
+        ]
+        count = 6
+        latest: dict[str | None, dict[bytes, bytes]] = {"position": {}, "status": {}, None: {}}
+        refresh: dict[str, None] = {}
+        due = now - self._slack_s
+        refreshed, append = self._refreshed, parts.append
+        for item in items:  # the hot loop: one event
+            packed = self._routes.get(item.route) or self._pack(item.route)
+            envelope = bulk(item.envelope_json)
+            append(packed.packed)
+            append(envelope)
+            count += packed.arguments
+            for stream in packed.streams:
+                if refreshed.get(stream, due) <= due:
+                    refresh[stream] = None
+            latest[packed.snapshot][packed.asset] = envelope
+        call.refreshed += refresh
+        parts.append(text(len(refresh)))
+        parts += [text(stream) for stream in refresh]
+        count += 1 + len(refresh)
+        for kind in ("position", "status"):
+            assets = latest[kind]
+            parts.append(text(len(assets)))
+            for asset, envelope in assets.items():
+                parts += [asset, envelope]
+            count += 1 + 2 * len(assets)
+        return count
+
+    def _pack(self, route: processing.Route) -> PackedRoute:
+        if len(self._routes) >= self._max_routes:
+            self._routes.clear()
+        packed = self._routes[route] = pack_route(route)
+        return packed
 
 
-def encode_batch(routed: Sequence[processing.Routed], limits: Limits) -> bytes:
-    """The script's input for one batch (see :class:`Encoder`)."""
-    return Encoder(limits).encode(routed)
+def unfenced(
+    routed: Sequence[processing.Routed], fences: Mapping[tuple[str, int], int]
+) -> list[processing.Routed]:
+    """The events above their partition's fence (the others were published before)."""
+    return [item for item in routed if item.offset > fences.get((item.topic, item.partition), -1)]
 
 
 class RedisPublisher:
-    """Publisher over redis-py's asyncio client (``redis.asyncio.Redis``)."""
+    """Publisher over redis-py's asyncio client (``redis.asyncio.Redis``).
 
-    def __init__(self, redis: Any, limits: Limits | None = None) -> None:
+    ``cluster_id`` is the Kafka cluster's: it names the fence hash.
+    """
+
+    def __init__(self, redis: Any, limits: Limits | None = None, cluster_id: str = "local") -> None:
         self._redis = redis
-        self._encoder = Encoder(limits or Limits())
-        # register_script re-loads the script by itself after a Redis restart (NOSCRIPT).
-        self._script = redis.register_script(SCRIPT)
+        self.fence_key = keys.publish_fence(cluster_id)
+        self._encoder = Encoder(limits or Limits(), self.fence_key)
 
-    async def publish(self, routed: Sequence[processing.Routed]) -> Outcome:
-        if not routed:
-            return Outcome(0, 0)
-        published, duplicates = await self._script(keys=[], args=[self._encoder.encode(routed)])
-        return Outcome(int(published), int(duplicates))
+    def encode(self, routed: Sequence[processing.Routed]) -> Call:
+        return self._encoder.encode(routed, time.monotonic())
+
+    async def publish(self, call: Call) -> Outcome:
+        duplicates = 0
+        for _ in range(FENCE_ATTEMPTS):
+            if not call.routed:
+                return Outcome(0, duplicates)
+            try:
+                reply = await self._evalsha(call.packed)
+            except RedisError:
+                self._encoder.forget_refreshes()
+                raise
+            if reply[0] != FENCED:
+                self._encoder.confirm(call)
+                return Outcome(int(reply[0]), duplicates)
+            kept = unfenced(call.routed, fences_of(call.routed, reply[1:]))
+            duplicates += len(call.routed) - len(kept)
+            call = self.encode(kept)
+        raise FenceMoving(f"the publish fence moved under {FENCE_ATTEMPTS} attempts")
+
+    async def publish_events(self, routed: Sequence[processing.Routed]) -> Outcome:
+        """Encode and publish at once (tests and tools that write as the consumer does)."""
+        return await self.publish(self.encode(routed))
+
+    async def drop_stale_fences(self, ends: Mapping[tuple[str, int], int]) -> list[str]:
+        """Remove fences at or past their partition's end offset; returns their fields.
+
+        Such a fence belongs to an earlier incarnation of the topic (deleted and
+        created again): left alone, it would drop the new topic's first records.
+        """
+        fields = [fence_field(topic, partition) for topic, partition in ends]
+        if not fields:
+            return []
+        values = await self._redis.hmget(self.fence_key, fields)
+        stale = [
+            name
+            for name, end, value in zip(fields, ends.values(), values, strict=True)
+            if value is not None and int(value) >= end
+        ]
+        if stale:
+            await self._redis.hdel(self.fence_key, *stale)
+        return stale
 
     async def ping(self) -> bool:
         return bool(await self._redis.ping())
+
+    async def _evalsha(self, packed: bytes) -> Any:
+        try:
+            return await self._send(packed)
+        except NoScriptError:  # a new or restarted Redis: load the script, once
+            await self._redis.script_load(SCRIPT)
+            return await self._send(packed)
+
+    async def _send(self, packed: bytes) -> Any:
+        """One packed command on a pooled connection (redis-py's own retries are not used)."""
+        pool = self._redis.connection_pool
+        connection = await pool.get_connection()
+        try:
+            await connection.send_packed_command(packed)
+            return await connection.read_response()
+        except ResponseError:  # an error reply: the connection is fine
+            raise
+        except BaseException:  # timeout, cancellation, I/O: its state is unknown
+            await connection.disconnect()
+            raise
+        finally:
+            await pool.release(connection)
+
+
+def fences_of(
+    routed: Sequence[processing.Routed], values: Sequence[Any]
+) -> dict[tuple[str, int], int]:
+    """The script's fences (in the order :class:`Encoder` sent the partitions)."""
+    partitions = list(dict.fromkeys((item.topic, item.partition) for item in routed))
+    return {
+        partition: int(value)
+        for partition, value in zip(partitions, values, strict=True)
+        if value is not None
+    }

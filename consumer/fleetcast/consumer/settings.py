@@ -71,7 +71,7 @@ class Settings(BaseSettings):
     batch_max: int = Field(default=2000, ge=1, le=100_000)
     #: Shortest time between two offset commits (milliseconds): delivered
     #: offsets are committed in the background, coalesced; a crash redelivers
-    #: at most about this much, and the seen ids drop it.
+    #: at most about this much, and the publish fences drop it.
     commit_interval_ms: int = Field(default=1000, ge=0, le=60_000)
     #: Longest wait for the first record of a batch when idle (milliseconds).
     poll_timeout_ms: int = Field(default=100, ge=1, le=10_000)
@@ -84,8 +84,9 @@ class Settings(BaseSettings):
     history_maxlen: int = Field(default=keys.HISTORY_MAXLEN, ge=1)
     #: Seconds a room's history outlives its last event.
     history_ttl_s: int = Field(default=keys.HISTORY_TTL_S, ge=1)
-    #: Seconds a published event id is remembered to drop a redelivery.
-    seen_ttl_s: int = Field(default=keys.SEEN_TTL_S, ge=1)
+    #: Seconds the publish fences (last offset published per partition, which
+    #: drop redeliveries) outlive the last batch that moved them.
+    fence_ttl_s: int = Field(default=keys.FENCE_TTL_S, ge=1)
     #: Seconds an asset stays in the fleet snapshot after its last report.
     fleet_asset_ttl_s: int = Field(default=keys.FLEET_ASSET_TTL_S, ge=1)
     #: Most assets kept per org in the fleet snapshot (oldest dropped first).

@@ -49,17 +49,24 @@ HISTORY_MAXLEN: Final = 1000
 #: A room's stream expires this long after its last event (seconds).
 HISTORY_TTL_S: Final = 3600
 
-# --- idempotent publish --------------------------------------------------------
+# --- idempotent publish -----------------------------------------------------------
 
 
-def seen_event(event_id: str) -> str:
-    """Marks an event id as published so a Kafka redelivery is not sent twice."""
-    return f"{PREFIX}:seen:{event_id}"
+def publish_fence(cluster_id: str) -> str:
+    """Hash ``{topic}:{partition}`` -> last offset published, for one Kafka cluster.
+
+    The consumer's publish script drops any record at or below its partition's
+    fence (a redelivery after a crash or a rebalance) and moves the fence in
+    the same atomic call that publishes, so each Kafka record reaches Redis
+    once. Keyed by the cluster id: a new cluster (or a test broker) starts
+    with no fences, and offsets of one cluster never hide another's records.
+    """
+    return f"{PREFIX}:fence:{cluster_id}"
 
 
-#: How long a published event id is remembered (seconds); covers any
-#: realistic consumer restart or rebalance window.
-SEEN_TTL_S: Final = 900
+#: A fence hash expires when no batch moved it for this long (seconds): a
+#: cluster's consumers are gone, and their fences with them.
+FENCE_TTL_S: Final = 7 * 24 * 3600
 
 # --- fleet snapshot --------------------------------------------------------------
 

@@ -1,0 +1,163 @@
+"""The publish script's input, built without Redis: layout, wire items, fences, TTL refresh."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+
+from fleetcast.consumer import processing, publishing
+from fleetcast.protocol import keys, routing, wire
+
+ROUTER = processing.Router(routing.RoutingTable.default())
+LIMITS = publishing.Limits()
+FENCE = keys.publish_fence("c-1")
+
+
+class Rec:
+    def __init__(self, value: bytes, offset: int, partition: int = 0, topic: str = "t") -> None:
+        self.value, self.offset, self.partition, self.topic = value, offset, partition, topic
+        self.key = None
+
+
+def routed(
+    event_type: str, offset: int = 0, partition: int = 0, org: str = "org-1", **data: Any
+) -> processing.Routed:
+    doc = {
+        "event_id": f"e-{offset}",
+        "event_type": event_type,
+        "organization_id": org,
+        "occurred_at": "2026-11-25T18:00:00Z",
+        "data": data,
+    }
+    records = processing.group([Rec(orjson.dumps(doc), offset, partition)])
+    (item,) = processing.prepare(records, ROUTER).routed
+    return item
+
+
+def argv(call: publishing.Call) -> list[bytes]:
+    """The ARGV of a packed EVALSHA (a small RESP reader)."""
+    packed = call.packed
+    assert packed.startswith(b"*")
+    end = packed.index(b"\r\n")
+    count, cursor, out = int(packed[1:end]), end + 2, []
+    for _ in range(count):
+        assert packed[cursor : cursor + 1] == b"$"
+        end = packed.index(b"\r\n", cursor)
+        size = int(packed[cursor + 1 : end])
+        out.append(packed[end + 2 : end + 2 + size])
+        cursor = end + 2 + size + 2
+    assert cursor == len(packed), "trailing bytes"
+    assert out[:4] == [b"EVALSHA", publishing.SCRIPT_SHA.encode(), b"0", b"e"]
+    return out[3:]
+
+
+@pytest.mark.parametrize(
+    ("event_type", "data"),
+    [
+        ("asset_position_updated", {"asset_id": "u-1"}),  # one history room, plus the fleet
+        ("incident_created", {"incident_id": "i-1", "channel_id": "c-1"}),  # three
+        ("alert_created", {}),  # the org room only
+    ],
+)
+def test_item_pieces_joined_with_the_ids_give_the_wire_item(
+    event_type: str, data: dict[str, Any]
+) -> None:
+    item = routed(event_type, **data)
+    ids = [f"1732550400000-{n}" for n in range(len(item.history))]
+    pieces = publishing.item_pieces(item.route)
+    assert len(pieces) == len(ids) + 1
+    joined = pieces[0] + b"".join(
+        i.encode() + piece for i, piece in zip(ids, pieces[1:], strict=True)
+    )
+    made = joined + item.envelope_json + b"}"
+    expected = wire.encode(
+        "org-1",
+        [
+            wire.RoutedEvent(
+                item.rooms,
+                dict(zip(item.history, ids, strict=True)),
+                orjson.loads(item.envelope_json),
+            )
+        ],
+    )
+    assert b'"events":[' + made + b"]}" in expected
+
+
+def test_the_arguments_follow_the_documented_layout() -> None:
+    items = [
+        routed("asset_position_updated", 10, asset_id="u-1", lat=1),
+        routed("alert_created", 11),
+        routed("asset_position_updated", 12, asset_id="u-1", lat=2),
+        routed("asset_status_changed", 5, partition=1, asset_id="u-2", status="busy"),
+    ]
+    args = publishing.Encoder(LIMITS, FENCE).encode(items, now=100.0)
+    got = argv(args)
+    slack = int(LIMITS.history_ttl_s * publishing.HISTORY_TTL_SLACK)
+    assert got[:8] == [
+        b"e",
+        b"%d" % LIMITS.history_maxlen,
+        b"%d" % (LIMITS.history_ttl_s + slack),
+        b"%d" % LIMITS.fleet_asset_ttl_s,
+        b"%d" % LIMITS.fleet_max_assets,
+        b"%d" % LIMITS.events_per_message,
+        FENCE.encode(),
+        b"%d" % LIMITS.fence_ttl_s,
+    ]
+    # partitions: count, then fence field, first and last offset of the batch's events
+    assert got[8:15] == [b"2", b"t:0", b"10", b"12", b"t:1", b"5", b"5"]
+    org = got[15:22]
+    assert org == [
+        b"1",
+        b'{"v":1,"org":"org-1","events":[',
+        keys.org_channel("org-1").encode(),
+        keys.fleet_positions("org-1").encode(),
+        keys.fleet_statuses("org-1").encode(),
+        keys.fleet_last_seen("org-1").encode(),
+        b"4",
+    ]
+    first = got[22:27]  # k = 1, its stream, two pieces, envelope
+    assert first[:2] == [b"1", keys.history_stream("asset:u-1:org:org-1").encode()]
+    assert first[4] == items[0].envelope_json
+    # then the streams whose TTL to set, and the snapshot: the latest position of u-1
+    # only (two in the batch), and u-2's status
+    streams = [
+        keys.history_stream(room).encode()
+        for room in ("asset:u-1:org:org-1", "org:org-1", "asset:u-2:org:org-1")
+    ]
+    assert got[-10:-6] == [b"3", *streams]
+    assert got[-6:] == [
+        b"1",
+        b"u-1",
+        items[2].envelope_json,
+        b"1",
+        b"u-2",
+        items[3].envelope_json,
+    ]
+
+
+def refreshed(call: publishing.Call) -> list[str]:
+    return sorted(call.refreshed)
+
+
+def test_a_stream_ttl_is_set_once_per_slack_and_again_after_a_failure() -> None:
+    encoder = publishing.Encoder(LIMITS, FENCE)
+    slack = LIMITS.history_ttl_s * publishing.HISTORY_TTL_SLACK
+    items = [routed("asset_position_updated", asset_id="u-1")]
+    stream = keys.history_stream("asset:u-1:org:org-1")
+    first = encoder.encode(items, now=1000.0)
+    assert refreshed(first) == [stream]
+    assert refreshed(encoder.encode(items, now=1001.0)) == [stream]  # not confirmed yet
+    encoder.confirm(first)
+    assert refreshed(encoder.encode(items, now=1000.0 + slack - 1)) == []
+    assert refreshed(encoder.encode(items, now=1000.0 + slack)) == [stream]
+    encoder.forget_refreshes()  # Redis failed: it may have lost the TTLs
+    assert refreshed(encoder.encode(items, now=1001.0)) == [stream]
+
+
+def test_unfenced_keeps_what_lies_above_each_partitions_fence() -> None:
+    items = [routed("alert_created", n, partition=n % 2) for n in range(6)]
+    fences = publishing.fences_of(items, [b"2", None])  # partition 0 up to 2; 1 has none
+    assert fences == {("t", 0): 2}
+    assert [i.offset for i in publishing.unfenced(items, fences)] == [1, 3, 4, 5]
