@@ -160,8 +160,8 @@ class Encoder:
     partition its fence field and first and last offset); the orgs (count,
     then per org: wire message head, channel, the three snapshot keys, event
     count, the events, the streams to refresh (count, names), the latest
-    positions and statuses (count, then asset/envelope pairs)). An event is
-    its stream count ``k``, ``k`` streams, ``k + 1`` item pieces, envelope.
+    positions and statuses (count, then asset/envelope pairs)). An event is its
+    stream count ``k``, ``k`` streams, ``k + 1`` item pieces, envelope.
     """
 
     def __init__(self, limits: Limits, fence_key: str, max_routes: int = 100_000) -> None:
@@ -178,6 +178,7 @@ class Encoder:
             text(limits.fence_ttl_s),
         ]
         self._routes: dict[processing.Route, PackedRoute] = {}
+        self._orgs: dict[str, bytes] = {}
         self._max_routes = max_routes
         #: stream -> when this process last set its TTL (monotonic seconds).
         self._refreshed: dict[str, float] = {}
@@ -226,15 +227,8 @@ class Encoder:
         self, org: str, items: list[processing.Routed], parts: list[bytes], call: Call, now: float
     ) -> int:
         """One org's arguments (see the class docstring); returns how many."""
-        head = b'{"v":%d,"org":%b,"events":[' % (wire.VERSION, orjson.dumps(org))
-        parts += [
-            bulk(head),
-            text(keys.org_channel(org)),
-            text(keys.fleet_positions(org)),
-            text(keys.fleet_statuses(org)),
-            text(keys.fleet_last_seen(org)),
-            text(len(items)),
-        ]
+        parts.append(self._orgs.get(org) or self._pack_org(org))
+        parts.append(text(len(items)))
         count = 6
         latest: dict[str | None, dict[bytes, bytes]] = {"position": {}, "status": {}, None: {}}
         refresh: dict[str, None] = {}
@@ -261,6 +255,22 @@ class Encoder:
                 parts += [asset, envelope]
             count += 1 + 2 * len(assets)
         return count
+
+    def _pack_org(self, org: str) -> bytes:
+        """An org's fixed arguments: wire message head, channel, snapshot keys."""
+        if len(self._orgs) >= self._max_routes:
+            self._orgs.clear()
+        head = b'{"v":%d,"org":%b,"events":[' % (wire.VERSION, orjson.dumps(org))
+        packed = self._orgs[org] = bulk(head) + b"".join(
+            text(key(org))
+            for key in (
+                keys.org_channel,
+                keys.fleet_positions,
+                keys.fleet_statuses,
+                keys.fleet_last_seen,
+            )
+        )
+        return packed
 
     def _pack(self, route: processing.Route) -> PackedRoute:
         if len(self._routes) >= self._max_routes:

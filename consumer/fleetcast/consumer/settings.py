@@ -47,6 +47,12 @@ class Settings(BaseSettings):
     #: deployment does not replay old events to live clients as if new.
     kafka_auto_offset_reset: Literal["earliest", "latest"] = "latest"
     kafka_client_id: str = "fleetcast-consumer"
+    #: Bytes the broker gathers before it answers a fetch, unless
+    #: KAFKA_FETCH_MAX_WAIT_MS passes first. 1 answers at once: lowest latency,
+    #: but at a low rate every event costs a fetch round trip of its own.
+    kafka_fetch_min_bytes: int = Field(default=1, ge=1, le=64 * 1024 * 1024)
+    #: Longest the broker holds a fetch waiting for KAFKA_FETCH_MIN_BYTES (ms).
+    kafka_fetch_max_wait_ms: int = Field(default=100, ge=0, le=10_000)
     #: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL, passed to aiokafka as is.
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
