@@ -238,3 +238,19 @@ def test_burst_beyond_the_allowance_is_shed_at_once() -> None:
     queued = [f.text for f in a.bulk or []]
     assert queued == [f"pos{i}" for i in range(TRANSPORT_WATERMARK + 25, TRANSPORT_WATERMARK + 40)]
     assert cut == []
+
+
+def test_after_the_replay_live_frames_it_covered_are_dropped_until_a_newer_one(
+    setup: tuple[Registry, Recorder, Delivery],
+) -> None:
+    """A frame published before the history read may reach the listener after it."""
+    registry, recorder, delivery = setup
+    a = conn("a")
+    registry.add(a)
+    registry.join(a, "org:o1")
+    hold = Hold(replayed=(5, 0))  # the replay sent everything up to 5-0
+    a.recovering = {"org:o1": hold}
+    for offset in ("4-0", "5-0", "6-0", "5-0"):
+        delivery.deliver("o1", RoutedEvent(("org:o1",), {"org:o1": offset}, event()))
+    assert [frame.offset for _, frame in recorder.sent] == ["6-0", "5-0"]
+    assert a.recovering is None  # the first newer frame ended the filter

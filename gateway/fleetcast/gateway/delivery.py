@@ -118,6 +118,10 @@ class Delivery:
         hold = conn.recovering.get(room_name) if conn.recovering else None
         if hold is None:
             self._sender.push(conn, frame)
+        elif hold.replayed is not None:  # replay done: drop what it sent, then let go
+            if not hold.covers(frame.offset):
+                conn.end_recovery(room_name, hold)
+                self._sender.push(conn, frame)
         elif len(hold.frames) < self._max_held:
             hold.frames.append(frame)
         else:  # cannot hold more: the recovery will report recovered=false

@@ -13,6 +13,7 @@ from collections.abc import Hashable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from fleetcast.gateway import history
 from fleetcast.gateway.auth import Claims
 from fleetcast.gateway.limits import TokenBucket
 
@@ -35,11 +36,28 @@ class Frame:
 
 @dataclass(slots=True, eq=False)
 class Hold:
-    """Live frames of a room held back while its history is being replayed."""
+    """Live frames of a room held back while its history is being replayed.
+
+    Once the history is sent, the hold stays as a filter until the first live
+    frame newer than the replay: a frame published before the history was read
+    can still be on its way through the pub/sub connection (another socket,
+    read in its own time), and the replay already sent it.
+    """
 
     frames: list[Frame] = field(default_factory=list)
     #: More arrived than a hold keeps: the recovery cannot be complete.
     overflowed: bool = False
+    #: The last offset the replay sent (or the ``since`` it started from), once done.
+    replayed: history.Offset | None = None
+
+    def covers(self, offset: str | None) -> bool:
+        """True when the replay already sent the live frame at ``offset``."""
+        if self.replayed is None or offset is None:
+            return False
+        try:
+            return history.parse_offset(offset) <= self.replayed
+        except history.OffsetError:
+            return False
 
 
 @dataclass(slots=True, eq=False)
@@ -74,6 +92,13 @@ class Connection:
     @property
     def org(self) -> str:
         return self.claims.org
+
+    def end_recovery(self, room_name: str, hold: Hold | None = None) -> None:
+        """Stop holding or filtering ``room_name``'s live frames (only ``hold``, if given)."""
+        if self.recovering is not None and (hold is None or self.recovering.get(room_name) is hold):
+            self.recovering.pop(room_name, None)
+            if not self.recovering:
+                self.recovering = None
 
     def backlog(self) -> int:
         return (len(self.prio) if self.prio else 0) + (len(self.bulk) if self.bulk else 0)

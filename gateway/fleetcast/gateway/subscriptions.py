@@ -7,7 +7,9 @@ role policy, offset, room count.
 
 Recovery joins the room at once but holds its live frames, replays the
 history after ``since``, then releases the held frames that history did not
-already cover (by offset), so the client sees every event once and in order.
+already cover (by offset), and keeps dropping live frames the history covered
+until the first newer one (a frame published before the history read may
+reach the listener after it), so the client sees every event once and in order.
 """
 
 from __future__ import annotations
@@ -175,12 +177,11 @@ class Subscriptions:
         except Exception as exc:  # Redis away: join anyway, report the gap
             log.warning("history read failed", error=repr(exc))
             recovery = history.Recovery((), complete=False)
-        finally:
-            if conn.recovering is not None and conn.recovering.get(room.name) is hold:
-                del conn.recovering[room.name]
-                if not conn.recovering:
-                    conn.recovering = None
+        except BaseException:
+            conn.end_recovery(room.name, hold)
+            raise
         if room.name not in conn.rooms:  # left (or disconnected) while we read
+            conn.end_recovery(room.name, hold)
             return False
         self._replay(conn, room, recovery, hold, since)
         return recovery.complete and not hold.overflowed
@@ -192,17 +193,10 @@ class Subscriptions:
             if envelope.get("organization_id") == conn.org:
                 self._sender.push(conn, make_frame(envelope, room.client_name, offset))
         last = recovery.last or history.parse_offset(since)
-        for frame in hold.frames:
-            if _newer(frame.offset, last):
+        held, hold.frames, hold.replayed = hold.frames, [], last
+        for frame in held:
+            if not hold.covers(frame.offset):
                 self._sender.push(conn, frame)
-
-
-def _newer(offset: str | None, last: history.Offset) -> bool:
-    """True unless ``offset`` shows the replay already covered this frame."""
-    try:
-        return offset is None or history.parse_offset(offset) > last
-    except history.OffsetError:
-        return True
 
 
 def _parse(conn: Connection, requested: object) -> rooms.Room:
