@@ -3,8 +3,8 @@
 The topics are filled first with the demo fleet's realistic mix (10 orgs
 keyed by org, 3 partitions per topic), then one consumer process, pinned to
 the server core, starts from the earliest offset and drains them: validate,
-route, and one Redis round trip per batch (seen ids, room history, fleet
-snapshot, per-org publish) before committing. Events/s, and CPU per event of
+route, and one Redis round trip per batch (publish fences, room history,
+fleet snapshot, per-org publish) before committing. Events/s, and CPU per event of
 the consumer (its own rusage) and of Redis (INFO cpu), over the window from
 its first handled event to the last; the fill and the drain are
 `bench/consumer_throughput.py`'s. Target: ≥ 50,000 events/s.

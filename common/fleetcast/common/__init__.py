@@ -1,1 +1,1 @@
-"""Process plumbing shared by every fleetcast component (logging, run loop)."""
+"""Process plumbing shared by every fleetcast component (logging, list-valued settings)."""

@@ -10,21 +10,12 @@ from __future__ import annotations
 import ssl
 from typing import Annotated, Any, Literal, Self
 
-import orjson
 from aiokafka.helpers import create_ssl_context
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from fleetcast.common import envlists
 from fleetcast.protocol import events, keys, routing
-
-
-def _split_list(value: Any) -> Any:
-    if isinstance(value, str):
-        text = value.strip()
-        if text.startswith("["):
-            return orjson.loads(text)
-        return [item.strip() for item in text.split(",") if item.strip()]
-    return value
 
 
 class Settings(BaseSettings):
@@ -111,7 +102,7 @@ class Settings(BaseSettings):
     @field_validator("kafka_topics", mode="before")
     @classmethod
     def _lists(cls, value: Any) -> Any:
-        return _split_list(value)
+        return envlists.split_list(value)
 
     @field_validator("log_level", mode="before")
     @classmethod

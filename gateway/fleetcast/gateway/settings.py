@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from fleetcast.common import envlists
 from fleetcast.gateway import policy
 from fleetcast.protocol import keys
 
@@ -30,18 +31,6 @@ MIN_SECRET_BYTES: Final = {"HS256": 32, "HS384": 48, "HS512": 64}
 
 def _default_gateway_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
-
-
-def _split_list(value: Any) -> Any:
-    """Accept ``a,b`` as well as a JSON list for list-valued variables."""
-    if isinstance(value, str):
-        text = value.strip()
-        if text.startswith("["):
-            import json
-
-            return json.loads(text)
-        return [item.strip() for item in text.split(",") if item.strip()]
-    return value
 
 
 class Settings(BaseSettings):
@@ -140,7 +129,7 @@ class Settings(BaseSettings):
     @field_validator("jwt_algorithms", "cors_origins", mode="before")
     @classmethod
     def _lists(cls, value: Any) -> Any:
-        return _split_list(value)
+        return envlists.split_list(value)
 
     @field_validator("jwt_algorithms")
     @classmethod

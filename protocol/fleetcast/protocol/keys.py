@@ -46,7 +46,8 @@ HISTORY_FIELD: Final = "e"
 
 #: Entries kept per room stream (XADD MAXLEN ~).
 HISTORY_MAXLEN: Final = 1000
-#: A room's stream expires this long after its last event (seconds).
+#: A room's stream expires at least this long after its last event (seconds);
+#: the consumer sets its TTL with a 10 % slack, and refreshes it once per slack.
 HISTORY_TTL_S: Final = 3600
 
 # --- idempotent publish -----------------------------------------------------------
