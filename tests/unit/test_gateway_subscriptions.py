@@ -18,6 +18,10 @@ from fleetcast.protocol.wire import RoutedEvent
 ROOM = "channel:c1:org:o1"
 
 
+def live(delivery: Delivery, n: int) -> None:
+    delivery.deliver("o1", RoutedEvent((ROOM,), {ROOM: f"{n}-0"}, envelope(f"l{n}")))
+
+
 def envelope(event_id: str) -> dict[str, Any]:
     return {"event_id": event_id, "event_type": "incident_updated", "organization_id": "o1",
             "occurred_at": "2026-11-25T18:00:00Z", "data": {"channel_id": "c1"}}  # fmt: skip
@@ -37,14 +41,15 @@ class Recorder:
 class RacingReader:
     """Returns history h2..h4 after since=1-0, while live events l3..l6 arrive mid-read."""
 
-    def __init__(self, delivery: Delivery) -> None:
+    def __init__(self, delivery: Delivery, during: tuple[int, ...] = (3, 4, 5, 6)) -> None:
         self.delivery = delivery
+        self.during = during
 
     async def first_and_after(
         self, stream: str, since: str, count: int
     ) -> tuple[list[Any], list[Any]]:
-        for n in (3, 4, 5, 6):  # l3, l4 duplicate history entries 3-0, 4-0
-            self.delivery.deliver("o1", RoutedEvent((ROOM,), {ROOM: f"{n}-0"}, envelope(f"l{n}")))
+        for n in self.during:  # l3, l4 duplicate history entries 3-0, 4-0
+            live(self.delivery, n)
         field = keys.HISTORY_FIELD.encode()
         entries = [
             (f"{n}-0".encode(), {field: json.dumps(envelope(f"h{n}")).encode()})
@@ -53,14 +58,17 @@ class RacingReader:
         return entries[:1], entries[1:]
 
 
-def setup(role: str = "dispatcher") -> tuple[Subscriptions, Connection, Recorder, Delivery]:
+def setup(
+    role: str = "dispatcher", during: tuple[int, ...] = (3, 4, 5, 6)
+) -> tuple[Subscriptions, Connection, Recorder, Delivery]:
     registry, recorder, metrics = Registry(), Recorder(), Metrics()
     delivery = Delivery(registry, recorder, metrics, max_held=100)
     claims = Claims("u", "o1", (role,), exp=0.0)
     conn = Connection("s", "e", claims, 0.0, TokenBucket(100, 100, 0), deadline=0.0, open=True)
     registry.add(conn)
     changed: list[str] = []
-    subs = Subscriptions(registry, Policy.default(), RacingReader(delivery), recorder, metrics,
+    reader = RacingReader(delivery, during)
+    subs = Subscriptions(registry, Policy.default(), reader, recorder, metrics,
                          max_rooms=10, on_change=changed.append)  # fmt: skip
     return subs, conn, recorder, delivery
 
@@ -70,9 +78,20 @@ async def test_live_events_during_recovery_are_held_and_deduplicated() -> None:
     ack = await subs.subscribe(conn, {"room": "channel:c1", "since": "1-0"})
     assert ack == {"ok": True, "room": "channel:c1", "recovered": True}
     assert recorder.event_ids() == ["h2", "h3", "h4", "l5", "l6"]
-    assert conn.recovering is None
+    assert conn.recovering is None  # l5 came after the replay's end: nothing older can follow
     delivery.deliver("o1", RoutedEvent((ROOM,), {ROOM: "7-0"}, envelope("l7")))
     assert recorder.event_ids()[-1] == "l7"
+
+
+async def test_live_events_the_replay_sent_are_dropped_when_they_come_after_it() -> None:
+    """Published before the history read, read by the listener after it: not sent twice."""
+    subs, conn, recorder, delivery = setup(during=())
+    await subs.subscribe(conn, {"room": "channel:c1", "since": "1-0"})
+    assert recorder.event_ids() == ["h2", "h3", "h4"]
+    for n in (3, 4, 5, 6):
+        live(delivery, n)
+    assert recorder.event_ids() == ["h2", "h3", "h4", "l5", "l6"]
+    assert conn.recovering is None
 
 
 async def test_forbidden_room_is_never_joined() -> None:
@@ -81,3 +100,14 @@ async def test_forbidden_room_is_never_joined() -> None:
     assert ack["error"]["code"] == "forbidden"
     assert ROOM not in conn.rooms
     assert recorder.sent == []
+
+
+async def test_rooms_recovered_at_connect_are_held_before_anything_else() -> None:
+    """Holds go up for every automatic room first: no live event slips in before its replay."""
+    subs, conn, _, _ = setup(during=())
+    planned = subs.hold_at_connect(conn, {"org": "1-0", "user:u": "not an offset"})
+    assert [(p.room.client_name, p.since) for p in planned] == [("org", "1-0"), ("user:u", None)]
+    assert set(conn.recovering or {}) == {"org:o1"}
+    subs._registry.join(conn, "org:o1")  # as on_connect does, between the two steps
+    results = await subs.recover_at_connect(conn, planned)
+    assert results == {"org": True, "user:u": False}

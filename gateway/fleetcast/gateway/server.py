@@ -122,6 +122,8 @@ class Gateway:
             raise
         p = self.p
         p.registry.add(conn)
+        since = auth_data.get("since") if isinstance(auth_data, dict) else None
+        planned = p.subscriptions.hold_at_connect(conn, since)  # before the joins
         for room in policy.automatic_rooms(conn.claims):
             p.registry.join(conn, room.name)
         p.metrics.connects.inc()
@@ -129,7 +131,7 @@ class Gateway:
         p.sessions.touch(sid)
         await p.fanout.acquire(conn.org)
         if isinstance(auth_data, dict) and "since" in auth_data:
-            conn.recovered = await p.subscriptions.recover_at_connect(conn, auth_data["since"])
+            conn.recovered = await p.subscriptions.recover_at_connect(conn, planned)
         return p.registry.get(sid) is conn  # False if it left while we waited
 
     def _admit(self, sid: str, environ: dict[str, Any], auth_data: Any) -> Connection:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Final, Protocol
+from typing import Any, Final, NamedTuple, Protocol
 
 import structlog
 
@@ -29,6 +29,16 @@ from fleetcast.protocol import rooms
 log = structlog.stdlib.get_logger(__name__)
 
 Ack = dict[str, Any]
+
+
+class Planned(NamedTuple):
+    """A recovery asked at connect: the room, its ``since`` (None: unreadable), its hold."""
+
+    room: rooms.Room
+    since: str | None
+    hold: Hold | None
+
+
 #: Live frames one recovering room may hold while its history is read.
 MAX_HELD: Final = 10_000
 
@@ -140,16 +150,18 @@ class Subscriptions:
             raise Refused("too_many_rooms", f"at most {self._max_rooms} rooms per connection")
         return room, since
 
-    async def recover_at_connect(self, conn: Connection, since: object) -> dict[str, bool]:
-        """Recovery of the automatic rooms, asked in the auth payload (``since`` by room).
+    def hold_at_connect(self, conn: Connection, since: object) -> list[Planned]:
+        """Hold the automatic rooms to recover (auth ``since`` by room), before they are joined.
 
         The org and user rooms are joined at connect, before the client could
-        subscribe with ``since``; recovering them here holds their live events
-        from the first moment, so nothing is missed or repeated.
+        subscribe with ``since``. Their holds go up first, all of them, so no
+        live event reaches the client between the join and the replay (it
+        would come again in the replay). :meth:`recover_at_connect` then reads
+        and replays; an offset that does not parse is reported as not recovered.
         """
         if not isinstance(since, dict):
-            return {}
-        results: dict[str, bool] = {}
+            return []
+        planned = []
         for room in policy.automatic_rooms(conn.claims):
             offset = since.get(room.client_name)
             if offset is None:
@@ -157,21 +169,41 @@ class Subscriptions:
             try:
                 history.parse_offset(offset)
             except history.OffsetError:
+                planned.append(Planned(room, None, None))
+                continue
+            planned.append(Planned(room, offset, self._hold(conn, room)))
+        return planned
+
+    async def recover_at_connect(self, conn: Connection, planned: list[Planned]) -> dict[str, bool]:
+        """Read and replay what :meth:`hold_at_connect` held; recovered or not, by room."""
+        results: dict[str, bool] = {}
+        for room, offset, hold in planned:
+            if offset is None or hold is None:
                 results[room.client_name] = False
                 continue
-            results[room.client_name] = await self._recover(conn, room, offset)
+            results[room.client_name] = await self._read_and_replay(conn, room, offset, hold)
             self._metrics.recoveries.labels(
                 "complete" if results[room.client_name] else "gap"
             ).inc()
         return results
 
-    async def _recover(self, conn: Connection, room: rooms.Room, since: str) -> bool:
+    @staticmethod
+    def _hold(conn: Connection, room: rooms.Room) -> Hold:
         hold = Hold()
         if conn.recovering is None:
             conn.recovering = {}
         conn.recovering[room.name] = hold
+        return hold
+
+    async def _recover(self, conn: Connection, room: rooms.Room, since: str) -> bool:
+        hold = self._hold(conn, room)
         if self._registry.join(conn, room.name):
             self._on_change(conn.sid)
+        return await self._read_and_replay(conn, room, since, hold)
+
+    async def _read_and_replay(
+        self, conn: Connection, room: rooms.Room, since: str, hold: Hold
+    ) -> bool:
         try:
             recovery = await history.read_since(self._reader, room.name, since)
         except Exception as exc:  # Redis away: join anyway, report the gap
@@ -194,9 +226,11 @@ class Subscriptions:
                 self._sender.push(conn, make_frame(envelope, room.client_name, offset))
         last = recovery.last or history.parse_offset(since)
         held, hold.frames, hold.replayed = hold.frames, [], last
-        for frame in held:
-            if not hold.covers(frame.offset):
-                self._sender.push(conn, frame)
+        newer = [frame for frame in held if not hold.covers(frame.offset)]
+        for frame in newer:
+            self._sender.push(conn, frame)
+        if newer:  # a room's frames come in offset order: none the replay sent can follow
+            conn.end_recovery(room.name, hold)
 
 
 def _parse(conn: Connection, requested: object) -> rooms.Room:
