@@ -228,3 +228,44 @@ async def test_kafka_restart_resumes_without_loss(
     published = Counter(wire_in.event_ids())
     assert set(published) == {e["event_id"] for e in before + after}
     assert max(published.values()) == 1
+
+
+async def test_a_topic_created_again_is_not_hidden_by_the_old_topics_fence(
+    kafka_topics: KafkaTopics, kafka_producer: AIOKafkaProducer, redis_url: str
+) -> None:
+    """Offsets restart at 0 when a topic is deleted and created again; the old fence is dropped."""
+    topic = kafka_topics.for_type("alert_created")
+    old, new = alerts("old", 200), alerts("new", 50)
+    settings = consumer_settings(kafka_topics, redis_url)
+    async with WireCollector(redis_url) as wire_in:
+        async with running_consumer(settings):
+            await send_to_partition_0(kafka_producer, topic, old)
+            await wire_in.wait_for(len(old))
+        await create_again(kafka_topics.bootstrap, topic)
+        await send_to_partition_0(kafka_producer, topic, new)  # offsets 0..49, below the fence
+        async with running_consumer(settings):
+            await wire_in.wait_for(len(old) + len(new))
+    assert Counter(wire_in.event_ids()) == Counter(e["event_id"] for e in old + new)
+
+
+async def send_to_partition_0(
+    producer: AIOKafkaProducer, topic: str, docs: list[dict[str, Any]]
+) -> None:
+    for doc in docs:
+        await producer.send(topic, orjson.dumps(doc), partition=0)
+    await producer.flush()
+
+
+async def create_again(bootstrap: str, topic: str) -> None:
+    """Delete ``topic``, wait until the broker forgot it, and create it afresh."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_topics([topic])
+        for _ in range(100):
+            if topic not in await admin.list_topics():
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        await admin.close()
+    await kafka.create_topics(bootstrap, [topic], partitions=3)
