@@ -94,15 +94,14 @@ async def run(settings: Settings, stopping: asyncio.Event | None = None) -> None
     stopping = stopping or _stop_on_signals()
     metrics = Metrics()
     state = pipeline.State()
-    redis = Redis.from_url(
-        settings.redis_url,
-        socket_timeout=settings.redis_timeout_s,
-        socket_connect_timeout=settings.redis_timeout_s,
-    )
+    # No socket_timeout: redis-py would then send every command from a task of its
+    # own (asyncio.wait_for), a loop turn late; the publisher times its calls itself.
+    redis = Redis.from_url(settings.redis_url, socket_connect_timeout=settings.redis_timeout_s)
+    timeout_s = settings.redis_timeout_s
     consumer = make_consumer(settings)
     producer = make_producer(settings)
     runner = await http.start(
-        http.make_app(state, metrics, redis.ping),
+        http.make_app(state, metrics, redis.ping),  # /ready times the ping itself
         settings.consumer_host,
         settings.consumer_port,
     )
@@ -121,7 +120,7 @@ async def run(settings: Settings, stopping: asyncio.Event | None = None) -> None
             return
         loop = pipeline.Pipeline(
             consumer,
-            publishing.RedisPublisher(redis, limits(settings), cluster_id=cluster[0]),
+            publishing.RedisPublisher(redis, limits(settings), cluster[0], timeout_s),
             deadletter.KafkaDeadLetters(producer, settings.kafka_dlq_topic),
             metrics,
             options(settings),

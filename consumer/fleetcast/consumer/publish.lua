@@ -54,42 +54,58 @@ local function xadd(stream, envelope)
   return redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', history_field, envelope)
 end
 
+-- Redis' Lua hashes every byte of every string it makes (Redis patched Lua 5.1 against
+-- hash flooding), so the items are not made as strings of their own: the pieces of a
+-- message go into one table, and the message is the one string made of them.
+
 -- One event at ARGV[at]: its history stream count k, the k streams, the k + 1 pieces of
--- its wire item (the stream ids go between them), then the envelope. Returns the item
--- and where the next event starts.
-local function add_event(at)
+-- its wire item (the stream ids go between them), then the envelope. Appends the item's
+-- parts to `parts`; returns the envelope and where the next event starts.
+local function add_event(at, parts)
   local k = tonumber(ARGV[at])
   local envelope = ARGV[at + 2 * k + 2]
-  if k == 1 then -- the common case (a position: its asset room), without a table
-    local id = xadd(ARGV[at + 1], envelope)
-    return ARGV[at + 2] .. id .. ARGV[at + 3] .. envelope .. '}', at + 5
-  end
-  local parts = {ARGV[at + k + 1]}
+  local n = #parts
+  parts[n + 1] = ARGV[at + k + 1]
   for r = 1, k do
-    parts[2 * r] = xadd(ARGV[at + r], envelope)
-    parts[2 * r + 1] = ARGV[at + k + 1 + r]
+    parts[n + 2 * r] = xadd(ARGV[at + r], envelope)
+    parts[n + 2 * r + 1] = ARGV[at + k + 1 + r]
   end
-  parts[2 * k + 2] = envelope
-  parts[2 * k + 3] = '}'
-  return table.concat(parts), at + 2 * k + 3
+  parts[n + 2 * k + 2] = envelope
+  return envelope, at + 2 * k + 3
 end
 
-local function publish(channel, head, items)
-  for first = 1, #items, per_message do
-    local last = math.min(first + per_message - 1, #items)
-    redis.call('PUBLISH', channel, head .. table.concat(items, ',', first, last) .. ']}')
+-- An org's events, published as they are added: at most per_message events a message.
+-- Returns their envelopes (the snapshot refers to them by number) and where they end.
+local function add_events(at, count, channel, head)
+  local envelopes, parts = {}, {head}
+  for i = 1, count do
+    envelopes[i], at = add_event(at, parts)
+    if i % per_message == 0 or i == count then
+      parts[#parts + 1] = '}]}'
+      redis.call('PUBLISH', channel, table.concat(parts))
+      parts = {head}
+    else
+      parts[#parts + 1] = '},'
+    end
   end
+  return envelopes, at
 end
 
--- The snapshot section at ARGV[at]: positions (count, asset/envelope pairs), statuses
--- (likewise). Returns the assets touched and where the section ends.
-local function store_snapshot(at, positions, statuses)
+-- The snapshot section at ARGV[at]: positions (count, then asset and event number
+-- pairs), statuses (likewise). Returns the assets touched and where the section ends.
+local function store_snapshot(at, envelopes, positions, statuses)
   local touched = {}
   for _, key in ipairs({positions, statuses}) do
     local n = tonumber(ARGV[at])
     if n > 0 then
-      call_chunked('HSET', key, ARGV, at + 1, at + 2 * n)
-      for j = 1, n do touched[ARGV[at + 2 * j - 1]] = true end
+      local flat = {}
+      for j = 1, n do
+        local asset = ARGV[at + 2 * j - 1]
+        flat[2 * j - 1] = asset
+        flat[2 * j] = envelopes[tonumber(ARGV[at + 2 * j])]
+        touched[asset] = true
+      end
+      call_chunked('HSET', key, flat, 1, 2 * n)
     end
     at = at + 2 * n + 1
   end
@@ -130,16 +146,13 @@ for _ = 1, orgs do
   local positions, statuses, last_seen = ARGV[a + 2], ARGV[a + 3], ARGV[a + 4]
   local count = tonumber(ARGV[a + 5])
   a = a + 6
-  local items = {}
-  for i = 1, count do
-    items[i], a = add_event(a)
-  end
+  local envelopes
+  envelopes, a = add_events(a, count, channel, head)
   published = published + count
-  publish(channel, head, items)
   local refresh = tonumber(ARGV[a])
   for i = a + 1, a + refresh do redis.call('EXPIRE', ARGV[i], history_expire) end
   local touched
-  touched, a = store_snapshot(a + refresh + 1, positions, statuses)
+  touched, a = store_snapshot(a + refresh + 1, envelopes, positions, statuses)
   age_snapshot(positions, statuses, last_seen, touched)
 end
 
