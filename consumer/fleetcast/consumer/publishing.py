@@ -21,6 +21,7 @@ streams and the fixed pieces of its wire items) is packed once per route.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import time
 from collections.abc import Mapping, Sequence
@@ -89,6 +90,18 @@ class FenceMoving(RedisError):
 def bulk(value: bytes) -> bytes:
     """One RESP bulk string."""
     return b"$%d\r\n%b\r\n" % (len(value), value)
+
+
+@functools.cache
+def bulk_header(length: int) -> bytes:
+    """A bulk string's header: followed by the value and CRLF, the value is not copied.
+
+    Cached: envelopes come in a few hundred lengths.
+    """
+    return b"$%d\r\n" % length
+
+
+CRLF: Final = b"\r\n"
 
 
 def text(value: str | int) -> bytes:
@@ -236,11 +249,11 @@ class Encoder:
         latest: dict[str | None, dict[bytes, int]] = {"position": {}, "status": {}, None: {}}
         refresh: dict[str, None] = {}
         due = now - self._slack_s
-        refreshed, append = self._refreshed, parts.append
+        refreshed, extend = self._refreshed, parts.extend
         for number, item in enumerate(items, 1):  # the hot loop: one event
             packed = self._routes.get(item.route) or self._pack(item.route)
-            append(packed.packed)
-            append(bulk(item.envelope_json))
+            envelope = item.envelope_json
+            extend((packed.packed, bulk_header(len(envelope)), envelope, CRLF))
             count += packed.arguments
             for stream in packed.streams:
                 if refreshed.get(stream, due) <= due:
