@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import aiohttp
+import orjson
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
 
@@ -106,6 +108,44 @@ class Consumer:
         self.proc.stop()
 
 
+class KafkaProbe:
+    """``python -m bench.kafka_probe`` for one phase: Kafka's own produce → consume latency."""
+
+    def __init__(
+        self, bootstrap: str, phase: int, count: int, cpus: Sequence[int] | None, log_dir: Path
+    ) -> None:
+        self.out = log_dir / f"kafka-probe-{phase}.json"
+        self.out.unlink(missing_ok=True)
+        self.ready_file = log_dir / f"{self.out.name}.ready"
+        self.ready_file.unlink(missing_ok=True)
+        self.within_s = count / 100 + 30.0  # far longer than a phase at any paced rate
+        argv = [sys.executable, "-m", "bench.kafka_probe", bootstrap, str(phase), str(count)]
+        argv = procs.pinned([*argv, str(self.within_s), str(self.out)], cpus)
+        self.proc = procs.Proc("kafka-probe", argv, log=log_dir / "kafka-probe.log")
+
+    async def ready(self) -> None:
+        await self._wait_for(self.ready_file, servers.START_TIMEOUT_S)
+
+    async def result(self) -> tuple[stats.LatencySummary, float]:
+        """Its latency summary (µs) and its CPU µs per event; stops the probe."""
+        try:
+            await self._wait_for(self.out, self.within_s + 10.0)
+        finally:
+            self.proc.stop()
+        found = orjson.loads(await asyncio.to_thread(self.out.read_bytes))
+        values = {k: math.nan if v is None else float(v) for k, v in found.items()}
+        cpu = values.pop("cpu_us_per_event")
+        return stats.LatencySummary(count=int(values.pop("count")), **values), cpu
+
+    async def _wait_for(self, path: Path, within_s: float) -> None:
+        end = time.monotonic() + within_s
+        while not await asyncio.to_thread(path.exists):
+            if not self.proc.alive() or time.monotonic() > end:
+                self.proc.stop()
+                raise RuntimeError(f"kafka probe gave no {path.name}:\n{self.proc.tail()}")
+            await asyncio.sleep(0.1)
+
+
 class RedisTap:
     """Listens to every org channel as a gateway would, timing each event's arrival in Redis.
 
@@ -117,6 +157,7 @@ class RedisTap:
         self.client = aioredis.Redis.from_url(url)
         self.pubsub = self.client.pubsub()
         self.seen: dict[int, list[float]] = {}
+        self._arrived = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> RedisTap:
@@ -141,6 +182,15 @@ class RedisTap:
             for probe in codec.PROBE.finditer(message["data"]):
                 phase = int(probe[1])
                 self.seen.setdefault(phase, []).append((now - int(probe[3])) / 1000)
+            self._arrived.set()
+
+    async def wait_seen(self, phase: int, count: int, within_s: float) -> None:
+        """Until ``count`` events of ``phase`` reached Redis, or ``within_s`` passed."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(within_s):
+                while len(self.seen.get(phase, ())) < count:
+                    self._arrived.clear()
+                    await self._arrived.wait()
 
     def summary(self, phase: int) -> stats.LatencySummary:
         """Produce → Redis latency (µs) of the events of ``phase``."""
@@ -151,6 +201,7 @@ class KafkaPublisher:
     """Produces benchmark events; each send gets a fresh event id (the consumer dedupes ids)."""
 
     def __init__(self, bootstrap: str, *, linger_ms: int = 0) -> None:
+        self.bootstrap = bootstrap
         self.producer = AIOKafkaProducer(
             bootstrap_servers=bootstrap, linger_ms=linger_ms, acks=1, max_batch_size=256 * 1024
         )

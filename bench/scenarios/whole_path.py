@@ -9,18 +9,22 @@ the same Redis the same consumer publishes to. The consumer runs on the
 server core beside the server (fleetcast's own processes on one core);
 Kafka, Redis, the producer and the load generator share the other. The
 broker first takes 20 s of traffic so that its JIT has compiled the hot
-paths, as on a broker that has been up for a while.
+paths, as on a broker that has been up for a while. A last phase replays the
+same events with no server running while a bare aiokafka client (no group, no
+work) reads the topics beside the consumer: the floor any Python consumer
+starts from here, measured in the same run as fleetcast's path.
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 from bench import events, measure, procs, report, stats
 from bench.context import Context
-from bench.pipeline import Broker, Consumer, KafkaPublisher, RedisTap
+from bench.events import BenchEvent
+from bench.pipeline import Broker, Consumer, KafkaProbe, KafkaPublisher, RedisTap
 from bench.publish import RedisPublisher
 from bench.registry import Scenario
 from bench.results import ScenarioResult, Table
@@ -79,7 +83,7 @@ async def run(ctx: Context, result: ScenarioResult) -> None:
     specs = mix.client_specs(orgs)
     shortest = opts.seconds if opts.quick else MIN_PHASE_S
     phase = mix.batch(orgs, round(EVENTS_PER_S * max(opts.seconds, shortest)))
-    consumer_rows = []
+    legs: list[list[str]] = []
     redis = RedisPublisher(ctx.redis_url)
     try:
         async with kafka_path(ctx) as (consumer, kafka), RedisTap(ctx.redis_url) as tap:
@@ -105,33 +109,75 @@ async def run(ctx: Context, result: ScenarioResult) -> None:
                     used = procs.CpuSample.take([consumer.pid]).since(before, consumer.pid)
                     result.deliveries.append(delivery)
                     leg = tap.summary(events.current_phase())
-                    consumer_rows.append(
-                        [
-                            name,
-                            f"{leg.count:,}",
-                            *(report.num(v / 1000, 2) for v in (leg.p50, leg.p99, leg.max)),
-                            report.num(stats.cpu_us_per_delivery(used, len(phase))),
-                        ]
-                    )
+                    cpu = stats.cpu_us_per_delivery(used, len(phase))
+                    legs.append(leg_row(name, "fleetcast consumer: produce → Redis", leg, cpu))
                     await loadgen.close_all()
+            legs += await kafka_floor(ctx, consumer, kafka, tap, phase)
     finally:
         await redis.close()
     result.tables.append(
         Table(
-            "The Kafka + consumer leg during each server's phase (produce → Redis publish)",
+            "Where the time goes: the Kafka leg, in a phase with no server and in each server's",
             [
-                *("server phase", "events seen in Redis", "p50 ms", "p99 ms", "max ms"),
-                "consumer CPU µs/event",
+                *("phase", "measured by", "events", "p50 ms", "p99 ms", "max ms"),
+                "its CPU µs/event",
             ],
-            consumer_rows,
-            note="Seen by a pub/sub listener in the benchmark; the rest of the produce → "
-            "client latency above is the server's and the clients'.",
+            legs,
+            note="*bare aiokafka*: a consumer with no group and no work, reading the same "
+            "topics beside the fleetcast consumer in the no-server phase (the floor any "
+            "Python consumer starts from on this machine); *fleetcast consumer*: a pub/sub "
+            "listener in the benchmark timing each event's arrival in Redis. The rest of the "
+            "produce → client latency above is the server's and the clients'.",
         )
     )
     result.notes.append(
         f"{len(specs):,} clients in {len(orgs)} orgs; "
         f"{EVENTS_PER_S:,.0f} events/s produced to Kafka"
     )
+
+
+async def kafka_floor(
+    ctx: Context,
+    consumer: Consumer,
+    kafka: KafkaPublisher,
+    tap: RedisTap,
+    batch: Sequence[BenchEvent],
+) -> list[list[str]]:
+    """The phase's events with no server running, timed by a bare client and at Redis.
+
+    Run last, on the warmest broker. The probe sits on the server core (idle
+    in this phase but for the consumer), so the machine carries what it
+    carries in the servers' phases minus the server and its clients.
+    """
+    measure.say("timing the Kafka leg with no server (bare aiokafka client beside the consumer)")
+    number = events.new_phase()
+    probe = KafkaProbe(kafka.bootstrap, number, len(batch), ctx.plan.server, ctx.log_dir)
+    await probe.ready()
+    before = procs.CpuSample.take([consumer.pid])
+    await kafka.paced(batch, EVENTS_PER_S)
+    bare, bare_cpu = await probe.result()
+    await tap.wait_seen(number, len(batch), within_s=10.0)
+    used = procs.CpuSample.take([consumer.pid]).since(before, consumer.pid)
+    fleetcast = tap.summary(number)
+    return [
+        leg_row("no server", "bare aiokafka: produce → consume", bare, bare_cpu),
+        leg_row(
+            "no server",
+            "fleetcast consumer: produce → Redis",
+            fleetcast,
+            stats.cpu_us_per_delivery(used, len(batch)),
+        ),
+    ]
+
+
+def leg_row(phase: str, measured_by: str, leg: stats.LatencySummary, cpu: float) -> list[str]:
+    return [
+        phase,
+        measured_by,
+        f"{leg.count:,}",
+        *(report.num(v / 1000, 2) for v in (leg.p50, leg.p99, leg.max)),
+        report.num(cpu),
+    ]
 
 
 SCENARIO = Scenario(
