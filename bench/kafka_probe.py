@@ -9,15 +9,14 @@ each partition, with the consumer's fetch settings.
 
     python -m bench.kafka_probe BOOTSTRAP PHASE COUNT WITHIN_S OUT
 
-It creates ``OUT.ready`` once positioned, then writes ``OUT`` (JSON: a
-latency summary in µs and its own CPU per event) after ``COUNT`` events of
+It creates ``OUT.ready`` once positioned, then writes ``OUT`` (JSON: each
+latency in µs and its own CPU seconds meanwhile) after ``COUNT`` events of
 benchmark phase ``PHASE`` or ``WITHIN_S`` seconds, whichever comes first.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import resource
 import sys
 import time
@@ -26,7 +25,6 @@ from pathlib import Path
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from bench import stats
 from bench.loadgen import codec
 from bench.pipeline import PARTITIONS
 from fleetcast.consumer.settings import Settings
@@ -75,7 +73,7 @@ async def collect(
 
 
 async def measure(bootstrap: str, phase: int, count: int, within_s: float, ready: Path) -> bytes:
-    """The phase's summary as JSON, once ``ready`` told the benchmark to start producing."""
+    """The phase's latencies and CPU as JSON, once ``ready`` told the benchmark to produce."""
     consumer = await positioned(bootstrap)
     try:
         await asyncio.to_thread(ready.touch)
@@ -84,9 +82,7 @@ async def measure(bootstrap: str, phase: int, count: int, within_s: float, ready
         used = cpu_seconds() - before
     finally:
         await consumer.stop()
-    summary = dataclasses.asdict(stats.summarize(latencies))
-    summary["cpu_us_per_event"] = stats.cpu_us_per_delivery(used, len(latencies))
-    return orjson.dumps(summary)
+    return orjson.dumps({"latency_us": latencies, "cpu_s": used})
 
 
 if __name__ == "__main__":

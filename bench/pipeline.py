@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import sys
 import time
 from collections.abc import Sequence
@@ -109,7 +108,10 @@ class Consumer:
 
 
 class KafkaProbe:
-    """``python -m bench.kafka_probe`` for one phase: Kafka's own produce → consume latency."""
+    """``python -m bench.kafka_probe`` for one phase: Kafka's own produce → consume latency.
+
+    Whatever happens, the caller ends it with :meth:`stop`.
+    """
 
     def __init__(
         self, bootstrap: str, phase: int, count: int, cpus: Sequence[int] | None, log_dir: Path
@@ -127,21 +129,22 @@ class KafkaProbe:
         await self._wait_for(self.ready_file, servers.START_TIMEOUT_S)
 
     async def result(self) -> tuple[stats.LatencySummary, float]:
-        """Its latency summary (µs) and its CPU µs per event; stops the probe."""
-        try:
-            await self._wait_for(self.out, self.within_s + 10.0)
-        finally:
-            self.proc.stop()
+        """Its latency summary (µs) and its CPU µs per event, once it has written them."""
+        await self._wait_for(self.out, self.within_s + 10.0)
         found = orjson.loads(await asyncio.to_thread(self.out.read_bytes))
-        values = {k: math.nan if v is None else float(v) for k, v in found.items()}
-        cpu = values.pop("cpu_us_per_event")
-        return stats.LatencySummary(count=int(values.pop("count")), **values), cpu
+        latencies = found["latency_us"]
+        return stats.summarize(latencies), stats.cpu_us_per_delivery(found["cpu_s"], len(latencies))
+
+    def stop(self) -> None:
+        self.proc.stop()
 
     async def _wait_for(self, path: Path, within_s: float) -> None:
         end = time.monotonic() + within_s
-        while not await asyncio.to_thread(path.exists):
-            if not self.proc.alive() or time.monotonic() > end:
-                self.proc.stop()
+        while True:
+            alive = self.proc.alive()  # before the check: it may write the file and exit
+            if await asyncio.to_thread(path.exists):
+                return
+            if not alive or time.monotonic() > end:
                 raise RuntimeError(f"kafka probe gave no {path.name}:\n{self.proc.tail()}")
             await asyncio.sleep(0.1)
 

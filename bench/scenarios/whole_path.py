@@ -152,10 +152,13 @@ async def kafka_floor(
     measure.say("timing the Kafka leg with no server (bare aiokafka client beside the consumer)")
     number = events.new_phase()
     probe = KafkaProbe(kafka.bootstrap, number, len(batch), ctx.plan.server, ctx.log_dir)
-    await probe.ready()
-    before = procs.CpuSample.take([consumer.pid])
-    await kafka.paced(batch, EVENTS_PER_S)
-    bare, bare_cpu = await probe.result()
+    try:
+        await probe.ready()
+        before = procs.CpuSample.take([consumer.pid])
+        await kafka.paced(batch, EVENTS_PER_S)
+        bare, bare_cpu = await probe.result()
+    finally:
+        probe.stop()
     await tap.wait_seen(number, len(batch), within_s=10.0)
     used = procs.CpuSample.take([consumer.pid]).since(before, consumer.pid)
     fleetcast = tap.summary(number)
