@@ -9,7 +9,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 
-from fleetcast.gateway.admission import (
+from fleetcast.gateway.edge.admission import (
     BOOKING_SHARE,
     MAX_RETRY_AFTER_S,
     Admission,

@@ -1,4 +1,4 @@
-"""JWT verification (fleetcast.gateway.auth): codes, keys and algorithm confusion."""
+"""JWT verification (fleetcast.gateway.edge.auth): codes, keys and algorithm confusion."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from fleetcast.gateway import auth
+from fleetcast.gateway.edge import auth
 
 SECRET = "unit-test-secret-that-is-long-enough!!"  # noqa: S105 (tests only)
 RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)

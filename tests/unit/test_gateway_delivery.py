@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-from fleetcast.gateway.auth import Claims
-from fleetcast.gateway.delivery import Delivery, belongs_to, client_room_name
-from fleetcast.gateway.limits import TokenBucket
+from fleetcast.gateway.edge.auth import Claims
+from fleetcast.gateway.edge.limits import TokenBucket
 from fleetcast.gateway.metrics import Metrics
-from fleetcast.gateway.outbox import Outbox
-from fleetcast.gateway.registry import Connection, Frame, Hold, Registry
+from fleetcast.gateway.rooms.delivery import Delivery, belongs_to, client_room_name
+from fleetcast.gateway.rooms.outbox import Outbox
+from fleetcast.gateway.rooms.registry import Connection, Frame, Hold, Registry
 from fleetcast.protocol.wire import RoutedEvent
 
 

@@ -11,12 +11,12 @@ from typing import Any
 import orjson
 import pytest
 
-from fleetcast.gateway import fleet, snapshots
-from fleetcast.gateway.auth import Claims
-from fleetcast.gateway.delivery import Delivery
-from fleetcast.gateway.limits import TokenBucket
+from fleetcast.gateway.edge.auth import Claims
+from fleetcast.gateway.edge.limits import TokenBucket
 from fleetcast.gateway.metrics import Metrics
-from fleetcast.gateway.registry import Connection, Frame, Registry
+from fleetcast.gateway.rooms import fleet, snapshots
+from fleetcast.gateway.rooms.delivery import Delivery
+from fleetcast.gateway.rooms.registry import Connection, Frame, Registry
 from fleetcast.protocol import rooms
 from fleetcast.protocol.wire import RoutedEvent
 

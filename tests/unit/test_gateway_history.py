@@ -1,4 +1,4 @@
-"""Recovery reads (fleetcast.gateway.history) over a fake stream reader."""
+"""Recovery reads (fleetcast.gateway.rooms.history) over a fake stream reader."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from fleetcast.gateway import history
+from fleetcast.gateway.rooms import history
 from fleetcast.protocol import keys
 
 

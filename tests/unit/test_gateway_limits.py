@@ -1,10 +1,10 @@
-"""Token buckets (fleetcast.gateway.limits) on a driven clock."""
+"""Token buckets (fleetcast.gateway.edge.limits) on a driven clock."""
 
 from __future__ import annotations
 
 import pytest
 
-from fleetcast.gateway.limits import TokenBucket
+from fleetcast.gateway.edge.limits import TokenBucket
 
 
 def test_burst_then_rate() -> None:

@@ -1,11 +1,11 @@
-"""Role policy (fleetcast.gateway.policy): every role's allowed and refused rooms."""
+"""Role policy (fleetcast.gateway.edge.policy): every role's allowed and refused rooms."""
 
 from __future__ import annotations
 
 import pytest
 
-from fleetcast.gateway.auth import Claims
-from fleetcast.gateway.policy import Policy, automatic_rooms, is_automatic
+from fleetcast.gateway.edge.auth import Claims
+from fleetcast.gateway.edge.policy import Policy, automatic_rooms, is_automatic
 from fleetcast.protocol.rooms import Room, RoomKind, parse_client_room
 
 POLICY = Policy.default()

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from fleetcast.gateway.auth import Claims
-from fleetcast.gateway.delivery import Delivery
-from fleetcast.gateway.limits import TokenBucket
+from fleetcast.gateway.edge.auth import Claims
+from fleetcast.gateway.edge.limits import TokenBucket
+from fleetcast.gateway.edge.policy import Policy
+from fleetcast.gateway.edge.subscriptions import Subscriptions
 from fleetcast.gateway.metrics import Metrics
-from fleetcast.gateway.policy import Policy
-from fleetcast.gateway.registry import Connection, Frame, Registry
-from fleetcast.gateway.subscriptions import Subscriptions
+from fleetcast.gateway.rooms.delivery import Delivery
+from fleetcast.gateway.rooms.registry import Connection, Frame, Registry
 from fleetcast.protocol import keys
 from fleetcast.protocol.wire import RoutedEvent
 

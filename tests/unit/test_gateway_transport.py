@@ -18,13 +18,13 @@ import pytest
 import socketio
 from engineio import packet as eio_packet
 
-from fleetcast.gateway import outlet as outlet_module
-from fleetcast.gateway import wsframes
-from fleetcast.gateway.engine import LeanManager
-from fleetcast.gateway.heartbeat import Heartbeat
-from fleetcast.gateway.outlet import Cork, Outlet
-from fleetcast.gateway.pushes import PushReader
-from fleetcast.gateway.registry import Frame
+from fleetcast.gateway.rooms.registry import Frame
+from fleetcast.gateway.transport import outlet as outlet_module
+from fleetcast.gateway.transport import wsframes
+from fleetcast.gateway.transport.engine import LeanManager
+from fleetcast.gateway.transport.heartbeat import Heartbeat
+from fleetcast.gateway.transport.outlet import Cork, Outlet
+from fleetcast.gateway.transport.pushes import PushReader
 
 
 def parse_frame(data: bytes) -> tuple[int, int, bytes, bytes]:

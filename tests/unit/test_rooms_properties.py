@@ -10,8 +10,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fleetcast.gateway.auth import Claims
-from fleetcast.gateway.policy import Policy
+from fleetcast.gateway.edge.auth import Claims
+from fleetcast.gateway.edge.policy import Policy
 from fleetcast.protocol.rooms import (
     ID_PATTERN,
     Room,

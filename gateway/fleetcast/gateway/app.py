@@ -19,30 +19,21 @@ from aiohttp import web
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.retry import Retry
 
-from fleetcast.gateway import (
-    admission,
-    auth,
-    console,
-    engine,
-    fleet,
-    http,
-    policy,
-    sendbuffer,
-    snapshots,
-    subscriptions,
-    tasks,
-)
-from fleetcast.gateway.delivery import Delivery
-from fleetcast.gateway.fanout import Fanout
-from fleetcast.gateway.history import RedisStreamReader
+from fleetcast.gateway import tasks
+from fleetcast.gateway.edge import admission, auth, console, http, policy, subscriptions
+from fleetcast.gateway.edge.server import Gateway, GatewayManager, Parts
 from fleetcast.gateway.metrics import Metrics
-from fleetcast.gateway.outbox import Outbox
-from fleetcast.gateway.registry import Registry
-from fleetcast.gateway.server import Gateway, GatewayManager, Parts
-from fleetcast.gateway.sessions import SessionStore
+from fleetcast.gateway.redis.fanout import Fanout
+from fleetcast.gateway.redis.sessions import SessionStore
+from fleetcast.gateway.rooms import fleet, snapshots
+from fleetcast.gateway.rooms.delivery import Delivery
+from fleetcast.gateway.rooms.history import RedisStreamReader
+from fleetcast.gateway.rooms.outbox import Outbox
+from fleetcast.gateway.rooms.registry import Registry
 from fleetcast.gateway.settings import Settings
 from fleetcast.gateway.tasks import Tasks
-from fleetcast.gateway.transport import EngineIOTransport
+from fleetcast.gateway.transport import engine, sendbuffer
+from fleetcast.gateway.transport.writer import EngineIOTransport
 
 GATEWAY = web.AppKey("gateway", Gateway)
 REDIS = web.AppKey("redis", aioredis.Redis)

@@ -18,7 +18,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from fleetcast.common import envlists
-from fleetcast.gateway import policy
+from fleetcast.gateway.edge import policy
 from fleetcast.protocol import keys
 
 HMAC_ALGORITHMS: Final = frozenset({"HS256", "HS384", "HS512"})
@@ -52,7 +52,7 @@ class Settings(BaseSettings):
     jwt_audience: str | None = None
     #: Clock skew tolerated on exp/nbf/iat (seconds).
     jwt_leeway_s: float = Field(default=10.0, ge=0, le=300)
-    #: Role -> room grants (JSON object); see fleetcast.gateway.policy.
+    #: Role -> room grants (JSON object); see fleetcast.gateway.edge.policy.
     role_policy: dict[str, list[str]] = Field(default_factory=policy.default_grants)
 
     # --- redis ---------------------------------------------------------------------

@@ -26,8 +26,8 @@ import structlog
 from aiohttp import web
 from engineio import packet as eio_packet
 
-from fleetcast.gateway import wsframes
-from fleetcast.gateway.outlet import Outlet
+from fleetcast.gateway.transport import wsframes
+from fleetcast.gateway.transport.outlet import Outlet
 
 log = structlog.stdlib.get_logger(__name__)
 

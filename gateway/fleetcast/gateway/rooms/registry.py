@@ -13,9 +13,9 @@ from collections.abc import Hashable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from fleetcast.gateway import history
-from fleetcast.gateway.auth import Claims
-from fleetcast.gateway.limits import TokenBucket
+from fleetcast.gateway.edge.auth import Claims
+from fleetcast.gateway.edge.limits import TokenBucket
+from fleetcast.gateway.rooms import history
 
 
 @dataclass(slots=True, eq=False)

@@ -27,8 +27,8 @@ from typing import Final
 import structlog
 
 from fleetcast.gateway.metrics import Metrics
-from fleetcast.gateway.registry import Connection, Frame
-from fleetcast.gateway.transport import Transport
+from fleetcast.gateway.rooms.registry import Connection, Frame
+from fleetcast.gateway.transport.writer import Transport
 
 log = structlog.stdlib.get_logger(__name__)
 

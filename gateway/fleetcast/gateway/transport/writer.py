@@ -19,8 +19,8 @@ from typing import Any, Protocol
 import orjson
 from engineio import packet as eio_packet
 
-from fleetcast.gateway.outlet import Cork, Outlet
-from fleetcast.gateway.registry import Connection, Frame
+from fleetcast.gateway.rooms.registry import Connection, Frame
+from fleetcast.gateway.transport.outlet import Cork, Outlet
 
 #: Socket.IO packet type EVENT on the default namespace, as text.
 _EVENT_PREFIX = "2"
@@ -56,7 +56,8 @@ _GONE.closed = True
 
 
 class EngineIOTransport:
-    """Offers frames to the Outlets of :class:`~fleetcast.gateway.engine.LeanEngineIO` sockets."""
+    """Offers frames to the Outlets of the sockets of
+    :class:`~fleetcast.gateway.transport.engine.LeanEngineIO`."""
 
     def __init__(self, eio_server: Any) -> None:
         self._eio = eio_server

@@ -19,17 +19,19 @@ from typing import Any, Final
 import socketio
 import structlog
 
-from fleetcast.gateway import admission, auth, engine, policy, transport
-from fleetcast.gateway.delivery import Delivery
-from fleetcast.gateway.fanout import Fanout
-from fleetcast.gateway.limits import TokenBucket
+from fleetcast.gateway.edge import admission, auth, policy
+from fleetcast.gateway.edge.limits import TokenBucket
+from fleetcast.gateway.edge.subscriptions import Ack, Subscriptions
 from fleetcast.gateway.metrics import Metrics
-from fleetcast.gateway.outbox import Outbox
-from fleetcast.gateway.registry import Connection, Registry
-from fleetcast.gateway.sessions import SessionStore
+from fleetcast.gateway.redis.fanout import Fanout
+from fleetcast.gateway.redis.sessions import SessionStore
+from fleetcast.gateway.rooms.delivery import Delivery
+from fleetcast.gateway.rooms.outbox import Outbox
+from fleetcast.gateway.rooms.registry import Connection, Registry
 from fleetcast.gateway.settings import Settings
-from fleetcast.gateway.subscriptions import Ack, Subscriptions
 from fleetcast.gateway.tasks import Tasks
+from fleetcast.gateway.transport import engine
+from fleetcast.gateway.transport import writer as transport
 from fleetcast.protocol import rooms
 
 log = structlog.stdlib.get_logger(__name__)

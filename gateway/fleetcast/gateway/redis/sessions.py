@@ -18,7 +18,7 @@ from typing import Any, Final
 import orjson
 import structlog
 
-from fleetcast.gateway.registry import Connection, Registry
+from fleetcast.gateway.rooms.registry import Connection, Registry
 from fleetcast.protocol import keys
 
 log = structlog.stdlib.get_logger(__name__)

@@ -20,10 +20,11 @@ from typing import Any, Final, NamedTuple, Protocol
 
 import structlog
 
-from fleetcast.gateway import history, policy
-from fleetcast.gateway.delivery import Sender, make_frame
+from fleetcast.gateway.edge import policy
 from fleetcast.gateway.metrics import Metrics
-from fleetcast.gateway.registry import Connection, Hold, Registry
+from fleetcast.gateway.rooms import history
+from fleetcast.gateway.rooms.delivery import Sender, make_frame
+from fleetcast.gateway.rooms.registry import Connection, Hold, Registry
 from fleetcast.protocol import rooms
 
 log = structlog.stdlib.get_logger(__name__)

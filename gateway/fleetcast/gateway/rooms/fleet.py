@@ -16,7 +16,7 @@ owed, latest per asset, and go out as one batch of its own once it caught
 up. Its memory is then bounded by the org's assets, not by time.
 
 :class:`FleetRoom` is the subscribe side: a client that joins the fleet room
-first receives a ``fleet_snapshot`` (see :mod:`fleetcast.gateway.snapshots`),
+first receives a ``fleet_snapshot`` (see :mod:`fleetcast.gateway.rooms.snapshots`),
 and batches flushed while its snapshot is being read are held and folded into
 that snapshot, so the snapshot always comes first and nothing is missed.
 """
@@ -32,11 +32,11 @@ from typing import Any, Final
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from fleetcast.gateway.delivery import Sender
 from fleetcast.gateway.metrics import NS, Metrics
-from fleetcast.gateway.registry import Connection, Frame, Registry
-from fleetcast.gateway.snapshots import Snapshot, SnapshotReader, empty, iso
-from fleetcast.gateway.transport import encode_event
+from fleetcast.gateway.rooms.delivery import Sender
+from fleetcast.gateway.rooms.registry import Connection, Frame, Registry
+from fleetcast.gateway.rooms.snapshots import Snapshot, SnapshotReader, empty, iso
+from fleetcast.gateway.transport.writer import encode_event
 from fleetcast.protocol import events, rooms
 
 log = structlog.stdlib.get_logger(__name__)

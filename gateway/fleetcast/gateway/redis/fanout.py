@@ -27,7 +27,7 @@ from typing import Any, Final
 import structlog
 
 from fleetcast.gateway.metrics import Metrics
-from fleetcast.gateway.pushes import PushReader
+from fleetcast.gateway.transport.pushes import PushReader
 from fleetcast.protocol import keys, wire
 
 log = structlog.stdlib.get_logger(__name__)

@@ -5,16 +5,17 @@ long-polling, upgrade, packets, namespaces, acks): standard clients see no
 difference. What changes is what each connection costs while idle and per
 message:
 
-- its queue is an :class:`~fleetcast.gateway.outlet.Outlet` that writes
+- its queue is an :class:`~fleetcast.gateway.transport.outlet.Outlet` that writes
   websocket frames straight to the transport (no writer task, no
   ``asyncio.Queue``, no task switch per message);
 - once aiohttp has answered its websocket upgrade, a small protocol object
-  (:class:`~fleetcast.gateway.wslink.WebSocketLink`) reads it instead of
+  (:class:`~fleetcast.gateway.transport.wslink.WebSocketLink`) reads it instead of
   aiohttp's handler, parser and tasks (python-engineio also wraps every read
   in a new task and a ``wait_for``); permessage-deflate is never negotiated,
   so the same frame bytes can go to every client;
-- its PINGs and ping timeouts come from one :class:`~fleetcast.gateway.heartbeat.Heartbeat`
-  for all sockets (python-engineio has a task per socket plus a service task);
+- its PINGs and ping timeouts come from one
+  :class:`~fleetcast.gateway.transport.heartbeat.Heartbeat` for all sockets
+  (python-engineio has a task per socket plus a service task);
 - python-socketio keeps only the request keys the gateway reads, not the
   whole environ (which holds the aiohttp request) for the connection's life,
   and a disconnect no longer scans every room (:class:`LeanManager`).
@@ -37,9 +38,9 @@ import structlog
 from aiohttp import web
 from engineio import async_socket
 
-from fleetcast.gateway import wslink
-from fleetcast.gateway.heartbeat import Heartbeat
-from fleetcast.gateway.outlet import Outlet
+from fleetcast.gateway.transport import wslink
+from fleetcast.gateway.transport.heartbeat import Heartbeat
+from fleetcast.gateway.transport.outlet import Outlet
 
 log = structlog.stdlib.get_logger(__name__)
 

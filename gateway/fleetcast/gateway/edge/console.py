@@ -13,7 +13,7 @@ from typing import Final
 
 from aiohttp import web
 
-STATIC: Final = Path(__file__).parent / "static"
+STATIC: Final = Path(__file__).parent.parent / "static"
 #: The page may talk to its own origin only and load nothing from elsewhere.
 HEADERS: Final = {
     "Content-Security-Policy": (

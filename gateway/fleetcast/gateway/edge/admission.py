@@ -25,7 +25,7 @@ from typing import Final
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from fleetcast.gateway.limits import TokenBucket
+from fleetcast.gateway.edge.limits import TokenBucket
 
 #: Refused clients are booked at this share of the rate, so tokens accrue a
 #: little faster than the booked clients return (small clock and network skew).

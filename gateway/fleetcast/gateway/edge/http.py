@@ -14,8 +14,8 @@ import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from fleetcast.gateway import sessions
 from fleetcast.gateway.metrics import Metrics
+from fleetcast.gateway.redis import sessions
 
 log = structlog.stdlib.get_logger(__name__)
 

@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from fleetcast.gateway.auth import Claims
+from fleetcast.gateway.edge.auth import Claims
 from fleetcast.protocol.rooms import Room, RoomKind
 
 FULL_ACCESS: Final = ("org", "fleet", "user", "channel", "incident", "asset")

@@ -1,0 +1,1 @@
+"""(package docstring follows in the next commit)"""
