@@ -15,7 +15,8 @@ from fleetcast.gateway.edge.limits import TokenBucket
 from fleetcast.gateway.metrics import Metrics
 from fleetcast.gateway.rooms.delivery import Delivery, belongs_to, client_room_name
 from fleetcast.gateway.rooms.outbox import Outbox
-from fleetcast.gateway.rooms.registry import Connection, Frame, Hold, Registry
+from fleetcast.gateway.rooms.registry import Connection, Hold, Registry
+from fleetcast.gateway.transport.packets import Frame
 from fleetcast.protocol.wire import RoutedEvent
 
 

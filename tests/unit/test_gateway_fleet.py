@@ -16,7 +16,8 @@ from fleetcast.gateway.edge.limits import TokenBucket
 from fleetcast.gateway.metrics import Metrics
 from fleetcast.gateway.rooms import fleet, snapshots
 from fleetcast.gateway.rooms.delivery import Delivery
-from fleetcast.gateway.rooms.registry import Connection, Frame, Registry
+from fleetcast.gateway.rooms.registry import Connection, Registry
+from fleetcast.gateway.transport.packets import Frame
 from fleetcast.protocol import rooms
 from fleetcast.protocol.wire import RoutedEvent
 

@@ -11,7 +11,8 @@ from fleetcast.gateway.edge.policy import Policy
 from fleetcast.gateway.edge.subscriptions import Subscriptions
 from fleetcast.gateway.metrics import Metrics
 from fleetcast.gateway.rooms.delivery import Delivery
-from fleetcast.gateway.rooms.registry import Connection, Frame, Registry
+from fleetcast.gateway.rooms.registry import Connection, Registry
+from fleetcast.gateway.transport.packets import Frame
 from fleetcast.protocol import keys
 from fleetcast.protocol.wire import RoutedEvent
 

@@ -18,12 +18,12 @@ import pytest
 import socketio
 from engineio import packet as eio_packet
 
-from fleetcast.gateway.rooms.registry import Frame
 from fleetcast.gateway.transport import outlet as outlet_module
 from fleetcast.gateway.transport import wsframes
 from fleetcast.gateway.transport.engine import LeanManager
 from fleetcast.gateway.transport.heartbeat import Heartbeat
 from fleetcast.gateway.transport.outlet import Cork, Outlet
+from fleetcast.gateway.transport.packets import Frame
 from fleetcast.gateway.transport.pushes import PushReader
 
 

@@ -16,18 +16,18 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from aiohttp import web
-from redis.backoff import ExponentialBackoff, NoBackoff
-from redis.retry import Retry
 
 from fleetcast.gateway import tasks
 from fleetcast.gateway.edge import admission, auth, console, http, policy, subscriptions
 from fleetcast.gateway.edge.server import Gateway, GatewayManager, Parts
 from fleetcast.gateway.metrics import Metrics
+from fleetcast.gateway.redis import snapshots as redis_snapshots
+from fleetcast.gateway.redis.clients import redis_client
 from fleetcast.gateway.redis.fanout import Fanout
 from fleetcast.gateway.redis.sessions import SessionStore
+from fleetcast.gateway.redis.streams import RedisStreamReader
 from fleetcast.gateway.rooms import fleet, snapshots
 from fleetcast.gateway.rooms.delivery import Delivery
-from fleetcast.gateway.rooms.history import RedisStreamReader
 from fleetcast.gateway.rooms.outbox import Outbox
 from fleetcast.gateway.rooms.registry import Registry
 from fleetcast.gateway.settings import Settings
@@ -37,33 +37,6 @@ from fleetcast.gateway.transport.writer import EngineIOTransport
 
 GATEWAY = web.AppKey("gateway", Gateway)
 REDIS = web.AppKey("redis", aioredis.Redis)
-#: Connections of each Redis client; more concurrent commands wait for one.
-REDIS_POOL_SIZE = 100
-#: A command may wait this many REDIS_TIMEOUT_S for a free connection.
-POOL_WAIT_FACTOR = 5
-
-
-def redis_client(settings: Settings, *, for_pubsub: bool = False) -> aioredis.Redis:
-    """A client named after this gateway (so operators and tests can find its connections).
-
-    Commands retry once quickly; the pub/sub client never retries by itself,
-    so the listener sees every failure and rebuilds its subscriptions.
-    """
-    retry = Retry(NoBackoff(), 0) if for_pubsub else Retry(ExponentialBackoff(0.2, 0.05), 1)
-    # A blocking pool: in a reconnect storm thousands of recoveries wait their turn for one
-    # of REDIS_POOL_SIZE connections instead of failing at once with MaxConnectionsError
-    # (the default pool's answer), which reported each of them as a history gap.
-    pool = aioredis.BlockingConnectionPool.from_url(
-        settings.redis_url,
-        max_connections=REDIS_POOL_SIZE,
-        timeout=settings.redis_timeout_s * POOL_WAIT_FACTOR,
-        client_name=f"fleetcast-gateway:{settings.gateway_id}",
-        socket_connect_timeout=settings.redis_timeout_s,
-        socket_timeout=None if for_pubsub else settings.redis_timeout_s,
-        retry=retry,
-        health_check_interval=0,
-    )
-    return aioredis.Redis.from_pool(pool)
 
 
 def _socketio_server(settings: Settings) -> Any:
@@ -112,7 +85,7 @@ def create_app(settings: Settings) -> web.Application:
     fleet_room = fleet.FleetRoom(
         batcher,
         snapshots.SnapshotReader(
-            snapshots.RedisSnapshotSource(commands),
+            redis_snapshots.RedisSnapshotSource(commands),
             tasks.spawn,
             ttl_s=settings.fleet_asset_ttl_s,
             max_assets=settings.fleet_snapshot_max,

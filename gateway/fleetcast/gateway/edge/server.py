@@ -30,8 +30,7 @@ from fleetcast.gateway.rooms.outbox import Outbox
 from fleetcast.gateway.rooms.registry import Connection, Registry
 from fleetcast.gateway.settings import Settings
 from fleetcast.gateway.tasks import Tasks
-from fleetcast.gateway.transport import engine
-from fleetcast.gateway.transport import writer as transport
+from fleetcast.gateway.transport import engine, packets
 from fleetcast.protocol import rooms
 
 log = structlog.stdlib.get_logger(__name__)
@@ -172,7 +171,7 @@ class Gateway:
     def _opened(self, sid: str) -> None:
         conn = self.p.registry.get(sid)
         if conn is not None:
-            self.p.outbox.open(conn, transport.encode_event("session", self.session_info(conn)))
+            self.p.outbox.open(conn, packets.encode_event("session", self.session_info(conn)))
 
     def session_info(self, conn: Connection) -> dict[str, Any]:
         info = {
@@ -256,7 +255,7 @@ class Gateway:
             "message": CLOSE_MESSAGES.get(reason, reason),
             "reconnect": reconnect,
         }
-        self.p.outbox.transport.write(conn, transport.encode_event("disconnect_reason", notice))
+        self.p.outbox.transport.write(conn, packets.encode_event("disconnect_reason", notice))
         if reconnect:
             await self.p.outbox.transport.abort(conn)
         else:

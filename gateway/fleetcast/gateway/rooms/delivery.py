@@ -19,8 +19,8 @@ from typing import Any, Protocol
 import structlog
 
 from fleetcast.gateway.metrics import Metrics
-from fleetcast.gateway.rooms.registry import Connection, Frame, Registry
-from fleetcast.gateway.transport.writer import encode_event
+from fleetcast.gateway.rooms.registry import Connection, Registry
+from fleetcast.gateway.transport.packets import Frame, encode_event
 from fleetcast.protocol import events
 from fleetcast.protocol.wire import RoutedEvent
 

@@ -34,9 +34,9 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from fleetcast.gateway.metrics import NS, Metrics
 from fleetcast.gateway.rooms.delivery import Sender
-from fleetcast.gateway.rooms.registry import Connection, Frame, Registry
+from fleetcast.gateway.rooms.registry import Connection, Registry
 from fleetcast.gateway.rooms.snapshots import Snapshot, SnapshotReader, empty, iso
-from fleetcast.gateway.transport.writer import encode_event
+from fleetcast.gateway.transport.packets import Frame, encode_event
 from fleetcast.protocol import events, rooms
 
 log = structlog.stdlib.get_logger(__name__)

@@ -62,22 +62,6 @@ class StreamReader(Protocol):
     ) -> tuple[list[Any], list[Any]]: ...
 
 
-class RedisStreamReader:
-    """StreamReader over redis-py's asyncio client."""
-
-    def __init__(self, redis: Any) -> None:
-        self._redis = redis
-
-    async def first_and_after(
-        self, stream: str, since: str, count: int
-    ) -> tuple[list[Any], list[Any]]:
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.xrange(stream, "-", "+", count=1)
-            pipe.xrange(stream, f"({since}", "+", count=count)
-            first, after = await pipe.execute()
-        return first, after
-
-
 async def read_since(reader: StreamReader, room_name: str, since: str) -> Recovery:
     """Entries of ``room_name`` after ``since``; raises OffsetError for a bad offset."""
     since_offset = parse_offset(since)

@@ -27,7 +27,8 @@ from typing import Final
 import structlog
 
 from fleetcast.gateway.metrics import Metrics
-from fleetcast.gateway.rooms.registry import Connection, Frame
+from fleetcast.gateway.rooms.registry import Connection
+from fleetcast.gateway.transport.packets import Frame
 from fleetcast.gateway.transport.writer import Transport
 
 log = structlog.stdlib.get_logger(__name__)

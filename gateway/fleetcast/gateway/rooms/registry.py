@@ -16,22 +16,7 @@ from typing import Any, TypeVar
 from fleetcast.gateway.edge.auth import Claims
 from fleetcast.gateway.edge.limits import TokenBucket
 from fleetcast.gateway.rooms import history
-
-
-@dataclass(slots=True, eq=False)
-class Frame:
-    """One encoded Socket.IO event, shared by every recipient in one room.
-
-    ``text`` is the Socket.IO packet (``2["event_type",{...}]``), encoded once
-    per (event, room). ``offset`` is the room-history id, used to drop live
-    events a recovery has already sent. ``wire`` is its websocket frame,
-    built by the first websocket recipient and written as is to the others.
-    """
-
-    text: str
-    priority: bool
-    offset: str | None = None
-    wire: bytes | None = None
+from fleetcast.gateway.transport.packets import Frame
 
 
 @dataclass(slots=True, eq=False)

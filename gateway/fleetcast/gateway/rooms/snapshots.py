@@ -25,8 +25,6 @@ from typing import Any, Final, Protocol
 import orjson
 import structlog
 
-from fleetcast.protocol import keys
-
 log = structlog.stdlib.get_logger(__name__)
 
 #: Entries decoded between two yields to the event loop (a 20,000-asset org
@@ -50,27 +48,6 @@ class SnapshotSource(Protocol):
     """Where snapshots come from (Redis; a fake in unit tests)."""
 
     async def fetch(self, org: str) -> RawSnapshot: ...
-
-
-class RedisSnapshotSource:
-    """One MULTI per read: TIME, ZRANGE last_seen WITHSCORES, HGETALL positions and statuses."""
-
-    def __init__(self, redis: Any) -> None:
-        self._redis = redis
-
-    async def fetch(self, org: str) -> RawSnapshot:
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.time()
-            pipe.zrange(keys.fleet_last_seen(org), 0, -1, withscores=True)
-            pipe.hgetall(keys.fleet_positions(org))
-            pipe.hgetall(keys.fleet_statuses(org))
-            (seconds, micros), seen, positions, statuses = await pipe.execute()
-        return RawSnapshot(
-            now_ms=int(seconds) * 1000 + int(micros) // 1000,
-            last_seen=[(_text(asset), float(score)) for asset, score in seen],
-            positions={_text(k): v for k, v in positions.items()},
-            statuses={_text(k): v for k, v in statuses.items()},
-        )
 
 
 @dataclass(slots=True)

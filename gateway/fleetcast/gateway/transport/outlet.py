@@ -33,8 +33,8 @@ from typing import Any, Final
 
 from engineio import packet as eio_packet
 
-from fleetcast.gateway.rooms.registry import Frame
 from fleetcast.gateway.transport import wsframes
+from fleetcast.gateway.transport.packets import Frame
 
 #: Bytes a websocket's transport may hold unsent before frames wait in the outbox.
 WS_WATERMARK: Final = 64 * 1024

@@ -16,19 +16,11 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any, Protocol
 
-import orjson
 from engineio import packet as eio_packet
 
-from fleetcast.gateway.rooms.registry import Connection, Frame
+from fleetcast.gateway.rooms.registry import Connection
 from fleetcast.gateway.transport.outlet import Cork, Outlet
-
-#: Socket.IO packet type EVENT on the default namespace, as text.
-_EVENT_PREFIX = "2"
-
-
-def encode_event(name: str, payload: Any) -> str:
-    """A Socket.IO EVENT packet (``2["name",payload]``) for the default namespace."""
-    return _EVENT_PREFIX + orjson.dumps([name, payload]).decode()
+from fleetcast.gateway.transport.packets import Frame
 
 
 class Transport(Protocol):

@@ -1,0 +1,37 @@
+"""The gateway's Redis clients: named after the gateway, with its timeouts and retries."""
+
+from __future__ import annotations
+
+import redis.asyncio as aioredis
+from redis.backoff import ExponentialBackoff, NoBackoff
+from redis.retry import Retry
+
+from fleetcast.gateway.settings import Settings
+
+#: Connections of each Redis client; more concurrent commands wait for one.
+REDIS_POOL_SIZE = 100
+#: A command may wait this many REDIS_TIMEOUT_S for a free connection.
+POOL_WAIT_FACTOR = 5
+
+
+def redis_client(settings: Settings, *, for_pubsub: bool = False) -> aioredis.Redis:
+    """A client named after this gateway (so operators and tests can find its connections).
+
+    Commands retry once quickly; the pub/sub client never retries by itself,
+    so the listener sees every failure and rebuilds its subscriptions.
+    """
+    retry = Retry(NoBackoff(), 0) if for_pubsub else Retry(ExponentialBackoff(0.2, 0.05), 1)
+    # A blocking pool: in a reconnect storm thousands of recoveries wait their turn for one
+    # of REDIS_POOL_SIZE connections instead of failing at once with MaxConnectionsError
+    # (the default pool's answer), which reported each of them as a history gap.
+    pool = aioredis.BlockingConnectionPool.from_url(
+        settings.redis_url,
+        max_connections=REDIS_POOL_SIZE,
+        timeout=settings.redis_timeout_s * POOL_WAIT_FACTOR,
+        client_name=f"fleetcast-gateway:{settings.gateway_id}",
+        socket_connect_timeout=settings.redis_timeout_s,
+        socket_timeout=None if for_pubsub else settings.redis_timeout_s,
+        retry=retry,
+        health_check_interval=0,
+    )
+    return aioredis.Redis.from_pool(pool)
