@@ -30,8 +30,7 @@ from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
 from fleetcast.devtools.redis import free_port
-from fleetcast.gateway.app import GATEWAY, create_app
-from fleetcast.gateway.edge.server import Gateway
+from fleetcast.gateway.app import GATEWAY, Gateway, create_app
 from fleetcast.gateway.settings import Settings
 
 SECRET = "fleetcast-test-secret-of-at-least-32-bytes"  # noqa: S105 (tests only)

@@ -96,7 +96,7 @@ async def test_gateways_read_only_the_orgs_they_serve(
 
     # the last org-x client leaves gateway two: it unsubscribes
     await x_on_two.close()
-    await wait_until(lambda: two.gateway.p.fanout.orgs == [], what="two drops org-x")
+    await wait_until(lambda: two.gateway.listener.orgs == [], what="two drops org-x")
     numsub = dict(await redis.pubsub_numsub(keys.org_channel("org-x")))
     assert numsub[keys.org_channel("org-x").encode()] == 1
     await redis.publish(keys.org_channel("org-x"), org_event("org-x", 99))

@@ -83,7 +83,7 @@ async def test_once_per_connection_across_overlapping_rooms(
     assert (c["room"], c["offset"]) == ("org", "12-0")
     assert {k: a[k] for k in routed.event} == routed.event
     # and the entry point called directly, as the consumer wiring does
-    gateway.gateway.p.delivery.deliver("o1", routed)
+    gateway.gateway.delivery.deliver("o1", routed)
     await both.wait_for("incident_created", 2)
     await asyncio.sleep(0.2)
     for client in (both, incident_only, org_only):

@@ -193,7 +193,7 @@ async def test_websocket_ping_and_close_frames_are_answered(
     raw.send((4001).to_bytes(2, "big"), codec.OP_CLOSE)
     assert await raw.frame() == (0x88, codec.OP_CLOSE, (4001).to_bytes(2, "big"))
     assert await raw.closed()
-    await wait_until(lambda: len(gateway.gateway.p.registry) == 0, WAIT_S, "disconnect")
+    await wait_until(lambda: len(gateway.gateway.registry) == 0, WAIT_S, "disconnect")
     samples = await scrape(gateway.url)
     assert metric(samples, "fleetcast_gateway_disconnects_total", reason="transport_close") == 1
 
@@ -218,7 +218,7 @@ async def test_protocol_errors_close_the_websocket_with_a_code(
     _, opcode, payload = await raw.frame()
     assert (opcode, int.from_bytes(payload[:2], "big")) == (codec.OP_CLOSE, code)
     assert await raw.closed()
-    await wait_until(lambda: len(gateway.gateway.p.registry) == 0, WAIT_S, "disconnect")
+    await wait_until(lambda: len(gateway.gateway.registry) == 0, WAIT_S, "disconnect")
 
 
 async def test_a_fragmented_message_is_reassembled(
@@ -253,7 +253,7 @@ async def test_silent_clients_are_dropped_after_the_ping_timeout(
         assert await silent.closed()  # unanswered: closed ping_timeout later
         await asyncio.sleep(1.0)  # three more intervals for the one that answers
         assert not answerer.done()
-        assert len(running.gateway.p.registry) == 1
+        assert len(running.gateway.registry) == 1
         samples = await scrape(running.url)
         assert metric(samples, "fleetcast_gateway_disconnects_total", reason="ping_timeout") == 1
         answerer.cancel()

@@ -168,7 +168,7 @@ async def test_silently_lost_subscriptions_are_caught_by_the_canary(
         client = clients(running.url)
         assert await client.connect(make_token())
         await publish_until_received(redis_url, client, 0)
-        fanout = running.gateway.p.fanout
+        fanout = running.gateway.listener
         await fanout._pubsub.unsubscribe()  # deaf, yet the connection is fine
         await running.wait_ready(False, within=5)
         await running.wait_ready(within=5)

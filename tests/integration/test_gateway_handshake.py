@@ -65,7 +65,7 @@ async def test_accepted_client_gets_session_first(
     assert session["user"] == "alice"
     assert session["org"] == "org-1"
     assert session["rooms"] == ["org", "user:alice"]
-    assert session["gateway"] == gateway.gateway.p.settings.gateway_id
+    assert session["gateway"] == gateway.gateway.settings.gateway_id
 
 
 @pytest.mark.parametrize(

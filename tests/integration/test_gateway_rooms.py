@@ -72,10 +72,10 @@ async def test_cross_org_and_malformed_rooms(
     for payload in [None, "channel:c1", 5, ["org"], {"rooms": "org"}]:
         ack = await admin.call("subscribe", payload)
         assert ack["error"]["code"] == "invalid_room", payload
-    session_rooms = gateway.gateway.p.registry.get(admin.sio.get_sid())
+    session_rooms = gateway.gateway.registry.get(admin.sio.get_sid())
     assert session_rooms is not None
     assert session_rooms.rooms == {"org:o1", "user:me:org:o1"}
-    assert all(name.endswith(":o1") for name in gateway.gateway.p.registry.rooms)
+    assert all(name.endswith(":o1") for name in gateway.gateway.registry.rooms)
 
 
 async def test_unsubscribe_and_idempotent_subscribe(
@@ -84,7 +84,7 @@ async def test_unsubscribe_and_idempotent_subscribe(
     client = await connected(clients, gateway.url, make_token())
     assert (await client.call("subscribe", {"room": "channel:c1"}))["ok"]
     assert (await client.call("subscribe", {"room": "channel:c1"}))["ok"]
-    conn = gateway.gateway.p.registry.get(client.sio.get_sid())
+    conn = gateway.gateway.registry.get(client.sio.get_sid())
     assert conn is not None
     assert "channel:c1:org:o1" in conn.rooms
     assert await client.call("unsubscribe", {"room": "channel:c1"}) == {
@@ -120,9 +120,9 @@ async def test_refresh_extends_and_narrows(gateway: RunningGateway, clients: Cli
     ack = await client.call("refresh", {"token": make_token("me", "o1", ["viewer"], ttl=600)})
     assert ack["ok"] is True
     assert ack["left"] == ["incident:i1"]
-    conn = gateway.gateway.p.registry.get(client.sio.get_sid())
-    assert conn is not None
-    assert conn.claims.roles == ("viewer",)
+    edge = gateway.gateway.clients.get(client.sio.get_sid())
+    assert edge is not None
+    assert edge.claims.roles == ("viewer",)
     for token, code in [
         (make_token("someone-else", "o1"), "forbidden"),
         (make_token("me", "o2"), "forbidden"),

@@ -109,15 +109,13 @@ async def test_slow_client_is_shed_then_cut_off(redis_url: str, clients: ClientF
     running = await start_gateway(gateway_settings(redis_url, max_buffered_messages=20))
     slow = await stalled_client(running.port, make_token("slow"))
     try:
-        await wait_until(lambda: len(running.gateway.p.registry.rooms.get("fleet:org:o1", {})) == 1)
+        await wait_until(lambda: len(running.gateway.registry.members("fleet:org:o1")) == 1)
         fast = clients(running.url)
         assert await fast.connect(make_token("fast"))
         await fast.wait_for("session")
         published = 0
         async with aioredis.Redis.from_url(redis_url) as redis:
-            while published < MAX_PUBLISHES and running.gateway.p.registry.rooms.get(
-                "fleet:org:o1"
-            ):
+            while published < MAX_PUBLISHES and running.gateway.registry.rooms.get("fleet:org:o1"):
                 await redis.publish(keys.org_channel("o1"), batch(published))
                 published += 1
                 await asyncio.sleep(0.005)

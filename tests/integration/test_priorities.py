@@ -188,12 +188,12 @@ async def test_cut_off_only_when_priority_frames_would_be_lost(redis_url: str, r
         samples = await scrape(running.url)
         assert metric(samples, "fleetcast_gateway_positions_shed_total") > 0
         assert metric(samples, "fleetcast_gateway_disconnects_total", reason="slow_consumer") == 0
-        assert len(running.gateway.p.registry) == 1  # positions alone never cut it off
+        assert len(running.gateway.registry) == 1  # positions alone never cut it off
 
         channel = keys.org_channel(ORG)
         for n in range(0, 400, 20):  # alerts alone beyond the bound: it must go
             await redis.publish(channel, wire.encode(ORG, [alert(k) for k in range(n, n + 20)]))
-        await wait_until(lambda: len(running.gateway.p.registry) == 0, what="the cut-off")
+        await wait_until(lambda: len(running.gateway.registry) == 0, what="the cut-off")
         samples = await scrape(running.url)
         assert metric(samples, "fleetcast_gateway_disconnects_total", reason="slow_consumer") == 1
 

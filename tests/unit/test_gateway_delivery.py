@@ -10,19 +10,17 @@ from typing import Any
 
 import pytest
 
-from fleetcast.gateway.edge.auth import Claims
-from fleetcast.gateway.edge.limits import TokenBucket
 from fleetcast.gateway.metrics import Metrics
-from fleetcast.gateway.rooms.delivery import Delivery, belongs_to, client_room_name
+from fleetcast.gateway.rooms.delivery import Delivery
 from fleetcast.gateway.rooms.outbox import Outbox
 from fleetcast.gateway.rooms.registry import Connection, Hold, Registry
 from fleetcast.gateway.transport.packets import Frame
+from fleetcast.protocol import rooms
 from fleetcast.protocol.wire import RoutedEvent
 
 
 def conn(sid: str, org: str = "o1", user: str = "u") -> Connection:
-    claims = Claims(user, org, ("dispatcher",), exp=0.0)
-    return Connection(sid, "e" + sid, claims, 0.0, TokenBucket(1, 1, 0), deadline=0.0, open=True)
+    return Connection(sid, "e" + sid, org, user, 0.0, open=True)
 
 
 class Recorder:
@@ -124,12 +122,12 @@ def test_recovering_room_holds_frames(setup: tuple[Registry, Recorder, Delivery]
 
 
 def test_room_name_helpers() -> None:
-    assert client_room_name("channel:c:org:o", "o") == "channel:c"
-    assert client_room_name("fleet:org:o", "o") == "fleet"
-    assert client_room_name("org:o", "o") == "org"
-    assert belongs_to("asset:a:org:o", "o")
-    assert not belongs_to("asset:a:org:o2", "o")
-    assert not belongs_to("org:o2", "o")
+    assert rooms.client_name("channel:c:org:o", "o") == "channel:c"
+    assert rooms.client_name("fleet:org:o", "o") == "fleet"
+    assert rooms.client_name("org:o", "o") == "org"
+    assert rooms.belongs_to("asset:a:org:o", "o")
+    assert not rooms.belongs_to("asset:a:org:o2", "o")
+    assert not rooms.belongs_to("org:o2", "o")
 
 
 #: Frames the fake transport takes before the client counts as behind.

@@ -11,8 +11,6 @@ from typing import Any
 import orjson
 import pytest
 
-from fleetcast.gateway.edge.auth import Claims
-from fleetcast.gateway.edge.limits import TokenBucket
 from fleetcast.gateway.metrics import Metrics
 from fleetcast.gateway.rooms import fleet, snapshots
 from fleetcast.gateway.rooms.delivery import Delivery
@@ -25,8 +23,7 @@ FLEET = rooms.fleet_room("o1").name
 
 
 def conn(sid: str, org: str = "o1") -> Connection:
-    claims = Claims(sid, org, ("dispatcher",), exp=0.0)
-    return Connection(sid, "e" + sid, claims, 0.0, TokenBucket(1, 1, 0), deadline=0.0, open=True)
+    return Connection(sid, "e" + sid, org, sid, 0.0, open=True)
 
 
 def position(asset: str, seq: int, org: str = "o1") -> dict[str, Any]:

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from fleetcast.gateway.edge.auth import Claims
+from fleetcast.gateway.edge.clients import Client
 from fleetcast.gateway.edge.limits import TokenBucket
 from fleetcast.gateway.edge.policy import Policy
 from fleetcast.gateway.edge.subscriptions import Subscriptions
@@ -61,22 +62,24 @@ class RacingReader:
 
 def setup(
     role: str = "dispatcher", during: tuple[int, ...] = (3, 4, 5, 6)
-) -> tuple[Subscriptions, Connection, Recorder, Delivery]:
+) -> tuple[Subscriptions, Client, Recorder, Delivery]:
     registry, recorder, metrics = Registry(), Recorder(), Metrics()
     delivery = Delivery(registry, recorder, metrics, max_held=100)
     claims = Claims("u", "o1", (role,), exp=0.0)
-    conn = Connection("s", "e", claims, 0.0, TokenBucket(100, 100, 0), deadline=0.0, open=True)
+    conn = Connection("s", "e", "o1", "u", 0.0, open=True)
+    client = Client(conn, claims, deadline=0.0, requests=TokenBucket(100, 100, 0))
     registry.add(conn)
     changed: list[str] = []
     reader = RacingReader(delivery, during)
     subs = Subscriptions(registry, Policy.default(), reader, recorder, metrics,
                          max_rooms=10, on_change=changed.append)  # fmt: skip
-    return subs, conn, recorder, delivery
+    return subs, client, recorder, delivery
 
 
 async def test_live_events_during_recovery_are_held_and_deduplicated() -> None:
-    subs, conn, recorder, delivery = setup()
-    ack = await subs.subscribe(conn, {"room": "channel:c1", "since": "1-0"})
+    subs, client, recorder, delivery = setup()
+    conn = client.conn
+    ack = await subs.subscribe(client, {"room": "channel:c1", "since": "1-0"})
     assert ack == {"ok": True, "room": "channel:c1", "recovered": True}
     assert recorder.event_ids() == ["h2", "h3", "h4", "l5", "l6"]
     assert conn.recovering is None  # l5 came after the replay's end: nothing older can follow
@@ -86,8 +89,9 @@ async def test_live_events_during_recovery_are_held_and_deduplicated() -> None:
 
 async def test_live_events_the_replay_sent_are_dropped_when_they_come_after_it() -> None:
     """Published before the history read, read by the listener after it: not sent twice."""
-    subs, conn, recorder, delivery = setup(during=())
-    await subs.subscribe(conn, {"room": "channel:c1", "since": "1-0"})
+    subs, client, recorder, delivery = setup(during=())
+    conn = client.conn
+    await subs.subscribe(client, {"room": "channel:c1", "since": "1-0"})
     assert recorder.event_ids() == ["h2", "h3", "h4"]
     for n in (3, 4, 5, 6):
         live(delivery, n)
@@ -96,8 +100,9 @@ async def test_live_events_the_replay_sent_are_dropped_when_they_come_after_it()
 
 
 async def test_forbidden_room_is_never_joined() -> None:
-    subs, conn, recorder, _ = setup(role="viewer")
-    ack = await subs.subscribe(conn, {"room": "channel:c1", "since": "1-0"})
+    subs, client, recorder, _ = setup(role="viewer")
+    conn = client.conn
+    ack = await subs.subscribe(client, {"room": "channel:c1", "since": "1-0"})
     assert ack["error"]["code"] == "forbidden"
     assert ROOM not in conn.rooms
     assert recorder.sent == []
@@ -105,8 +110,9 @@ async def test_forbidden_room_is_never_joined() -> None:
 
 async def test_rooms_recovered_at_connect_are_held_before_anything_else() -> None:
     """Holds go up for every automatic room first: no live event slips in before its replay."""
-    subs, conn, _, _ = setup(during=())
-    planned = subs.hold_at_connect(conn, {"org": "1-0", "user:u": "not an offset"})
+    subs, client, _, _ = setup(during=())
+    conn = client.conn
+    planned = subs.hold_at_connect(client, {"org": "1-0", "user:u": "not an offset"})
     assert [(p.room.client_name, p.since) for p in planned] == [("org", "1-0"), ("user:u", None)]
     assert set(conn.recovering or {}) == {"org:o1"}
     subs._registry.join(conn, "org:o1")  # as on_connect does, between the two steps

@@ -1,39 +1,74 @@
 """The composition root: settings in, a ready aiohttp application out.
 
-Everything is built here and passed down. Every background task (pub/sub
-listener, canary, outbox pump, fleet batcher, session writer, expiry sweep) is started by
-:func:`_background`, an aiohttp cleanup context that cancels and awaits
-them all when the app shuts down; so are the Redis clients closed.
+Everything is built here, bottom layer first, and handed its collaborators
+explicitly: transport, then rooms, then the Redis side and the edge. Every
+task of the process has one owner, a :class:`~fleetcast.common.tasks.Supervisor`:
+the long-running services (listener, canary, outbox pump, fleet batcher,
+session writer, expiry sweep, loop-lag sampler, heartbeat) start when the app
+starts and are cancelled and awaited, with every short-lived task, when it
+shuts down; then the Redis clients are closed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
 from aiohttp import web
 
-from fleetcast.gateway import tasks
+from fleetcast.common.tasks import Supervisor
 from fleetcast.gateway.edge import admission, auth, console, http, policy, subscriptions
-from fleetcast.gateway.edge.server import Gateway, GatewayManager, Parts
+from fleetcast.gateway.edge.clients import Clients
+from fleetcast.gateway.edge.closing import Closer
+from fleetcast.gateway.edge.handshake import Handshake
+from fleetcast.gateway.edge.server import GatewayManager, Server
 from fleetcast.gateway.metrics import Metrics
-from fleetcast.gateway.redis import snapshots as redis_snapshots
+from fleetcast.gateway.redis import sessions
+from fleetcast.gateway.redis.canary import Canary, Echoes
 from fleetcast.gateway.redis.clients import redis_client
-from fleetcast.gateway.redis.fanout import Fanout
-from fleetcast.gateway.redis.sessions import SessionStore
+from fleetcast.gateway.redis.listener import Listener
+from fleetcast.gateway.redis.snapshots import RedisSnapshotSource
 from fleetcast.gateway.redis.streams import RedisStreamReader
 from fleetcast.gateway.rooms import fleet, snapshots
 from fleetcast.gateway.rooms.delivery import Delivery
+from fleetcast.gateway.rooms.feed import Feed
 from fleetcast.gateway.rooms.outbox import Outbox
 from fleetcast.gateway.rooms.registry import Registry
 from fleetcast.gateway.settings import Settings
-from fleetcast.gateway.tasks import Tasks
 from fleetcast.gateway.transport import engine, sendbuffer
 from fleetcast.gateway.transport.writer import EngineIOTransport
+from fleetcast.protocol import keys
+
+
+@dataclass(frozen=True, slots=True)
+class Gateway:
+    """What :func:`create_app` assembled: for ``__main__`` (drain) and for tests to look into."""
+
+    settings: Settings
+    registry: Registry
+    clients: Clients
+    delivery: Delivery
+    listener: Listener
+    canary: Canary
+    closer: Closer
+    server: Server
+    status: http.GatewayStatus
+    supervisor: Supervisor
+
+    @property
+    def ready(self) -> bool:
+        return self.status.ready
+
+    async def drain(self, seconds: float) -> None:
+        """SIGTERM: refuse new clients, send the connected ones elsewhere, spread over time."""
+        await self.closer.drain(seconds, self.supervisor.settle)
+
 
 GATEWAY = web.AppKey("gateway", Gateway)
 REDIS = web.AppKey("redis", aioredis.Redis)
@@ -59,24 +94,21 @@ def _socketio_server(settings: Settings) -> Any:
 def create_app(settings: Settings) -> web.Application:
     """Build the gateway; nothing connects or runs until the app starts."""
     app = web.Application()
-    metrics, registry, tasks = Metrics(), Registry(), Tasks()
+    metrics, registry, clients = Metrics(), Registry(), Clients()
+    supervisor = Supervisor()
     commands, pubsub = redis_client(settings), redis_client(settings, for_pubsub=True)
-    sio = _socketio_server(settings)
-    sio.attach(app, socketio_path=settings.ws_path)
     role_policy = policy.Policy.from_grants(settings.role_policy)
 
-    gateway: Gateway | None = None
-
-    def cut_off(conn: Any, reason: str) -> None:
-        assert gateway is not None
-        gateway.cut_off(conn, reason)
-
+    # transport
+    sio = _socketio_server(settings)
+    sio.attach(app, socketio_path=settings.ws_path)
+    sio.eio.use_tasks(supervisor.spawn)
     transport = EngineIOTransport(sio.eio)
+
+    # rooms
+    closer = Closer(transport, sio.disconnect, supervisor.spawn, clients, metrics)
     outbox = Outbox(
-        transport,
-        metrics,
-        max_buffered=settings.max_buffered_messages,
-        cut_off=cut_off,
+        transport, metrics, max_buffered=settings.max_buffered_messages, cut_off=closer.cut_off
     )
     fleet_metrics = fleet.FleetMetrics(metrics.registry)
     batcher = fleet.FleetBatcher(
@@ -85,8 +117,8 @@ def create_app(settings: Settings) -> web.Application:
     fleet_room = fleet.FleetRoom(
         batcher,
         snapshots.SnapshotReader(
-            redis_snapshots.RedisSnapshotSource(commands),
-            tasks.spawn,
+            RedisSnapshotSource(commands),
+            supervisor.spawn,
             ttl_s=settings.fleet_asset_ttl_s,
             max_assets=settings.fleet_snapshot_max,
         ),
@@ -94,45 +126,63 @@ def create_app(settings: Settings) -> web.Application:
         fleet_metrics,
     )
     delivery = Delivery(registry, outbox, metrics, max_held=subscriptions.MAX_HELD, fleet=batcher)
-    sessions = SessionStore(commands, registry, settings.gateway_id)
-    fanout = Fanout(
+
+    # redis
+    session_store = sessions.SessionStore(commands, registry, settings.gateway_id)
+    echoes = Echoes()
+    canary_channel = keys.canary_channel(settings.gateway_id)
+    listener = Listener(
         pubsub,
-        commands,
         metrics,
-        gateway_id=settings.gateway_id,
-        sink=delivery.deliver,
+        sink=Feed(delivery, metrics).on_message,
+        channels={canary_channel: echoes.back},
         backoff_max_s=settings.redis_backoff_max_s,
-        canary_interval_s=settings.canary_interval_s,
-        canary_timeout_s=settings.canary_timeout_s,
         batch=transport.corked,
+        on_connected=[lambda _: session_store.restore()],
     )
-    fanout.on_connected(sessions.restore)
-    parts = Parts(
+    canary = Canary(
+        commands,
+        listener,
+        echoes,
+        metrics,
+        channel=canary_channel,
+        interval_s=settings.canary_interval_s,
+        timeout_s=settings.canary_timeout_s,
+    )
+
+    # edge
+    requests = subscriptions.Subscriptions(
+        registry,
+        role_policy,
+        RedisStreamReader(commands),
+        outbox,
+        metrics,
+        max_rooms=settings.max_rooms_per_connection,
+        on_change=session_store.touch,
+        fleet=fleet_room,
+    )
+    server = Server(
+        sio,
         settings=settings,
-        metrics=metrics,
+        handshake=Handshake(settings, _verifier(settings), role_policy, registry, metrics),
+        role_policy=role_policy,
+        clients=clients,
         registry=registry,
-        delivery=delivery,
         outbox=outbox,
-        fanout=fanout,
-        sessions=sessions,
-        verifier=_verifier(settings),
-        policy=role_policy,
-        subscriptions=subscriptions.Subscriptions(
-            registry,
-            role_policy,
-            RedisStreamReader(commands),
-            outbox,
-            metrics,
-            max_rooms=settings.max_rooms_per_connection,
-            on_change=sessions.touch,
-            fleet=fleet_room,
-        ),
-        tasks=tasks,
+        subscriptions=requests,
+        closer=closer,
+        feeds=listener,
+        sessions=session_store,
+        transport=transport,
+        metrics=metrics,
     )
-    gateway = Gateway(sio, parts)
-    app[GATEWAY] = gateway
+    status = http.GatewayStatus(settings.gateway_id, registry, delivery, listener, canary, closer)
+    app[GATEWAY] = Gateway(
+        settings, registry, clients, delivery, listener, canary, closer, server, status, supervisor
+    )
     app[REDIS] = commands
-    app.add_routes(http.Endpoints(gateway, metrics, commands).routes())
+    cluster_stats = functools.partial(sessions.cluster_stats, commands)
+    app.add_routes(http.Endpoints(status, metrics, cluster_stats).routes())
     console.add_routes(app, settings.console_enabled)
     lag = admission.LoopLag()
     refused = metrics.refusals.labels("overloaded").inc
@@ -140,7 +190,18 @@ def create_app(settings: Settings) -> web.Application:
         admission.overload_guard(lag, settings.ws_path, settings.overload_lag_s, refused)
     )
     sendbuffer.install(app, settings.send_buffer_bytes)
-    app.cleanup_ctx.append(_background(gateway, batcher, lag, commands, pubsub))
+
+    services = {
+        "listener": listener.run,
+        "canary": canary.run,
+        "outbox": outbox.run,
+        "fleet": batcher.run,
+        "loop-lag": lag.run,
+        "sessions": session_store.run,
+        "expiry": closer.run_expiry,
+        "heartbeat": sio.eio.heartbeat.run,
+    }
+    app.cleanup_ctx.append(_lifetime(supervisor, services, sio, session_store, commands, pubsub))
     return app
 
 
@@ -155,35 +216,26 @@ def _verifier(settings: Settings) -> auth.Verifier:
     )
 
 
-def _background(
-    gateway: Gateway,
-    batcher: fleet.FleetBatcher,
-    lag: admission.LoopLag,
+def _lifetime(
+    supervisor: Supervisor,
+    services: dict[str, Any],
+    sio: Any,
+    session_store: sessions.SessionStore,
     commands: aioredis.Redis,
     pubsub: aioredis.Redis,
 ) -> Any:
+    """The aiohttp cleanup context: services run while the app does, then everything stops."""
+
     async def context(_: web.Application) -> AsyncIterator[None]:
-        p = gateway.p
-        jobs: dict[str, Coroutine[Any, Any, None]] = {
-            "listener": p.fanout.run(),
-            "canary": p.fanout.run_canary(),
-            "outbox": p.outbox.run(),
-            "fleet": batcher.run(),
-            "loop-lag": lag.run(),
-            "sessions": p.sessions.run(),
-            "expiry": gateway.run_expiry(),
-            "heartbeat": gateway.sio.eio.heartbeat.run(),
-        }
-        running = [asyncio.create_task(job, name=f"gateway:{name}") for name, job in jobs.items()]
+        supervisor.start(services)
         try:
             yield
         finally:
-            await tasks.cancel_and_wait(running)
-            await p.tasks.close()
-            await gateway.sio.eio.close_websockets()
+            await supervisor.stop()
+            sio.eio.close_websockets()
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(1.0):
-                    await p.sessions.close()
+                    await session_store.close()
             await commands.aclose()
             await pubsub.aclose()
 

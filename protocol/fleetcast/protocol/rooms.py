@@ -128,6 +128,34 @@ def parse_client_room(text: object, org: str) -> Room:
     return Room(kind, org)
 
 
+#: Full names of fleet rooms start with this (``fleet:org:{org}``).
+FLEET_PREFIX = "fleet:"
+
+
+def belongs_to(name: str, org: str) -> bool:
+    """True when a full room name is one of ``org``'s (ids never contain ``:``).
+
+    A string test, not a parse: delivery asks it for every target room of
+    every event.
+    """
+    return name == f"org:{org}" or name.endswith(f":org:{org}")
+
+
+def client_name(name: str, org: str) -> str:
+    """The client's name of one of ``org``'s rooms: ``channel:c:org:o`` -> ``channel:c``.
+
+    ``org:o`` -> ``org``, ``fleet:org:o`` -> ``fleet``. The inverse of
+    :func:`parse_client_room` for names :func:`belongs_to` ``org`` accepts.
+    """
+    suffix = f":org:{org}"
+    return name[: -len(suffix)] if name.endswith(suffix) else RoomKind.ORG.value
+
+
+def is_fleet(name: str) -> bool:
+    """True for an org's fleet room (the map's: positions batched, no history)."""
+    return name.startswith(FLEET_PREFIX)
+
+
 def parse_room(name: str) -> Room:
     """Parse a full server-side room name (the inverse of :attr:`Room.name`)."""
     parts = name.split(":")

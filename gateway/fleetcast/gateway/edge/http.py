@@ -8,6 +8,8 @@ and the Redis path proven by a recent canary.
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Awaitable, Callable
 from typing import Any, Final, Protocol
 
 import structlog
@@ -15,7 +17,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from fleetcast.gateway.metrics import Metrics
-from fleetcast.gateway.redis import sessions
+from fleetcast.gateway.rooms.registry import Registry
 
 log = structlog.stdlib.get_logger(__name__)
 
@@ -30,11 +32,77 @@ class Status(Protocol):
     def stats(self) -> dict[str, Any]: ...
 
 
+class Subscribed(Protocol):
+    """The org channels listened to (redis/listener.py)."""
+
+    @property
+    def orgs(self) -> list[str]: ...
+
+
+class Proof(Protocol):
+    """The pub/sub path proven recently (redis/canary.py)."""
+
+    @property
+    def healthy(self) -> bool: ...
+
+
+class Draining(Protocol):
+    @property
+    def draining(self) -> bool: ...
+
+
+class Delivered(Protocol):
+    @property
+    def delivered(self) -> int: ...
+
+
+class GatewayStatus:
+    """Ready when not draining and the pub/sub path is proven; the figures /stats shows."""
+
+    def __init__(
+        self,
+        gateway_id: str,
+        registry: Registry,
+        delivery: Delivered,
+        listener: Subscribed,
+        canary: Proof,
+        closer: Draining,
+    ) -> None:
+        self._gateway_id = gateway_id
+        self._registry = registry
+        self._delivery = delivery
+        self._listener = listener
+        self._canary = canary
+        self._closer = closer
+        self._started = time.monotonic()
+
+    @property
+    def ready(self) -> bool:
+        return not self._closer.draining and self._canary.healthy
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "gateway": self._gateway_id,
+            "uptime_s": round(time.monotonic() - self._started, 3),
+            "ready": self.ready,
+            "draining": self._closer.draining,
+            "connections": len(self._registry),
+            "rooms": len(self._registry.rooms),
+            "orgs": self._registry.per_org(),
+            "subscribed_orgs": self._listener.orgs,
+            "messages_delivered": self._delivery.delivered,
+        }
+
+
+#: Connections, rooms and orgs across every live gateway (redis/sessions.py).
+ClusterStats = Callable[[], Awaitable[dict[str, Any]]]
+
+
 class Endpoints:
-    def __init__(self, status: Status, metrics: Metrics, redis: Any) -> None:
+    def __init__(self, status: Status, metrics: Metrics, cluster_stats: ClusterStats) -> None:
         self._status = status
         self._metrics = metrics
-        self._redis = redis
+        self._cluster_stats = cluster_stats
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -56,7 +124,7 @@ class Endpoints:
         body = self._status.stats()
         try:
             async with asyncio.timeout(CLUSTER_STATS_TIMEOUT_S):
-                body["cluster"] = await sessions.cluster_stats(self._redis)
+                body["cluster"] = await self._cluster_stats()
         except Exception as exc:  # Redis away: local figures still answer
             log.debug("cluster stats unavailable", error=repr(exc))
             body["cluster"] = None

@@ -21,6 +21,7 @@ from typing import Any, Final, NamedTuple, Protocol
 import structlog
 
 from fleetcast.gateway.edge import policy
+from fleetcast.gateway.edge.clients import Client
 from fleetcast.gateway.metrics import Metrics
 from fleetcast.gateway.rooms import history
 from fleetcast.gateway.rooms.delivery import Sender, make_frame
@@ -88,10 +89,11 @@ class Subscriptions:
         self._on_change = on_change
         self._clock = clock
 
-    async def subscribe(self, conn: Connection, data: object) -> Ack:
+    async def subscribe(self, client: Client, data: object) -> Ack:
+        conn = client.conn
         requested = data.get("room") if isinstance(data, dict) else None
         try:
-            room, since = self._check_subscribe(conn, data)
+            room, since = self._check_subscribe(client, data)
         except Refused as refused:
             self._metrics.subscribes.labels(refused.code).inc()
             return refused.ack(requested)
@@ -116,10 +118,11 @@ class Subscriptions:
             ack["recovered"] = bool(extra.get("snapshot", {}).get("complete"))
         return ack
 
-    def unsubscribe(self, conn: Connection, data: object) -> Ack:
+    def unsubscribe(self, client: Client, data: object) -> Ack:
+        conn = client.conn
         requested = data.get("room") if isinstance(data, dict) else None
         try:
-            self._check_rate(conn)
+            self._check_rate(client)
             room = _parse(conn, requested)
         except Refused as refused:
             return refused.ack(requested)
@@ -129,17 +132,18 @@ class Subscriptions:
             self._on_change(conn.sid)
         return {"ok": True, "room": room.client_name}
 
-    def _check_rate(self, conn: Connection) -> None:
-        wait = conn.subscribe_bucket.take(self._clock())
+    def _check_rate(self, client: Client) -> None:
+        wait = client.requests.take(self._clock())
         if wait > 0:
             raise Refused("rate_limited", "too many subscribe requests", round(wait + 0.005, 2))
 
-    def _check_subscribe(self, conn: Connection, data: object) -> tuple[rooms.Room, str | None]:
-        self._check_rate(conn)
+    def _check_subscribe(self, client: Client, data: object) -> tuple[rooms.Room, str | None]:
+        conn = client.conn
+        self._check_rate(client)
         if not isinstance(data, dict):
             raise Refused("invalid_room", 'expected {"room": "<kind>:<id>"}')
         room = _parse(conn, data.get("room"))
-        if not self._policy.allows(conn.claims, room):
+        if not self._policy.allows(client.claims, room):
             raise Refused("forbidden", f"your roles do not allow room {room.client_name}")
         since = data.get("since")
         if since is not None:
@@ -151,7 +155,7 @@ class Subscriptions:
             raise Refused("too_many_rooms", f"at most {self._max_rooms} rooms per connection")
         return room, since
 
-    def hold_at_connect(self, conn: Connection, since: object) -> list[Planned]:
+    def hold_at_connect(self, client: Client, since: object) -> list[Planned]:
         """Hold the automatic rooms to recover (auth ``since`` by room), before they are joined.
 
         The org and user rooms are joined at connect, before the client could
@@ -162,8 +166,8 @@ class Subscriptions:
         """
         if not isinstance(since, dict):
             return []
-        planned = []
-        for room in policy.automatic_rooms(conn.claims):
+        conn, planned = client.conn, []
+        for room in policy.automatic_rooms(client.claims):
             offset = since.get(room.client_name)
             if offset is None:
                 continue

@@ -3,10 +3,18 @@
 :meth:`Delivery.deliver` is the entry point the Redis listener calls for each
 event of a pub/sub message (and tests call directly). A connection gets each
 event once, through the first of the event's target rooms (routing order) it
-is in; the payload names that room and its offset. The payload is encoded
-once per (event, room) and the same frame is handed to every recipient.
-A position's fleet-room target goes to the fleet batcher instead (fleet.py:
-one ``asset_positions`` frame per org per interval).
+is in; the payload names that room and its offset, and (for an event kept in
+several rooms' histories) ``offsets``: its offset in each of them, so a client
+knows how far it has got in every room even for events that came through
+another one. The payload is encoded once per (event, room) and the same frame
+is handed to every recipient. A position's fleet-room target goes to the
+fleet batcher instead (fleet.py: one ``asset_positions`` frame per org per
+interval).
+
+Each delivered event moves its rooms' cursors (registry.LocalRoom), which is
+where a gap recovery starts. While an org is *paused* (a recovery is
+replaying its history) its live events wait here, in order, and the recovery
+releases them after the replay (rooms/recovery.py).
 """
 
 from __future__ import annotations
@@ -14,25 +22,24 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 import structlog
 
 from fleetcast.gateway.metrics import Metrics
 from fleetcast.gateway.rooms.registry import Connection, Registry
 from fleetcast.gateway.transport.packets import Frame, encode_event
-from fleetcast.protocol import events
+from fleetcast.protocol import events, rooms
 from fleetcast.protocol.wire import RoutedEvent
 
 log = structlog.stdlib.get_logger(__name__)
 
-#: Full names of fleet rooms start with this (``fleet:org:{org}``); their
-#: positions go to the batcher, one batch per interval instead of one frame each.
-FLEET_PREFIX = "fleet:"
+#: Live events one paused org may hold while its history is replayed.
+MAX_PAUSED: Final = 50_000
 
 
 class Sender(Protocol):
-    """Takes a frame for one connection (the outbox; a faster writer later)."""
+    """Takes a frame for one connection (the outbox)."""
 
     def push(self, conn: Connection, frame: Frame) -> None: ...
 
@@ -43,25 +50,47 @@ class PositionBatcher(Protocol):
     def add(self, org: str, event: Mapping[str, Any]) -> None: ...
 
 
-def client_room_name(room_name: str, org: str) -> str:
-    """Full name to client name: ``channel:c:org:o`` -> ``channel:c``, ``org:o`` -> ``org``."""
-    suffix = f":org:{org}"
-    return room_name[: -len(suffix)] if room_name.endswith(suffix) else "org"
-
-
-def belongs_to(room_name: str, org: str) -> bool:
-    """True when a full room name is one of ``org``'s (ids never contain ``:``)."""
-    return room_name == f"org:{org}" or room_name.endswith(f":org:{org}")
-
-
-def make_frame(event: Mapping[str, Any], client_room: str, offset: str | None) -> Frame:
-    """The payload a client receives: the envelope plus ``room`` and ``offset``."""
+def make_frame(
+    event: Mapping[str, Any],
+    client_room: str,
+    offset: str | None,
+    offsets: Mapping[str, str] | None = None,
+) -> Frame:
+    """The payload a client receives: the envelope plus ``room``, ``offset`` and ``offsets``."""
     payload = dict(event)
     payload["room"] = client_room
     if offset is not None:
         payload["offset"] = offset
+    if offsets:
+        payload["offsets"] = offsets
     event_type = str(event.get("event_type"))
     return Frame(encode_event(event_type, payload), events.is_priority(event_type), offset)
+
+
+def client_offsets(routed: RoutedEvent, org: str) -> dict[str, str] | None:
+    """The event's offset in each of its history rooms, by client room name.
+
+    None for an event kept in one history only: ``room`` and ``offset`` say it all.
+    """
+    if len(routed.offsets) < 2:
+        return None
+    return {rooms.client_name(name, org): offset for name, offset in routed.offsets.items()}
+
+
+class Paused:
+    """Live events of one org held while its history is replayed (bounded, in order)."""
+
+    __slots__ = ("events", "overflowed")
+
+    def __init__(self) -> None:
+        self.events: list[RoutedEvent] = []
+        self.overflowed = False
+
+    def hold(self, routed: RoutedEvent) -> None:
+        if len(self.events) < MAX_PAUSED:
+            self.events.append(routed)
+        else:
+            self.overflowed = True
 
 
 class Delivery:
@@ -81,33 +110,51 @@ class Delivery:
         self._metrics = metrics
         self._max_held = max_held
         self._fleet = fleet
+        self._paused: dict[str, Paused] = {}
         self.delivered = 0
 
+    # --- the live path --------------------------------------------------------------
+
     def deliver(self, org: str, routed: RoutedEvent) -> int:
-        """Deliver one event of ``org``; returns how many connections got it."""
+        """Deliver one live event of ``org``; returns how many connections got it."""
+        if self._paused:
+            paused = self._paused.get(org)
+            if paused is not None:
+                paused.hold(routed)
+                return 0
+        return self.deliver_now(org, routed)
+
+    def deliver_now(self, org: str, routed: RoutedEvent) -> int:
+        """Deliver ``routed`` whether or not its org is paused (a recovery's replay)."""
         seen: set[str] | None = set() if len(routed.rooms) > 1 else None
         fleet = self._fleet if routed.event.get("event_type") == events.POSITION_TYPE else None
+        offsets: dict[str, str] | None = None
         count = 0
         for room_name in routed.rooms:
-            members = self._registry.members(room_name)
-            if not members:
+            local = self._registry.local(room_name)
+            if local is None:
                 continue
-            if not belongs_to(room_name, org):
+            if not rooms.belongs_to(room_name, org):
                 log.warning("room of another org dropped", org=org, room=room_name)
                 self._metrics.wire_errors.inc()
                 continue
-            if fleet is not None and room_name.startswith(FLEET_PREFIX):
+            offset = routed.offsets.get(room_name)
+            if offset is not None:
+                local.cursor = offset
+            if fleet is not None and rooms.is_fleet(room_name):
                 fleet.add(org, routed.event)
                 continue
             frame: Frame | None = None
-            for sid, conn in members.items():
+            for sid, conn in local.members.items():
                 if seen is not None:
                     if sid in seen:
                         continue
                     seen.add(sid)
                 if frame is None:
-                    client_room = client_room_name(room_name, org)
-                    frame = make_frame(routed.event, client_room, routed.offsets.get(room_name))
+                    if offsets is None:
+                        offsets = client_offsets(routed, org) or {}
+                    client_room = rooms.client_name(room_name, org)
+                    frame = make_frame(routed.event, client_room, offset, offsets)
                 self._hand_over(conn, room_name, frame)
                 count += 1
         if count:
@@ -134,6 +181,16 @@ class Delivery:
         occurred = _timestamp(event.get("occurred_at"))
         if occurred is not None:
             self._metrics.latency.observe(max(0.0, time.time() - occurred))
+
+    # --- pausing an org for a gap recovery ----------------------------------------------
+
+    def pause(self, org: str) -> None:
+        """Hold ``org``'s live events from now on (until :meth:`resume`)."""
+        self._paused.setdefault(org, Paused())
+
+    def resume(self, org: str) -> Paused:
+        """Stop holding ``org``'s live events; returns those held, for the caller to deliver."""
+        return self._paused.pop(org, None) or Paused()
 
 
 def _timestamp(value: object) -> float | None:

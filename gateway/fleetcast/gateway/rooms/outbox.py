@@ -22,14 +22,13 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable
-from typing import Final
+from typing import Final, Protocol
 
 import structlog
 
 from fleetcast.gateway.metrics import Metrics
 from fleetcast.gateway.rooms.registry import Connection
 from fleetcast.gateway.transport.packets import Frame
-from fleetcast.gateway.transport.writer import Transport
 
 log = structlog.stdlib.get_logger(__name__)
 
@@ -42,13 +41,26 @@ BURST_FACTOR: Final = 4
 CutOff = Callable[[Connection, str], None]
 
 
+class Transport(Protocol):
+    """What the outbox needs of the transport (transport/writer.py's EngineIOTransport)."""
+
+    def offer(self, conn: Connection, frame: Frame) -> bool:
+        """Send ``frame`` unless ``conn`` is behind (False: the caller keeps it).
+
+        A connection whose transport is gone takes and drops the frame.
+        """
+
+    def write(self, conn: Connection, text: str) -> bool:
+        """Send one packet to ``conn`` now, behind or not; False when its transport is gone."""
+
+
 class Outbox:
     """Hands frames to the transport in order, bounded per connection."""
 
     def __init__(
         self, transport: Transport, metrics: Metrics, *, max_buffered: int, cut_off: CutOff
     ) -> None:
-        self.transport = transport
+        self._transport = transport
         self._metrics = metrics
         self._max = max_buffered
         self._cut_off = cut_off
@@ -59,7 +71,7 @@ class Outbox:
         """Send ``frame`` to ``conn`` now if it can go at once, else buffer it."""
         if conn.close_reason is not None:
             return
-        if conn.open and not conn.prio and not conn.bulk and self.transport.offer(conn, frame):
+        if conn.open and not conn.prio and not conn.bulk and self._transport.offer(conn, frame):
             return
         self._enqueue(conn, frame)
 
@@ -67,7 +79,7 @@ class Outbox:
         """The client got its CONNECT packet: send ``first``, then what waited."""
         conn.open = True
         if first is not None:
-            self.transport.write(conn, first)
+            self._transport.write(conn, first)
         self._flush(conn)
 
     def forget(self, conn: Connection) -> None:
@@ -102,7 +114,7 @@ class Outbox:
 
     def _flush(self, conn: Connection) -> int:
         """Move frames to the transport while it takes them, priority first; returns how many."""
-        offer = self.transport.offer
+        offer = self._transport.offer
         moved = 0
         for queue in (conn.prio, conn.bulk):
             while queue and offer(conn, queue[0]):

@@ -3,20 +3,27 @@
 This is the gateway's own room table (python-socketio's rooms are not used):
 delivery reads it on every event, so membership is a dict per room keyed by
 sid, holding the :class:`Connection` itself (no second lookup per recipient).
-Pure in-memory state, no I/O.
+A room that has members also keeps its *cursor*: the offset of the last
+event delivered to it, from which a gap in the pub/sub stream is recovered
+(rooms/recovery.py). Pure in-memory state, no I/O.
+
+A connection here is what the room table needs to know about it: where it
+is, what it is still owed, and whether it is being recovered. Its token and
+request budget belong to the edge (edge/clients.py), and its socket to the
+transport; neither is kept here.
 """
 
 from __future__ import annotations
 
+import time
 from collections import Counter, deque
 from collections.abc import Hashable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from fleetcast.gateway.edge.auth import Claims
-from fleetcast.gateway.edge.limits import TokenBucket
 from fleetcast.gateway.rooms import history
 from fleetcast.gateway.transport.packets import Frame
+from fleetcast.protocol import rooms
 
 
 @dataclass(slots=True, eq=False)
@@ -50,11 +57,11 @@ class Connection:
     """One client connection (one Socket.IO sid on the default namespace)."""
 
     sid: str
+    #: Its Engine.IO session: the transport's address for it.
     eio_sid: str
-    claims: Claims
+    org: str
+    user: str
     connected_at: float
-    subscribe_bucket: TokenBucket
-    deadline: float  # when the token expires (exp + leeway), wall clock
     rooms: set[str] = field(default_factory=set)
     #: False until the Socket.IO CONNECT packet went out; frames wait until then.
     open: bool = False
@@ -63,20 +70,8 @@ class Connection:
     bulk: deque[Frame] | None = None
     #: Rooms being recovered: live frames wait here until history is sent.
     recovering: dict[str, Hold] | None = None
-    #: Outcome of the recoveries asked at connect (auth ``since``), for ``session``.
-    recovered: dict[str, bool] | None = None
     #: Why the server closed it (metrics label); None when the client left.
     close_reason: str | None = None
-    #: Where its frames go (transport.py's Outlet), looked up once.
-    outlet: Any = None
-
-    @property
-    def user(self) -> str:
-        return self.claims.user
-
-    @property
-    def org(self) -> str:
-        return self.claims.org
 
     def end_recovery(self, room_name: str, hold: Hold | None = None) -> None:
         """Stop holding or filtering ``room_name``'s live frames (only ``hold``, if given)."""
@@ -89,12 +84,23 @@ class Connection:
         return (len(self.prio) if self.prio else 0) + (len(self.bulk) if self.bulk else 0)
 
 
+@dataclass(slots=True, eq=False)
+class LocalRoom:
+    """A room with local members: who they are, and how far delivery has got."""
+
+    members: dict[str, Connection] = field(default_factory=dict)
+    #: Offset of the last event delivered to the room (its history stream id).
+    cursor: str | None = None
+    #: Wall-clock milliseconds when the room got its first local member.
+    opened_ms: int = 0
+
+
 class Registry:
-    """Connections by sid, room members by room name, counts by org and user."""
+    """Connections by sid, rooms by name, counts by org and user."""
 
     def __init__(self) -> None:
         self.connections: dict[str, Connection] = {}
-        self.rooms: dict[str, dict[str, Connection]] = {}
+        self.rooms: dict[str, LocalRoom] = {}
         self._per_user: Counter[tuple[str, str]] = Counter()
         self._per_org: Counter[str] = Counter()
 
@@ -128,28 +134,36 @@ class Registry:
         if name in conn.rooms:
             return False
         conn.rooms.add(name)
-        self.rooms.setdefault(name, {})[conn.sid] = conn
+        local = self.rooms.get(name)
+        if local is None:
+            local = self.rooms[name] = LocalRoom(opened_ms=int(time.time() * 1000))
+        local.members[conn.sid] = conn
         return True
 
     def leave(self, conn: Connection, name: str) -> bool:
         if name not in conn.rooms:
             return False
         conn.rooms.discard(name)
-        members = self.rooms.get(name)
-        if members is not None:
-            members.pop(conn.sid, None)
-            if not members:
+        local = self.rooms.get(name)
+        if local is not None:
+            local.members.pop(conn.sid, None)
+            if not local.members:
                 del self.rooms[name]
         return True
 
     def members(self, name: str) -> dict[str, Connection]:
-        return self.rooms.get(name, _EMPTY)
+        local = self.rooms.get(name)
+        return local.members if local is not None else _EMPTY
+
+    def local(self, name: str) -> LocalRoom | None:
+        return self.rooms.get(name)
+
+    def rooms_of(self, org: str) -> dict[str, LocalRoom]:
+        """The rooms of ``org`` that have local members (a scan: for recoveries, not per event)."""
+        return {name: local for name, local in self.rooms.items() if rooms.belongs_to(name, org)}
 
     def user_connections(self, org: str, user: str) -> int:
         return self._per_user.get((org, user), 0)
-
-    def org_connections(self, org: str) -> int:
-        return self._per_org.get(org, 0)
 
     def per_org(self) -> dict[str, int]:
         return dict(self._per_org)

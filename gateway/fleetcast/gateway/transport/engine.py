@@ -28,8 +28,7 @@ both transports.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, Final
 
 import engineio
@@ -43,6 +42,9 @@ from fleetcast.gateway.transport.heartbeat import Heartbeat
 from fleetcast.gateway.transport.outlet import Outlet
 
 log = structlog.stdlib.get_logger(__name__)
+
+#: Starts a task owned by the gateway's task owner: (coroutine, name).
+Spawn = Callable[[Coroutine[Any, Any, Any], str], object]
 
 #: The request keys the gateway's handlers read (auth.extract_token); the rest is dropped.
 KEPT_ENVIRON: Final = ("HTTP_AUTHORIZATION", "QUERY_STRING", "REMOTE_ADDR", "HTTP_ORIGIN")
@@ -114,29 +116,41 @@ class LeanEngineIO(engineio.AsyncServer):  # type: ignore[misc]
         super().__init__(**kwargs)
         self.sockets = _SocketTable()
         self.heartbeat = Heartbeat(self.ping_interval, self.ping_timeout, self._timed_out)
-        self._running: set[asyncio.Task[None]] = set()
+        self._spawn: Spawn | None = None
+
+    def use_tasks(self, spawn: Spawn) -> None:
+        """Where packet handlers and socket closes run: the gateway's task owner (common.tasks)."""
+        self._spawn = spawn
 
     def create_queue(self, *args: Any, **kwargs: Any) -> Outlet:
         return Outlet()
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        """Run one packet's handling (or a socket's close) in a task owned here."""
-        task = asyncio.get_running_loop().create_task(coro)
-        self._running.add(task)
-        task.add_done_callback(self._running.discard)
+        """Run one packet's handling (or a socket's close) in a task of the gateway's owner."""
+        assert self._spawn is not None, "use_tasks() is called by the composition root"
+        self._spawn(coro, "engineio")
+
+    def outlet(self, eio_sid: str) -> Outlet | None:
+        """The Outlet of a live socket (its queue), or None once it is gone."""
+        sock = self.sockets.get(eio_sid)
+        queue = None if sock is None else sock.queue
+        return queue if isinstance(queue, Outlet) else None
+
+    async def abort(self, eio_sid: str) -> None:
+        """End a session without a CLOSE packet; the disconnect handlers run."""
+        sock = self.sockets.get(eio_sid)
+        if sock is not None:
+            await sock.close(wait=False, abort=True, reason=self.reason.SERVER_DISCONNECT)
 
     def forget(self, sock: LeanSocket) -> None:
         sockets: dict[str, Any] = self.sockets
         if sock.closed and sockets.get(sock.sid) is sock:
             del sockets[sock.sid]
 
-    async def close_websockets(self) -> None:
-        """Shut-down: close every websocket (aiohttp no longer knows them) and end their tasks."""
+    def close_websockets(self) -> None:
+        """Shut-down: close every websocket (aiohttp no longer knows them)."""
         for sock in list(self.sockets.values()):
             sock.queue.shut()
-        for task in list(self._running):
-            task.cancel()
-        await asyncio.gather(*self._running, return_exceptions=True)
 
     async def _timed_out(self, sock: LeanSocket) -> None:
         log.info("engine.io client gone (ping timeout)", sid=sock.sid)

@@ -1,20 +1,23 @@
-"""Where frames leave the gateway: each connection's Outlet (see outlet.py and engine.py).
+"""Where frames leave the gateway: :meth:`EngineIOTransport.offer` -> each connection's Outlet.
 
-python-socketio's own emit path creates one task per recipient and encodes
-per call; fleetcast encodes a frame once per (event, room) and offers the
-same :class:`Frame` to every recipient. On a websocket the Outlet writes the
-frame's bytes (built once) straight to the TCP transport; on long-polling it
-holds the packet for the next GET. Three things the public API does not offer
-(write without a task, know when a client is behind, close a transport
-without the CLOSE packet that stops clients from reconnecting) live here and
-in engine.py, behind the :class:`Transport` protocol the outbox uses.
+The rooms layer hands every frame of every connection to this one object
+(the outbox's ``Transport`` seam). It finds the connection's
+:class:`~fleetcast.gateway.transport.outlet.Outlet` (the stand-in for
+python-engineio's per-socket queue, looked up once per connection and kept
+here, not in the room table) and offers the frame: on a websocket the Outlet
+writes the frame's bytes (built once per frame) straight to the TCP
+transport; on long-polling it holds the packet for the next GET.
+
+Three things python-engineio's public API does not offer (write without a
+task, know when a client is behind, close a transport without the CLOSE
+packet that stops clients from reconnecting) live here and in engine.py.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import Any, Protocol
+from typing import Protocol
 
 from engineio import packet as eio_packet
 
@@ -23,23 +26,12 @@ from fleetcast.gateway.transport.outlet import Cork, Outlet
 from fleetcast.gateway.transport.packets import Frame
 
 
-class Transport(Protocol):
-    """Where frames go once a connection may receive them."""
+class Sockets(Protocol):
+    """What the writer needs of the Engine.IO server (engine.LeanEngineIO)."""
 
-    def offer(self, conn: Connection, frame: Frame) -> bool:
-        """Send ``frame`` unless ``conn`` is behind (False: the caller keeps it).
+    def outlet(self, eio_sid: str) -> Outlet | None: ...
 
-        A connection whose transport is gone takes and drops the frame.
-        """
-
-    def write(self, conn: Connection, text: str) -> bool:
-        """Send one packet to ``conn`` now, behind or not; False when its transport is gone."""
-
-    async def abort(self, conn: Connection) -> None:
-        """Close the transport without a CLOSE packet: clients then reconnect by themselves."""
-
-    def release(self, conn: Connection) -> None:
-        """The connection is gone: close its websocket (or end a long-poll waiting on it) now."""
+    async def abort(self, eio_sid: str) -> None: ...
 
 
 #: What a connection whose Engine.IO socket is gone writes into.
@@ -48,12 +40,12 @@ _GONE.closed = True
 
 
 class EngineIOTransport:
-    """Offers frames to the Outlets of the sockets of
-    :class:`~fleetcast.gateway.transport.engine.LeanEngineIO`."""
+    """Offers frames to the Outlets of the Engine.IO server's sockets."""
 
-    def __init__(self, eio_server: Any) -> None:
-        self._eio = eio_server
+    def __init__(self, sockets: Sockets) -> None:
+        self._sockets = sockets
         self._cork = Cork()
+        self._outlets: dict[str, Outlet] = {}
 
     @contextlib.contextmanager
     def corked(self) -> Iterator[None]:
@@ -62,15 +54,14 @@ class EngineIOTransport:
             yield
 
     def _outlet(self, conn: Connection) -> Outlet:
-        """The connection's Outlet, looked up once and kept on the connection."""
-        outlet = conn.outlet
+        """The connection's Outlet, looked up once and kept until :meth:`release`."""
+        outlet = self._outlets.get(conn.sid)
         if outlet is None:
-            sock = self._eio.sockets.get(conn.eio_sid)
-            queue = None if sock is None else sock.queue
-            if not isinstance(queue, Outlet):
+            found = self._sockets.outlet(conn.eio_sid)
+            if found is None:
                 return _GONE
-            outlet = conn.outlet = queue
-        return outlet  # type: ignore[no-any-return]
+            outlet = self._outlets[conn.sid] = found
+        return outlet
 
     def offer(self, conn: Connection, frame: Frame) -> bool:
         return self._outlet(conn).offer(frame, self._cork)
@@ -83,18 +74,17 @@ class EngineIOTransport:
         return True
 
     async def abort(self, conn: Connection) -> None:
-        sock = self._eio.sockets.get(conn.eio_sid)
-        if sock is None:
-            return
-        # close() runs the disconnect handlers; the release then closes the
-        # websocket once the reason frame (already written) is flushed.
-        await sock.close(wait=False, abort=True, reason=self._eio.reason.SERVER_DISCONNECT)
+        """Close without a CLOSE packet (clients then reconnect by themselves), once flushed."""
+        await self._sockets.abort(conn.eio_sid)
         self.release(conn)
 
     def release(self, conn: Connection) -> None:
-        # Without this, a polling client's pending GET waits out ping_interval +
-        # ping_timeout after the client said goodbye.
-        outlet = self._outlet(conn)
-        if outlet is not _GONE:
+        """The connection is gone: close its websocket (or end a long-poll waiting on it) now.
+
+        Without this, a polling client's pending GET waits out ping_interval +
+        ping_timeout after the client said goodbye.
+        """
+        outlet = self._outlets.pop(conn.sid, None) or self._sockets.outlet(conn.eio_sid)
+        if outlet is not None:
             with contextlib.suppress(Exception):
                 outlet.put_nowait(None)

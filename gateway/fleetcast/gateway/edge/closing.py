@@ -1,0 +1,114 @@
+"""Server-initiated closes: tell the client why, then close, at most once per connection.
+
+A close sends ``disconnect_reason`` ``{code, message, reconnect}`` first. For
+reasons after which a client should come back by itself (``slow_consumer``,
+``draining``) the transport is then closed *without* a Socket.IO DISCONNECT,
+so standard clients reconnect and resume with ``since``; for the others
+(``token_expired``) the server disconnects, and clients stay away.
+
+Also here: the expiry sweep (tokens that ran out) and the SIGTERM drain,
+which sends the connected clients elsewhere in small groups, not as one storm.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Final, Protocol
+
+import structlog
+
+from fleetcast.gateway.edge.clients import Clients
+from fleetcast.gateway.metrics import Metrics
+from fleetcast.gateway.rooms.registry import Connection
+from fleetcast.gateway.transport import packets
+
+log = structlog.stdlib.get_logger(__name__)
+
+#: Server-initiated closes after which a client should reconnect by itself.
+RECONNECT_REASONS: Final = frozenset({"slow_consumer", "draining"})
+CLOSE_MESSAGES: Final = {
+    "token_expired": "token expired: connect again with a new token",
+    "slow_consumer": "too far behind: reconnect and resume with since",
+    "draining": "gateway shutting down: reconnect (another gateway will answer)",
+}
+EXPIRY_SWEEP_S: Final = 1.0
+DRAIN_TICK_S: Final = 0.01
+#: Share of the drain time over which clients are sent away; the rest lets them go.
+DRAIN_SPREAD: Final = 0.5
+
+
+class ClosingTransport(Protocol):
+    """What closing needs of the transport (transport/writer.py)."""
+
+    def write(self, conn: Connection, text: str) -> bool: ...
+
+    async def abort(self, conn: Connection) -> None: ...
+
+
+Spawn = Callable[[Coroutine[Any, Any, Any], str], object]
+
+
+class Closer:
+    """Closes connections with a reason; owns the expiry sweep and the drain."""
+
+    def __init__(
+        self,
+        transport: ClosingTransport,
+        disconnect: Callable[[str], Awaitable[None]],
+        spawn: Spawn,
+        clients: Clients,
+        metrics: Metrics,
+    ) -> None:
+        self._transport = transport
+        self._disconnect = disconnect
+        self._spawn = spawn
+        self._clients = clients
+        self._metrics = metrics
+        self.draining = False
+
+    def cut_off(self, conn: Connection, reason: str) -> None:
+        """Tell the client why, then close; at most once per connection."""
+        if conn.close_reason is not None:
+            return
+        conn.close_reason = reason
+        self._spawn(self._close(conn, reason), f"close-{conn.sid}")
+
+    async def _close(self, conn: Connection, reason: str) -> None:
+        reconnect = reason in RECONNECT_REASONS
+        notice = {
+            "code": reason,
+            "message": CLOSE_MESSAGES.get(reason, reason),
+            "reconnect": reconnect,
+        }
+        self._transport.write(conn, packets.encode_event("disconnect_reason", notice))
+        if reconnect:
+            await self._transport.abort(conn)
+        else:
+            await self._disconnect(conn.sid)
+
+    async def run_expiry(self) -> None:
+        """Disconnect connections whose token ran out (token_expired)."""
+        while True:
+            await asyncio.sleep(EXPIRY_SWEEP_S)
+            now = time.time()
+            for client in self._clients:
+                if client.deadline <= now:
+                    self.cut_off(client.conn, "token_expired")
+
+    async def drain(self, seconds: float, settle: Callable[[float], Awaitable[None]]) -> None:
+        """SIGTERM: send the connected clients elsewhere, spread over time."""
+        self.draining = True
+        self._metrics.draining.set(1)
+        conns = [client.conn for client in self._clients]
+        log.info("draining", connections=len(conns), seconds=seconds)
+        spread = seconds * DRAIN_SPREAD  # clients leave in small groups, not as one storm
+        ticks = max(1, int(spread / DRAIN_TICK_S))
+        per_tick = max(1, math.ceil(len(conns) / ticks))
+        for start in range(0, len(conns), per_tick):
+            for conn in conns[start : start + per_tick]:
+                self.cut_off(conn, "draining")
+            await asyncio.sleep(spread / ticks)
+        await settle(seconds * 0.3)
