@@ -61,12 +61,12 @@ def argv(call: publishing.Call) -> list[bytes]:
         ("alert_created", {}),  # the org room only
     ],
 )
-def test_item_pieces_joined_with_the_ids_give_the_wire_item(
+def test_the_routes_item_pieces_joined_with_the_ids_give_the_wire_item(
     event_type: str, data: dict[str, Any]
 ) -> None:
     item = routed(event_type, **data)
     ids = [f"1732550400000-{n}" for n in range(len(item.history))]
-    pieces = publishing.item_pieces(item.route)
+    pieces = wire.item_pieces(item.route.rooms, item.route.history)
     assert len(pieces) == len(ids) + 1
     joined = pieces[0] + b"".join(
         i.encode() + piece for i, piece in zip(ids, pieces[1:], strict=True)
@@ -95,7 +95,7 @@ def test_the_arguments_follow_the_documented_layout() -> None:
     args = publishing.Encoder(LIMITS, FENCE).encode(items, now=100.0)
     got = argv(args)
     slack = int(LIMITS.history_ttl_s * publishing.HISTORY_TTL_SLACK)
-    assert got[:8] == [
+    assert got[:10] == [
         b"e",
         b"%d" % LIMITS.history_maxlen,
         b"%d" % (LIMITS.history_ttl_s + slack),
@@ -104,10 +104,12 @@ def test_the_arguments_follow_the_documented_layout() -> None:
         b"%d" % LIMITS.events_per_message,
         FENCE.encode(),
         b"%d" % LIMITS.fence_ttl_s,
+        wire.ITEM_SEPARATOR,
+        wire.MESSAGE_TAIL,
     ]
     # partitions: count, then fence field, first and last offset of the batch's events
-    assert got[8:15] == [b"2", b"t:0", b"10", b"12", b"t:1", b"5", b"5"]
-    org = got[15:22]
+    assert got[10:17] == [b"2", b"t:0", b"10", b"12", b"t:1", b"5", b"5"]
+    org = got[17:24]
     assert org == [
         b"1",
         b'{"v":1,"org":"org-1","events":[',
@@ -117,7 +119,7 @@ def test_the_arguments_follow_the_documented_layout() -> None:
         keys.fleet_last_seen("org-1").encode(),
         b"4",
     ]
-    first = got[22:27]  # k = 1, its stream, two pieces, envelope
+    first = got[24:29]  # k = 1, its stream, two pieces, envelope
     assert first[:2] == [b"1", keys.history_stream("asset:u-1:org:org-1").encode()]
     assert first[4] == items[0].envelope_json
     # then the streams whose TTL to set, and the snapshot by event number: the latest

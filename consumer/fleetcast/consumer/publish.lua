@@ -1,8 +1,9 @@
 -- fleetcast consumer: publish one batch of routed events, atomically, in one round trip.
 --
 -- ARGV is laid out by fleetcast.consumer.publishing.Encoder (its docstring gives the
--- layout); key names, the wire message's fixed parts and the bounds all come from
--- Python through it, none is spelled here. Steps:
+-- layout); key names, the bounds and every byte of the wire message but the stream ids
+-- come from Python through it (fleetcast.protocol.wire is the format's one author):
+-- nothing of the format is spelled here. Steps:
 --   1. Fence: read the last offset published of each Kafka partition in the batch. If an
 --      event of the batch is at or below it (a redelivery after a crash or a rebalance),
 --      write nothing and return the fences: the consumer drops those events and calls
@@ -28,7 +29,8 @@ end
 local history_field, maxlen, history_expire = ARGV[1], ARGV[2], ARGV[3]
 local fleet_ttl, fleet_max = tonumber(ARGV[4]), tonumber(ARGV[5])
 local per_message, fence_key, fence_ttl = tonumber(ARGV[6]), ARGV[7], ARGV[8]
-local a = 9
+local item_separator, message_tail = ARGV[9], ARGV[10]
+local a = 11
 
 -- 1. fences
 local partitions = tonumber(ARGV[a])
@@ -81,11 +83,11 @@ local function add_events(at, count, channel, head)
   for i = 1, count do
     envelopes[i], at = add_event(at, parts)
     if i % per_message == 0 or i == count then
-      parts[#parts + 1] = '}]}'
+      parts[#parts + 1] = message_tail
       redis.call('PUBLISH', channel, table.concat(parts))
       parts = {head}
     else
-      parts[#parts + 1] = '},'
+      parts[#parts + 1] = item_separator
     end
   end
   return envelopes, at

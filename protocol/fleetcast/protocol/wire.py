@@ -1,4 +1,4 @@
-"""The Redis pub/sub wire format between the consumer and the gateways.
+"""The Redis pub/sub wire format between the consumer and the gateways: its one author.
 
 One pub/sub message carries one or more events of one org (the consumer
 publishes per org and per batch, so a burst costs one message, not one per
@@ -15,6 +15,15 @@ stream id of the event in each room that keeps history (a room without
 history, such as the fleet room, is absent). ``event`` is the envelope as it
 came from Kafka. A gateway refuses any other version loudly (a mixed-version
 rollout must not deliver garbage).
+
+The bytes are made from the templates below and nowhere else. The stream
+ids exist only once the consumer's script has XADDed the event, inside
+Redis, so the script fills them in: the consumer packs each route's
+:func:`item_pieces` and each org's :func:`message_head` once, passes them
+and :data:`ITEM_SEPARATOR` / :data:`MESSAGE_TAIL` to the script, and the
+script only splices ids between pieces. :func:`encode` builds a message from
+the same templates in Python (for tools and tests), and :func:`decode` reads
+what either wrote.
 """
 
 from __future__ import annotations
@@ -26,6 +35,11 @@ from typing import Any, Final
 import orjson
 
 VERSION: Final = 1
+
+#: Closes an item and opens the next one's place in the message.
+ITEM_SEPARATOR: Final = b"},"
+#: Closes the last item, the ``events`` list and the message.
+MESSAGE_TAIL: Final = b"}]}"
 
 
 class WireError(ValueError):
@@ -41,17 +55,45 @@ class RoutedEvent:
     event: Mapping[str, Any]
 
 
+# --- the templates ------------------------------------------------------------------
+
+
+def message_head(org: str) -> bytes:
+    """A message up to its first item: ``{"v":1,"org":"<org>","events":[``."""
+    return b'{"v":%d,"org":%b,"events":[' % (VERSION, orjson.dumps(org))
+
+
+def item_pieces(rooms: Sequence[str], history: Sequence[str]) -> list[bytes]:
+    """An item cut where the stream ids of its ``history`` rooms go, up to its envelope.
+
+    ``len(history) + 1`` pieces: ``piece[0] id[0] piece[1] ... id[k-1] piece[k]``,
+    then the envelope's JSON, then :data:`ITEM_SEPARATOR` or :data:`MESSAGE_TAIL`.
+    """
+    head = b'{"rooms":' + orjson.dumps(list(rooms)) + b',"offsets":{'
+    if not history:
+        return [head + b'},"event":']
+    names = [orjson.dumps(room) for room in history]
+    pieces = [head + names[0] + b':"']
+    pieces += [b'",' + name + b':"' for name in names[1:]]
+    return [*pieces, b'"},"event":']
+
+
+# --- whole messages -------------------------------------------------------------------
+
+
 def encode(org: str, batch: Sequence[RoutedEvent]) -> bytes:
-    return orjson.dumps(
-        {
-            "v": VERSION,
-            "org": org,
-            "events": [
-                {"rooms": list(item.rooms), "offsets": dict(item.offsets), "event": item.event}
-                for item in batch
-            ],
-        }
-    )
+    """A message of ``batch``, made from the templates as the consumer's script makes it."""
+    if not batch:
+        return message_head(org) + b"]}"
+    parts = [message_head(org)]
+    for n, item in enumerate(batch, 1):
+        pieces = item_pieces(item.rooms, list(item.offsets))
+        parts.append(pieces[0])
+        for offset, piece in zip(item.offsets.values(), pieces[1:], strict=True):
+            parts += [offset.encode(), piece]
+        parts.append(orjson.dumps(item.event))
+        parts.append(MESSAGE_TAIL if n == len(batch) else ITEM_SEPARATOR)
+    return b"".join(parts)
 
 
 def decode(raw: bytes | str) -> tuple[str, list[RoutedEvent]]:
