@@ -42,11 +42,12 @@ test: deps lint ## Run the whole suite: lint, unit, integration (real Redis/Kafk
 test-unit: install ## Run only the fast tests that need no server
 	@$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
-lint: install ## ruff, mypy --strict, import contracts, chart and manifest drift
+lint: install ## ruff, mypy --strict, import and layer contracts, drift of generated files
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .
 	@$(VENV)/bin/mypy
 	@$(VENV)/bin/lint-imports
+	@$(PY) -m pytest -q -m drift tests/unit
 
 bench: deps ## Run the benchmarks and print the figures (writes bench/results/)
 	@$(PY) -m bench

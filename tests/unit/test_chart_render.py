@@ -201,6 +201,7 @@ def test_schema_rejects_bad_values(helm: Path, bad: str) -> None:
     assert SCHEMA_ERROR in done.stderr
 
 
+@pytest.mark.drift
 def test_values_schema_is_generated_from_values() -> None:
     done = subprocess.run(
         [ROOT / ".venv/bin/python", ROOT / "scripts/values_schema.py", "--check"],

@@ -1,15 +1,16 @@
 """List-valued settings from the environment: ``a,b`` as well as a JSON list.
 
 pydantic-settings reads a list field as JSON only; operators write
-``FLEETCAST_KAFKA_TOPICS=a,b``. Each component's settings run this as a
-``mode="before"`` validator on its list fields (marked ``NoDecode``).
+``FLEETCAST_KAFKA_TOPICS=a,b``. A field typed :data:`EnvList` takes both.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
+from pydantic import BeforeValidator
+from pydantic_settings import NoDecode
 
 
 def split_list(value: Any) -> Any:
@@ -20,3 +21,7 @@ def split_list(value: Any) -> Any:
             return orjson.loads(text)
         return [item.strip() for item in text.split(",") if item.strip()]
     return value
+
+
+#: A list of strings set as ``a,b`` or ``["a","b"]``.
+EnvList = Annotated[list[str], NoDecode, BeforeValidator(split_list)]

@@ -16,27 +16,13 @@ import time
 import structlog
 import uvloop
 from aiohttp import web
-from pydantic import ValidationError
 
 from fleetcast.common import logs
+from fleetcast.common import settings as common_settings
 from fleetcast.gateway.app import GATEWAY, create_app
 from fleetcast.gateway.settings import Settings
 
 log = structlog.stdlib.get_logger("fleetcast.gateway")
-
-
-def load_settings() -> Settings:
-    """Settings from the environment, or exit 2 with a readable message."""
-    try:
-        return Settings()
-    except ValidationError as exc:
-        lines = []
-        for error in exc.errors():
-            where = "_".join(str(part) for part in error["loc"]).upper()
-            name = f"FLEETCAST_{where}" if where else "configuration"
-            lines.append(f"  {name}: {error['msg'].removeprefix('Value error, ')}")
-        print("fleetcast-gateway: invalid configuration\n" + "\n".join(lines), file=sys.stderr)
-        raise SystemExit(2) from None
 
 
 async def serve(settings: Settings) -> None:
@@ -87,7 +73,7 @@ async def serve(settings: Settings) -> None:
 
 
 def main() -> None:
-    settings = load_settings()
+    settings = common_settings.load(Settings, "fleetcast-gateway")
     logs.configure(settings.log_level, component="gateway")
     for name in ("socketio.server", "engineio.server", "aiohttp.access"):
         logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger().level))

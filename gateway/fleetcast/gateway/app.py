@@ -96,7 +96,15 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application()
     metrics, registry, clients = Metrics(), Registry(), Clients()
     supervisor = Supervisor()
-    commands, pubsub = redis_client(settings), redis_client(settings, for_pubsub=True)
+    commands, pubsub = (
+        redis_client(
+            settings.redis_url,
+            gateway_id=settings.gateway_id,
+            timeout_s=settings.redis_timeout_s,
+            for_pubsub=for_pubsub,
+        )
+        for for_pubsub in (False, True)
+    )
     role_policy = policy.Policy.from_grants(settings.role_policy)
 
     # transport

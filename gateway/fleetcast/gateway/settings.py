@@ -10,12 +10,12 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
-from typing import Annotated, Any, Final, Self
+from typing import Final, Self
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from fleetcast.common import envlists
 from fleetcast.gateway.edge import policy
@@ -43,7 +43,7 @@ class Settings(BaseSettings):
     #: when an HS algorithm is allowed; at least 32 bytes.
     jwt_secret: str | None = Field(default=None, repr=False)
     #: Accepted signature algorithms. "none" is never accepted.
-    jwt_algorithms: Annotated[list[str], NoDecode] = ["HS256"]
+    jwt_algorithms: envlists.EnvList = ["HS256"]
     #: PEM public key (or a path to a PEM file) for RS*/PS*/ES* tokens.
     jwt_public_key: str | None = Field(default=None, repr=False)
     #: Required ``iss`` claim, checked only when set.
@@ -75,7 +75,7 @@ class Settings(BaseSettings):
     #: Socket.IO path.
     ws_path: str = "/ws"
     #: Origins allowed to connect from a browser; empty = same origin only, "*" = any.
-    cors_origins: Annotated[list[str], NoDecode] = []
+    cors_origins: envlists.EnvList = []
     #: Engine.IO ping interval and timeout (seconds).
     ping_interval: float = Field(default=25.0, gt=0)
     ping_timeout: float = Field(default=20.0, gt=0)
@@ -125,11 +125,6 @@ class Settings(BaseSettings):
     #: An asset not seen for this long is left out of snapshots (seconds); keep it
     #: equal to the consumer's FLEETCAST_FLEET_ASSET_TTL_S.
     fleet_asset_ttl_s: int = Field(default=keys.FLEET_ASSET_TTL_S, ge=1)
-
-    @field_validator("jwt_algorithms", "cors_origins", mode="before")
-    @classmethod
-    def _lists(cls, value: Any) -> Any:
-        return envlists.split_list(value)
 
     @field_validator("jwt_algorithms")
     @classmethod

@@ -107,7 +107,6 @@ def session(sid: str) -> str:
     return f"{PREFIX}:session:{sid}"
 
 
-SESSION_PATTERN: Final = f"{PREFIX}:session:*"
 #: Session keys expire unless the owning gateway refreshes them (seconds).
 SESSION_TTL_S: Final = 60
 

@@ -1,1 +1,4 @@
-"""(package docstring follows in the next commit)"""
+"""What the gateway asks of Redis: the pub/sub listener, its canary, history, snapshots, sessions.
+
+May import rooms/ and transport/; never edge/.
+"""

@@ -6,15 +6,15 @@ import redis.asyncio as aioredis
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.retry import Retry
 
-from fleetcast.gateway.settings import Settings
-
 #: Connections of each Redis client; more concurrent commands wait for one.
 REDIS_POOL_SIZE = 100
 #: A command may wait this many REDIS_TIMEOUT_S for a free connection.
 POOL_WAIT_FACTOR = 5
 
 
-def redis_client(settings: Settings, *, for_pubsub: bool = False) -> aioredis.Redis:
+def redis_client(
+    url: str, *, gateway_id: str, timeout_s: float, for_pubsub: bool = False
+) -> aioredis.Redis:
     """A client named after this gateway (so operators and tests can find its connections).
 
     Commands retry once quickly; the pub/sub client never retries by itself,
@@ -25,12 +25,12 @@ def redis_client(settings: Settings, *, for_pubsub: bool = False) -> aioredis.Re
     # of REDIS_POOL_SIZE connections instead of failing at once with MaxConnectionsError
     # (the default pool's answer), which reported each of them as a history gap.
     pool = aioredis.BlockingConnectionPool.from_url(
-        settings.redis_url,
+        url,
         max_connections=REDIS_POOL_SIZE,
-        timeout=settings.redis_timeout_s * POOL_WAIT_FACTOR,
-        client_name=f"fleetcast-gateway:{settings.gateway_id}",
-        socket_connect_timeout=settings.redis_timeout_s,
-        socket_timeout=None if for_pubsub else settings.redis_timeout_s,
+        timeout=timeout_s * POOL_WAIT_FACTOR,
+        client_name=f"fleetcast-gateway:{gateway_id}",
+        socket_connect_timeout=timeout_s,
+        socket_timeout=None if for_pubsub else timeout_s,
         retry=retry,
         health_check_interval=0,
     )

@@ -21,9 +21,21 @@ from typing import Protocol
 
 from engineio import packet as eio_packet
 
-from fleetcast.gateway.rooms.registry import Connection
 from fleetcast.gateway.transport.outlet import Cork, Outlet
 from fleetcast.gateway.transport.packets import Frame
+
+
+class Addressed(Protocol):
+    """A connection as the writer knows it: its Socket.IO and Engine.IO session ids.
+
+    (rooms/registry.py's Connection; the transport never imports the room table.)
+    """
+
+    @property
+    def sid(self) -> str: ...
+
+    @property
+    def eio_sid(self) -> str: ...
 
 
 class Sockets(Protocol):
@@ -53,7 +65,7 @@ class EngineIOTransport:
         with self._cork.held():
             yield
 
-    def _outlet(self, conn: Connection) -> Outlet:
+    def _outlet(self, conn: Addressed) -> Outlet:
         """The connection's Outlet, looked up once and kept until :meth:`release`."""
         outlet = self._outlets.get(conn.sid)
         if outlet is None:
@@ -63,22 +75,22 @@ class EngineIOTransport:
             outlet = self._outlets[conn.sid] = found
         return outlet
 
-    def offer(self, conn: Connection, frame: Frame) -> bool:
+    def offer(self, conn: Addressed, frame: Frame) -> bool:
         return self._outlet(conn).offer(frame, self._cork)
 
-    def write(self, conn: Connection, text: str) -> bool:
+    def write(self, conn: Addressed, text: str) -> bool:
         outlet = self._outlet(conn)
         if outlet.closed:
             return False
         outlet.put_nowait(eio_packet.Packet(eio_packet.MESSAGE, text))
         return True
 
-    async def abort(self, conn: Connection) -> None:
+    async def abort(self, conn: Addressed) -> None:
         """Close without a CLOSE packet (clients then reconnect by themselves), once flushed."""
         await self._sockets.abort(conn.eio_sid)
         self.release(conn)
 
-    def release(self, conn: Connection) -> None:
+    def release(self, conn: Addressed) -> None:
         """The connection is gone: close its websocket (or end a long-poll waiting on it) now.
 
         Without this, a polling client's pending GET waits out ping_interval +
