@@ -148,7 +148,8 @@ async def test_a_reset_for_an_older_connection_is_ignored(running: Any) -> None:
     await until(lambda: listener.generation == 2 and listener.connected, "reconnection")
     listener.reset(1, RuntimeError("stale canary"))
     await asyncio.sleep(0.6)  # longer than the listener's read tick
-    assert listener.generation == 2 and len(listener.connects) == 2
+    assert listener.generation == 2
+    assert len(listener.connects) == 2
     listener.reset(2, RuntimeError("canary lost"))
     await until(lambda: listener.generation == 3, "the reset connection replaced")
 
