@@ -79,14 +79,31 @@ async def test_the_message_is_exactly_what_wire_encode_makes(redis: Any) -> None
         routed("alert_created", {"note": 'quote " and \\u2603 ☃'}, "e-3"),
     ]
     (raw,) = await publish_and_listen(redis, publishing.RedisPublisher(redis), items)
-    org, batch = wire.decode(raw)
-    assert org == "org-1"
+    message = wire.decode_message(raw)
+    assert message.org == "org-1"
+    assert message.seq == 1
+    assert message.time_ms is not None
+    batch = message.events
     expected = [
         wire.RoutedEvent(item.rooms, dict(got.offsets), orjson.loads(item.envelope_json))
         for item, got in zip(items, batch, strict=True)
     ]
-    assert raw == wire.encode("org-1", expected)
+    assert raw == wire.encode("org-1", expected, seq=1, time_ms=message.time_ms)
     assert list(batch[1].offsets) == ["asset:u-1:org:org-1"]  # no history for the fleet room
+
+
+async def test_every_message_of_an_org_is_numbered_in_order(redis: Any) -> None:
+    """A gateway sees a missing number as a gap: the numbers run on across calls and messages."""
+    publisher = publishing.RedisPublisher(
+        redis, publishing.Limits(events_per_message=2), timeout_s=5.0
+    )
+    first = [routed("alert_created", {}, f"e-{n}", offset=n) for n in range(3)]
+    second = [routed("alert_created", {}, f"e-{n}", offset=n) for n in range(3, 4)]
+    messages = await publish_and_listen(redis, publisher, first)
+    messages += await publish_and_listen(redis, publisher, second)
+    assert [wire.decode_message(m).seq for m in messages] == [1, 2, 3]
+    assert int(await redis.get(keys.org_sequence("org-1"))) == 3
+    assert await redis.ttl(keys.org_sequence("org-1")) == -1  # never expires
 
 
 async def test_a_redelivered_batch_is_neither_stored_nor_published_again(redis: Any) -> None:

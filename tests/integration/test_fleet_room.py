@@ -247,7 +247,7 @@ async def test_redis_away_still_answers_with_a_partial_snapshot(
         client = clients(running.url)
         assert await client.connect(make_token("d1", "o1"))
         own_redis.stop()
-        ack = await client.call("subscribe", {"room": "fleet", "since": "1-0"})
+        ack = await client.call("subscribe", {"room": "fleet", "since": "1732550400000-0"})
         assert ack["ok"]
         assert ack["recovered"] is False
         assert ack["snapshot"] == {"assets": 0, "complete": False}

@@ -153,10 +153,11 @@ async def test_gap_is_reported(
     assert ack == {"ok": True, "room": "incident:i1", "recovered": False}
     got = await client.wait_for("incident_updated", 2)
     assert [g["event_id"] for g in got] == ["g4", "g5"]
-    gone = await client.call("subscribe", {"room": "channel:nohistory", "since": "1-0"})
+    gone = await client.call("subscribe", {"room": "channel:nohistory", "since": ids[1]})
     assert gone["recovered"] is False
-    bad = await client.call("subscribe", {"room": "channel:c1", "since": "yesterday"})
-    assert bad["error"]["code"] == "invalid_offset"
+    for not_ours in ("yesterday", "1-0", "99999999999999999-0"):
+        bad = await client.call("subscribe", {"room": "channel:c1", "since": not_ours})
+        assert bad["error"]["code"] == "invalid_offset"
 
 
 async def test_unsubscribed_gateway_drops_other_org_messages(
@@ -182,14 +183,16 @@ async def test_unsubscribed_gateway_drops_other_org_messages(
 async def test_recovery_of_automatic_rooms_at_connect(
     gateway: RunningGateway, clients: ClientFactory, redis: aioredis.Redis
 ) -> None:
-    """auth {"since": {...}} recovers the org and user rooms from the moment they are joined."""
+    """auth {"since": {...}} recovers the rooms it names from the moment they are joined."""
     org_ids = [await add_history(redis, "org:o1", envelope(f"o{i}")) for i in range(3)]
     user_ids = [await add_history(redis, "user:me:org:o1", envelope(f"u{i}")) for i in range(2)]
     client = clients(gateway.url)
-    since = {"org": org_ids[0], "user:me": user_ids[1], "channel:c1": "1-0"}
+    since = {"org": org_ids[0], "user:me": user_ids[1], "channel:c1": org_ids[0]}
     assert await client.connect(auth={"token": make_token("me"), "since": since})
     [session] = await client.wait_for("session")
-    assert session["recovered"] == {"org": True, "user:me": True}
+    # channel:c1 has no history at all: joined, and reported as not recovered
+    assert session["recovered"] == {"org": True, "user:me": True, "channel:c1": False}
+    assert "channel:c1" in session["rooms"]
     got = await client.wait_for("incident_updated", 2)
     assert client.events[0][0] == "session"
     assert [(g["event_id"], g["room"]) for g in got] == [("o1", "org"), ("o2", "org")]

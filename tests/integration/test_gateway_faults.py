@@ -115,7 +115,7 @@ async def test_redis_stopped_and_restarted(own_redis: RedisServer, clients: Clie
         assert (await get_json(f"{running.url}/ready"))[0] == 503
         # still serving: subscribe works without Redis, and recovery reports the gap
         assert (await client.call("subscribe", {"room": "channel:c1"}))["ok"]
-        ack = await client.call("subscribe", {"room": "channel:c2", "since": "1-0"})
+        ack = await client.call("subscribe", {"room": "channel:c2", "since": "1732550400000-0"})
         assert ack == {"ok": True, "room": "channel:c2", "recovered": False}
         status, stats = await get_json(f"{running.url}/stats")
         assert (status, stats["connections"], stats["cluster"]) == (200, 1, None)

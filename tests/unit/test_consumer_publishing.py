@@ -95,7 +95,7 @@ def test_the_arguments_follow_the_documented_layout() -> None:
     args = publishing.Encoder(LIMITS, FENCE).encode(items, now=100.0)
     got = argv(args)
     slack = int(LIMITS.history_ttl_s * publishing.HISTORY_TTL_SLACK)
-    assert got[:10] == [
+    assert got[:12] == [
         b"e",
         b"%d" % LIMITS.history_maxlen,
         b"%d" % (LIMITS.history_ttl_s + slack),
@@ -106,20 +106,23 @@ def test_the_arguments_follow_the_documented_layout() -> None:
         b"%d" % LIMITS.fence_ttl_s,
         wire.ITEM_SEPARATOR,
         wire.MESSAGE_TAIL,
+        wire.MESSAGE_TIME,
+        wire.MESSAGE_EVENTS,
     ]
     # partitions: count, then fence field, first and last offset of the batch's events
-    assert got[10:17] == [b"2", b"t:0", b"10", b"12", b"t:1", b"5", b"5"]
-    org = got[17:24]
+    assert got[12:19] == [b"2", b"t:0", b"10", b"12", b"t:1", b"5", b"5"]
+    org = got[19:27]
     assert org == [
         b"1",
-        b'{"v":1,"org":"org-1","events":[',
+        b'{"v":1,"org":"org-1","seq":',
         keys.org_channel("org-1").encode(),
         keys.fleet_positions("org-1").encode(),
         keys.fleet_statuses("org-1").encode(),
         keys.fleet_last_seen("org-1").encode(),
+        keys.org_sequence("org-1").encode(),
         b"4",
     ]
-    first = got[24:29]  # k = 1, its stream, two pieces, envelope
+    first = got[27:32]  # k = 1, its stream, two pieces, envelope
     assert first[:2] == [b"1", keys.history_stream("asset:u-1:org:org-1").encode()]
     assert first[4] == items[0].envelope_json
     # then the streams whose TTL to set, and the snapshot by event number: the latest

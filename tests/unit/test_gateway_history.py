@@ -1,77 +1,85 @@
-"""Recovery reads (fleetcast.gateway.rooms.history) over a fake stream reader."""
+"""Recovery reads (rooms/history.py): what came after an offset, and whether that is all."""
 
 from __future__ import annotations
-
-import json
-from typing import Any
 
 import pytest
 
 from fleetcast.gateway.rooms import history
 from fleetcast.protocol import keys
-
-
-class FakeReader:
-    def __init__(self, entries: list[tuple[str, dict[bytes, bytes]]]) -> None:
-        self.entries = entries
-        self.asked: list[tuple[str, str, int]] = []
-
-    async def first_and_after(
-        self, stream: str, since: str, count: int
-    ) -> tuple[list[Any], list[Any]]:
-        self.asked.append((stream, since, count))
-        after = [
-            e for e in self.entries if history.parse_offset(e[0]) > history.parse_offset(since)
-        ]
-        return self.entries[:1], after[:count]
-
-
-def entry(offset: str, event_id: str = "e") -> tuple[str, dict[bytes, bytes]]:
-    envelope = {"event_id": event_id, "event_type": "incident_created", "organization_id": "o1"}
-    return offset, {keys.HISTORY_FIELD.encode(): json.dumps(envelope).encode()}
+from tests.unit.streams_fake import FakeStreams, T, envelope, off
 
 
 def test_parse_offset() -> None:
     assert history.parse_offset("1732550400000-3") == (1732550400000, 3)
-    for bad in ("", "1", "1-", "-1", "a-b", "1-2-3", 12, None, "1-2 "):
+    for bad in ("", "1", "1-", "-1", "a-b", "1-2-3", 12, None, "1-2 ", f"1-{2**64}"):
         with pytest.raises(history.OffsetError):
             history.parse_offset(bad)
 
 
-def test_gap_rule() -> None:
-    assert not history.is_gap((5, 0), (5, 0))
-    assert not history.is_gap((5, 1), (5, 0))  # the very next entry is still there
-    assert history.is_gap((5, 2), (5, 0))
-    assert history.is_gap((6, 0), (5, 0))
-    assert not history.is_gap((4, 0), (5, 0))
+def test_an_offset_of_ours_has_a_plausible_time() -> None:
+    now = T + 1000
+    assert history.check_offset(off(5), now_ms=now) == (T + 5, 0)
+    for not_ours in ("0-0", "5-1", f"{now + 2 * 24 * 3600 * 1000}-0"):
+        with pytest.raises(history.OffsetError, match="time is off"):
+            history.check_offset(not_ours, now_ms=now)
+
+
+def test_completeness_from_an_offset_needs_the_entry_right_after_it() -> None:
+    state = history.StreamState(first=(T + 5, 1), max_deleted=(T + 5, 0))
+    assert history.is_complete(state, (T + 5, 0), from_baseline=False)
+    assert not history.is_complete(state, (T + 4, 0), from_baseline=False)
+    assert not history.is_complete(None, (T + 4, 0), from_baseline=False)  # gone: lost
+
+
+def test_completeness_from_a_baseline_asks_whether_anything_after_it_was_trimmed() -> None:
+    fresh = history.StreamState(first=(T + 50, 0), max_deleted=(0, 0))
+    assert history.is_complete(fresh, (T, 0), from_baseline=True)  # created after it opened
+    trimmed = history.StreamState(first=(T + 50, 0), max_deleted=(T + 10, 0))
+    assert not history.is_complete(trimmed, (T, 0), from_baseline=True)
+    assert history.is_complete(None, (T, 0), from_baseline=True)  # no events at all
 
 
 async def test_read_since_is_exclusive_and_ordered() -> None:
-    reader = FakeReader([entry("1-0", "a"), entry("2-0", "b"), entry("3-0", "c")])
-    got = await history.read_since(reader, "org:o1", "1-0")
+    streams = FakeStreams()
+    for n, name in enumerate("abc", 1):
+        streams.add("org:o1", off(n), envelope(name))
+    got = await history.read_since(streams, "org:o1", off(1))
     assert [(offset, env["event_id"]) for offset, env in got.entries] == [
-        ("2-0", "b"),
-        ("3-0", "c"),
+        (off(2), "b"),
+        (off(3), "c"),
     ]
     assert got.complete
-    assert got.last == (3, 0)
-    assert reader.asked[0][0] == keys.history_stream("org:o1")
+    assert got.last == (T + 3, 0)
+    assert streams.reads[0][0][0] == keys.history_stream("org:o1")
 
 
 async def test_trimmed_history_is_a_gap() -> None:
-    got = await history.read_since(FakeReader([entry("5-0"), entry("6-0")]), "org:o1", "2-0")
+    streams = FakeStreams()
+    for n in range(1, 7):
+        streams.add("org:o1", off(n), envelope(f"e{n}"))
+    streams.trim("org:o1", keep=2)
+    got = await history.read_since(streams, "org:o1", off(2))
     assert not got.complete
     assert len(got.entries) == 2
 
 
-async def test_missing_stream_is_a_gap() -> None:
-    got = await history.read_since(FakeReader([]), "org:o1", "2-0")
-    assert (got.complete, got.entries) == (False, ())
+async def test_missing_stream_is_a_gap_and_a_lost_one_even_from_a_baseline() -> None:
+    streams = FakeStreams()
+    got = await history.read_since(streams, "org:o1", off(2))
+    assert (got.complete, got.entries) == (False, [])
+    base = {"org:o1": history.baseline(T, 0)}
+    assert (await history.read_many(streams, base, baselines=frozenset(base)))["org:o1"].complete
+    lost = await history.read_many(streams, base, baselines=frozenset(base), lost=True)
+    assert not lost["org:o1"].complete
 
 
 async def test_unreadable_entries_are_skipped() -> None:
-    reader = FakeReader(
-        [entry("1-0"), ("2-0", {b"e": b"not json"}), ("3-0", {b"x": b"{}"}), entry("4-0")]
-    )
-    got = await history.read_since(reader, "org:o1", "1-0")
-    assert [offset for offset, _ in got.entries] == ["4-0"]
+    streams = FakeStreams()
+    streams.add("org:o1", off(1), envelope("a"))
+    streams.streams[keys.history_stream("org:o1")] += [
+        (off(2), {b"e": b"not json"}),
+        (off(3), {b"x": b"{}"}),
+    ]
+    streams.add("org:o1", off(4), envelope("d"))
+    got = await history.read_since(streams, "org:o1", off(1))
+    assert [offset for offset, _ in got.entries] == [off(4)]

@@ -204,3 +204,24 @@ async def test_the_canary_proves_the_current_connection_and_resets_only_the_one_
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+class FailingCommands:
+    async def publish(self, channel: str, token: str) -> int:
+        raise ConnectionError("the commands connection broke, not the subscriber")
+
+
+async def test_a_canary_that_cannot_be_sent_drops_nothing() -> None:
+    echoes, listener = Echoes(), Probed()
+    canary = Canary(
+        FailingCommands(), listener, echoes, Metrics(), channel=CANARY, interval_s=0.05,
+        timeout_s=0.02,
+    )  # fmt: skip
+    task = asyncio.create_task(canary.run())
+    try:
+        await asyncio.sleep(0.3)
+        assert not canary.healthy
+        assert listener.resets == []
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

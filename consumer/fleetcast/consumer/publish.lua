@@ -10,7 +10,7 @@
 --      again.
 --   2. Per org: XADD each event to each of its history streams (MAXLEN ~), make its wire
 --      item by putting the new stream ids into the item's template, and PUBLISH the
---      items (a bounded number per message); EXPIRE the streams the consumer asks to
+--      items (a bounded number per message, each numbered by INCR of the org's sequence); EXPIRE the streams the consumer asks to
 --      refresh; store the latest position/status per asset of the fleet snapshot, and
 --      age the snapshot (assets not seen for the TTL and the oldest beyond the cap leave).
 --   3. Last, move the fences to the batch's last offsets: if anything above fails, no
@@ -30,7 +30,8 @@ local history_field, maxlen, history_expire = ARGV[1], ARGV[2], ARGV[3]
 local fleet_ttl, fleet_max = tonumber(ARGV[4]), tonumber(ARGV[5])
 local per_message, fence_key, fence_ttl = tonumber(ARGV[6]), ARGV[7], ARGV[8]
 local item_separator, message_tail = ARGV[9], ARGV[10]
-local a = 11
+local message_time, message_events = ARGV[11], ARGV[12]
+local a = 13
 
 -- 1. fences
 local partitions = tonumber(ARGV[a])
@@ -51,6 +52,8 @@ end
 
 local time = redis.call('TIME')
 local now_ms = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+-- Every message of this call: head, its number (INCR of the org's sequence), then this.
+local message_now = message_time .. string.format('%d', now_ms) .. message_events
 
 local function xadd(stream, envelope)
   return redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', history_field, envelope)
@@ -76,16 +79,18 @@ local function add_event(at, parts)
   return envelope, at + 2 * k + 3
 end
 
--- An org's events, published as they are added: at most per_message events a message.
+-- An org's events, published as they are added: at most per_message events a message,
+-- each numbered by the org's sequence (gateways see a missing number as a gap).
 -- Returns their envelopes (the snapshot refers to them by number) and where they end.
-local function add_events(at, count, channel, head)
-  local envelopes, parts = {}, {head}
+local function add_events(at, count, channel, head, seq_key)
+  local envelopes, parts = {}, {head, 0, message_now}
   for i = 1, count do
     envelopes[i], at = add_event(at, parts)
     if i % per_message == 0 or i == count then
       parts[#parts + 1] = message_tail
+      parts[2] = redis.call('INCR', seq_key)
       redis.call('PUBLISH', channel, table.concat(parts))
-      parts = {head}
+      parts = {head, 0, message_now}
     else
       parts[#parts + 1] = item_separator
     end
@@ -146,10 +151,11 @@ a = a + 1
 for _ = 1, orgs do
   local head, channel = ARGV[a], ARGV[a + 1]
   local positions, statuses, last_seen = ARGV[a + 2], ARGV[a + 3], ARGV[a + 4]
-  local count = tonumber(ARGV[a + 5])
-  a = a + 6
+  local seq_key = ARGV[a + 5]
+  local count = tonumber(ARGV[a + 6])
+  a = a + 7
   local envelopes
-  envelopes, a = add_events(a, count, channel, head)
+  envelopes, a = add_events(a, count, channel, head, seq_key)
   published = published + count
   local refresh = tonumber(ARGV[a])
   for i = a + 1, a + refresh do redis.call('EXPIRE', ARGV[i], history_expire) end

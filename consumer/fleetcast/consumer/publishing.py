@@ -157,11 +157,11 @@ class Encoder:
     """Builds the script's arguments (``ARGV``) for a batch.
 
     Layout: a header (history field, MAXLEN, stream TTL, fleet TTL and cap,
-    events per message, fence key and TTL, the wire item separator and
-    message tail); the partitions (count, then per
+    events per message, fence key and TTL, the wire item separator, message
+    tail and the pieces around a message's time); the partitions (count, then per
     partition its fence field and first and last offset); the orgs (count,
-    then per org: wire message head, channel, the three snapshot keys, event
-    count, the events, the streams to refresh (count, names), the latest
+    then per org: wire message head, channel, the three snapshot keys, the
+    org's sequence key, event count, the events, the streams to refresh (count, names), the latest
     positions and statuses (count, then pairs of asset and the number of its
     latest event in the org, from 1)). An event is its stream count ``k``,
     ``k`` streams, ``k + 1`` item pieces, envelope.
@@ -181,6 +181,8 @@ class Encoder:
             text(limits.fence_ttl_s),
             bulk(wire.ITEM_SEPARATOR),
             bulk(wire.MESSAGE_TAIL),
+            bulk(wire.MESSAGE_TIME),
+            bulk(wire.MESSAGE_EVENTS),
         ]
         self._routes: dict[processing.Route, PackedRoute] = {}
         self._orgs: dict[str, bytes] = {}
@@ -234,7 +236,7 @@ class Encoder:
         """One org's arguments (see the class docstring); returns how many."""
         parts.append(self._orgs.get(org) or self._pack_org(org))
         parts.append(text(len(items)))
-        count = 6
+        count = 7
         latest: dict[str | None, dict[bytes, int]] = {"position": {}, "status": {}, None: {}}
         refresh: dict[str, None] = {}
         due = now - self._slack_s
@@ -261,7 +263,7 @@ class Encoder:
         return count
 
     def _pack_org(self, org: str) -> bytes:
-        """An org's fixed arguments: wire message head, channel, snapshot keys."""
+        """An org's fixed arguments: wire message head, channel, snapshot keys, sequence."""
         if len(self._orgs) >= self._max_routes:
             self._orgs.clear()
         packed = self._orgs[org] = bulk(wire.message_head(org)) + b"".join(
@@ -271,6 +273,7 @@ class Encoder:
                 keys.fleet_positions,
                 keys.fleet_statuses,
                 keys.fleet_last_seen,
+                keys.org_sequence,
             )
         )
         return packed

@@ -35,7 +35,7 @@ from fleetcast.gateway.redis.clients import redis_client
 from fleetcast.gateway.redis.listener import Listener
 from fleetcast.gateway.redis.snapshots import RedisSnapshotSource
 from fleetcast.gateway.redis.streams import RedisStreamReader
-from fleetcast.gateway.rooms import fleet, snapshots
+from fleetcast.gateway.rooms import fleet, recovery, replay, snapshots
 from fleetcast.gateway.rooms.delivery import Delivery
 from fleetcast.gateway.rooms.feed import Feed
 from fleetcast.gateway.rooms.outbox import Outbox
@@ -132,8 +132,16 @@ def create_app(settings: Settings) -> web.Application:
         ),
         outbox,
         fleet_metrics,
+        supervisor.spawn,
     )
-    delivery = Delivery(registry, outbox, metrics, max_held=subscriptions.MAX_HELD, fleet=batcher)
+    delivery = Delivery(registry, outbox, metrics, max_held=replay.MAX_HELD, fleet=batcher)
+    streams = RedisStreamReader(commands)
+    gaps = recovery.GapRecovery(
+        registry, delivery, streams, outbox, metrics, spawn=supervisor.spawn, fleet=fleet_room
+    )
+    watch = recovery.GapWatch(
+        gaps, streams, metrics, spawn=supervisor.spawn, interval_s=settings.position_check_s
+    )
 
     # redis
     session_store = sessions.SessionStore(commands, registry, settings.gateway_id)
@@ -142,11 +150,13 @@ def create_app(settings: Settings) -> web.Application:
     listener = Listener(
         pubsub,
         metrics,
-        sink=Feed(delivery, metrics).on_message,
+        sink=Feed(delivery, watch, metrics).on_message,
         channels={canary_channel: echoes.back},
         backoff_max_s=settings.redis_backoff_max_s,
         batch=transport.corked,
-        on_connected=[lambda _: session_store.restore()],
+        on_connected=[lambda _: session_store.restore(), watch.connected],
+        on_subscribed=[watch.subscribed],
+        on_unsubscribed=[watch.unsubscribed],
     )
     canary = Canary(
         commands,
@@ -162,8 +172,7 @@ def create_app(settings: Settings) -> web.Application:
     requests = subscriptions.Subscriptions(
         registry,
         role_policy,
-        RedisStreamReader(commands),
-        outbox,
+        replay.Replays(streams, outbox, metrics),
         metrics,
         max_rooms=settings.max_rooms_per_connection,
         on_change=session_store.touch,
@@ -207,6 +216,7 @@ def create_app(settings: Settings) -> web.Application:
         "loop-lag": lag.run,
         "sessions": session_store.run,
         "expiry": closer.run_expiry,
+        "positioning": watch.run,
         "heartbeat": sio.eio.heartbeat.run,
     }
     app.cleanup_ctx.append(_lifetime(supervisor, services, sio, session_store, commands, pubsub))

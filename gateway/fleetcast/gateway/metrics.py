@@ -68,6 +68,30 @@ class Metrics:
         self.canary_rtt = Gauge(
             f"{NS}_canary_rtt_seconds", "Round trip of the last canary", registry=r
         )
+        self.gaps = Counter(
+            f"{NS}_pubsub_gaps",
+            "Gaps in an org's pub/sub messages noticed, by how",
+            ["reason"],
+            registry=r,
+        )
+        self.gap_recoveries = Counter(
+            f"{NS}_gap_recoveries",
+            "Gap recovery passes by reason and result (complete, resync, failed)",
+            ["reason", "result"],
+            registry=r,
+        )
+        self.recovered_events = Counter(
+            f"{NS}_gap_recovered_events", "Events replayed from history after a gap", registry=r
+        )
+        self.resyncs = Counter(
+            f"{NS}_resyncs", "resync events sent (history no longer reached back)", registry=r
+        )
+        self.recovery_seconds = Histogram(
+            f"{NS}_gap_recovery_seconds",
+            "From a gap recovery's start to its live events released",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.ready = Gauge(f"{NS}_ready", "1 when /ready answers 200", registry=r)
         self.draining = Gauge(f"{NS}_draining", "1 after SIGTERM", registry=r)
 

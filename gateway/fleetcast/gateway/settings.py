@@ -60,12 +60,16 @@ class Settings(BaseSettings):
     redis_url: str = "redis://127.0.0.1:6379/0"
     #: Longest wait for one Redis command before it counts as a failure (seconds).
     redis_timeout_s: float = Field(default=2.0, gt=0)
-    #: Cap of the reconnect backoff after Redis went away (seconds).
-    redis_backoff_max_s: float = Field(default=2.0, gt=0)
+    #: Cap of the reconnect backoff after Redis went away (seconds): every second
+    #: of it is a second of events waiting for the gap recovery after Redis is back.
+    redis_backoff_max_s: float = Field(default=1.0, gt=0)
     #: How often the gateway proves its subscriber alive through Redis (seconds).
     canary_interval_s: float = Field(default=2.0, gt=0)
     #: How long a canary may take to come back before /ready turns false (seconds).
     canary_timeout_s: float = Field(default=1.0, gt=0)
+    #: How often the orgs' message counters are compared with what arrived
+    #: (positioning: a counter ahead twice in a row is a gap to recover; seconds).
+    position_check_s: float = Field(default=5.0, gt=0)
 
     # --- HTTP / Socket.IO -------------------------------------------------------------
     #: Address to bind; loopback by default, 0.0.0.0 in a pod.

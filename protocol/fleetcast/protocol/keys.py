@@ -26,6 +26,18 @@ def org_channel(org: str) -> str:
 ORG_CHANNEL_PATTERN: Final = f"{PREFIX}:events:*"
 
 
+def org_sequence(org: str) -> str:
+    """Counter of the messages published on :func:`org_channel` (INCR per message).
+
+    Each message carries its number (wire ``seq``), so a gateway that sees
+    one missing, or the count start again (a Redis that lost its data), knows
+    at once that it missed events; reading it after a reconnection tells
+    whether anything was published meanwhile. It never expires (one small key
+    per org): a counter that is gone means Redis lost its data.
+    """
+    return f"{PREFIX}:seq:{org}"
+
+
 def canary_channel(gateway_id: str) -> str:
     """A gateway publishes to itself here to prove its subscriber is alive."""
     return f"{PREFIX}:canary:{gateway_id}"

@@ -4,11 +4,17 @@ One pub/sub message carries one or more events of one org (the consumer
 publishes per org and per batch, so a burst costs one message, not one per
 event). JSON, versioned, never pickle::
 
-    {"v": 1, "org": "org-42", "events": [
+    {"v": 1, "org": "org-42", "seq": 4711, "t": 1732550400000, "events": [
         {"rooms": ["channel:ch-3:org:org-42", "org:org-42"],
          "offsets": {"channel:ch-3:org:org-42": "1732550400000-0", ...},
          "event": {"event_id": ..., "event_type": ..., "organization_id": ...,
                    "occurred_at": ..., "data": {...}}}]}
+
+``seq`` numbers the org's messages (1, 2, 3, ... per org, kept in
+:func:`fleetcast.protocol.keys.org_sequence`): a gap or a restart of the count
+tells a gateway it missed messages. ``t`` is the Redis clock (milliseconds)
+when the message was made. Both are absent in messages of tools that publish
+without a sequence (tests, benchmarks).
 
 ``rooms`` are full room names in routing order. ``offsets`` holds the history
 stream id of the event in each room that keeps history (a room without
@@ -36,6 +42,10 @@ import orjson
 
 VERSION: Final = 1
 
+#: Between a sequenced message's ``seq`` and its ``t``, and between ``t`` and its items.
+MESSAGE_TIME: Final = b',"t":'
+MESSAGE_EVENTS: Final = b',"events":['
+
 #: Closes an item and opens the next one's place in the message.
 ITEM_SEPARATOR: Final = b"},"
 #: Closes the last item, the ``events`` list and the message.
@@ -55,12 +65,30 @@ class RoutedEvent:
     event: Mapping[str, Any]
 
 
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One pub/sub message: an org's events, and (when sequenced) its number and time."""
+
+    org: str
+    events: list[RoutedEvent]
+    seq: int | None = None
+    time_ms: int | None = None
+
+
 # --- the templates ------------------------------------------------------------------
 
 
-def message_head(org: str) -> bytes:
-    """A message up to its first item: ``{"v":1,"org":"<org>","events":[``."""
-    return b'{"v":%d,"org":%b,"events":[' % (VERSION, orjson.dumps(org))
+def message_head(org: str, *, sequenced: bool = True) -> bytes:
+    """A message up to its ``seq`` value (``{"v":1,"org":"<org>","seq":``).
+
+    A sequenced message goes on with the number, :data:`MESSAGE_TIME`, the
+    time and :data:`MESSAGE_EVENTS`; an unsequenced one's head ends at its
+    ``"events":[``.
+    """
+    org_json = orjson.dumps(org)
+    if sequenced:
+        return b'{"v":%d,"org":%b,"seq":' % (VERSION, org_json)
+    return b'{"v":%d,"org":%b,"events":[' % (VERSION, org_json)
 
 
 def item_pieces(rooms: Sequence[str], history: Sequence[str]) -> list[bytes]:
@@ -81,11 +109,16 @@ def item_pieces(rooms: Sequence[str], history: Sequence[str]) -> list[bytes]:
 # --- whole messages -------------------------------------------------------------------
 
 
-def encode(org: str, batch: Sequence[RoutedEvent]) -> bytes:
+def encode(
+    org: str, batch: Sequence[RoutedEvent], *, seq: int | None = None, time_ms: int = 0
+) -> bytes:
     """A message of ``batch``, made from the templates as the consumer's script makes it."""
+    head = message_head(org, sequenced=seq is not None)
+    if seq is not None:
+        head += b"%d%b%d%b" % (seq, MESSAGE_TIME, time_ms, MESSAGE_EVENTS)
     if not batch:
-        return message_head(org) + b"]}"
-    parts = [message_head(org)]
+        return head + b"]}"
+    parts = [head]
     for n, item in enumerate(batch, 1):
         pieces = item_pieces(item.rooms, list(item.offsets))
         parts.append(pieces[0])
@@ -98,6 +131,12 @@ def encode(org: str, batch: Sequence[RoutedEvent]) -> bytes:
 
 def decode(raw: bytes | str) -> tuple[str, list[RoutedEvent]]:
     """Parse one pub/sub message into (org, events); :class:`WireError` if unreadable."""
+    message = decode_message(raw)
+    return message.org, message.events
+
+
+def decode_message(raw: bytes | str) -> Message:
+    """Parse one pub/sub message; :class:`WireError` if unreadable."""
     try:
         doc = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -114,4 +153,12 @@ def decode(raw: bytes | str) -> tuple[str, list[RoutedEvent]]:
         ]
     except (KeyError, TypeError) as exc:
         raise WireError(f"malformed message: {exc!r}") from None
-    return org, batch
+    seq, time_ms = doc.get("seq"), doc.get("t")
+    if not (_count(seq) and _count(time_ms)):
+        raise WireError(f"malformed message: seq {seq!r}, t {time_ms!r}")
+    return Message(org, batch, seq, time_ms)
+
+
+def _count(value: object) -> bool:
+    """None or a non-negative integer (bool is not one)."""
+    return value is None or (type(value) is int and value >= 0)

@@ -18,7 +18,7 @@ from fleetcast.gateway.edge import auth, policy
 from fleetcast.gateway.edge.clients import Client, Clients
 from fleetcast.gateway.edge.closing import Closer
 from fleetcast.gateway.edge.handshake import Handshake, Refusal
-from fleetcast.gateway.edge.subscriptions import Ack, Subscriptions
+from fleetcast.gateway.edge.subscriptions import Ack, Refused, Resume, Subscriptions
 from fleetcast.gateway.metrics import Metrics
 from fleetcast.gateway.rooms.outbox import Outbox
 from fleetcast.gateway.rooms.registry import Connection, Registry
@@ -116,20 +116,30 @@ class Server:
             raise Refusal("server_full", "gateway is shutting down; connect to another one")
         eio_sid = self._sio.manager.eio_sid_from_sid(sid, "/")
         client = self._handshake.admit(sid, eio_sid, environ, auth_data)
+        plan = self._plan(client, auth_data)
         conn = client.conn
         self._clients.add(client)
         self._registry.add(conn)
-        since = auth_data.get("since") if isinstance(auth_data, dict) else None
-        planned = self._subscriptions.hold_at_connect(client, since)  # before the joins
+        self._subscriptions.hold(conn, plan)  # before the joins: no live event slips ahead
         for room in policy.automatic_rooms(client.claims):
             self._registry.join(conn, room.name)
+        self._subscriptions.join(conn, plan)
         self._metrics.connects.inc()
         self._metrics.connections.set(len(self._registry))
         self._sessions.touch(sid)
         await self._feeds.acquire(conn.org)
-        if isinstance(auth_data, dict) and "since" in auth_data:
-            client.recovered = await self._subscriptions.recover_at_connect(conn, planned)
+        client.refused = plan.refused or None
+        if plan.since or plan.fleet:
+            client.recovered = await self._subscriptions.resume(conn, plan)
         return self._registry.get(sid) is conn  # False if it left while we waited
+
+    def _plan(self, client: Client, auth_data: Any) -> Resume:
+        since = auth_data.get("since") if isinstance(auth_data, dict) else None
+        try:
+            return self._subscriptions.plan_resume(client, since)
+        except Refused as refused:
+            self._metrics.refusals.labels(refused.code).inc()
+            raise Refusal(refused.code, refused.message) from None
 
     def _opened(self, sid: str) -> None:
         client = self._clients.get(sid)
@@ -150,6 +160,8 @@ class Server:
         }
         if client.recovered is not None:
             info["recovered"] = client.recovered
+        if client.refused:
+            info["refused"] = client.refused
         return info
 
     async def on_disconnect(self, sid: str, reason: Any = None) -> None:

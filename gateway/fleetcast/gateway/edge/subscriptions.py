@@ -1,22 +1,25 @@
-"""subscribe / unsubscribe requests, and recovery with ``since``.
+"""subscribe / unsubscribe requests, and resuming rooms with ``since`` (at connect or later).
 
 Each request answers with an ack, never an exception: ``{"ok": true, "room":
 ...}`` or ``{"ok": false, "error": {"code", "message"}}``. Checks run from
 the cheapest: rate, shape, room syntax (the org always comes from the token),
 role policy, offset, room count.
 
-Recovery joins the room at once but holds its live frames, replays the
-history after ``since``, then releases the held frames that history did not
-already cover (by offset), and keeps dropping live frames the history covered
-until the first newer one (a frame published before the history read may
-reach the listener after it), so the client sees every event once and in order.
+A client that reconnects names every room it was in, with its last offset,
+in the connect ``auth`` (``since: {"org": ..., "channel:ch-3": ...}``): those
+rooms are held, joined and replayed together, so each missed event comes
+once, in order, before live ones (rooms/replay.py). A malformed ``since`` is
+refused (``invalid_offset``); a room the client may no longer join is named
+in ``session.refused`` and not joined. ``subscribe`` with ``since`` resumes
+one room the same way.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Final, NamedTuple, Protocol
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import structlog
 
@@ -24,25 +27,13 @@ from fleetcast.gateway.edge import policy
 from fleetcast.gateway.edge.clients import Client
 from fleetcast.gateway.metrics import Metrics
 from fleetcast.gateway.rooms import history
-from fleetcast.gateway.rooms.delivery import Sender, make_frame
 from fleetcast.gateway.rooms.registry import Connection, Hold, Registry
+from fleetcast.gateway.rooms.replay import Replays
 from fleetcast.protocol import rooms
 
 log = structlog.stdlib.get_logger(__name__)
 
 Ack = dict[str, Any]
-
-
-class Planned(NamedTuple):
-    """A recovery asked at connect: the room, its ``since`` (None: unreadable), its hold."""
-
-    room: rooms.Room
-    since: str | None
-    hold: Hold | None
-
-
-#: Live frames one recovering room may hold while its history is read.
-MAX_HELD: Final = 10_000
 
 
 class FleetJoin(Protocol):
@@ -58,11 +49,29 @@ class Refused(Exception):
         self.message = message
         self.retry_after = retry_after
 
-    def ack(self, room: object) -> Ack:
+    def error(self) -> dict[str, Any]:
         error: dict[str, Any] = {"code": self.code, "message": self.message}
         if self.retry_after is not None:
             error["retry_after"] = self.retry_after
-        return {"ok": False, "room": room if isinstance(room, str) else None, "error": error}
+        return error
+
+    def ack(self, room: object) -> Ack:
+        return {"ok": False, "room": room if isinstance(room, str) else None, "error": self.error()}
+
+
+@dataclass(slots=True)
+class Resume:
+    """The rooms a connecting client resumes: checked, not yet joined."""
+
+    #: Full room name -> the offset to replay after.
+    since: dict[str, str] = field(default_factory=dict)
+    #: Client room name -> full room, for the answers in ``session``.
+    names: dict[str, str] = field(default_factory=dict)
+    #: Fleet rooms asked for (their snapshot is the recovery).
+    fleet: list[rooms.Room] = field(default_factory=list)
+    #: Client room name -> why it is not joined.
+    refused: dict[str, dict[str, Any]] = field(default_factory=dict)
+    holds: dict[str, Hold] = field(default_factory=dict)
 
 
 class Subscriptions:
@@ -70,8 +79,7 @@ class Subscriptions:
         self,
         registry: Registry,
         role_policy: policy.Policy,
-        reader: history.StreamReader,
-        sender: Sender,
+        replays: Replays,
         metrics: Metrics,
         *,
         max_rooms: int,
@@ -82,12 +90,13 @@ class Subscriptions:
         self._fleet = fleet
         self._registry = registry
         self._policy = role_policy
-        self._reader = reader
-        self._sender = sender
+        self._replays = replays
         self._metrics = metrics
         self._max_rooms = max_rooms
         self._on_change = on_change
         self._clock = clock
+
+    # --- requests -------------------------------------------------------------------
 
     async def subscribe(self, client: Client, data: object) -> Ack:
         conn = client.conn
@@ -101,22 +110,12 @@ class Subscriptions:
         if self._fleet is not None and room.kind is rooms.RoomKind.FLEET:
             return await self._join_fleet(conn, room, since)
         if since is None:
-            if self._registry.join(conn, room.name):
-                self._on_change(conn.sid)
+            self._join(conn, room.name)
             return {"ok": True, "room": room.client_name}
-        recovered = await self._recover(conn, room, since)
-        self._metrics.recoveries.labels("complete" if recovered else "gap").inc()
-        return {"ok": True, "room": room.client_name, "recovered": recovered}
-
-    async def _join_fleet(self, conn: Connection, room: rooms.Room, since: str | None) -> Ack:
-        """The fleet room has no history: its snapshot is the recovery, ``since`` or not."""
-        if self._registry.join(conn, room.name):
-            self._on_change(conn.sid)
-        extra = await self._fleet.joined(conn, room) if self._fleet is not None else {}
-        ack: Ack = {"ok": True, "room": room.client_name, **extra}
-        if since is not None:
-            ack["recovered"] = bool(extra.get("snapshot", {}).get("complete"))
-        return ack
+        holds = self._replays.hold(conn, [room.name])
+        self._join(conn, room.name)
+        done = await self._replays.replay(conn, {room.name: since}, holds)
+        return {"ok": True, "room": room.client_name, "recovered": done[room.name]}
 
     def unsubscribe(self, client: Client, data: object) -> Ack:
         conn = client.conn
@@ -132,6 +131,21 @@ class Subscriptions:
             self._on_change(conn.sid)
         return {"ok": True, "room": room.client_name}
 
+    async def _join_fleet(self, conn: Connection, room: rooms.Room, since: str | None) -> Ack:
+        """The fleet room has no history: its snapshot is the recovery, ``since`` or not."""
+        self._join(conn, room.name)
+        extra = await self._fleet.joined(conn, room) if self._fleet is not None else {}
+        ack: Ack = {"ok": True, "room": room.client_name, **extra}
+        if since is not None:
+            ack["recovered"] = bool(extra.get("snapshot", {}).get("complete"))
+        return ack
+
+    def _join(self, conn: Connection, name: str) -> None:
+        if self._registry.join(conn, name):
+            self._on_change(conn.sid)
+
+    # --- checks ---------------------------------------------------------------------
+
     def _check_rate(self, client: Client) -> None:
         wait = client.requests.take(self._clock())
         if wait > 0:
@@ -142,100 +156,80 @@ class Subscriptions:
         self._check_rate(client)
         if not isinstance(data, dict):
             raise Refused("invalid_room", 'expected {"room": "<kind>:<id>"}')
-        room = _parse(conn, data.get("room"))
-        if not self._policy.allows(client.claims, room):
-            raise Refused("forbidden", f"your roles do not allow room {room.client_name}")
+        room = self._allowed(client, data.get("room"))
         since = data.get("since")
-        if since is not None:
-            try:
-                history.parse_offset(since)
-            except history.OffsetError as exc:
-                raise Refused("invalid_offset", str(exc)) from None
+        if since is not None and room.kind is not rooms.RoomKind.FLEET:
+            _check_offset(since)
         if room.name not in conn.rooms and len(conn.rooms) >= self._max_rooms:
             raise Refused("too_many_rooms", f"at most {self._max_rooms} rooms per connection")
         return room, since
 
-    def hold_at_connect(self, client: Client, since: object) -> list[Planned]:
-        """Hold the automatic rooms to recover (auth ``since`` by room), before they are joined.
+    def _allowed(self, client: Client, requested: object) -> rooms.Room:
+        room = _parse(client.conn, requested)
+        if not self._policy.allows(client.claims, room):
+            raise Refused("forbidden", f"your roles do not allow room {room.client_name}")
+        return room
 
-        The org and user rooms are joined at connect, before the client could
-        subscribe with ``since``. Their holds go up first, all of them, so no
-        live event reaches the client between the join and the replay (it
-        would come again in the replay). :meth:`recover_at_connect` then reads
-        and replays; an offset that does not parse is reported as not recovered.
-        """
+    # --- resuming at connect --------------------------------------------------------------
+
+    def plan_resume(self, client: Client, since: object) -> Resume:
+        """Check what a connecting client resumes; raises :class:`Refused` for a bad ``since``."""
+        plan = Resume()
+        if since is None:
+            return plan
         if not isinstance(since, dict):
-            return []
-        conn, planned = client.conn, []
-        for room in policy.automatic_rooms(client.claims):
-            offset = since.get(room.client_name)
-            if offset is None:
-                continue
+            raise Refused("invalid_offset", 'since must be an object {"<room>": "<offset>"}')
+        automatic = {room.name for room in policy.automatic_rooms(client.claims)}
+        room_count = len(automatic)
+        for requested, offset in since.items():
             try:
-                history.parse_offset(offset)
-            except history.OffsetError:
-                planned.append(Planned(room, None, None))
+                room = self._allowed(client, requested)
+            except Refused as refused:
+                plan.refused[str(requested)[:64]] = refused.error()
                 continue
-            planned.append(Planned(room, offset, self._hold(conn, room)))
-        return planned
-
-    async def recover_at_connect(self, conn: Connection, planned: list[Planned]) -> dict[str, bool]:
-        """Read and replay what :meth:`hold_at_connect` held; recovered or not, by room."""
-        results: dict[str, bool] = {}
-        for room, offset, hold in planned:
-            if offset is None or hold is None:
-                results[room.client_name] = False
+            if room.kind is rooms.RoomKind.FLEET:
+                plan.fleet.append(room)
                 continue
-            results[room.client_name] = await self._read_and_replay(conn, room, offset, hold)
-            self._metrics.recoveries.labels(
-                "complete" if results[room.client_name] else "gap"
-            ).inc()
-        return results
+            _check_offset(offset)
+            if room.name not in automatic:
+                room_count += 1
+                if room_count > self._max_rooms:
+                    plan.refused[room.client_name] = Refused(
+                        "too_many_rooms", f"at most {self._max_rooms} rooms per connection"
+                    ).error()
+                    continue
+            plan.since[room.name] = offset
+            plan.names[room.client_name] = room.name
+        return plan
 
-    @staticmethod
-    def _hold(conn: Connection, room: rooms.Room) -> Hold:
-        hold = Hold()
-        if conn.recovering is None:
-            conn.recovering = {}
-        conn.recovering[room.name] = hold
-        return hold
+    def hold(self, conn: Connection, plan: Resume) -> None:
+        """Hold the rooms to resume, before anything is joined."""
+        if plan.since:
+            plan.holds = self._replays.hold(conn, plan.since)
 
-    async def _recover(self, conn: Connection, room: rooms.Room, since: str) -> bool:
-        hold = self._hold(conn, room)
-        if self._registry.join(conn, room.name):
-            self._on_change(conn.sid)
-        return await self._read_and_replay(conn, room, since, hold)
+    def join(self, conn: Connection, plan: Resume) -> None:
+        """Join the resumed rooms besides the automatic ones (those the server joins)."""
+        for name in plan.since:
+            self._join(conn, name)
+        for room in plan.fleet:
+            self._join(conn, room.name)
 
-    async def _read_and_replay(
-        self, conn: Connection, room: rooms.Room, since: str, hold: Hold
-    ) -> bool:
-        try:
-            recovery = await history.read_since(self._reader, room.name, since)
-        except Exception as exc:  # Redis away: join anyway, report the gap
-            log.warning("history read failed", error=repr(exc))
-            recovery = history.Recovery((), complete=False)
-        except BaseException:
-            conn.end_recovery(room.name, hold)
-            raise
-        if room.name not in conn.rooms:  # left (or disconnected) while we read
-            conn.end_recovery(room.name, hold)
-            return False
-        self._replay(conn, room, recovery, hold, since)
-        return recovery.complete and not hold.overflowed
+    async def resume(self, conn: Connection, plan: Resume) -> dict[str, bool]:
+        """Replay the resumed rooms; whether each was complete, by client room name."""
+        for room in plan.fleet:
+            if self._fleet is not None:
+                await self._fleet.joined(conn, room)
+        if not plan.since:
+            return {}
+        done = await self._replays.replay(conn, plan.since, plan.holds)
+        return {client: done[name] for client, name in plan.names.items()}
 
-    def _replay(
-        self, conn: Connection, room: rooms.Room, recovery: history.Recovery, hold: Hold, since: str
-    ) -> None:
-        for offset, envelope in recovery.entries:
-            if envelope.get("organization_id") == conn.org:
-                self._sender.push(conn, make_frame(envelope, room.client_name, offset))
-        last = recovery.last or history.parse_offset(since)
-        held, hold.frames, hold.replayed = hold.frames, [], last
-        newer = [frame for frame in held if not hold.covers(frame.offset)]
-        for frame in newer:
-            self._sender.push(conn, frame)
-        if newer:  # a room's frames come in offset order: none the replay sent can follow
-            conn.end_recovery(room.name, hold)
+
+def _check_offset(offset: object) -> None:
+    try:
+        history.check_offset(offset)
+    except history.OffsetError as exc:
+        raise Refused("invalid_offset", str(exc)) from None
 
 
 def _parse(conn: Connection, requested: object) -> rooms.Room:

@@ -5,6 +5,9 @@ connection, delivery on the pub/sub connection, the listener's loop) rather
 than any one connection's state. ``/ready`` requires a recent canary; a lost
 one (or a PUBLISH that reaches no subscriber: nobody listens on our own
 channel, so we are deaf) asks the listener to drop the connection it probed.
+A PUBLISH that fails proves nothing about the pub/sub connection (the
+commands connection may be the one that broke): /ready stays false and the
+probe is tried again shortly, but nothing is dropped.
 The probe names that connection's generation: a probe begun before a
 reconnection never condemns the connection that replaced the one it probed.
 
@@ -31,6 +34,10 @@ log = structlog.stdlib.get_logger(__name__)
 #: Longest a canary may wait behind messages the listener is still working
 #: through (a burst): meanwhile the connection is busy, not deaf.
 BUSY_MAX_S: Final = 30.0
+#: After a probe that could not be sent, the next one comes this soon (seconds).
+RETRY_S: Final = 0.2
+
+PROVEN, DEAF, UNKNOWN = "proven", "deaf", "unknown"
 
 
 class Probed(Protocol):
@@ -107,46 +114,49 @@ class Canary:
 
     async def run(self) -> None:
         """The service: probe until cancelled."""
-        listener, probed = self._listener, 0
+        listener, probed, wait = self._listener, 0, self._interval
         while True:
             with contextlib.suppress(TimeoutError):  # a new connection is probed at once
-                async with asyncio.timeout(self._interval):
+                async with asyncio.timeout(wait):
                     await listener.changed(after=probed)
             generation = probed = listener.generation
-            ok = await self._probe()
-            if not ok and self.ok:
-                log.warning("canary lost", generation=generation)
-            self.ok = ok and listener.generation == generation
+            outcome = await self._probe()
+            if outcome != PROVEN and self.ok:
+                log.warning("canary lost", generation=generation, outcome=outcome)
+            self.ok = outcome == PROVEN and listener.generation == generation
             self._metrics.canary_ok.set(1 if self.ok else 0)
+            wait = self._interval if outcome != UNKNOWN else min(self._interval, RETRY_S)
             if self.ok:
                 self._ok_at, self._proved = time.monotonic(), generation
-            else:
+            elif outcome == DEAF:
                 self._metrics.canary_failures.inc()
                 listener.reset(generation, RuntimeError("canary lost"))
 
-    async def _probe(self) -> bool:
+    async def _probe(self) -> str:
+        """PROVEN, DEAF (nobody received it, or it never came back) or UNKNOWN (not sent)."""
         if not self._listener.connected:
-            return False
+            return UNKNOWN
         token = str(next(self._tokens))
         future = self._echoes.expect(token)
         started = time.monotonic()
         try:
-            async with asyncio.timeout(self._timeout):
-                receivers = await self._commands.publish(self.channel, token)
-                if not receivers:  # nobody listens on our own channel: we are deaf
-                    return False
+            try:
+                async with asyncio.timeout(self._timeout):
+                    receivers = await self._commands.publish(self.channel, token)
+            except (Exception, TimeoutError) as exc:  # the commands side failed: no verdict
+                log.debug("canary publish failed", error=repr(exc))
+                return UNKNOWN
+            if not receivers:  # nobody listens on our own channel: we are deaf
+                return DEAF
             await self._wait(future, started)
         except (TimeoutError, asyncio.CancelledError) as exc:
             if isinstance(exc, asyncio.CancelledError) and _cancelling():
                 raise
-            return False
-        except Exception as exc:
-            log.debug("canary publish failed", error=repr(exc))
-            return False
+            return DEAF
         finally:
             self._echoes.forget(token)
         self._metrics.canary_rtt.set(time.monotonic() - started)
-        return True
+        return PROVEN
 
     async def _wait(self, future: asyncio.Future[float], started: float) -> None:
         """Wait for the canary; past the timeout only while the listener keeps handling messages.

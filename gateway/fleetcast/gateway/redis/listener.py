@@ -49,6 +49,8 @@ EventSink = Callable[[str, bytes], None]
 ChannelHandler = Callable[[bytes], None]
 #: Told the generation of each new connection, once it has subscribed.
 OnConnected = Callable[[int], None]
+#: Told an org whose channel is now listened to, or no longer wanted.
+OnOrg = Callable[[str], None]
 #: Held around the messages a burst brings after its first (transport.corked:
 #: frames to one client go out in one write).
 Batch = Callable[[], AbstractContextManager[None]]
@@ -67,6 +69,8 @@ class Listener:
         backoff_max_s: float,
         batch: Batch = contextlib.nullcontext,
         on_connected: Sequence[OnConnected] = (),
+        on_subscribed: Sequence[OnOrg] = (),
+        on_unsubscribed: Sequence[OnOrg] = (),
     ) -> None:
         self._client = client
         self._metrics = metrics
@@ -75,6 +79,8 @@ class Listener:
         self._backoff_max = backoff_max_s
         self._batch = batch
         self._on_connected = tuple(on_connected)
+        self._on_subscribed = tuple(on_subscribed)
+        self._on_unsubscribed = tuple(on_unsubscribed)
         self._prefix = keys.org_channel("")
         self.book = SubscriptionBook()
         self._confirm: dict[str, asyncio.Future[bool]] = {}
@@ -103,7 +109,8 @@ class Listener:
     async def acquire(self, org: str) -> None:
         """One more local client of ``org``; returns once Redis confirmed the subscription."""
         channel = keys.org_channel(org)
-        if self.book.want(org):
+        first = self.book.want(org)
+        if first:
             async with self._lock:
                 pubsub = self._pubsub
                 if (
@@ -122,14 +129,24 @@ class Listener:
                 self._count_orgs()
         pending = self._confirm.get(channel)
         if pending is not None:
-            with contextlib.suppress(TimeoutError):
+            try:
                 async with asyncio.timeout(CONFIRM_WAIT_S):
                     await asyncio.shield(pending)
+            except TimeoutError:
+                pass
+            except asyncio.CancelledError:
+                if not pending.cancelled():  # we were cancelled, not the confirmation
+                    raise
+        if first and self.connected and channel in self.book.subscribed:
+            for callback in self._on_subscribed:  # confirmed (or long sent): count from now
+                callback(org)
 
     async def release(self, org: str) -> None:
         """One local client of ``org`` fewer; the last one unsubscribes."""
         if not self.book.unwant(org):
             return
+        for callback in self._on_unsubscribed:
+            callback(org)
         channel = keys.org_channel(org)
         async with self._lock:
             pubsub = self._pubsub
@@ -187,6 +204,9 @@ class Listener:
         self._metrics.redis_reconnects.inc()
         log.info("redis pub/sub connected", orgs=len(channels) - len(self._own))
         self._changed.set()
+        for org in self.book.orgs:
+            for on_org in self._on_subscribed:
+                on_org(org)
         for callback in self._on_connected:
             callback(self.generation)
 

@@ -64,7 +64,13 @@ def make_frame(
     if offsets:
         payload["offsets"] = offsets
     event_type = str(event.get("event_type"))
-    return Frame(encode_event(event_type, payload), events.is_priority(event_type), offset)
+    event_id = event.get("event_id")
+    return Frame(
+        encode_event(event_type, payload),
+        events.is_priority(event_type),
+        offset,
+        event_id=event_id if isinstance(event_id, str) else None,
+    )
 
 
 def client_offsets(routed: RoutedEvent, org: str) -> dict[str, str] | None:
@@ -164,6 +170,8 @@ class Delivery:
     def _hand_over(self, conn: Connection, room_name: str, frame: Frame) -> None:
         hold = conn.recovering.get(room_name) if conn.recovering else None
         if hold is None:
+            if conn.replay_ids is not None:  # its replay must not send this again
+                conn.replay_ids.add(frame.event_id)
             self._sender.push(conn, frame)
         elif hold.replayed is not None:  # replay done: drop what it sent, then let go
             if not hold.covers(frame.offset):

@@ -1,9 +1,10 @@
 """An org channel's pub/sub messages, decoded and handed to delivery.
 
 The listener (redis/listener.py) passes every message of an org channel here
-as bytes. A message that cannot be read, or that claims another org than its
-channel's, is counted and dropped; one event whose delivery fails never stops
-the rest of its message.
+as bytes. Its number goes to the gap watch first (recovery.py), then its
+events to delivery. A message that cannot be read, or that claims another org
+than its channel's, is counted and dropped; one event whose delivery fails
+never stops the rest of its message.
 """
 
 from __future__ import annotations
@@ -24,25 +25,34 @@ class Deliverer(Protocol):
     def deliver(self, org: str, routed: wire.RoutedEvent) -> int: ...
 
 
-class Feed:
-    """Decodes org-channel messages and delivers their events."""
+class Numbering(Protocol):
+    """Watches the org's message numbers for gaps (recovery.GapWatch)."""
 
-    def __init__(self, delivery: Deliverer, metrics: Metrics) -> None:
+    def observe(self, org: str, seq: int | None) -> None: ...
+
+
+class Feed:
+    """Decodes org-channel messages, checks their numbering, delivers their events."""
+
+    def __init__(self, delivery: Deliverer, watch: Numbering, metrics: Metrics) -> None:
         self._delivery = delivery
+        self._watch = watch
         self._metrics = metrics
 
     def on_message(self, org: str, data: bytes) -> None:
         try:
-            message_org, batch = wire.decode(data)
+            message = wire.decode_message(data)
         except wire.WireError as exc:
             self._metrics.wire_errors.inc()
             log.warning("unreadable pub/sub message", org=org, error=str(exc))
             return
-        if message_org != org:
+        if message.org != org:
             self._metrics.wire_errors.inc()
-            log.warning("message of another org dropped", org=org, message_org=message_org)
+            log.warning("message of another org dropped", org=org, message_org=message.org)
             return
-        for routed in batch:
+        # Before the events: a gap pauses the org, so they wait behind the recovery.
+        self._watch.observe(org, message.seq)
+        for routed in message.events:
             try:
                 self._delivery.deliver(org, routed)
             except Exception:  # one bad event never stops the listener

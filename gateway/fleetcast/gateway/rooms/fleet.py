@@ -35,7 +35,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from fleetcast.gateway.metrics import NS, Metrics
 from fleetcast.gateway.rooms.delivery import Sender
 from fleetcast.gateway.rooms.registry import Connection, Registry
-from fleetcast.gateway.rooms.snapshots import Snapshot, SnapshotReader, empty, iso
+from fleetcast.gateway.rooms.snapshots import Snapshot, SnapshotReader, Spawn, empty, iso
 from fleetcast.gateway.transport.packets import Frame, encode_event
 from fleetcast.protocol import events, rooms
 
@@ -250,11 +250,17 @@ class FleetRoom:
         reader: SnapshotReader,
         sender: Sender,
         fleet_metrics: FleetMetrics,
+        spawn: Spawn,
     ) -> None:
         self._batcher = batcher
         self._reader = reader
         self._sender = sender
         self._fm = fleet_metrics
+        self._spawn = spawn
+
+    def resend(self, conn: Connection) -> None:
+        """A fresh snapshot for a member whose batches may have missed positions (a gap)."""
+        self._spawn(self.joined(conn, rooms.fleet_room(conn.org)), f"fleet-resend-{conn.sid}")
 
     async def joined(self, conn: Connection, room: rooms.Room) -> dict[str, Any]:
         """Called right after ``conn`` joined ``room``; returns fields for the ack.

@@ -70,6 +70,11 @@ class Connection:
     bulk: deque[Frame] | None = None
     #: Rooms being recovered: live frames wait here until history is sent.
     recovering: dict[str, Hold] | None = None
+    #: While a replay of its rooms runs: events sent to it meanwhile (by any path),
+    #: so the replay and the frames it releases never send one twice.
+    replay_ids: set[str | None] | None = None
+    #: Replays running for it (a resume at connect, subscribes with since).
+    replays: int = 0
     #: Why the server closed it (metrics label); None when the client left.
     close_reason: str | None = None
 

@@ -26,12 +26,14 @@ class Frame:
     """One encoded Socket.IO event, shared by every recipient in one room.
 
     ``text`` is the Socket.IO packet (``2["event_type",{...}]``), encoded once
-    per (event, room). ``offset`` is the room-history id, used to drop live
-    events a recovery has already sent. ``wire`` is its websocket frame,
-    built by the first websocket recipient and written as is to the others.
+    per (event, room). ``offset`` (the room-history id) and ``event_id`` let
+    a recovery drop live events it has already sent. ``wire`` is its
+    websocket frame, built by the first websocket recipient and written as
+    is to the others (the packet's encodings are the transport's business).
     """
 
     text: str
     priority: bool
     offset: str | None = None
     wire: bytes | None = None
+    event_id: str | None = None

@@ -1,0 +1,124 @@
+"""Replaying one connection's rooms from their history: every event once, in order, then live.
+
+Used when a client resumes (``since`` in its connect ``auth``, for any of
+its rooms) and when it subscribes to one room with ``since``. Holds go up
+for every room first, before the rooms are joined, so no live event reaches
+the client between the join and the replay; the histories are read in one
+MULTI, merged by event (merging.py) and sent; then each room's hold lets go
+of the live frames the replay did not already cover, and keeps dropping
+those it covered until the first newer one (a frame published before the
+read may reach the listener after it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Final
+
+import structlog
+
+from fleetcast.gateway.metrics import Metrics
+from fleetcast.gateway.rooms import history, merging
+from fleetcast.gateway.rooms.delivery import Sender, client_offsets, make_frame
+from fleetcast.gateway.rooms.registry import Connection, Hold
+from fleetcast.protocol import rooms
+
+log = structlog.stdlib.get_logger(__name__)
+
+#: Live frames one recovering room may hold while its history is read.
+MAX_HELD: Final = 10_000
+
+
+class Replays:
+    """Holds, reads, merges and replays the rooms one connection resumes."""
+
+    def __init__(self, reader: history.StreamReader, sender: Sender, metrics: Metrics) -> None:
+        self._reader = reader
+        self._sender = sender
+        self._metrics = metrics
+
+    @staticmethod
+    def hold(conn: Connection, room_names: Iterable[str]) -> dict[str, Hold]:
+        """Hold the live frames of ``room_names`` from now on (call before joining them).
+
+        From now on until the replay ends, events sent to the connection
+        through its other rooms are noted, so the replay does not repeat them.
+        """
+        if conn.replay_ids is None:
+            conn.replay_ids = set()
+        conn.replays += 1
+        holds = {}
+        for name in room_names:
+            hold = holds[name] = Hold()
+            if conn.recovering is None:
+                conn.recovering = {}
+            conn.recovering[name] = hold
+        return holds
+
+    async def replay(
+        self, conn: Connection, since: Mapping[str, str], holds: Mapping[str, Hold]
+    ) -> dict[str, bool]:
+        """Replay the rooms of ``since`` (room -> offset); whether each was complete."""
+        try:
+            recoveries = await history.read_many(self._reader, since)
+        except Exception as exc:  # Redis away: the rooms are joined anyway, the gap reported
+            log.warning("history read failed", error=repr(exc))
+            recoveries = {name: history.Recovery((), complete=False) for name in since}
+        except BaseException:
+            for name, hold in holds.items():
+                conn.end_recovery(name, hold)
+            self._done(conn)
+            raise
+        joined = {name for name in since if name in conn.rooms}
+        sent = conn.replay_ids if conn.replay_ids is not None else set()
+        self._send(conn, {name: recoveries[name].entries for name in joined}, sent)
+        results = {}
+        for name in since:
+            hold = holds[name]
+            if name not in joined:  # left (or disconnected) while we read
+                conn.end_recovery(name, hold)
+                results[name] = False
+                continue
+            last = recoveries[name].last or history.parse_offset(since[name])
+            self._release(conn, name, hold, last, sent)
+            results[name] = recoveries[name].complete and not hold.overflowed
+            self._metrics.recoveries.labels("complete" if results[name] else "gap").inc()
+        self._done(conn)
+        return results
+
+    @staticmethod
+    def _done(conn: Connection) -> None:
+        conn.replays -= 1
+        if conn.replays <= 0:
+            conn.replays, conn.replay_ids = 0, None
+
+    def _send(
+        self,
+        conn: Connection,
+        entries: Mapping[str, Sequence[history.Entry]],
+        sent: set[str | None],
+    ) -> None:
+        for routed in merging.merge(entries):
+            event_id = routed.event.get("event_id")
+            if routed.event.get("organization_id") != conn.org or event_id in sent:
+                continue
+            sent.add(event_id)
+            room = merging.first_room(routed, conn.rooms)
+            if room is None:
+                continue
+            offsets = client_offsets(routed, conn.org)
+            client_room = rooms.client_name(room, conn.org)
+            self._sender.push(
+                conn, make_frame(routed.event, client_room, routed.offsets[room], offsets)
+            )
+
+    def _release(
+        self, conn: Connection, name: str, hold: Hold, last: history.Offset, sent: set[str | None]
+    ) -> None:
+        """The replay of ``name`` is sent: let go of the held frames it did not cover."""
+        held, hold.frames, hold.replayed = hold.frames, [], last
+        newer = [f for f in held if not hold.covers(f.offset) and f.event_id not in sent]
+        for frame in newer:
+            self._sender.push(conn, frame)
+        if newer:  # a room's frames come in offset order: none the replay sent can follow
+            conn.end_recovery(name, hold)
