@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import MutableMapping
+import time
+from collections.abc import Callable, MutableMapping
 from typing import Any
 
 import orjson
@@ -60,3 +61,29 @@ def configure(level: str = "INFO", *, component: str) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     structlog.contextvars.bind_contextvars(component=component)
+
+
+class Throttle:
+    """At most one log line per key per interval, for what a client can trigger.
+
+    A client that sends 5,000 malformed packets must not write 5,000 lines:
+    the first of each kind is logged, then one line per ``interval_s`` saying
+    how many were left out.
+    """
+
+    def __init__(
+        self, interval_s: float = 10.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._interval = interval_s
+        self._clock = clock
+        self._next: dict[str, float] = {}
+        self._quiet: dict[str, int] = {}
+
+    def allow(self, key: str) -> int | None:
+        """None: stay quiet; else how many of this key were left out since the last line."""
+        now = self._clock()
+        if now < self._next.get(key, 0.0):
+            self._quiet[key] = self._quiet.get(key, 0) + 1
+            return None
+        self._next[key] = now + self._interval
+        return self._quiet.pop(key, 0)

@@ -41,7 +41,7 @@ from fleetcast.gateway.rooms.feed import Feed
 from fleetcast.gateway.rooms.outbox import Outbox
 from fleetcast.gateway.rooms.registry import Registry
 from fleetcast.gateway.settings import Settings
-from fleetcast.gateway.transport import engine, sendbuffer
+from fleetcast.gateway.transport import engine, guard, sendbuffer
 from fleetcast.gateway.transport.writer import EngineIOTransport
 from fleetcast.protocol import keys
 
@@ -193,6 +193,20 @@ def create_app(settings: Settings) -> web.Application:
         transport=transport,
         metrics=metrics,
     )
+    sio.eio.use_guards(
+        guard.Guards(
+            guard.Limits(
+                request_rate=settings.request_rate,
+                request_burst=settings.request_burst,
+                max_in_flight=settings.max_requests_in_flight,
+                max_protocol_errors=settings.max_protocol_errors,
+                max_unsent_bytes=settings.max_unsent_bytes,
+            ),
+            server.on_violation,
+            count=lambda code: metrics.violations.labels(code).inc(),
+            count_error=metrics.protocol_errors.inc,
+        )
+    )
     status = http.GatewayStatus(settings.gateway_id, registry, delivery, listener, canary, closer)
     app[GATEWAY] = Gateway(
         settings, registry, clients, delivery, listener, canary, closer, server, status, supervisor
@@ -231,6 +245,7 @@ def _verifier(settings: Settings) -> auth.Verifier:
         issuer=settings.jwt_issuer,
         audience=settings.jwt_audience,
         leeway_s=settings.jwt_leeway_s,
+        max_lifetime_s=settings.max_token_lifetime_s,
     )
 
 

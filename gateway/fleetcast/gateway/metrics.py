@@ -92,6 +92,17 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.violations = Counter(
+            f"{NS}_client_violations",
+            "Clients cut off for breaking a limit (transport/guard.py), by code",
+            ["code"],
+            registry=r,
+        )
+        self.protocol_errors = Counter(
+            f"{NS}_client_protocol_errors",
+            "Client packets that were not readable Socket.IO",
+            registry=r,
+        )
         self.ready = Gauge(f"{NS}_ready", "1 when /ready answers 200", registry=r)
         self.draining = Gauge(f"{NS}_draining", "1 after SIGTERM", registry=r)
 

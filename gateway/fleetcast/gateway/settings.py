@@ -52,6 +52,13 @@ class Settings(BaseSettings):
     jwt_audience: str | None = None
     #: Clock skew tolerated on exp/nbf/iat (seconds).
     jwt_leeway_s: float = Field(default=10.0, ge=0, le=300)
+    #: Longest a token may still be valid when presented (seconds): a token with
+    #: exp years ahead (or 1e18) is refused, not honoured for years. 24 h.
+    max_token_lifetime_s: float = Field(default=24 * 3600, gt=0)
+    #: Longest one connection may live, whatever its tokens say (seconds): refresh
+    #: cannot extend a session past it; it is then closed with session_expired
+    #: and the client reconnects (its token is checked again). 24 h.
+    max_session_age_s: float = Field(default=24 * 3600, gt=0)
     #: Role -> room grants (JSON object); see fleetcast.gateway.edge.policy.
     role_policy: dict[str, list[str]] = Field(default_factory=policy.default_grants)
 
@@ -103,6 +110,19 @@ class Settings(BaseSettings):
     #: Subscribe/unsubscribe requests per second per connection, and burst.
     subscribe_rate: float = Field(default=10.0, gt=0)
     subscribe_burst: int = Field(default=20, ge=1)
+    #: Requests of any kind (Socket.IO events) per second per connection, and
+    #: burst; beyond either the connection is cut off (too_many_requests). A
+    #: console subscribes to a few dozen rooms at most: this bounds a flood.
+    request_rate: float = Field(default=20.0, gt=0)
+    request_burst: int = Field(default=100, ge=1)
+    #: Requests one connection may have in flight at once (too_many_requests beyond).
+    max_requests_in_flight: int = Field(default=16, ge=1)
+    #: Packets that are not Socket.IO a connection may send before it is cut off
+    #: (protocol_error); each is counted, and logged at a bounded rate.
+    max_protocol_errors: int = Field(default=3, ge=1)
+    #: Bytes a client may leave unread on its socket, acks and pings included
+    #: (frames are held back far below this); beyond it: slow_consumer.
+    max_unsent_bytes: int = Field(default=1024 * 1024, ge=64 * 1024)
     #: Connections the kernel queues for accept (capped by net.core.somaxconn): a
     #: storm's SYNs beyond it are dropped and retried by clients 1, 3, 7 s later.
     listen_backlog: int = Field(default=4096, ge=1)

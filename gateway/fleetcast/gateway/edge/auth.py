@@ -9,6 +9,7 @@ public key only, so a public key can never be used as an HMAC secret
 
 from __future__ import annotations
 
+import time
 import urllib.parse
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -57,6 +58,9 @@ class Verifier:
     issuer: str | None = None
     audience: str | None = None
     leeway_s: float = 10.0
+    #: Longest a token may be valid for, from now (seconds): ``exp`` 100 years
+    #: ahead is refused, not honoured for a century.
+    max_lifetime_s: float = 24 * 3600
 
     @classmethod
     def create(
@@ -68,6 +72,7 @@ class Verifier:
         issuer: str | None = None,
         audience: str | None = None,
         leeway_s: float = 10.0,
+        max_lifetime_s: float = 24 * 3600,
     ) -> Verifier:
         key = serialization.load_pem_public_key(public_key_pem.encode()) if public_key_pem else None
         return cls(
@@ -77,6 +82,7 @@ class Verifier:
             issuer,
             audience,
             leeway_s,
+            max_lifetime_s,
         )
 
     def verify(self, token: object) -> Claims:
@@ -103,7 +109,13 @@ class Verifier:
             raise AuthError("token_expired", "token has expired") from None
         except jwt.PyJWTError as exc:
             raise AuthError("invalid_token", f"token rejected: {_short(exc)}") from None
-        return claims_from_payload(payload)
+        claims = claims_from_payload(payload)
+        if claims.exp - time.time() > self.max_lifetime_s:
+            raise AuthError(
+                "invalid_token",
+                f"token valid for longer than {self.max_lifetime_s:.0f} s: issue shorter ones",
+            )
+        return claims
 
     def _algorithm(self, token: str) -> str:
         try:

@@ -26,6 +26,9 @@ class Client:
     deadline: float
     #: subscribe/unsubscribe requests it may still make (rate_limited beyond).
     requests: TokenBucket
+    #: Wall clock: when the session must end whatever its token says
+    #: (connected_at + FLEETCAST_MAX_SESSION_AGE_S); refresh cannot move it.
+    session_deadline: float = float("inf")
     #: Outcome of the recoveries asked at connect (auth ``since``), for ``session``.
     recovered: dict[str, bool] | None = None
     #: Rooms asked at connect that it may not join, with why.

@@ -28,11 +28,15 @@ from fleetcast.gateway.transport import packets
 log = structlog.stdlib.get_logger(__name__)
 
 #: Server-initiated closes after which a client should reconnect by itself.
-RECONNECT_REASONS: Final = frozenset({"slow_consumer", "draining"})
+RECONNECT_REASONS: Final = frozenset({"slow_consumer", "draining", "session_expired"})
 CLOSE_MESSAGES: Final = {
     "token_expired": "token expired: connect again with a new token",
+    "session_expired": "session too old: connect again (with a fresh token)",
     "slow_consumer": "too far behind: reconnect and resume with since",
     "draining": "gateway shutting down: reconnect (another gateway will answer)",
+    "too_many_requests": "too many requests at once or per second",
+    "binary_refused": "binary packets are not accepted",
+    "protocol_error": "too many packets that are not Socket.IO",
 }
 EXPIRY_SWEEP_S: Final = 1.0
 DRAIN_TICK_S: Final = 0.01
@@ -90,12 +94,14 @@ class Closer:
             await self._disconnect(conn.sid)
 
     async def run_expiry(self) -> None:
-        """Disconnect connections whose token ran out (token_expired)."""
+        """Disconnect connections whose token ran out, or whose session is too old."""
         while True:
             await asyncio.sleep(EXPIRY_SWEEP_S)
             now = time.time()
             for client in self._clients:
-                if client.deadline <= now:
+                if client.session_deadline <= now:  # whatever its (refreshed) token says
+                    self.cut_off(client.conn, "session_expired")
+                elif client.deadline <= now:
                     self.cut_off(client.conn, "token_expired")
 
     async def drain(self, seconds: float, settle: Callable[[float], Awaitable[None]]) -> None:

@@ -88,9 +88,17 @@ class Handshake:
         return Client(
             conn,
             claims,
-            deadline=claims.exp + s.jwt_leeway_s,
+            deadline=self.deadline(claims),
             requests=TokenBucket(s.subscribe_rate, s.subscribe_burst, now),
+            session_deadline=conn.connected_at + s.max_session_age_s,
         )
+
+    def deadline(self, claims: auth.Claims) -> float:
+        """When a connection on ``claims`` must go: its token's exp, plus the leeway.
+
+        A refresh moves it; the session's own deadline (its maximum age) it never moves.
+        """
+        return claims.exp + self._settings.jwt_leeway_s
 
     def verify(self, token: object) -> auth.Claims:
         """Claims of a token, or :class:`Refusal` with the code the client is told."""

@@ -177,6 +177,15 @@ class Server:
         self._metrics.connections.set(len(self._registry))
         await self._feeds.release(conn.org)
 
+    def on_violation(self, eio_sid: str, code: str) -> None:
+        """A client broke a transport guard (transport/guard.py): cut it off, saying why."""
+        sid = self._sio.manager.sid_from_eio_sid(eio_sid, "/")
+        client = self._clients.get(sid) if sid is not None else None
+        if client is not None:
+            self._closer.cut_off(client.conn, code)
+        else:  # not (yet) a Socket.IO connection: nothing to tell, just close
+            self._sio.eio.spawn(self._sio.eio.abort(eio_sid))
+
     # --- requests -------------------------------------------------------------------
 
     async def on_subscribe(self, sid: str, data: Any = None) -> Ack:
@@ -206,7 +215,7 @@ class Server:
         if not self._policy.known_roles(claims):
             return _error("forbidden", "no role of this token may connect")
         client.claims = claims
-        client.deadline = claims.exp + self._settings.jwt_leeway_s
+        client.deadline = self._handshake.deadline(claims)
         left = self._leave_refused(client, claims)
         self._sessions.touch(sid)
         return {"ok": True, "expires_at": claims.exp, "left": left}

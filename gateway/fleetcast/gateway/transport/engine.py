@@ -36,8 +36,9 @@ import socketio
 import structlog
 from aiohttp import web
 from engineio import async_socket
+from engineio import packet as eio_packet
 
-from fleetcast.gateway.transport import wslink
+from fleetcast.gateway.transport import guard, wslink
 from fleetcast.gateway.transport.heartbeat import Heartbeat
 from fleetcast.gateway.transport.outlet import Outlet
 
@@ -60,6 +61,16 @@ class LeanSocket(async_socket.AsyncSocket):  # type: ignore[misc]
     connected: bool
     upgrading: bool
     upgraded: bool
+    #: What this client may still send (transport/guard.py); set when the socket is stored.
+    guard: guard.Guard
+
+    async def receive(self, pkt: eio_packet.Packet) -> None:
+        """Every client message passes its guard first (websocket and long-polling come here)."""
+        if pkt.packet_type == eio_packet.MESSAGE and not self.server.guards.admit(
+            self.sid, self.guard, pkt.data
+        ):
+            return
+        await super().receive(pkt)
 
     def schedule_ping(self) -> None:
         if self.last_ping:
@@ -100,11 +111,21 @@ class LeanSocket(async_socket.AsyncSocket):  # type: ignore[misc]
 
 
 class _SocketTable(dict[str, Any]):
-    """python-engineio's ``sockets``; new sockets become :class:`LeanSocket` as they are stored."""
+    """python-engineio's ``sockets``; new sockets become :class:`LeanSocket` as they are stored.
+
+    Each gets its guard, and its Outlet a bound on what it may leave unread.
+    """
+
+    def __init__(self, server: LeanEngineIO) -> None:
+        super().__init__()
+        self._server = server
 
     def __setitem__(self, sid: str, sock: Any) -> None:
         if type(sock) is async_socket.AsyncSocket:
             sock.__class__ = LeanSocket
+            server = self._server
+            sock.guard = server.guards.new()
+            sock.queue.bound(server.guards.limits.max_unsent_bytes, server.overflowed, sid)
         super().__setitem__(sid, sock)
 
 
@@ -114,16 +135,36 @@ class LeanEngineIO(engineio.AsyncServer):  # type: ignore[misc]
     def __init__(self, **kwargs: Any) -> None:
         kwargs["monitor_clients"] = False  # the heartbeat detects silent clients
         super().__init__(**kwargs)
-        self.sockets = _SocketTable()
+        self.sockets = _SocketTable(self)
         self.heartbeat = Heartbeat(self.ping_interval, self.ping_timeout, self._timed_out)
         self._spawn: Spawn | None = None
+        #: Replaced by the composition root's (use_guards), which cut clients off with a reason.
+        self.guards = guard.Guards(guard.Limits(), self._abort_later)
 
     def use_tasks(self, spawn: Spawn) -> None:
         """Where packet handlers and socket closes run: the gateway's task owner (common.tasks)."""
         self._spawn = spawn
 
+    def use_guards(self, guards: guard.Guards) -> None:
+        """The limits every client's packets are held to, and who cuts off those that break them."""
+        self.guards = guards
+
     def create_queue(self, *args: Any, **kwargs: Any) -> Outlet:
         return Outlet()
+
+    def start_background_task(self, target: Any, *args: Any, **kwargs: Any) -> Any:
+        """Every task python-engineio and python-socketio start is owned by the gateway's owner."""
+        assert self._spawn is not None, "use_tasks() is called by the composition root"
+        return self._spawn(target(*args, **kwargs), "engineio")
+
+    def overflowed(self, eio_sid: str) -> None:
+        """A client left more unread than it may (its Outlet says): cut it off."""
+        sock = self.sockets.get(eio_sid)
+        if sock is not None:
+            self.guards.violation(eio_sid, sock.guard, guard.SLOW_CONSUMER, "unread output")
+
+    def _abort_later(self, eio_sid: str, code: str) -> None:
+        self.spawn(self.abort(eio_sid))
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         """Run one packet's handling (or a socket's close) in a task of the gateway's owner."""
@@ -196,9 +237,31 @@ class LeanManager(socketio.AsyncManager):  # type: ignore[misc]
 class LeanSocketIO(socketio.AsyncServer):  # type: ignore[misc]
     """python-socketio's server on :class:`LeanEngineIO`, keeping a small environ per client."""
 
+    eio: LeanEngineIO
+
     def _engineio_server_class(self) -> type[LeanEngineIO]:
         return LeanEngineIO
 
     async def _handle_eio_connect(self, eio_sid: str, environ: dict[str, Any]) -> Any:
         kept = {key: environ[key] for key in KEPT_ENVIRON if key in environ}
         return await super()._handle_eio_connect(eio_sid, kept)
+
+    async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
+        """python-socketio's, with what it cannot read counted against the client, not logged."""
+        sock = self.eio.sockets.get(eio_sid)
+        try:
+            await super()._handle_eio_message(eio_sid, data)
+        except Exception as exc:  # a packet python-socketio could not read (or a handler refused)
+            if sock is not None:
+                self.eio.guards.protocol_error(eio_sid, sock.guard, exc)
+        finally:
+            if sock is not None and isinstance(data, str) and data[:1] == guard.REQUEST_TYPE:
+                sock.guard.in_flight -= 1
+
+    async def _handle_event(self, eio_sid: str, namespace: str | None, id: Any, data: Any) -> None:
+        """python-socketio's, but the handler runs in this packet's task (already its own),
+        so a request costs one task, and the guard's in-flight count covers it until done."""
+        namespace = namespace or "/"
+        sid = self.manager.sid_from_eio_sid(eio_sid, namespace)
+        if self.manager.is_connected(sid, namespace):
+            await self._handle_event_internal(self, sid, eio_sid, data, namespace, id)

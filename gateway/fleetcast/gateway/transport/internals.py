@@ -120,10 +120,28 @@ RELIED_ON: Final = (
         ("self", "eio_sid", "data"),
     ),
     Internal(
+        "socketio.async_server:AsyncServer._handle_event",
+        "engine.py",
+        "LeanSocketIO runs a request in the packet's own task (python-socketio starts another)",
+        ("self", "eio_sid", "namespace", "id", "data"),
+    ),
+    Internal(
         "socketio.async_server:AsyncServer._handle_event_internal",
         "engine.py",
         "LeanSocketIO runs a request's handler in the packet's task, counted per connection",
         ("self", "server", "sid", "eio_sid", "data", "namespace", "id"),
+    ),
+    Internal(
+        "socketio.async_manager:AsyncManager.sid_from_eio_sid",
+        "engine.py, edge/server.py",
+        "the Socket.IO sid of an Engine.IO session (a guard names the latter)",
+        ("self", "eio_sid", "namespace"),
+    ),
+    Internal(
+        "socketio.async_manager:AsyncManager.is_connected",
+        "engine.py",
+        "LeanSocketIO._handle_event handles requests of connected clients only, as python-socketio",
+        ("self", "sid", "namespace"),
     ),
     Internal(
         "socketio.async_manager:AsyncManager.basic_enter_room",

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Final
 
@@ -45,6 +45,9 @@ POLL_WATERMARK: Final = 64
 POLL_BATCH: Final = 16
 #: How long a closing websocket may take to flush before its transport is aborted.
 CLOSE_GRACE_S: Final = 5.0
+#: Packets a long-polling client may leave untaken (acks, pings; frames stop at
+#: POLL_WATERMARK) before it counts as not reading.
+POLL_HARD_LIMIT: Final = 1024
 
 
 class Cork:
@@ -74,7 +77,17 @@ class Cork:
 class Outlet:
     """The queue python-engineio writes into, and the fast path's way to a client."""
 
-    __slots__ = ("_corked", "_drained", "_getters", "_held", "_taken", "_transport", "closed")
+    __slots__ = (
+        "_corked",
+        "_drained",
+        "_getters",
+        "_held",
+        "_limit",
+        "_on_overflow",
+        "_taken",
+        "_transport",
+        "closed",
+    )
 
     def __init__(self) -> None:
         self._held: deque[Any] | None = None  # made on first use: a deque is 600 bytes
@@ -85,6 +98,33 @@ class Outlet:
         self._corked: list[bytes] | None = None  # frames waiting for the cork's end
         #: True once the websocket ended or a CLOSE went out: nothing more is written.
         self.closed = False
+        self._limit = 0  # bytes a client may leave unread (0: unbounded)
+        self._on_overflow: tuple[Callable[[str], None], str] | None = None
+
+    def bound(self, max_unsent_bytes: int, on_overflow: Callable[[str], None], sid: str) -> None:
+        """Call ``on_overflow(sid)`` once when the client leaves more than this unread.
+
+        Frames are held back below :data:`WS_WATERMARK` by :meth:`offer`; this
+        bounds everything else written to the socket (acks, pings, notices),
+        which a client that never reads would otherwise pile up without end.
+        On long-polling, :data:`POLL_HARD_LIMIT` packets held play the part.
+        """
+        self._limit = max_unsent_bytes
+        self._on_overflow = (on_overflow, sid)
+
+    def _check_unread(self) -> None:
+        if self._on_overflow is None or self.closed:
+            return
+        transport = self._transport
+        over = (
+            transport.get_write_buffer_size() > self._limit
+            if transport is not None
+            else self._held is not None and len(self._held) > POLL_HARD_LIMIT
+        )
+        if over:
+            callback, sid = self._on_overflow
+            self._on_overflow = None
+            callback(sid)
 
     @property
     def on_websocket(self) -> bool:
@@ -187,6 +227,8 @@ class Outlet:
             self._write_packet(pkt)
         else:
             self._hold(pkt)
+        if self._limit:
+            self._check_unread()
 
     async def put(self, pkt: Any) -> None:
         self.put_nowait(pkt)

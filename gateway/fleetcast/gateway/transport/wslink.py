@@ -27,6 +27,7 @@ from aiohttp import web
 from engineio import packet as eio_packet
 
 from fleetcast.gateway.transport import wsframes
+from fleetcast.gateway.transport.guard import Guard
 from fleetcast.gateway.transport.outlet import Outlet
 
 log = structlog.stdlib.get_logger(__name__)
@@ -40,6 +41,7 @@ class LinkedSocket(Protocol):
 
     sid: str
     queue: Outlet
+    guard: Guard
     upgrading: bool
     upgraded: bool
 
@@ -168,7 +170,9 @@ class WebSocketLink(asyncio.Protocol):
             self._upgrade(pkt)
         elif pkt.packet_type == eio_packet.PONG:
             self._sock.schedule_ping()
-        elif pkt.packet_type in (eio_packet.MESSAGE, eio_packet.CLOSE):
+        elif pkt.packet_type in (eio_packet.MESSAGE, eio_packet.CLOSE) and (
+            self._sock.guard.tripped is None  # a client being cut off gets no more tasks
+        ):
             self._sock.spawn(self._sock.receive(pkt))
 
     def _upgrade(self, pkt: eio_packet.Packet) -> None:
