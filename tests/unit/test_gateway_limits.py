@@ -32,3 +32,13 @@ def test_clock_going_backwards_does_not_mint_tokens() -> None:
 def test_invalid_parameters() -> None:
     with pytest.raises(ValueError, match="rate"):
         TokenBucket(rate=0, burst=1, now=0)
+
+
+def test_a_drain_hands_clients_over_at_its_rate_and_never_overruns_its_time() -> None:
+    from fleetcast.gateway.edge.closing import drain_due
+
+    assert drain_due(1000, 0, rate=100, elapsed=0.0, spread=5) == 1  # one at once
+    assert drain_due(1000, 1, rate=100, elapsed=0.5, spread=5) == 51
+    assert drain_due(1000, 51, rate=100, elapsed=0.505, spread=5) == 51  # the rate, not faster
+    assert drain_due(1000, 400, rate=100, elapsed=5.0, spread=5) == 1000  # time is up: the rest
+    assert drain_due(10, 0, rate=0, elapsed=0.0, spread=5) == 10

@@ -114,7 +114,15 @@ def create_app(settings: Settings) -> web.Application:
     transport = EngineIOTransport(sio.eio)
 
     # rooms
-    closer = Closer(transport, sio.disconnect, supervisor.spawn, clients, metrics)
+    closer = Closer(
+        transport,
+        sio.disconnect,
+        supervisor.spawn,
+        clients,
+        metrics,
+        drain_rate=settings.drain_rate,
+        drain_jitter_s=settings.drain_jitter_s,
+    )
     outbox = Outbox(
         transport, metrics, max_buffered=settings.max_buffered_messages, cut_off=closer.cut_off
     )

@@ -96,6 +96,13 @@ class Settings(BaseSettings):
     gateway_id: str = Field(default_factory=_default_gateway_id)
     #: Time SIGTERM gives clients to move elsewhere before the process exits (seconds).
     drain_seconds: float = Field(default=10.0, ge=0)
+    #: Connections a draining gateway sends away per second (a rollout's hand-over
+    #: rate, set by the operator from the FleetBroadcast); 0 = spread them over
+    #: half of DRAIN_SECONDS. Those not sent away in time go at the end.
+    drain_rate: float = Field(default=0.0, ge=0)
+    #: Each client told to go is told to wait a random 0..this before reconnecting
+    #: (``retry_after`` in its disconnect_reason; seconds), so they arrive spread.
+    drain_jitter_s: float = Field(default=1.0, ge=0)
     log_level: str = "INFO"
     #: Serve the browser dispatch console (static files, a plain protocol client) at /.
     console_enabled: bool = True

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import random
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Final, Protocol
@@ -44,6 +45,13 @@ DRAIN_TICK_S: Final = 0.01
 DRAIN_SPREAD: Final = 0.5
 
 
+def drain_due(total: int, sent: int, rate: float, elapsed: float, spread: float) -> int:
+    """How many of ``total`` clients should have been sent away ``elapsed`` s into a drain."""
+    if rate <= 0 or elapsed >= spread:
+        return total
+    return min(total, max(sent, math.floor(rate * elapsed) + 1))
+
+
 class ClosingTransport(Protocol):
     """What closing needs of the transport (transport/writer.py)."""
 
@@ -65,12 +73,17 @@ class Closer:
         spawn: Spawn,
         clients: Clients,
         metrics: Metrics,
+        *,
+        drain_rate: float = 0.0,
+        drain_jitter_s: float = 0.0,
     ) -> None:
         self._transport = transport
         self._disconnect = disconnect
         self._spawn = spawn
         self._clients = clients
         self._metrics = metrics
+        self._drain_rate = drain_rate
+        self._jitter = drain_jitter_s
         self.draining = False
 
     def cut_off(self, conn: Connection, reason: str) -> None:
@@ -82,11 +95,13 @@ class Closer:
 
     async def _close(self, conn: Connection, reason: str) -> None:
         reconnect = reason in RECONNECT_REASONS
-        notice = {
+        notice: dict[str, Any] = {
             "code": reason,
             "message": CLOSE_MESSAGES.get(reason, reason),
             "reconnect": reconnect,
         }
+        if reason == "draining" and self._jitter > 0:
+            notice["retry_after"] = round(random.uniform(0, self._jitter), 3)
         self._transport.write(conn, packets.encode_event("disconnect_reason", notice))
         if reconnect:
             await self._transport.abort(conn)
@@ -105,16 +120,24 @@ class Closer:
                     self.cut_off(client.conn, "token_expired")
 
     async def drain(self, seconds: float, settle: Callable[[float], Awaitable[None]]) -> None:
-        """SIGTERM: send the connected clients elsewhere, spread over time."""
+        """SIGTERM: send the connected clients elsewhere in small groups, not as one storm.
+
+        At ``drain_rate`` per second when set (a rollout's hand-over rate), else
+        spread over half of ``seconds``; whoever is left when that time is up
+        goes at once, so the process still ends within ``seconds``.
+        """
         self.draining = True
         self._metrics.draining.set(1)
         conns = [client.conn for client in self._clients]
-        log.info("draining", connections=len(conns), seconds=seconds)
-        spread = seconds * DRAIN_SPREAD  # clients leave in small groups, not as one storm
-        ticks = max(1, int(spread / DRAIN_TICK_S))
-        per_tick = max(1, math.ceil(len(conns) / ticks))
-        for start in range(0, len(conns), per_tick):
-            for conn in conns[start : start + per_tick]:
+        spread = seconds * DRAIN_SPREAD
+        rate = self._drain_rate or (len(conns) / spread if spread > 0 else 0.0)
+        log.info("draining", connections=len(conns), seconds=seconds, rate=round(rate, 1))
+        sent, started = 0, time.monotonic()
+        while sent < len(conns):
+            due = drain_due(len(conns), sent, rate, time.monotonic() - started, spread)
+            for conn in conns[sent:due]:
                 self.cut_off(conn, "draining")
-            await asyncio.sleep(spread / ticks)
+            sent = due
+            if sent < len(conns):
+                await asyncio.sleep(DRAIN_TICK_S)
         await settle(seconds * 0.3)
