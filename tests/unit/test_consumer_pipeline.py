@@ -13,9 +13,10 @@ from dataclasses import dataclass
 import orjson
 import pytest
 from aiokafka import TopicPartition
+from aiokafka.errors import KafkaConnectionError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from fleetcast.consumer import pipeline, processing, publishing
+from fleetcast.consumer import deadletter, pipeline, processing, publishing
 from fleetcast.consumer.metrics import Metrics
 
 
@@ -66,6 +67,12 @@ class FakeSource:
     def highwater(self, partition: TopicPartition) -> int | None:
         return 100
 
+    def assignment(self) -> set[TopicPartition]:
+        return {TopicPartition("fleet.assets", 0)}
+
+    async def position(self, partition: TopicPartition) -> int:
+        return 0
+
     async def end_offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
         return dict.fromkeys(partitions, 100)
 
@@ -92,16 +99,28 @@ class FakePublisher:
         return []
 
 
-class FakeDeadLetters:
-    def __init__(self, journal: Journal, failures: int = 0) -> None:
-        self.journal, self.failures = journal, failures
+def reason_of(copy: deadletter.Copy) -> str:
+    return dict(copy.headers)[deadletter.HEADER_REASON].decode()
 
-    async def send(self, letters: Sequence[processing.DeadLetter]) -> None:
+
+class FakeDeadLetters:
+    """Fails its first ``failures`` sends with ``error`` (for every copy), then stores."""
+
+    def __init__(
+        self, journal: Journal, failures: int = 0, error: BaseException | None = None
+    ) -> None:
+        self.journal, self.failures = journal, failures
+        self.error = error or KafkaConnectionError("kafka is away")
+
+    async def send(
+        self, copies: Sequence[deadletter.Copy], timeout_s: float | None = None
+    ) -> list[BaseException | None]:
         if self.failures:
             self.failures -= 1
             self.journal.append("dead-letter failed")
-            raise RedisConnectionError("kafka is away")  # any retryable error will do
-        self.journal.append(f"dead-letter {[d.reason for d in letters]}")
+            return [self.error] * len(copies)
+        self.journal.append(f"dead-letter {[reason_of(copy) for copy in copies]}")
+        return [None] * len(copies)
 
 
 OPTIONS = pipeline.Options(

@@ -1,0 +1,77 @@
+"""SIGTERM ends the consumer within its grace period, whatever its peers are doing.
+
+Kafka and Redis are taken away in both ways they go in production: stopped
+(connections refused at once) and frozen with SIGSTOP (a partition or a hung
+host: requests hang until some timeout).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from fleetcast.devtools import kafka
+from fleetcast.devtools.redis import RedisServer
+from tests.harness.kafka import (
+    ConsumerProcess,
+    KafkaTopics,
+    WireCollector,
+    consumer_settings,
+    produce_events,
+    settings_env,
+)
+from tests.integration.consumer_support import alerts, frozen, redis_pid
+
+pytestmark = pytest.mark.integration
+
+#: The consumer pod's terminationGracePeriodSeconds (operator/rendering.py).
+GRACE_S = 30.0
+
+
+@pytest.mark.parametrize("how", ["stopped", "frozen"])
+async def test_sigterm_with_kafka_and_redis_gone_exits_within_the_grace_period(
+    how: str,
+    kafka_broker: kafka.KafkaBroker,
+    kafka_topics: KafkaTopics,
+    kafka_producer: AIOKafkaProducer,
+    own_redis: RedisServer,
+    tmp_path: Path,
+) -> None:
+    settings = consumer_settings(kafka_topics, own_redis.url)
+    consumer = ConsumerProcess(settings_env(settings), tmp_path / "consumer.log")
+    sent = alerts("before", 50)
+    async with WireCollector(own_redis.url) as wire_in:
+        await consumer.start()
+        try:
+            await produce_events(kafka_producer, kafka_topics, sent)
+            await wire_in.wait_for(len(sent))
+        except BaseException:
+            consumer.kill()
+            raise
+    assert kafka_broker.process is not None
+    with contextlib.ExitStack() as gone:
+        if how == "frozen":
+            gone.enter_context(frozen(redis_pid(own_redis)))
+            gone.enter_context(frozen(kafka_broker.process.pid))
+        else:
+            own_redis.stop()
+            gone.callback(kafka_broker.start)
+            await asyncio.to_thread(kafka_broker.stop)
+        await asyncio.sleep(3.0)  # the consumer has noticed: retrying, reconnecting
+        started = time.monotonic()
+        try:
+            status = await consumer.terminate(timeout_s=GRACE_S)
+        except subprocess.TimeoutExpired:
+            status = None
+        finally:
+            consumer.kill()
+        took = time.monotonic() - started
+    assert status is not None, f"still running {GRACE_S:.0f}s after SIGTERM\n{consumer.log_tail()}"
+    assert status == 0, consumer.log_tail()
+    assert took < settings.shutdown_deadline_s
