@@ -186,7 +186,8 @@ def test_a_known_route_with_a_bad_occurred_at_is_dead_lettered() -> None:
         for n, text in enumerate(["yesterday", "2026-11-25T18:00:00", "2026-11-25T18:00:01Z"], 1)
     ]
     batch = prepare(records, router)
-    assert [(d.offset, d.reason) for d in batch.dead] == [(1, "invalid_field"), (2, "invalid_field")]
+    dead = [(d.offset, d.reason) for d in batch.dead]
+    assert dead == [(1, "invalid_field"), (2, "invalid_field")]
     assert [r.offset for r in batch.routed] == [3]
 
 

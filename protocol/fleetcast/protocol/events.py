@@ -57,7 +57,7 @@ ROOM_ID_KEYS: Final = ("channel_id", "incident_id", "asset_id", "user_id")
 #: only. Field ranges are in the pattern; days 29-31 are checked against the
 #: calendar by :func:`is_rfc3339`.
 RFC3339_DATE_TIME: Final = re.compile(
-    r"([0-9]{4})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[Tt]"
+    r"[0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])[Tt]"
     r"(?:[01][0-9]|2[0-3]):[0-5][0-9]:(?:[0-5][0-9]|60)(?:\.[0-9]+)?"
     r"(?:[Zz]|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])",
     re.ASCII,
@@ -159,16 +159,18 @@ def is_rfc3339(text: str) -> bool:
     a date alone, a local time with no offset) is refused at the door.
     Called for every event on the consumer's fast path, so a regex, not a parser.
     """
-    match = RFC3339_DATE_TIME.fullmatch(text)
-    if match is None:
-        return False
-    day = match[3]
-    if day <= "28":
-        return True
-    month = int(match[2])
+    # Positions are fixed once the pattern matched: the day is text[8:10].
+    return RFC3339_DATE_TIME.fullmatch(text) is not None and (
+        text[8:10] <= "28" or _day_exists(text)
+    )
+
+
+def _day_exists(text: str) -> bool:
+    """Days 29-31 of a matched date-time: does the month have that day?"""
+    day, month = int(text[8:10]), int(text[5:7])
     if month == 2:
-        return day == "29" and calendar.isleap(int(match[1]))
-    return int(day) <= MONTH_DAYS[month]
+        return day == 29 and calendar.isleap(int(text[:4]))
+    return day <= MONTH_DAYS[month]
 
 
 def is_priority(event_type: str) -> bool:
