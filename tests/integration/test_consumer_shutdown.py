@@ -26,7 +26,7 @@ from tests.harness.kafka import (
     produce_events,
     settings_env,
 )
-from tests.integration.consumer_support import alerts, frozen, redis_pid
+from tests.integration.consumer_support import alerts, eventually, frozen, ready, redis_pid
 
 pytestmark = pytest.mark.integration
 
@@ -75,3 +75,41 @@ async def test_sigterm_with_kafka_and_redis_gone_exits_within_the_grace_period(
     assert status is not None, f"still running {GRACE_S:.0f}s after SIGTERM\n{consumer.log_tail()}"
     assert status == 0, consumer.log_tail()
     assert took < settings.shutdown_deadline_s
+
+
+async def test_sigterm_during_start_up_against_a_broker_that_never_answers(
+    kafka_topics: KafkaTopics, own_redis: RedisServer, tmp_path: Path
+) -> None:
+    """A black hole: connections are accepted, requests never answered (a hung host)."""
+
+    async def swallow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError):
+            while await reader.read(65536):
+                pass
+        writer.close()
+
+    hole = await asyncio.start_server(swallow, "127.0.0.1", 0)
+    port = hole.sockets[0].getsockname()[1]
+    settings = consumer_settings(
+        kafka_topics, own_redis.url, kafka_bootstrap_servers=f"127.0.0.1:{port}"
+    )
+    consumer = ConsumerProcess(settings_env(settings), tmp_path / "consumer.log")
+    async with hole:
+        consumer.spawn()
+        try:
+            await eventually(lambda: answers(consumer.port), what="the consumer's HTTP server")
+            await asyncio.sleep(1.0)  # inside the admin client's first request by now
+            started = time.monotonic()
+            status = await consumer.terminate(timeout_s=GRACE_S)
+            took = time.monotonic() - started
+        finally:
+            consumer.kill()
+    assert status == 0, consumer.log_tail()
+    assert took < settings.shutdown_step_timeout_s, consumer.log_tail()
+
+
+async def answers(port: int) -> bool:
+    with contextlib.suppress(OSError):
+        await ready(port)
+        return True
+    return False

@@ -87,17 +87,21 @@ class StallDetector(Generic[K]):
     """
 
     after_s: float
-    #: partition -> (next offset to deliver, since when it is there or caught up).
+    #: partition -> (next offset to deliver, since when it is behind at that offset);
+    #: absent while the partition is caught up.
     _marks: dict[K, tuple[int, float]] = field(default_factory=dict)
 
     def observe(self, partitions: Mapping[K, tuple[int, int]], now: float) -> list[K]:
         """Take (next offset to deliver, lag) per assigned partition; returns the stalled ones."""
         stalled = []
         for partition, (offset, lag) in partitions.items():
+            if lag <= 0:
+                self._marks.pop(partition, None)
+                continue
             mark = self._marks.get(partition)
-            if lag <= 0 or mark is None or mark[0] != offset:
+            if mark is None or mark[0] != offset:
                 mark = self._marks[partition] = (offset, now)
-            if lag > 0 and now - mark[1] >= self.after_s:
+            if now - mark[1] >= self.after_s:
                 stalled.append(partition)
         for gone in self._marks.keys() - partitions.keys():
             del self._marks[gone]
