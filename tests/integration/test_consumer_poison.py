@@ -69,8 +69,10 @@ async def test_a_record_at_the_broker_limit_goes_to_the_dlq_truncated_and_others
     async with WireCollector(redis_url) as wire_in, running_consumer(settings):
         await produce_events(kafka_producer, kafka_topics, before)
         offset = await send_poison(kafka_producer, incidents, value)
+        sent = time.monotonic()
         await produce_events(kafka_producer, kafka_topics, after)
         await wire_in.wait_for(len(before) + len(after))
+        flowed_s = time.monotonic() - sent
         (dead,) = await read_topic(kafka_topics.bootstrap, kafka_topics.dlq, 1)
         await eventually(lambda: committed_past(kafka_topics, incidents, offset))
         metrics = await scrape(settings.consumer_port)
@@ -89,6 +91,7 @@ async def test_a_record_at_the_broker_limit_goes_to_the_dlq_truncated_and_others
     assert metrics["fleetcast_consumer_dead_letters_truncated_total"] == 1
     assert metrics["fleetcast_consumer_dead_lettered_total{reason=oversized}"] == 1
     assert (status, body["dead_letters"]) == (200, True)
+    print(f"record at the limit: every later event delivered {flowed_s:.2f}s after it was sent")
 
 
 async def test_a_dlq_too_small_for_the_copy_is_a_condition_and_good_events_flow(
@@ -103,8 +106,10 @@ async def test_a_dlq_too_small_for_the_copy_is_a_condition_and_good_events_flow(
     async with WireCollector(redis_url) as wire_in, running_consumer(settings):
         await produce_events(kafka_producer, kafka_topics, before)
         offset = await send_poison(kafka_producer, alerts_topic, b"x" * 200_000)
+        sent = time.monotonic()
         await produce_events(kafka_producer, kafka_topics, after)
         await wire_in.wait_for(len(before) + len(after))
+        flowed_s = time.monotonic() - sent
         await eventually(lambda: committed_past(kafka_topics, alerts_topic, offset))
         metrics = await scrape(settings.consumer_port)
         status, body = await ready(settings.consumer_port)
@@ -113,6 +118,7 @@ async def test_a_dlq_too_small_for_the_copy_is_a_condition_and_good_events_flow(
     assert metrics["fleetcast_consumer_dead_letter_unwritable"] == 1
     assert (status, body["dead_letters"], body["dead_letter_topic"]) == (503, False, "too_large")
     assert await read_topic(kafka_topics.bootstrap, small_dlq, 1, timeout_s=2) == []
+    print(f"DLQ too small: every later event delivered {flowed_s:.2f}s after the record")
 
 
 async def test_a_missing_dlq_is_counted_on_ready_and_good_events_flow_until_it_exists(
@@ -131,8 +137,10 @@ async def test_a_missing_dlq_is_counted_on_ready_and_good_events_flow_until_it_e
     port = settings.consumer_port
     async with WireCollector(redis_url) as wire_in, running_consumer(settings):
         offset = await send_poison(kafka_producer, alerts_topic, b"not json, lost")
+        sent = time.monotonic()
         await produce_events(kafka_producer, kafka_topics, first)
         await wire_in.wait_for(len(first))
+        flowed_s = time.monotonic() - sent
         await eventually(lambda: committed_past(kafka_topics, alerts_topic, offset))
         metrics = await scrape(port)
         status, body = await ready(port)
@@ -154,7 +162,10 @@ async def test_a_missing_dlq_is_counted_on_ready_and_good_events_flow_until_it_e
     assert dead.value == b"not json, kept"
     assert metrics["fleetcast_consumer_dead_letter_unwritable"] == 0
     assert metrics["fleetcast_consumer_dead_letters_dropped_total{cause=unknown_topic}"] == 1
-    print(f"missing DLQ: /ready back {recovered_s:.1f}s after the topic was created")
+    print(
+        f"missing DLQ: events behind the bad record delivered {flowed_s:.2f}s after it"
+        f" (KAFKA_DLQ_TIMEOUT_MS 2000), /ready back {recovered_s:.1f}s after the topic existed"
+    )
 
 
 async def ready_again(port: int) -> bool:
@@ -183,12 +194,15 @@ async def test_under_the_block_policy_a_missing_dlq_holds_everything_until_it_ex
         body = await eventually(lambda: stalled(port), what="a stall on /ready")
         assert wire_in.received == []  # nothing passes a blocked batch
         await create_topic(kafka_topics.bootstrap, missing)
+        created = time.monotonic()
         await wire_in.wait_for(len(held))
+        released_s = time.monotonic() - created
         await eventually(lambda: ready_again(port), what="/ready 200 once the DLQ exists")
         metrics = await scrape(port)
     assert body["dead_letter_topic"] == "unknown_topic"
     assert not any(k.startswith("fleetcast_consumer_dead_letters_dropped") for k in metrics)
     assert len(await read_topic(kafka_topics.bootstrap, missing, 1)) == 1
+    print(f"block policy: held events delivered {released_s:.1f}s after the DLQ existed")
 
 
 async def dead_letters_failing(port: int) -> bool:
