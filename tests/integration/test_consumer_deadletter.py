@@ -87,3 +87,25 @@ async def test_poison_on_every_topic_is_dead_lettered_with_reason_and_origin(
     for reason in POISON:
         key = f"fleetcast_consumer_dead_lettered_total{{reason={reason}}}"
         assert metrics[key] == len(kafka_topics.events)
+
+
+async def test_an_occurred_at_that_is_no_timestamp_is_dead_lettered_on_the_fast_path(
+    kafka_topics: KafkaTopics, kafka_producer: AIOKafkaProducer, redis_url: str
+) -> None:
+    """The route of the bad event is known (memo warm): the fast path must check occurred_at."""
+    topic = kafka_topics.for_type("alert_created")
+    good = [{**GOOD, "event_id": f"good-{n}"} for n in range(2)]
+    bad = {**GOOD, "event_id": "bad", "occurred_at": "yesterday"}
+    for doc in (good[0], bad, good[1]):
+        await kafka_producer.send_and_wait(topic, orjson.dumps(doc), key=b"org-a", partition=0)
+    settings = consumer_settings(kafka_topics, redis_url)
+    async with WireCollector(redis_url) as wire_in, running_consumer(settings):
+        await wire_in.wait_for(len(good))
+        (dead,) = await read_all(kafka_topics.bootstrap, kafka_topics.dlq, 1)
+    assert wire_in.event_ids() == ["good-0", "good-1"]
+    headers = {name: value.decode() for name, value in dead.headers}
+    assert (headers[deadletter.HEADER_REASON], headers[deadletter.HEADER_OFFSET]) == (
+        "invalid_field",
+        "1",
+    )
+    assert "RFC 3339" in headers[deadletter.HEADER_ERROR]

@@ -32,6 +32,7 @@ from tests.harness.kafka import (
     running_consumer,
     settings_env,
 )
+from tests.integration.consumer_support import alerts, committed
 
 pytestmark = pytest.mark.integration
 
@@ -40,35 +41,12 @@ def fleet_events(count: int, seed: int) -> list[dict[str, Any]]:
     return list(itertools.islice(demo.Fleet(orgs=3, units_per_org=50, seed=seed), count))
 
 
-def alerts(prefix: str, count: int) -> list[dict[str, Any]]:
-    return [
-        {
-            "event_id": f"{prefix}-{n}",
-            "event_type": "alert_created",
-            "organization_id": "org-a",
-            "occurred_at": "2026-11-25T18:00:00Z",
-            "data": {"n": n},
-        }
-        for n in range(count)
-    ]
-
-
 async def ready_status(port: int) -> int:
     async with (
         aiohttp.ClientSession() as session,
         session.get(f"http://127.0.0.1:{port}/ready") as response,
     ):
         return response.status
-
-
-async def committed(topics: KafkaTopics) -> dict[TopicPartition, int]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=topics.bootstrap)
-    await admin.start()
-    try:
-        offsets = await admin.list_consumer_group_offsets(topics.group)
-    finally:
-        await admin.close()
-    return {tp: meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
 
 
 async def published_fences(redis: Any, bootstrap: str) -> dict[str, int]:

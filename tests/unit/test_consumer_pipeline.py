@@ -7,15 +7,17 @@ integration tests run the same loop against the real servers.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import orjson
 import pytest
 from aiokafka import TopicPartition
+from aiokafka.errors import KafkaConnectionError, UnknownTopicOrPartitionError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from fleetcast.consumer import pipeline, processing, publishing
+from fleetcast.consumer import deadletter, pipeline, processing, publishing
 from fleetcast.consumer.metrics import Metrics
 
 
@@ -66,6 +68,12 @@ class FakeSource:
     def highwater(self, partition: TopicPartition) -> int | None:
         return 100
 
+    def assignment(self) -> set[TopicPartition]:
+        return {TopicPartition("fleet.assets", 0)}
+
+    async def position(self, partition: TopicPartition) -> int:
+        return 0
+
     async def end_offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
         return dict.fromkeys(partitions, 100)
 
@@ -92,16 +100,28 @@ class FakePublisher:
         return []
 
 
-class FakeDeadLetters:
-    def __init__(self, journal: Journal, failures: int = 0) -> None:
-        self.journal, self.failures = journal, failures
+def reason_of(copy: deadletter.Copy) -> str:
+    return dict(copy.headers)[deadletter.HEADER_REASON].decode()
 
-    async def send(self, letters: Sequence[processing.DeadLetter]) -> None:
+
+class FakeDeadLetters:
+    """Fails its first ``failures`` sends with ``error`` (for every copy), then stores."""
+
+    def __init__(
+        self, journal: Journal, failures: int = 0, error: BaseException | None = None
+    ) -> None:
+        self.journal, self.failures = journal, failures
+        self.error = error or KafkaConnectionError("kafka is away")
+
+    async def send(
+        self, copies: Sequence[deadletter.Copy], timeout_s: float | None = None
+    ) -> list[BaseException | None]:
         if self.failures:
             self.failures -= 1
             self.journal.append("dead-letter failed")
-            raise RedisConnectionError("kafka is away")  # any retryable error will do
-        self.journal.append(f"dead-letter {[d.reason for d in letters]}")
+            return [self.error] * len(copies)
+        self.journal.append(f"dead-letter {[reason_of(copy) for copy in copies]}")
+        return [None] * len(copies)
 
 
 OPTIONS = pipeline.Options(
@@ -110,14 +130,17 @@ OPTIONS = pipeline.Options(
 
 
 async def run(
-    polls: list[list[Rec]], publish_failures: int = 0, dead_letter_failures: int = 0
+    polls: list[list[Rec]],
+    publish_failures: int = 0,
+    dead_letter_failures: int = 0,
+    dead_letters: FakeDeadLetters | None = None,
 ) -> tuple[Journal, FakeSource, Metrics]:
     journal, stopping, metrics = Journal(), asyncio.Event(), Metrics()
     source = FakeSource(journal, polls, stopping)
     loop = pipeline.Pipeline(
         source,
         FakePublisher(journal, publish_failures),
-        FakeDeadLetters(journal, dead_letter_failures),
+        dead_letters or FakeDeadLetters(journal, dead_letter_failures),
         metrics,
         OPTIONS,
     )
@@ -246,3 +269,42 @@ async def test_an_assignment_checks_the_publish_fences_against_the_end_offsets()
     await pipeline.Listener(loop).on_partitions_assigned({TopicPartition("fleet.assets", 0)})
     assert journal == ["fences checked [100]"]
     assert loop.state.joined
+
+
+async def test_a_dead_letter_the_topic_cannot_take_is_skipped_and_its_offset_committed() -> None:
+    _, source, metrics = await run(
+        [[position(0), Rec("fleet.assets", 0, 1, b"x"), position(2)]],
+        dead_letters=FakeDeadLetters(Journal(), 1, UnknownTopicOrPartitionError()),
+    )
+    assert source.committed == {TopicPartition("fleet.assets", 0): 3}
+    assert metrics.dead_letters_dropped.labels("unknown_topic")._value.get() == 1
+
+
+async def test_under_the_block_policy_nothing_passes_a_dead_letter_the_topic_refuses() -> None:
+    journal, stopping, metrics = Journal(), asyncio.Event(), Metrics()
+    source = FakeSource(journal, [[position(0), Rec("fleet.assets", 0, 1, b"x")]], stopping)
+    sink = FakeDeadLetters(journal, 10**6, UnknownTopicOrPartitionError())
+    options = dataclasses.replace(OPTIONS, dlq_policy="block")
+    loop = pipeline.Pipeline(source, FakePublisher(journal), sink, metrics, options)
+    await asyncio.wait_for(loop.run(stopping), 10)
+    assert source.committed == {}
+    assert loop.state.dead_letters.cause == "unknown_topic"
+
+
+async def test_lag_counts_what_was_polled_but_not_delivered_while_wedged() -> None:
+    journal, stopping, metrics = Journal(), asyncio.Event(), Metrics()
+    source = FakeSource(journal, [[position(40), position(41)]], stopping)
+    publisher = FakePublisher(journal, 10**6)  # Redis away: nothing is ever delivered
+    options = dataclasses.replace(OPTIONS, stall_after_s=0.05)
+    loop = pipeline.Pipeline(source, publisher, FakeDeadLetters(journal), metrics, options)
+    source.stopping = asyncio.Event()  # the fake must not stop the loop when it runs dry
+    task = asyncio.create_task(loop.run(stopping))
+    await asyncio.wait_for(publisher.failed.wait(), 10)
+    await loop._watcher.sample()
+    await asyncio.sleep(0.06)
+    await loop._watcher.sample()
+    stopping.set()
+    await asyncio.wait_for(task, 10)
+    assert metrics.lag.labels("fleet.assets", "0")._value.get() == 100 - 40
+    assert loop.state.stalled == ["fleet.assets:0"]
+    assert metrics.stalled._value.get() == 1

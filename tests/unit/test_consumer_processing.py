@@ -126,7 +126,10 @@ VALID: dict[str, Any] = {
     "data": {"incident_id": "i-1", "channel_id": "c-1", "asset_id": "u-1", "user_id": "p-1"},
 }
 #: Values that break a field in every way the strict decoder knows.
-BAD_VALUES: list[Any] = [None, "", "x" * 300, 7, 1.5, True, [], ["c-1"], {}, "bad id!", "a:b"]
+BAD_VALUES: list[Any] = [
+    *(None, "", "x" * 300, 7, 1.5, True, [], ["c-1"], {}, "bad id!", "a:b"),
+    *("yesterday", "2026-11-25T18:00:00", "2026-02-30T18:00:00Z", "2026-11-25T18:00:00.5Z"),
+]
 
 
 def mutations() -> st.SearchStrategy[dict[str, Any]]:
@@ -172,6 +175,20 @@ def test_a_known_route_with_an_unhashable_id_is_dead_lettered() -> None:
     bad = {**VALID, "data": {**VALID["data"], "channel_id": ["c-1"]}}
     (dead,) = prepare([Rec("t", 0, 1, orjson.dumps(bad))]).dead
     assert dead.reason == "invalid_field"
+
+
+def test_a_known_route_with_a_bad_occurred_at_is_dead_lettered() -> None:
+    """occurred_at differs on every event: the fast path checks it, the memo cannot."""
+    router = processing.Router(routing.RoutingTable.default())
+    prepare([Rec("t", 0, 0, orjson.dumps(VALID))], router)
+    records = [
+        Rec("t", 0, n, orjson.dumps({**VALID, "occurred_at": text}))
+        for n, text in enumerate(["yesterday", "2026-11-25T18:00:00", "2026-11-25T18:00:01Z"], 1)
+    ]
+    batch = prepare(records, router)
+    dead = [(d.offset, d.reason) for d in batch.dead]
+    assert dead == [(1, "invalid_field"), (2, "invalid_field")]
+    assert [r.offset for r in batch.routed] == [3]
 
 
 def test_five_fields_keep_the_kafka_bytes_extra_fields_are_dropped() -> None:

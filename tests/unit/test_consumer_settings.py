@@ -58,6 +58,10 @@ def test_sasl_settings_are_passed_through() -> None:
         {"kafka_dlq_topic": "fleet.assets"},
         {"kafka_security_protocol": "SASL_SSL"},
         {"log_level": "LOUD"},
+        {"shutdown_timeout_s": 25.0},  # the batch in hand would outlast the hard deadline
+        {"kafka_dlq_failure_policy": "drop"},
+        {"kafka_dlq_max_record_bytes": 1000},
+        {"stall_after_s": 0},
     ],
 )
 def test_invalid_values_are_refused(bad: dict[str, object]) -> None:

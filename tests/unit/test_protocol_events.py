@@ -118,3 +118,55 @@ def test_only_positions_are_not_priority() -> None:
     assert not events.is_priority("asset_position_updated")
     assert not events.is_priority(events.POSITIONS_BATCH_TYPE)
     assert all(events.is_priority(t) for t in events.EVENT_TYPES - {"asset_position_updated"})
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2026-11-25T18:00:00Z",
+        "2026-11-25t18:00:00z",
+        "2026-11-25T18:00:00.1Z",
+        "2026-11-25T18:00:00.123456789+05:30",
+        "2026-11-25T18:00:00-00:00",
+        "2024-02-29T12:00:00Z",  # a leap year
+        "2000-02-29T12:00:00Z",  # divisible by 400
+        "2026-12-31T23:59:60Z",  # a leap second
+        "2026-01-31T00:00:00Z",
+        "2026-04-30T00:00:00Z",
+    ],
+)
+def test_rfc3339_date_times_are_accepted(text: str) -> None:
+    assert events.is_rfc3339(text)
+    assert events.decode_envelope(orjson.dumps(envelope(occurred_at=text))).occurred_at == text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "yesterday",
+        "2026-11-25",  # a date is not a point in time
+        "2026-11-25T18:00:00",  # no offset: local time of where?
+        "2026-11-25 18:00:00Z",  # the space of RFC 3339's note, not its grammar
+        "20261125T180000Z",  # ISO 8601 basic format
+        "2026-11-25T18:00Z",
+        "2026-11-25T18:00:00.Z",
+        "2026-11-25T18:00:00+0530",
+        "2026-11-25T18:00:00+24:00",
+        "2026-13-01T00:00:00Z",
+        "2026-00-10T00:00:00Z",
+        "2026-11-00T00:00:00Z",
+        "2026-04-31T00:00:00Z",
+        "2025-02-29T00:00:00Z",  # not a leap year
+        "1900-02-29T00:00:00Z",  # divisible by 100, not by 400
+        "2026-11-25T24:00:00Z",
+        "2026-11-25T18:60:00Z",
+        "2026-11-25T18:00:61Z",
+        "\u0662\u0660\u0662\u0666-11-25T18:00:00Z",  # digits, but not ASCII ones
+        " 2026-11-25T18:00:00Z",
+        "2026-11-25T18:00:00Z\n",
+        "1764093600",
+    ],
+)
+def test_anything_else_in_occurred_at_is_an_invalid_field(text: str) -> None:
+    assert not events.is_rfc3339(text)
+    assert reason(orjson.dumps(envelope(occurred_at=text))) == "invalid_field"

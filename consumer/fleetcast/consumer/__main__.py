@@ -2,6 +2,7 @@
 
 Invalid settings print one clear message and exit with status 2 (so a
 misconfigured pod fails fast in CrashLoopBackOff with the reason in its log).
+A stop that overruns FLEETCAST_SHUTDOWN_DEADLINE_S exits with status 1.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import uvloop
 from pydantic import ValidationError
 
 from fleetcast.common import logs
-from fleetcast.consumer import app
+from fleetcast.consumer import app, shutdown
 from fleetcast.consumer.settings import Settings
 
 
@@ -35,7 +36,11 @@ def main() -> None:
         sys.exit(2)
     logs.configure(settings.log_level, component="consumer")
     uvloop.install()
-    asyncio.run(app.run(settings))
+    deadline = shutdown.HardDeadline(settings.shutdown_deadline_s)  # armed by SIGTERM/SIGINT
+    try:
+        asyncio.run(app.run(settings, deadline=deadline))
+    finally:
+        deadline.disarm()
 
 
 if __name__ == "__main__":

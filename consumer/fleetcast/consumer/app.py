@@ -3,7 +3,9 @@
 Start-up retries Kafka until it answers (a consumer may start before its
 brokers). SIGTERM/SIGINT set ``stopping``: the loop finishes the batch in
 hand, commits, and the consumer leaves its group so its partitions move at
-once instead of after a session timeout.
+once instead of after a session timeout. Every one of those steps is
+bounded, and the signal arms a hard deadline (shutdown.py): with Kafka and
+Redis gone or hung, the process still exits within its grace period.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from redis.asyncio import Redis
 
-from fleetcast.consumer import deadletter, http, pipeline, publishing
+from fleetcast.consumer import conditions, deadletter, http, pipeline, publishing, shutdown
 from fleetcast.consumer.metrics import Metrics
 from fleetcast.consumer.settings import Settings
 
@@ -34,6 +36,11 @@ def options(settings: Settings) -> pipeline.Options:
         backoff_max_s=settings.retry_backoff_max_s,
         shutdown_timeout_s=settings.shutdown_timeout_s,
         commit_interval_s=settings.commit_interval_ms / 1000,
+        dlq_policy=settings.kafka_dlq_failure_policy,
+        dlq_recheck_s=settings.kafka_dlq_recheck_s,
+        dlq_max_record_bytes=settings.kafka_dlq_max_record_bytes,
+        stall_after_s=settings.stall_after_s,
+        stop_step_timeout_s=settings.shutdown_step_timeout_s,
     )
 
 
@@ -60,7 +67,13 @@ def make_consumer(settings: Settings) -> AIOKafkaConsumer:
 
 
 def make_producer(settings: Settings) -> AIOKafkaProducer:
-    return AIOKafkaProducer(**settings.kafka_client_options(), acks="all")
+    """The dead-letter producer: it takes any copy deadletter.copy_of makes, within a bound."""
+    return AIOKafkaProducer(
+        **settings.kafka_client_options(),
+        acks="all",
+        max_request_size=settings.kafka_dlq_max_record_bytes,
+        request_timeout_ms=settings.kafka_dlq_timeout_ms,
+    )
 
 
 async def start_with_retry(
@@ -70,8 +83,8 @@ async def start_with_retry(
     attempt = 0
     while not stopping.is_set():
         try:
-            await start()
-            return True
+            started, _ = await shutdown.until_stopped(start(), stopping)
+            return started
         except pipeline.RETRYABLE as exc:
             log.warning("cannot reach kafka yet", client=name, attempt=attempt, error=repr(exc))
         await pipeline.pause(stopping, pipeline.backoff(attempt, cap))
@@ -89,15 +102,23 @@ async def kafka_cluster_id(settings: Settings) -> str:
         await admin.close()
 
 
-async def run(settings: Settings, stopping: asyncio.Event | None = None) -> None:
-    """Run one consumer until ``stopping`` is set (by default on SIGTERM/SIGINT)."""
-    stopping = stopping or _stop_on_signals()
+async def run(
+    settings: Settings,
+    stopping: asyncio.Event | None = None,
+    deadline: shutdown.HardDeadline | None = None,
+) -> None:
+    """Run one consumer until ``stopping`` is set (by default on SIGTERM/SIGINT).
+
+    A signal also arms ``deadline`` (``__main__`` owns it); the stop steps
+    share what it leaves.
+    """
+    deadline = deadline or shutdown.HardDeadline(settings.shutdown_deadline_s)
+    stopping = stopping or _stop_on_signals(deadline)
     metrics = Metrics()
-    state = pipeline.State()
+    state = conditions.State()
     # No socket_timeout: redis-py would then send every command from a task of its
     # own (asyncio.wait_for), a loop turn late; the publisher times its calls itself.
     redis = Redis.from_url(settings.redis_url, socket_connect_timeout=settings.redis_timeout_s)
-    timeout_s = settings.redis_timeout_s
     consumer = make_consumer(settings)
     producer = make_producer(settings)
     runner = await http.start(
@@ -107,51 +128,98 @@ async def run(settings: Settings, stopping: asyncio.Event | None = None) -> None
     )
     log.info("consumer http listening", host=settings.consumer_host, port=settings.consumer_port)
     try:
-        cap = settings.retry_backoff_max_s
-        cluster: list[str] = []
-
-        async def learn_cluster_id() -> None:
-            cluster.append(await kafka_cluster_id(settings))
-
-        if not (
-            await start_with_retry("admin", learn_cluster_id, stopping, cap)
-            and await start_with_retry("producer", producer.start, stopping, cap)
-        ):
-            return
-        loop = pipeline.Pipeline(
-            consumer,
-            publishing.RedisPublisher(redis, limits(settings), cluster[0], timeout_s),
-            deadletter.KafkaDeadLetters(producer, settings.kafka_dlq_topic),
-            metrics,
-            options(settings),
-            state,
-        )
-        # Subscribing before start joins the group at once (after start: ~5 s later).
-        consumer.subscribe(settings.kafka_topics, listener=pipeline.Listener(loop))
-        if await start_with_retry("consumer", consumer.start, stopping, cap):
-            # Modules and clients live as long as the process: out of the collector's
-            # sight, a full collection scans only what the loop made (measured at
-            # 1,000 events/s: a 56 ms pause without this, right on the event path).
-            gc.freeze()
-            log.info(
-                "consuming",
-                topics=settings.kafka_topics,
-                group=settings.kafka_group_id,
-                cluster=cluster[0],
-            )
-            await loop.run(stopping)
+        await _consume(settings, consumer, producer, redis, metrics, state, stopping, deadline)
     finally:
         state.stopping = True
-        await consumer.stop()  # commits nothing by itself (auto-commit off); leaves the group
-        await producer.stop()
-        await redis.aclose()
-        await runner.cleanup()
+        for name, close in (
+            ("leave the group", consumer.stop),  # commits nothing itself (auto-commit off)
+            ("flush dead letters", producer.stop),
+            ("close redis", redis.aclose),
+            ("close http", runner.cleanup),
+        ):
+            await shutdown.step(name, close(), deadline.budget(settings.shutdown_step_timeout_s))
         log.info("consumer stopped")
 
 
-def _stop_on_signals() -> asyncio.Event:
+async def _consume(
+    settings: Settings,
+    consumer: AIOKafkaConsumer,
+    producer: AIOKafkaProducer,
+    redis: Redis,
+    metrics: Metrics,
+    state: conditions.State,
+    stopping: asyncio.Event,
+    deadline: shutdown.HardDeadline,
+) -> None:
+    """Start the Kafka clients (retrying), then run the pipeline until ``stopping``."""
+    cap = settings.retry_backoff_max_s
+    cluster: list[str] = []
+
+    async def learn_cluster_id() -> None:
+        cluster.append(await kafka_cluster_id(settings))
+
+    if not (
+        await start_with_retry("admin", learn_cluster_id, stopping, cap)
+        and await start_with_retry("producer", producer.start, stopping, cap)
+    ):
+        return
+    loop = pipeline.Pipeline(
+        consumer,
+        publishing.RedisPublisher(redis, limits(settings), cluster[0], settings.redis_timeout_s),
+        deadletter.KafkaDeadLetters(producer, settings.kafka_dlq_topic),
+        metrics,
+        options(settings),
+        state,
+    )
+    # Subscribing before start joins the group at once (after start: ~5 s later).
+    consumer.subscribe(settings.kafka_topics, listener=pipeline.Listener(loop))
+    if await start_with_retry("consumer", consumer.start, stopping, cap):
+        # Modules and clients live as long as the process: out of the collector's
+        # sight, a full collection scans only what the loop made (measured at
+        # 1,000 events/s: a 56 ms pause without this, right on the event path).
+        gc.freeze()
+        log.info(
+            "consuming",
+            topics=settings.kafka_topics,
+            group=settings.kafka_group_id,
+            cluster=cluster[0],
+        )
+        await _run_pipeline(loop, stopping, settings, deadline)
+
+
+async def _run_pipeline(
+    loop: pipeline.Pipeline,
+    stopping: asyncio.Event,
+    settings: Settings,
+    deadline: shutdown.HardDeadline,
+) -> None:
+    """Run the loop; once stopping, it may finish the batch in hand and commit, within bounds."""
+    task = asyncio.create_task(loop.run(stopping), name="pipeline")
+    stop = asyncio.create_task(stopping.wait(), name="stop-signal")
+    try:
+        await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    finally:
+        stop.cancel()
+    if task.done():
+        task.result()  # it ended on its own: a bug, raised loudly
+        return
+    finishing = settings.shutdown_timeout_s + settings.shutdown_step_timeout_s
+    await shutdown.step("finish the batch in hand", task, deadline.budget(finishing))
+
+
+def _stop_on_signals(deadline: shutdown.HardDeadline) -> asyncio.Event:
     stopping = asyncio.Event()
     running = asyncio.get_running_loop()
+
+    def stop(sig: signal.Signals) -> None:
+        if not stopping.is_set():
+            log.info("stopping", signal=sig.name, deadline_s=deadline.seconds)
+        stopping.set()
+        deadline.arm()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        running.add_signal_handler(sig, stopping.set)
+        running.add_signal_handler(sig, stop, sig)
     return stopping

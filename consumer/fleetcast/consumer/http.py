@@ -1,8 +1,10 @@
 """/health, /ready and /metrics of one consumer process (aiohttp).
 
 /health: the loop is turning (a stuck process gets restarted).
-/ready: joined its group and Redis answers a PING now; false while
-shutting down, so a rollout never counts a draining process as ready.
+/ready: joined its group, Redis answers a PING now, events flow (no
+partition stalled) and the dead-letter topic takes records; false while
+shutting down, so a rollout never counts a draining process as ready. The
+body names what is wrong.
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ from typing import Final
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from fleetcast.consumer.conditions import State
 from fleetcast.consumer.metrics import Metrics
-from fleetcast.consumer.pipeline import State
 
 READY_PING_TIMEOUT_S: Final = 1.0
 
@@ -31,13 +33,15 @@ async def health(request: web.Request) -> web.Response:
 
 async def ready(request: web.Request) -> web.Response:
     state = request.app[STATE]
-    checks = {"joined": state.joined, "running": not state.stopping, "redis": False}
+    checks = {**state.checks(), "redis": False}
+    problems = state.problems()  # read with the checks: the ping below takes time
     try:
         checks["redis"] = await asyncio.wait_for(request.app[PING](), READY_PING_TIMEOUT_S)
     except Exception:  # any failure to answer means not ready; the reason is in the logs
         checks["redis"] = False
     ok = all(checks.values())
-    return web.json_response({"ok": ok, **checks}, status=200 if ok else 503)
+    body = {"ok": ok, **checks, **problems}
+    return web.json_response(body, status=200 if ok else 503)
 
 
 async def metrics(request: web.Request) -> web.Response:

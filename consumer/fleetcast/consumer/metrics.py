@@ -1,8 +1,10 @@
 """Prometheus metrics of one consumer process, in a registry of its own.
 
 Names follow ``fleetcast_consumer_*``. Consumed/published/dead-lettered are
-counted per event; lag is per assigned partition (high watermark minus the
-next offset to read, as of the last batch of that partition).
+counted per event; lag is per assigned partition: its high watermark minus
+the next offset to deliver (records polled but not yet in Redis count as
+lag), sampled every second and after each batch, so it is true while the
+loop is wedged too.
 """
 
 from __future__ import annotations
@@ -37,6 +39,27 @@ class Metrics:
             "fleetcast_consumer_dead_lettered",
             "Records sent to the dead-letter topic",
             ["reason"],
+            registry=r,
+        )
+        self.dead_letters_truncated = Counter(
+            "fleetcast_consumer_dead_letters_truncated",
+            "Dead letters sent truncated: the copy exceeded KAFKA_DLQ_MAX_RECORD_BYTES",
+            registry=r,
+        )
+        self.dead_letters_dropped = Counter(
+            "fleetcast_consumer_dead_letters_dropped",
+            "Bad records skipped (logged): the dead-letter topic could not take them",
+            ["cause"],
+            registry=r,
+        )
+        self.dead_letter_unwritable = Gauge(
+            "fleetcast_consumer_dead_letter_unwritable",
+            "1 while the dead-letter topic cannot take records (missing, forbidden, too small)",
+            registry=r,
+        )
+        self.stalled = Gauge(
+            "fleetcast_consumer_stalled",
+            "1 while a partition has lag and nothing of it was delivered for STALL_AFTER_S",
             registry=r,
         )
         self.batch_size = Histogram(

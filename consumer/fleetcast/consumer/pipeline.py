@@ -15,6 +15,10 @@ delivered strictly in poll order. A rebalance waits for the batch in flight,
 commits, and makes every batch polled before it stale (aiokafka rewinds the
 new assignment to the committed offsets, so nothing is skipped).
 
+No record can hold the loop: a dead letter the topic cannot take is handled
+by the dead-letter policy (deadletter.py), and a watcher samples every
+partition's lag and flags a stall on /ready whatever its cause (watching.py).
+
 The loop talks to Kafka through :class:`Source` (aiokafka's consumer fits it
 as is) and to its outputs through the publishing and dead-letter seams.
 """
@@ -24,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
@@ -34,7 +38,7 @@ from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import KafkaError
 from redis.exceptions import RedisError
 
-from fleetcast.consumer import deadletter, processing, publishing
+from fleetcast.consumer import conditions, deadletter, processing, publishing, watching
 from fleetcast.consumer.metrics import Metrics
 from fleetcast.protocol import routing
 
@@ -50,8 +54,6 @@ PREPARE_SLICE: Final = 500
 QUEUE_DEPTH: Final = 2
 #: Longest a new assignment waits for the check of its publish fences (seconds).
 FENCE_CHECK_S: Final = 5.0
-#: /health fails when the loop has not turned for this long (seconds).
-STALL_S: Final = 60.0
 
 
 class Source(Protocol):
@@ -65,6 +67,10 @@ class Source(Protocol):
 
     def highwater(self, partition: TopicPartition) -> int | None: ...
 
+    def assignment(self) -> set[TopicPartition]: ...
+
+    async def position(self, partition: TopicPartition) -> int: ...
+
     async def end_offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]: ...
 
 
@@ -77,18 +83,12 @@ class Options:
     backoff_max_s: float = 5.0
     shutdown_timeout_s: float = 10.0
     commit_interval_s: float = 1.0
-
-
-@dataclass(slots=True)
-class State:
-    """What /health and /ready look at."""
-
-    joined: bool = False
-    stopping: bool = False
-    last_turn: float = field(default_factory=time.monotonic)
-
-    def healthy(self) -> bool:
-        return time.monotonic() - self.last_turn < STALL_S
+    dlq_policy: conditions.Policy = "continue"
+    dlq_recheck_s: float = 30.0
+    dlq_max_record_bytes: int = 1_048_576
+    stall_after_s: float = 30.0
+    #: Longest the final commit may take once the loop stops (seconds).
+    stop_step_timeout_s: float = 5.0
 
 
 def backoff(attempt: int, cap: float) -> float:
@@ -114,17 +114,27 @@ class Pipeline:
         dead_letters: deadletter.DeadLetterSink,
         metrics: Metrics,
         options: Options,
-        state: State | None = None,
+        state: conditions.State | None = None,
     ) -> None:
         self._source = source
         self._publisher = publisher
-        self._dead_letters = dead_letters
         self._metrics = metrics
         self._options = options
-        self.state = state or State()
+        self.state = state or conditions.State()
+        self.state.dead_letters = conditions.DeadLetterHealth(
+            options.dlq_policy, options.dlq_recheck_s
+        )
+        self._dead_letters = deadletter.DeadLetters(
+            dead_letters, self.state.dead_letters, metrics, options.dlq_max_record_bytes
+        )
         self._router = processing.Router(options.table)
         #: Offsets delivered but not yet committed (a commit failed or is due).
         self._pending: dict[TopicPartition, int] = {}
+        #: Per partition polled in this generation: the next offset to deliver.
+        self._undelivered: dict[TopicPartition, int] = {}
+        self._watcher = watching.Watcher(
+            source, self._undelivered, metrics, self.state, options.stall_after_s
+        )
         self._commit_due = asyncio.Event()
         #: Held while a batch is delivered; a rebalance waits for it (see Listener).
         self.in_flight = asyncio.Lock()
@@ -136,13 +146,16 @@ class Pipeline:
         queue: asyncio.Queue[Ready | None] = asyncio.Queue(QUEUE_DEPTH)
         poller = asyncio.create_task(self._poll_loop(queue, stopping), name="poller")
         committer = asyncio.create_task(self._commit_loop(), name="committer")
+        watcher = asyncio.create_task(self._watcher.run(), name="watcher")
         try:
             await self._deliver_loop(queue, stopping)
         finally:
-            for task in (poller, committer):
+            for task in (poller, committer, watcher):
                 task.cancel()
-            ended = await asyncio.gather(poller, committer, return_exceptions=True)
-            await self.commit()
+            ended = await asyncio.gather(poller, committer, watcher, return_exceptions=True)
+            with contextlib.suppress(TimeoutError):  # Kafka away: it redelivers the rest
+                async with asyncio.timeout(self._options.stop_step_timeout_s):
+                    await self.commit()
         for outcome in ended:
             if isinstance(outcome, Exception):  # a bug, not an outage: crash loudly
                 raise outcome
@@ -161,6 +174,9 @@ class Pipeline:
                 polled = await self._poll(stopping)
                 # Tagged after the poll: what aiokafka returns belongs to the current assignment.
                 generation = self.generation
+                for tp, records in polled.items():
+                    if records:
+                        self._undelivered.setdefault(tp, records[0].offset)
                 if polled:
                     batch = await self._prepare(polled)
                     call = self._publisher.encode(batch.routed) if batch.routed else None
@@ -233,40 +249,52 @@ class Pipeline:
         for (topic, partition), offset in batch.offsets.items():
             tp = TopicPartition(topic, partition)
             self._pending[tp] = offset
-            high = self._source.highwater(tp)
-            if high is not None:
-                self._metrics.lag.labels(topic, str(partition)).set(max(0, high - offset))
+            self._undelivered[tp] = offset
+            self._watcher.delivered(tp, offset)
         self._commit_due.set()
 
     async def _deliver(self, ready: Ready, stopping: asyncio.Event) -> bool:
-        """Publish and dead-letter the batch, retrying until both are accepted."""
-        published = ready.call is None
-        dead_lettered = not ready.batch.dead
-        attempt = 0
+        """Publish, then dead-letter the batch, each retried until done; False: shutdown first."""
+        call = ready.call
+        if call is not None:
+
+            async def publish() -> bool:
+                await self._publish(call)
+                return True
+
+            if not await self._until_done("redis", publish, stopping):
+                return False
+        letters = ready.batch.dead
+
+        async def dead_letter() -> bool:
+            nonlocal letters
+            letters = await self._dead_letters.write(letters)  # the ones to retry
+            return not letters
+
+        return not letters or await self._until_done("dead_letter", dead_letter, stopping)
+
+    async def _until_done(
+        self, stage: str, attempt: Callable[[], Awaitable[bool]], stopping: asyncio.Event
+    ) -> bool:
+        """Call ``attempt`` until it returns True, with backoff; False once shutdown ran out."""
+        tries = 0
         deadline: float | None = None
         while True:
-            stage = "redis" if not published else "dead_letter"
             try:
-                if ready.call is not None and not published:
-                    await self._publish(ready.call)
-                    published = True
-                if not dead_lettered:
-                    await self._dead_letter(ready.batch.dead)
-                    dead_lettered = True
-                return True
+                if await attempt():
+                    return True
             except RETRYABLE as exc:
                 self._metrics.errors.labels(stage).inc()
-                log.warning(
-                    "delivery failed; retrying", stage=stage, attempt=attempt, error=repr(exc)
-                )
+                error = repr(exc)
+                log.warning("delivery failed; retrying", stage=stage, attempt=tries, error=error)
             if stopping.is_set():
                 deadline = deadline or time.monotonic() + self._options.shutdown_timeout_s
                 if time.monotonic() >= deadline:
                     log.error("shutting down with an undelivered batch; it will be redelivered")
                     return False
             self.state.last_turn = time.monotonic()
-            await asyncio.sleep(backoff(attempt, self._options.backoff_max_s))
-            attempt += 1
+            await asyncio.sleep(backoff(tries, self._options.backoff_max_s))
+            tries += 1
 
     async def _publish(self, call: publishing.Call) -> None:
         started = time.perf_counter()
@@ -274,19 +302,6 @@ class Pipeline:
         self._metrics.publish_latency.observe(time.perf_counter() - started)
         self._metrics.published.inc(outcome.published)
         self._metrics.duplicates.inc(outcome.duplicates)
-
-    async def _dead_letter(self, letters: Sequence[processing.DeadLetter]) -> None:
-        await self._dead_letters.send(letters)
-        for letter in letters:
-            self._metrics.dead_lettered.labels(letter.reason).inc()
-            log.warning(
-                "dead-lettered",
-                reason=letter.reason,
-                detail=letter.message,
-                topic=letter.topic,
-                partition=letter.partition,
-                offset=letter.offset,
-            )
 
     async def commit(self, only: set[TopicPartition] | None = None) -> bool:
         """Commit delivered offsets; False (and they stay pending) if Kafka refused."""
@@ -326,10 +341,16 @@ class Pipeline:
             log.warning("stale publish fences dropped (topic created again?)", fences=stale)
 
     def forget(self, keep: set[TopicPartition]) -> None:
-        """Drop pending offsets of partitions this process no longer owns."""
+        """Drop pending offsets and lag of partitions this process no longer owns."""
         for tp in [tp for tp in self._pending if tp not in keep]:
             del self._pending[tp]
-            self._metrics.lag.remove(tp.topic, str(tp.partition))
+        for tp in [tp for tp in self._undelivered if tp not in keep]:
+            del self._undelivered[tp]
+        self._watcher.forget(keep)
+
+    def rewound(self) -> None:
+        """Batches polled so far will not be delivered: where delivery resumes is Kafka's to say."""
+        self._undelivered.clear()
 
 
 class Listener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -344,12 +365,20 @@ class Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         try:
             await asyncio.wait_for(pipeline.in_flight.acquire(), REVOKE_WAIT_S)
         except TimeoutError:
-            await pipeline.commit(set(revoked))
+            pipeline.rewound()
+            await self._commit(revoked)
             return
         try:
-            await pipeline.commit(set(revoked))
+            pipeline.rewound()
+            await self._commit(revoked)
         finally:
             pipeline.in_flight.release()
+
+    async def _commit(self, revoked: set[TopicPartition]) -> None:
+        """Bounded: with the coordinator gone, aiokafka's commit waits for it forever."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(REVOKE_WAIT_S):
+                await self._pipeline.commit(set(revoked))
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         self._pipeline.forget(set(assigned))

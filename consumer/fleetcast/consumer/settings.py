@@ -34,6 +34,27 @@ class Settings(BaseSettings):
     kafka_group_id: str = Field(default="fleetcast-consumer", min_length=1)
     #: Where undeliverable messages go, with the reason in a header.
     kafka_dlq_topic: str = Field(default=events.DEFAULT_DLQ_TOPIC, min_length=1)
+    #: Largest dead-letter record sent (bytes, as the producer counts a
+    #: one-record batch): a copy that would be larger goes out truncated, with
+    #: its original size in a header. Default: the broker's default
+    #: message.max.bytes (1,048,588) less a margin; raise it together with the
+    #: DLQ topic's max.message.bytes to keep whole copies of larger records.
+    kafka_dlq_max_record_bytes: int = Field(default=1_048_576, ge=16 * 1024, le=64 * 1024 * 1024)
+    #: Longest one dead-letter write may take (milliseconds): the producer's
+    #: request timeout, which also bounds its wait for a DLQ topic that does
+    #: not exist (aiokafka's default, 40 s, held every event that long).
+    kafka_dlq_timeout_ms: int = Field(default=10_000, ge=100, le=300_000)
+    #: What happens while the DLQ topic cannot take a record (missing,
+    #: unauthorized, record too large: failures retrying will not fix).
+    #: "continue": the record is logged with topic/partition/offset and
+    #: skipped (counted), good events keep flowing. "block": the batch waits,
+    #: retried with backoff, until the topic takes it (nothing skipped, nothing
+    #: else delivered). /ready is false in both cases until a write succeeds.
+    kafka_dlq_failure_policy: Literal["continue", "block"] = "continue"
+    #: With "continue": once the DLQ topic failed, dead letters are skipped at
+    #: once for this long (seconds) before the next one tries it again, so a
+    #: broken topic does not hold every bad record for KAFKA_DLQ_TIMEOUT_MS.
+    kafka_dlq_recheck_s: float = Field(default=30.0, gt=0, le=3600)
     #: Where a group with no committed offset starts. "latest": a new
     #: deployment does not replay old events to live clients as if new.
     kafka_auto_offset_reset: Literal["earliest", "latest"] = "latest"
@@ -90,8 +111,20 @@ class Settings(BaseSettings):
     fleet_max_assets: int = Field(default=keys.FLEET_MAX_ASSETS, ge=1)
     #: Longest pause between retries while Redis or Kafka is away (seconds).
     retry_backoff_max_s: float = Field(default=5.0, gt=0)
+    #: /ready turns false, and fleetcast_consumer_stalled 1, when a partition
+    #: has lag and nothing of it was delivered for this long (seconds): a
+    #: consumer wedged on Redis, Kafka or one record, whatever its cause.
+    stall_after_s: float = Field(default=30.0, gt=0, le=3600)
     #: After SIGTERM, how long the batch in hand may keep retrying (seconds).
     shutdown_timeout_s: float = Field(default=10.0, gt=0)
+    #: Longest any one step of a stop may take (seconds): the final commit,
+    #: leaving the group, flushing dead letters, closing Redis and HTTP. A step
+    #: that overruns is abandoned (logged); Kafka redelivers what was not committed.
+    shutdown_step_timeout_s: float = Field(default=5.0, gt=0, le=300)
+    #: Seconds after SIGTERM at which the process exits whatever it is doing
+    #: (status 1). Below the pod's terminationGracePeriodSeconds (30 s), so
+    #: the consumer ends on its own terms, with a log line, not by SIGKILL.
+    shutdown_deadline_s: float = Field(default=25.0, gt=0, le=3600)
 
     # --- HTTP and logs ---------------------------------------------------------------
     #: Address of /health, /ready and /metrics; loopback by default, 0.0.0.0 in a pod.
@@ -116,9 +149,13 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
-    def _dlq_is_not_an_event_topic(self) -> Self:
+    def _consistent(self) -> Self:
         if self.kafka_dlq_topic in self.kafka_topics:
             raise ValueError("FLEETCAST_KAFKA_DLQ_TOPIC must not be one of FLEETCAST_KAFKA_TOPICS")
+        if self.shutdown_timeout_s >= self.shutdown_deadline_s:
+            raise ValueError(
+                "FLEETCAST_SHUTDOWN_TIMEOUT_S must be below FLEETCAST_SHUTDOWN_DEADLINE_S"
+            )
         if self.kafka_security_protocol.startswith("SASL") and not self.kafka_sasl_username:
             raise ValueError("FLEETCAST_KAFKA_SASL_USERNAME is required for SASL protocols")
         return self
