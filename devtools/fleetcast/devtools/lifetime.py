@@ -40,7 +40,6 @@ PR_SET_PDEATHSIG: Final = 1  # <linux/prctl.h>
 #: The signals that mean "stop everything": Ctrl-C, kill/make/systemd, terminal closed.
 STOP_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 _STAT_STATE: Final = 0  # fields of /proc/<pid>/stat after "(comm)", from 0
-_STAT_PPID: Final = 1
 _STAT_START: Final = 19  # field 22, starttime in clock ticks since boot
 _libc = ctypes.CDLL(None, use_errno=True)  # resolved here: nothing to look up after fork
 
@@ -84,13 +83,15 @@ class Owner:
         return owner
 
     def alive(self) -> bool:
-        """True while this very process runs (a zombie has finished)."""
+        """True while this very process runs.
+
+        A zombie has finished, unless only its main thread has: a SIGKILLed
+        JVM's other threads hold its files for a moment longer.
+        """
         fields = _stat(self.pid)
-        return (
-            fields is not None
-            and fields[_STAT_STATE] not in ("Z", "X")
-            and int(fields[_STAT_START]) == self.start
-        )
+        if fields is None or int(fields[_STAT_START]) != self.start:
+            return False
+        return fields[_STAT_STATE] not in ("Z", "X") or _threads(self.pid) > 1
 
 
 def _stat(pid: int) -> list[str] | None:
@@ -102,9 +103,11 @@ def _stat(pid: int) -> list[str] | None:
     return text[text.rindex(")") + 2 :].split()
 
 
-def parent_of(pid: int) -> int | None:
-    fields = _stat(pid)
-    return None if fields is None else int(fields[_STAT_PPID])
+def _threads(pid: int) -> int:
+    try:
+        return len(os.listdir(f"/proc/{pid}/task"))
+    except FileNotFoundError:
+        return 0
 
 
 class Interrupted(BaseException):  # like KeyboardInterrupt: not an Exception to catch
