@@ -18,6 +18,7 @@ import psutil  # type: ignore[import-untyped]
 import pytest
 
 from fleetcast.devtools import scratch
+from tests.integration.runner_support import alive
 
 pytestmark = pytest.mark.integration
 
@@ -27,7 +28,7 @@ GONE_WITHIN_S = 10.0
 
 def gone(pid: int) -> bool:
     try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        return not alive(psutil.Process(pid))
     except psutil.NoSuchProcess:
         return True
 
