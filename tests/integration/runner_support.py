@@ -106,8 +106,9 @@ class Run:
         return cls(argv, env, tmp / f"{name}.out", ROOT)
 
     @classmethod
-    def make(cls, tmp: Path, ports: Ports, cwd: Path = ROOT, name: str = "make") -> Run:
-        return cls(["make", "run"], run_env(ports, tmp / name), tmp / f"{name}.out", cwd)
+    def make(cls, tmp: Path, ports: Ports, cwd: Path = ROOT, run_dir: Path | None = None) -> Run:
+        env = run_env(ports, run_dir or tmp / "make")
+        return cls(["make", "run"], env, tmp / "make.out", cwd)
 
     def start(self) -> Run:
         with self.log.open("wb") as out:
