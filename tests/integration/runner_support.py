@@ -143,7 +143,12 @@ class Run:
             await asyncio.sleep(0.2)
         return text
 
+    def process_signal(self, sig: signal.Signals) -> None:
+        """To the process started (the runner, or make) only."""
+        os.kill(self.pid, sig)
+
     def signal_group(self, sig: signal.Signals) -> None:
+        """To its whole process group, as a terminal's Ctrl-C or `kill -TERM -<pgid>`."""
         os.killpg(self.pid, sig)
 
     def wait(self, timeout: float = STOPPED_WITHIN_S) -> int:
