@@ -50,43 +50,40 @@ def python(code: str, tmp_path: Path) -> subprocess.Popen[str]:
     )
 
 
-def test_a_child_dies_with_its_sigkilled_parent(tmp_path: Path) -> None:
-    parent = python(
-        """
+def parent_of_a_sleeper(tmp_path: Path, preexec: str) -> subprocess.Popen[str]:
+    """A Python parent that starts `sleep 600` with ``preexec`` and prints its pid."""
+    return python(
+        f"""
         import subprocess, time
         from fleetcast.devtools import lifetime
-        child = subprocess.Popen(["sleep", "600"], preexec_fn=lifetime.die_with_parent())
+        child = subprocess.Popen(["sleep", "600"], preexec_fn={preexec})
         print(child.pid)
         time.sleep(600)
         """,
         tmp_path,
     )
-    with parent:
-        assert parent.stdout is not None
-        child = int(parent.stdout.readline())
-        assert not gone(child)
-        parent.kill()  # no handler, no cleanup: only the kernel can stop the child now
-        parent.wait(10)
-        wait_gone(child)
+
+
+def sigkill_the_parent(parent: subprocess.Popen[str]) -> int:
+    """SIGKILL the parent (no handler, no cleanup); its child's pid."""
+    assert parent.stdout is not None
+    child = int(parent.stdout.readline())
+    assert not gone(child)
+    parent.kill()
+    parent.wait(10)
+    return child
+
+
+def test_a_child_dies_with_its_sigkilled_parent(tmp_path: Path) -> None:
+    with parent_of_a_sleeper(tmp_path, "lifetime.die_with_parent()") as parent:
+        wait_gone(sigkill_the_parent(parent))  # only the kernel could stop it
 
 
 def test_without_it_the_child_outlives_the_parent(tmp_path: Path) -> None:
     """The control: what `make run` did before (proves the test above can fail)."""
-    parent = python(
-        """
-        import subprocess, time
-        child = subprocess.Popen(["sleep", "600"])
-        print(child.pid)
-        time.sleep(600)
-        """,
-        tmp_path,
-    )
-    with parent:
-        assert parent.stdout is not None
-        child = int(parent.stdout.readline())
+    with parent_of_a_sleeper(tmp_path, "None") as parent:
+        child = sigkill_the_parent(parent)
         try:
-            parent.kill()
-            parent.wait(10)
             time.sleep(0.5)
             assert not gone(child)
         finally:

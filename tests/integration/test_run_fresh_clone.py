@@ -15,13 +15,14 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil  # type: ignore[import-untyped]
 import pytest
-from playwright.async_api import Browser, async_playwright, expect
+from playwright.async_api import Browser, expect
 
+from tests.integration.browser_support import browser_fixture  # noqa: F401 (registers browser)
 from tests.integration.runner_support import (
     ROOT,
     STOPPED_WITHIN_S,
@@ -33,24 +34,11 @@ from tests.integration.runner_support import (
     killed_on_failure,
     processes,
 )
-from tests.integration.test_console_browser import CHROMIUM, CHROMIUM_ARGS
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
 VENDOR_BUNDLE = Path("gateway/fleetcast/gateway/static/vendor/socket.io.min.js")
 STEP_MS = 60_000  # the first events go through a broker that has just started
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    if shutil.which(CHROMIUM) is None:
-        pytest.fail(f"{CHROMIUM} missing: run scripts/system-deps.sh (make deps)")
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield launched
-        finally:
-            await launched.close()
 
 
 @pytest.fixture

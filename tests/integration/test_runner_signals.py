@@ -11,7 +11,6 @@ stops cleanly. The time from the signal to the last exit is printed (`-s`).
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import time
 from collections.abc import Callable
@@ -21,6 +20,7 @@ import pytest
 
 from tests.integration.runner_support import (
     ROOT,
+    SERVICES,
     STOPPED_WITHIN_S,
     Ports,
     Run,
@@ -39,8 +39,22 @@ pytestmark = pytest.mark.integration
 SECOND_SIGNAL_AFTER_S = 0.3
 
 
-def report(case: str, seconds: float) -> None:
-    print(f"\nrunner stop [{case}]: every process gone {seconds:.2f}s after the signal")
+async def stopped(
+    case: str, run_dir: Path, stop: Callable[[], None], names: frozenset[str] = SERVICES
+) -> list[Path]:
+    """Take the run's processes and temp dirs, ``stop`` it, wait until all are gone.
+
+    Prints the time from the signal to the last exit; returns the temp dirs.
+    """
+    procs = processes(run_dir, names)
+    dirs = scratch_dirs(procs["runner"].pid)
+    assert len(dirs) == 2, dirs  # Kafka's data, Redis's dir
+    started = time.monotonic()
+    stop()
+    await gone_within(procs, STOPPED_WITHIN_S)
+    took = time.monotonic() - started
+    print(f"\nrunner stop [{case}]: every process gone {took:.2f}s after the signal")
+    return dirs
 
 
 async def second_run_starts_and_stops(tmp_path: Path, ports: Ports) -> Run:
@@ -48,52 +62,45 @@ async def second_run_starts_and_stops(tmp_path: Path, ports: Ports) -> Run:
     run = Run.runner(tmp_path, ports, name="second").start()
     with killed_on_failure(run):
         await run.banner()
-        procs = processes(run.run_dir)
-        dirs = scratch_dirs(run.pid)
-        os.kill(run.pid, signal.SIGTERM)
-        await gone_within(procs, STOPPED_WITHIN_S)
+        dirs = await stopped("second run, SIGTERM", run.run_dir, at(run, signal.SIGTERM))
         assert run.wait() == 0, run.output()
     assert not [d for d in dirs if d.exists()]
     assert ports.busy() == []
     return run
 
 
-def send(sig: signal.Signals, twice: bool = False) -> Callable[[int], None]:
-    def to(pid: int) -> None:
-        os.kill(pid, sig)
+def at(run: Run, sig: signal.Signals, twice: bool = False) -> Callable[[], None]:
+    """Send ``sig`` to the run's own process (again inside its cleanup if ``twice``)."""
+
+    def send() -> None:
+        run.process_signal(sig)
         if twice:
             time.sleep(SECOND_SIGNAL_AFTER_S)
-            os.kill(pid, sig)
+            run.process_signal(sig)
 
-    return to
+    return send
 
 
 @pytest.mark.parametrize(
-    ("case", "stop"),
+    ("case", "sig", "twice"),
     [
-        ("SIGINT", send(signal.SIGINT)),
-        ("SIGTERM", send(signal.SIGTERM)),
-        ("SIGTERM twice", send(signal.SIGTERM, twice=True)),
-        ("SIGHUP", send(signal.SIGHUP)),
+        ("SIGINT", signal.SIGINT, False),
+        ("SIGTERM", signal.SIGTERM, False),
+        ("SIGTERM twice", signal.SIGTERM, True),
+        ("SIGHUP", signal.SIGHUP, False),
     ],
     ids=["sigint", "sigterm", "sigterm-twice", "sighup"],
 )
 async def test_a_signal_to_the_runner_stops_everything(
-    tmp_path: Path, case: str, stop: Callable[[int], None]
+    tmp_path: Path, case: str, sig: signal.Signals, twice: bool
 ) -> None:
     ports = Ports.free()
     run = Run.runner(tmp_path, ports).start()
     with killed_on_failure(run):
         await run.banner()
-        procs = processes(run.run_dir)
-        dirs = scratch_dirs(run.pid)
-        assert len(dirs) == 2, dirs  # Kafka's data, Redis's dir
-        started = time.monotonic()
-        stop(run.pid)
-        await gone_within(procs, STOPPED_WITHIN_S)
-        report(case, time.monotonic() - started)
+        dirs = await stopped(case, run.run_dir, at(run, sig, twice))
         assert run.wait() == 0, run.output()
-    assert f"{case.split()[0]}: stopping everything" in run.output()
+    assert f"{sig.name}: stopping everything" in run.output()
     assert ports.busy() == []
     assert not [d for d in dirs if d.exists()]
     assert not (run.run_dir / "pids.json").exists()
@@ -105,12 +112,8 @@ async def test_sigkill_of_the_runner_takes_every_child_with_it(tmp_path: Path) -
     run = Run.runner(tmp_path, ports).start()
     with killed_on_failure(run):
         await run.banner()
-        procs = processes(run.run_dir)
-        dirs = scratch_dirs(run.pid)
-        started = time.monotonic()
-        os.kill(run.pid, signal.SIGKILL)  # no handler runs: only the kernel can help
-        await gone_within(procs, STOPPED_WITHIN_S)
-        report("SIGKILL", time.monotonic() - started)
+        # No handler runs: only the kernel can stop the children now.
+        dirs = await stopped("SIGKILL", run.run_dir, at(run, signal.SIGKILL))
     assert ports.busy() == []
     assert all(d.exists() for d in dirs)  # nobody could delete them...
     second = await second_run_starts_and_stops(tmp_path, ports)
@@ -127,12 +130,10 @@ async def test_sigterm_while_kafka_starts_stops_what_was_started(tmp_path: Path)
             assert not run.exited(), run.output()
             assert time.monotonic() < deadline, run.output()
             await asyncio.sleep(0.05)
-        procs = processes(run.run_dir, frozenset({"redis", "kafka"}))
-        dirs = scratch_dirs(run.pid)
-        started = time.monotonic()
-        os.kill(run.pid, signal.SIGTERM)
-        await gone_within(procs, STOPPED_WITHIN_S)
-        report("SIGTERM while Kafka starts", time.monotonic() - started)
+        started = frozenset({"redis", "kafka"})
+        dirs = await stopped(
+            "SIGTERM while Kafka starts", run.run_dir, at(run, signal.SIGTERM), started
+        )
         assert run.wait() == 0, run.output()
     assert "fleetcast is running" not in run.output()
     assert ports.busy() == []
@@ -153,12 +154,7 @@ async def test_a_signal_to_make_runs_process_group_stops_everything(
     run = Run.make(tmp_path, ports).start()
     with killed_on_failure(run):
         await run.banner()
-        procs = processes(run.run_dir)
-        dirs = scratch_dirs(procs["runner"].pid)
-        started = time.monotonic()
-        run.signal_group(sig)
-        await gone_within(procs, STOPPED_WITHIN_S)
-        report(case, time.monotonic() - started)
+        dirs = await stopped(case, run.run_dir, lambda: run.signal_group(sig))
         run.wait()
     runner_log = (run.run_dir / "runner.log").read_text()
     assert "Traceback" not in run.output() + runner_log
@@ -176,12 +172,8 @@ async def test_closing_the_terminal_of_make_run_stops_everything(tmp_path: Path)
     try:
         terminal.type("make run")
         await terminal.wait_for("Ctrl-C stops everything")
-        procs = processes(run_dir)
-        dirs = scratch_dirs(procs["runner"].pid)
-        started = time.monotonic()
-        terminal.close()  # SIGHUP to the shell, which sends it to its jobs; EIO on writes
-        await gone_within(procs, STOPPED_WITHIN_S)
-        report("terminal closed (SIGHUP)", time.monotonic() - started)
+        # SIGHUP to the shell, which sends it to its jobs; writes to the terminal fail.
+        dirs = await stopped("terminal closed (SIGHUP)", run_dir, terminal.close)
         await asyncio.to_thread(terminal.shell.wait, STOPPED_WITHIN_S)
     finally:
         terminal.kill()
