@@ -6,12 +6,14 @@ it the way a user or a machine would, and asserts: every process gone within
 STOPPED_WITHIN_S, the four ports free, the runner's temp dirs gone (after a
 SIGKILL: swept by the next run), and a second run on the same ports starts and
 stops cleanly. The time from the signal to the last exit is printed (`-s`).
+A port something else holds is refused before anything starts.
 """
 
 from __future__ import annotations
 
 import asyncio
 import signal
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -183,3 +185,18 @@ async def test_closing_the_terminal_of_make_run_stops_everything(tmp_path: Path)
     assert ports.busy() == []
     assert not [d for d in dirs if d.exists()]
     await second_run_starts_and_stops(tmp_path, ports)
+
+
+async def test_a_busy_port_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    """What a leftover of an old run (or anything else on the port) gets: a clear refusal."""
+    ports = Ports.free()
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", ports.kafka))
+        squatter.listen()
+        run = Run.runner(tmp_path, ports).start()
+        with killed_on_failure(run):
+            status = await asyncio.to_thread(run.wait, 60)
+    assert status == 1, run.output()
+    assert f"port(s) in use: FLEETCAST_KAFKA_PORT={ports.kafka}" in run.output()
+    assert "starting" not in run.output()  # nothing was started
+    assert scratch_dirs(run.pid) == []
