@@ -33,6 +33,7 @@ from tests.integration.runner_support import (
     processes,
     run_env,
     scratch_dirs,
+    token_of,
 )
 
 pytestmark = pytest.mark.integration
@@ -99,10 +100,11 @@ async def test_a_signal_to_the_runner_stops_everything(
     ports = Ports.free()
     run = Run.runner(tmp_path, ports).start()
     with killed_on_failure(run):
-        await run.banner()
+        banner = await run.banner()
         dirs = await stopped(case, run.run_dir, at(run, sig, twice))
         assert run.wait() == 0, run.output()
     assert f"{sig.name}: stopping everything" in run.output()
+    assert token_of(banner) not in (run.run_dir / "runner.log").read_text()  # terminal only
     assert ports.busy() == []
     assert not [d for d in dirs if d.exists()]
     assert not (run.run_dir / "pids.json").exists()

@@ -27,7 +27,7 @@ import urllib.request
 from pathlib import Path
 from typing import Final
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from fleetcast.devtools import demo, kafka, lifetime, redis, scratch, tokens
@@ -209,8 +209,20 @@ def watch(stack: Stack) -> None:
 
 def main() -> None:
     with lifetime.Interrupts().installed() as interrupts:  # first: no signal is lost
-        status = run(interrupts, RunSettings())
+        status = run(interrupts, load_settings())
     sys.exit(status)
+
+
+def load_settings() -> RunSettings:
+    """Settings from the environment, or exit 2 naming each bad variable."""
+    try:
+        return RunSettings()
+    except ValidationError as exc:
+        lines = [
+            f"  FLEETCAST_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors()
+        ]
+        print("make run: invalid configuration\n" + "\n".join(lines), file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def run(interrupts: lifetime.Interrupts, settings: RunSettings) -> int:
@@ -223,6 +235,7 @@ def run(interrupts: lifetime.Interrupts, settings: RunSettings) -> int:
         with interrupts.armed():
             preflight(settings, console)
             console.show(launch(stack, settings))
+            console.say(f"running: console on http://{settings.host}:{settings.port}/")
             watch(stack)
     except lifetime.Interrupted as stop:
         console.say(f"{stop.signal_name}: stopping everything")

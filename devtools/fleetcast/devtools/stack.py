@@ -35,7 +35,8 @@ class Console:
     """The runner's messages: on its terminal while it has one, always in ``runner.log``.
 
     A closed terminal (SIGHUP) makes every write fail with EIO, a closed pipe
-    with EPIPE; the runner then goes on with the log only, never raising.
+    with EPIPE; the runner then goes on with the log only, never raising. The
+    banner (a token, maybe the dev secret) goes to the terminal only.
     """
 
     def __init__(self, log_path: Path, out: TextIO | None = None) -> None:
@@ -43,23 +44,34 @@ class Console:
         self._log = log_path.open("w", encoding="utf-8")
 
     def say(self, text: str) -> None:
-        self.show(f"run: {text}")
+        line = f"run: {text}"
+        self._log.write(f"{line}\n")
+        self._log.flush()
+        self.show(line)
 
     def show(self, text: str) -> None:
-        self._log.write(f"{text}\n")
-        self._log.flush()
+        """On the terminal only."""
         if self.out is None:
             return
         try:
             self.out.write(f"{text}\n")
             self.out.flush()
         except OSError:
+            if self.out is sys.stdout:
+                _silence_stdout()
             self.out = None
-            # Python flushes stdout again at exit: give it somewhere that works.
-            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (lives as long as the process)
 
     def close(self) -> None:
         self._log.close()
+
+
+def _silence_stdout() -> None:
+    """Python flushes stdout again at exit: point fd 1 at /dev/null so that flush works."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        os.close(devnull)
 
 
 @dataclass
