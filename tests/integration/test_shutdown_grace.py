@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Final
 
 import pytest
+from aiokafka.errors import KafkaError
 
 from fleetcast.devtools import demo, kafka
 from fleetcast.devtools.redis import RedisServer
@@ -95,10 +96,23 @@ class Peers:
                 os.kill(pid, signal.SIGCONT)
 
 
-@pytest.fixture
-async def peers(broker: kafka.KafkaBroker) -> AsyncIterator[Peers]:
+async def answering(broker: kafka.KafkaBroker, within_s: float = 90.0) -> None:
+    """Until the broker serves metadata: a thawed one takes a while to come back."""
     if not broker.running:  # an earlier test killed it: same port, same data
         await asyncio.to_thread(broker.start)
+    deadline = time.monotonic() + within_s
+    while True:
+        try:
+            await asyncio.wait_for(kafka.list_topics(broker.bootstrap), timeout=10)
+            return
+        except (KafkaError, OSError, TimeoutError):
+            assert time.monotonic() < deadline, f"broker not back in {within_s:.0f}s"
+            await asyncio.sleep(0.5)
+
+
+@pytest.fixture
+async def peers(broker: kafka.KafkaBroker) -> AsyncIterator[Peers]:
+    await answering(broker)
     redis = RedisServer().start()
     made = Peers(broker, redis)
     try:
