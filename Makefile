@@ -31,9 +31,12 @@ deps: install ## Fetch and build test infrastructure: redis-server, Kafka jars, 
 	@tools/k8s/build.sh >/dev/null
 	@scripts/web-deps.sh
 
-run: install ## Start Redis, Kafka, consumer, gateway and a demo fleet on 127.0.0.1 (Ctrl-C stops all)
+# Only what `make run` needs: redis-server, the Kafka jars and the console's
+# Socket.IO bundle (cache hits after the first time); not chromium.
+run: install ## Start Redis, Kafka, consumer, gateway, a demo fleet and the console on 127.0.0.1 (Ctrl-C stops all)
 	@scripts/system-deps.sh redis
 	@tools/kafka/fetch.sh >/dev/null
+	@scripts/web-deps.sh
 	@$(PY) -m fleetcast.devtools.run
 
 test: deps lint ## Run the whole suite: lint, unit, integration (real Redis/Kafka), operator and e2e (real API server)

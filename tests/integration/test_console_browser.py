@@ -14,16 +14,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import shutil
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Final
 
 import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Page, expect
 
 from fleetcast.devtools import demo
+from tests.integration.browser_support import browser_fixture  # noqa: F401 (registers browser)
 from tests.integration.clients_support import (  # the fixtures register as gateway, publisher
     ROOT,
     GatewayProcess,
@@ -35,33 +35,10 @@ from tests.integration.clients_support import (  # the fixtures register as gate
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
-CHROMIUM: Final = "/usr/bin/chromium"
-CHROMIUM_ARGS: Final = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 ORG: Final = "org-metro"  # the demo fleet's first city
 FEED_RATE: Final = 60.0  # events per second into the gateway
 FEED_MAX_EVENTS: Final = 6000  # bounds the feeder whatever happens
 STEP_MS: Final = 20_000
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    if shutil.which(CHROMIUM) is None:
-        pytest.fail(f"{CHROMIUM} missing: run scripts/system-deps.sh (make deps)")
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield launched
-        finally:
-            await launched.close()
 
 
 async def feed(publisher: Publisher, stop: asyncio.Event) -> int:

@@ -11,6 +11,10 @@ small heap) unless ``fast_start=False`` asks for a broker tuned for throughput,
 and each JVM (storage format, broker) loads its classes from a class-data
 sharing archive that its first run leaves in the jar cache (about a third off
 the start-up time).
+
+A data dir of its own is marked (:mod:`fleetcast.devtools.scratch`), so the
+dir of a run killed before its cleanup is swept by a later run;
+``die_with_parent=True`` (`make run`) has the JVM SIGKILLed with its parent.
 """
 
 from __future__ import annotations
@@ -27,13 +31,15 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Coroutine, Iterable
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, Any, Final, TypeVar
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+from fleetcast.devtools import lifetime, scratch
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -47,6 +53,10 @@ FAST_START_FLAGS = ("-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-XX:-UsePerf
 #: JVM flags for benchmarks and `make run`: full JIT, a parallel-friendly GC.
 THROUGHPUT_FLAGS = ("-XX:+UseG1GC", "-XX:-UsePerfData")
 HEAP_FLAGS = ("-Xms256m", "-Xmx512m")
+#: Name prefix of the brokers' own temp data dirs (what a sweep looks for).
+DIR_PREFIX: Final = "fleetcast-kafka-"
+#: How long one readiness probe (an admin client listing topics) may take.
+PROBE_TIMEOUT_S: Final = 5.0
 
 
 class BrokerError(RuntimeError):
@@ -114,6 +124,7 @@ class KafkaBroker:
     data_dir: Path
     libs: Path
     fast_start: bool = True
+    die_with_parent: bool = False
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     _log_file: IO[bytes] | None = field(default=None, repr=False)
     _own_dir: tempfile.TemporaryDirectory[str] | None = field(default=None, repr=False)
@@ -126,18 +137,22 @@ class KafkaBroker:
         port: int | None = None,
         data_dir: Path | None = None,
         fast_start: bool = True,
+        die_with_parent: bool = False,
     ) -> KafkaBroker:
         """A stopped broker on ``port`` (or a free one) with a fresh temp data dir."""
+        libs = libs_dir()
         own_dir = None
         if data_dir is None:
-            own_dir = tempfile.TemporaryDirectory(prefix="fleetcast-kafka-")
+            own_dir = tempfile.TemporaryDirectory(prefix=DIR_PREFIX)
             data_dir = Path(own_dir.name)
+            scratch.mark(data_dir)
         return cls(
             port=port or free_port(),
             controller_port=free_port(),
             data_dir=data_dir,
-            libs=libs_dir(),
+            libs=libs,
             fast_start=fast_start,
+            die_with_parent=die_with_parent,
             _own_dir=own_dir,
         )
 
@@ -192,7 +207,9 @@ class KafkaBroker:
             return
         cmd = self._java("kafka.tools.StorageTool", "format", "--standalone")
         cmd += ["-t", random_cluster_id(), "-c", str(config)]
-        out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        out = subprocess.run(
+            cmd, capture_output=True, text=True, check=False, preexec_fn=self._preexec()
+        )
         self._keep_archives()
         if out.returncode != 0:
             raise BrokerError(f"kafka storage format failed:\n{out.stdout}{out.stderr}")
@@ -205,30 +222,36 @@ class KafkaBroker:
         config = self.data_dir / "server.properties"
         config.write_text(server_properties(self.port, self.controller_port, self.data_dir))
         self._format(config)
-        self._log_file = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            self._java("kafka.Kafka", str(config)),
-            stdout=self._log_file,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        preexec = self._preexec()
+        with lifetime.critical():  # started and kept, or neither
+            self._log_file = self.log_path.open("ab")
+            self.process = subprocess.Popen(
+                self._java("kafka.Kafka", str(config)),
+                stdout=self._log_file,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                preexec_fn=preexec,
+            )
+        scratch.add_user(self.data_dir, self.process.pid)
         try:
-            run_sync(self._wait_ready(timeout))
+            self._wait_ready(timeout)
         except BaseException:
             self.stop()
             raise
 
-    async def _wait_ready(self, within_s: float) -> None:
+    def _preexec(self) -> Callable[[], None] | None:
+        return lifetime.die_with_parent() if self.die_with_parent else None
+
+    def _wait_ready(self, within_s: float) -> None:
+        """Poll in the caller's thread, so Ctrl-C there waits for one probe at most."""
         deadline = time.monotonic() + within_s
         while time.monotonic() < deadline:
             if not self.running:
                 raise BrokerError(f"kafka broker exited at start-up\n{self.log_tail()}")
-            if _port_open(self.port):
-                with contextlib.suppress(KafkaError, OSError, asyncio.TimeoutError):
-                    await asyncio.wait_for(list_topics(self.bootstrap), timeout=5)
-                    return
-            await asyncio.sleep(0.1)
+            if _port_open(self.port) and _answers(self.bootstrap):
+                return
+            time.sleep(0.1)
         raise BrokerError(f"kafka broker not ready after {within_s:.0f}s\n{self.log_tail()}")
 
     def stop(self, timeout: float = 30.0) -> None:
@@ -292,6 +315,14 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
     """
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
         return pool.submit(asyncio.run, coro).result()
+
+
+def _answers(bootstrap: str) -> bool:
+    """True when an admin client can list the topics."""
+    with contextlib.suppress(KafkaError, OSError, asyncio.TimeoutError):
+        run_sync(asyncio.wait_for(list_topics(bootstrap), timeout=PROBE_TIMEOUT_S))
+        return True
+    return False
 
 
 def _port_open(port: int) -> bool:

@@ -9,6 +9,9 @@ Usage::
 
 The server keeps nothing on disk (no RDB, no AOF) in a temp dir of its own,
 so a restart is a real loss of state, as after a crash without persistence.
+The dir is marked (:mod:`fleetcast.devtools.scratch`) so that a run killed
+before its cleanup leaves nothing a later sweep cannot remove;
+``die_with_parent=True`` (`make run`) has the server SIGKILLed with its parent.
 Every call is synchronous and returns within a few hundred milliseconds, so
 async tests may call it directly. ``RedisServer`` is also a context manager.
 """
@@ -19,13 +22,17 @@ import contextlib
 import shutil
 import socket
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Final, Self
 
-__all__ = ["RedisServer", "RedisServerError", "free_port"]
+from fleetcast.devtools import lifetime, scratch
+
+__all__ = ["DIR_PREFIX", "RedisServer", "RedisServerError", "free_port"]
+
+#: Name prefix of the servers' temp dirs (what a sweep looks for).
+DIR_PREFIX: Final = "fleetcast-redis-"
 
 START_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 5.0
@@ -59,9 +66,16 @@ class RedisServer:
     stays the same across :meth:`restart`, so clients reconnect to it.
     """
 
-    def __init__(self, port: int | None = None, *, binary: str = "redis-server") -> None:
+    def __init__(
+        self,
+        port: int | None = None,
+        *,
+        binary: str = "redis-server",
+        die_with_parent: bool = False,
+    ) -> None:
         self.port = port
         self.binary = binary
+        self.die_with_parent = die_with_parent
         self._proc: subprocess.Popen[bytes] | None = None
         self._dir: Path | None = None
 
@@ -70,6 +84,10 @@ class RedisServer:
         if self.port is None:
             raise RedisServerError("server was never started")
         return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._proc is None else self._proc.pid
 
     @property
     def running(self) -> bool:
@@ -84,16 +102,21 @@ class RedisServer:
             raise RedisServerError(
                 f"{self.binary} not found: run scripts/system-deps.sh (make deps) to install it"
             )
-        self._dir = self._dir or Path(tempfile.mkdtemp(prefix="fleetcast-redis-"))
+        with lifetime.critical():  # made and kept, or neither
+            self._dir = self._dir or scratch.make(DIR_PREFIX)
         self.port = self.port or free_port()
-        with (self._dir / "stderr.log").open("ab") as stderr:
+        preexec = lifetime.die_with_parent() if self.die_with_parent else None
+        with (self._dir / "stderr.log").open("ab") as stderr, lifetime.critical():
             self._proc = subprocess.Popen(
                 [path, *self._arguments()],
                 cwd=self._dir,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=stderr,
+                start_new_session=True,  # as Kafka's: its owner stops it, after its clients
+                preexec_fn=preexec,
             )
+        scratch.add_user(self._dir, self._proc.pid)
         self._wait_ready()
         return self
 

@@ -4,34 +4,37 @@ Defaults are DESIGN.md's (gateway :8080, consumer :8081, Kafka :9092, Redis
 :6379); every one is overridable with FLEETCAST_* variables, and pointing
 FLEETCAST_KAFKA_BOOTSTRAP_SERVERS or FLEETCAST_REDIS_URL at your own servers
 skips starting ours. Prints where to connect and a ready-made dev token.
-Ctrl-C (or SIGTERM) stops everything, newest first; a child that dies stops
-the rest too, with the tail of its log.
+
+Nothing it starts outlives it. Ctrl-C, SIGTERM (once or twice, to it or to
+its process group, as make forwards it) and SIGHUP (its terminal closed) stop
+everything, newest first, within bounded time (:mod:`fleetcast.devtools.stack`);
+a child that dies stops the rest too, with the tail of its log; and if the
+runner itself is SIGKILLed, the kernel kills every child with it
+(:mod:`fleetcast.devtools.lifetime`). Temp dirs such a kill leaves behind are
+swept by the next run (:mod:`fleetcast.devtools.scratch`), which also checks
+that its ports are free before it starts anything.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
-import subprocess
+import errno
+import socket
 import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Final
+from typing import Final
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from fleetcast.devtools import demo, kafka, tokens
-from fleetcast.devtools.redis import RedisServer
+from fleetcast.devtools import demo, kafka, lifetime, redis, scratch, tokens
+from fleetcast.devtools.stack import Console, Stack
 from fleetcast.protocol import events
 
 READY_TIMEOUT_S: Final = 90.0
-STOP_TIMEOUT_S: Final = 15.0
 
 
 class RunSettings(BaseSettings):
@@ -58,104 +61,75 @@ class RunSettings(BaseSettings):
     demo_rate: float = Field(default=50.0, gt=0)
     demo_orgs: int = Field(default=3, ge=1, le=50)
     demo_units: int = Field(default=20, ge=1, le=5000)
-    #: Where child logs go (git-ignored).
+    #: Where child logs, runner.log and pids.json go (git-ignored).
     run_dir: Path = Path(".run")
+    #: Seconds a service (demo, gateway, consumer) gets after SIGTERM before SIGKILL;
+    #: the gateway's drain (10 s) and the consumer's batch in hand (10 s) fit in 15 s.
+    stop_grace_s: float = Field(default=15.0, gt=0)
 
 
-@dataclass
-class Child:
-    """One child process and the log it writes."""
-
-    name: str
-    process: subprocess.Popen[bytes]
-    log_path: Path
-    log_file: IO[bytes]
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.log_file.close()
-
-    def tail(self, lines: int = 20) -> str:
-        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
+def port_in_use(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers bind
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return True
+            raise
+    return False
 
 
-class Stack:
-    """Everything `make run` started, stopped in reverse order."""
-
-    def __init__(self, settings: RunSettings) -> None:
-        self.settings = settings
-        self.children: list[Child] = []
-        self.redis: RedisServer | None = None
-        self.kafka: kafka.KafkaBroker | None = None
-        settings.run_dir.mkdir(parents=True, exist_ok=True)
-
-    def spawn(self, name: str, args: list[str], env: dict[str, str]) -> Child:
-        log_path = self.settings.run_dir / f"{name}.log"
-        log_file = log_path.open("wb")
-        process = subprocess.Popen(
-            args,
-            env={**os.environ, **env},
-            stdin=subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # Ctrl-C reaches us only; we stop children in order
+def preflight(settings: RunSettings, console: Console) -> None:
+    """Sweep what killed runs left in the temp folder; refuse to start on busy ports."""
+    removed = scratch.sweep((kafka.DIR_PREFIX, redis.DIR_PREFIX))
+    if removed:
+        console.say(f"removed {len(removed)} temp dir(s) of killed runs")
+    wanted = {"FLEETCAST_PORT": (settings.host, settings.port)}
+    wanted["FLEETCAST_CONSUMER_PORT"] = ("127.0.0.1", settings.consumer_port)
+    if not settings.kafka_bootstrap_servers:
+        wanted["FLEETCAST_KAFKA_PORT"] = ("127.0.0.1", settings.kafka_port)
+    if not settings.redis_url:
+        wanted["FLEETCAST_REDIS_PORT"] = ("127.0.0.1", settings.redis_port)
+    busy = [f"{name}={port}" for name, (host, port) in wanted.items() if port_in_use(host, port)]
+    if busy:
+        raise RuntimeError(
+            f"port(s) in use: {', '.join(busy)} (another make run? see `ss -ltnp`); "
+            "stop it, or choose other ports with these variables"
         )
-        child = Child(name, process, log_path, log_file)
-        self.children.append(child)
-        return child
-
-    def dead(self) -> Child | None:
-        return next((c for c in self.children if c.process.poll() is not None), None)
-
-    def stop(self) -> None:
-        for child in reversed(self.children):
-            say(f"stopping {child.name}")
-            child.stop()
-        if self.kafka is not None:
-            say("stopping kafka")
-            self.kafka.close()
-        if self.redis is not None:
-            say("stopping redis")
-            self.redis.cleanup()
 
 
-def say(text: str) -> None:
-    print(f"run: {text}", flush=True)
-
-
-def start_redis(stack: Stack) -> str:
-    if stack.settings.redis_url:
-        return stack.settings.redis_url
-    say(f"starting redis on 127.0.0.1:{stack.settings.redis_port}")
-    stack.redis = RedisServer(stack.settings.redis_port).start()
+def start_redis(stack: Stack, settings: RunSettings) -> str:
+    if settings.redis_url:
+        return settings.redis_url
+    stack.console.say(f"starting redis on 127.0.0.1:{settings.redis_port}")
+    stack.redis = redis.RedisServer(settings.redis_port, die_with_parent=True)
+    stack.redis.start()
+    stack.write_pids()
     return stack.redis.url
 
 
-def start_kafka(stack: Stack) -> str:
-    if stack.settings.kafka_bootstrap_servers:
-        return stack.settings.kafka_bootstrap_servers
-    say(f"starting kafka on 127.0.0.1:{stack.settings.kafka_port}")
+def start_kafka(stack: Stack, settings: RunSettings) -> str:
+    if settings.kafka_bootstrap_servers:
+        return settings.kafka_bootstrap_servers
+    stack.console.say(f"starting kafka on 127.0.0.1:{settings.kafka_port}")
     started = time.monotonic()
-    stack.kafka = kafka.KafkaBroker.create(port=stack.settings.kafka_port)
+    with lifetime.critical():  # its temp dir is made here: kept, or not made
+        stack.kafka = kafka.KafkaBroker.create(port=settings.kafka_port, die_with_parent=True)
     stack.kafka.start()
+    stack.write_pids()
     topics = [*events.DEFAULT_TOPICS, events.DEFAULT_DLQ_TOPIC]
     stack.kafka.create_topics(topics, partitions=3)
-    say(f"kafka ready in {time.monotonic() - started:.1f}s (topics: {', '.join(topics)})")
+    took = time.monotonic() - started
+    stack.console.say(f"kafka ready in {took:.1f}s (topics: {', '.join(topics)})")
     return stack.kafka.bootstrap
 
 
 def wait_ready(stack: Stack, name: str, url: str) -> None:
     deadline = time.monotonic() + READY_TIMEOUT_S
     while time.monotonic() < deadline:
-        if (child := stack.dead()) is not None:
-            raise RuntimeError(f"{child.name} exited:\n{child.tail()}")
+        if (dead := stack.dead()) is not None:
+            raise RuntimeError(f"{dead} exited{tail(stack, dead)}")
         with (
             contextlib.suppress(OSError, urllib.error.URLError),
             urllib.request.urlopen(url, timeout=1) as response,  # noqa: S310 (loopback URL)
@@ -185,12 +159,16 @@ def banner(settings: RunSettings, secret: str, generated: bool, token: str, org:
     return "\n".join(lines)
 
 
-def launch(stack: Stack) -> str:
+def tail(stack: Stack, name: str) -> str:
+    child = next((c for c in stack.children if c.name == name), None)
+    return "" if child is None else f":\n{child.tail()}"
+
+
+def launch(stack: Stack, settings: RunSettings) -> str:
     """Start everything; returns the banner to print."""
-    settings = stack.settings
     secret = settings.jwt_secret or tokens.dev_secret()
-    redis_url = start_redis(stack)
-    bootstrap = start_kafka(stack)
+    redis_url = start_redis(stack, settings)
+    bootstrap = start_kafka(stack, settings)
     python = sys.executable
     common = {"FLEETCAST_REDIS_URL": redis_url, "FLEETCAST_KAFKA_BOOTSTRAP_SERVERS": bootstrap}
     stack.spawn(
@@ -222,40 +200,55 @@ def launch(stack: Stack) -> str:
     return banner(settings, secret, settings.jwt_secret is None, token, org)
 
 
-@contextlib.contextmanager
-def signals_as_exit() -> Iterator[None]:
-    """SIGTERM behaves like Ctrl-C, so both stop everything the same way."""
-
-    def interrupt(signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+def watch(stack: Stack) -> None:
+    """Until a process exits on its own (the stop signals raise out of here)."""
+    while (dead := stack.dead()) is None:
+        time.sleep(0.5)
+    raise RuntimeError(f"{dead} exited{tail(stack, dead)}")
 
 
 def main() -> None:
-    stack = Stack(RunSettings())
-    status = 0
-    with signals_as_exit():
-        try:
-            print(launch(stack), flush=True)
-            while (child := stack.dead()) is None:
-                time.sleep(0.5)
-            say(f"{child.name} exited with {child.process.returncode}:\n{child.tail()}")
-            status = 1
-        except KeyboardInterrupt:
-            print(flush=True)
-        except Exception as exc:  # a start-up failure: say why, then clean up
-            say(f"failed: {exc}")
-            status = 1
-        finally:
-            signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not skip cleanup
-            stack.stop()
-            say("stopped")
+    with lifetime.Interrupts().installed() as interrupts:  # first: no signal is lost
+        status = run(interrupts, load_settings())
     sys.exit(status)
+
+
+def load_settings() -> RunSettings:
+    """Settings from the environment, or exit 2 naming each bad variable."""
+    try:
+        return RunSettings()
+    except ValidationError as exc:
+        lines = [
+            f"  FLEETCAST_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors()
+        ]
+        print("make run: invalid configuration\n" + "\n".join(lines), file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def run(interrupts: lifetime.Interrupts, settings: RunSettings) -> int:
+    """Start, watch, stop; the exit status (1 when a start failed or a child died)."""
+    settings.run_dir.mkdir(parents=True, exist_ok=True)
+    console = Console(settings.run_dir / "runner.log")
+    stack = Stack(settings.run_dir, console, settings.stop_grace_s)
+    status = 0
+    try:
+        with interrupts.armed():
+            preflight(settings, console)
+            console.show(launch(stack, settings))
+            console.say(f"running: console on http://{settings.host}:{settings.port}/")
+            watch(stack)
+    except lifetime.Interrupted as stop:
+        console.say(f"{stop.signal_name}: stopping everything")
+    except Exception as exc:  # a failed start or a dead child: say why, then clean up
+        console.say(f"failed: {exc}")
+        status = 1
+    started = time.monotonic()
+    stack.stop()  # not armed: further signals are only counted
+    later = interrupts.received[1:]
+    ignored = f" (then also got {', '.join(later)})" if later else ""
+    console.say(f"stopped in {time.monotonic() - started:.1f}s{ignored}")
+    console.close()
+    return status
 
 
 if __name__ == "__main__":
