@@ -193,7 +193,7 @@ function showSelected() {
 
 function connect(token) {
   if (typeof io !== "function") {
-    onState({ name: "refused", code: "no_client_library", message: "vendor/socket.io.min.js missing: run make deps" });
+    onState({ name: "refused", code: "no_client_library", message: "vendor/socket.io.min.js missing: run make run (or scripts/web-deps.sh)" });
     return;
   }
   sessionStorage.setItem(TOKEN_KEY, token);
