@@ -123,8 +123,10 @@ class Outcome:
     totals: counting.Totals
     #: Seconds each process answered /ready with anything but 200 from the fault on.
     not_ready_s: dict[str, float]
-    #: Non-zero notable counters: "process: metric{labels}" -> value.
+    #: Notable counters that moved from the fault on: "process: metric{labels}" -> increase.
     counters: dict[str, float]
+    #: Processes that were not running at the end (a killed gateway, a replaced consumer).
+    exited: list[str]
 
 
 async def run(fault: Fault, broker: kafka.KafkaBroker, log_dir: Path, timing: Timing) -> Outcome:
@@ -135,6 +137,7 @@ async def run(fault: Fault, broker: kafka.KafkaBroker, log_dir: Path, timing: Ti
         assert stack.watch is not None
         started = time.monotonic()
         await asyncio.sleep(timing.before_s)
+        counters_before = await stack.metrics()
         fault_start = time.monotonic()
         did = await fault.inject(stack)
         fault_end = time.monotonic()
@@ -154,19 +157,26 @@ async def run(fault: Fault, broker: kafka.KafkaBroker, log_dir: Path, timing: Ti
             rate=fault.options.rate,
             totals=counting.totals(ledger.confirmed, stack.records, fault_end),
             not_ready_s=stack.watch.not_ready_s(fault_start),
-            counters=notable(await stack.metrics()),
+            counters=notable(counters_before, await stack.metrics()),
+            exited=stack.exited(),
         )
 
 
-def notable(metrics: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
-    return {
-        f"{process}: {sample}": value
-        for process, samples in metrics.items()
-        for sample, value in samples.items()
-        if value
-        and sample.split("{")[0].endswith("_total")
-        and any(word in sample for word in NOTABLE)
-    }
+Metrics = Mapping[str, Mapping[str, float]]
+
+
+def notable(before: Metrics, after: Metrics) -> dict[str, float]:
+    """Increase of each notable counter (by its name, not its labels) between two scrapes."""
+    moved = {}
+    for process, samples in after.items():
+        for sample, value in samples.items():
+            name = sample.split("{")[0]
+            if not name.endswith("_total") or not any(word in name for word in NOTABLE):
+                continue
+            increase = value - before.get(process, {}).get(sample, 0.0)
+            if increase:
+                moved[f"{process}: {sample}"] = increase
+    return moved
 
 
 def summary(outcome: Outcome) -> str:

@@ -337,6 +337,12 @@ class FaultStack:
                 out[name] = await scrape(port)
         return out
 
+    def exited(self) -> list[str]:
+        """Names of the processes that are not running (killed, or replaced)."""
+        named = [(f"gateway {i}", g.proc) for i, g in enumerate(self.gateways)]
+        named += [(f"consumer #{i + 1}", c.process) for i, c in enumerate(self.consumers)]
+        return [name for name, proc in named if proc is None or proc.poll() is not None]
+
     def logs(self, lines: int = 20) -> str:
         """The tail of each process's log, for a failure message."""
         parts = [f"--- consumer\n{self.consumer.log_tail(lines)}"]
