@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import logging
 import subprocess
 import sys
 import tempfile
@@ -78,8 +79,8 @@ def did(outcome: Mapping[str, Any], bound: float) -> str:
         parts.append(f"not running at the end: {', '.join(sorted(exited))};")
     down = [f"{name} {s:g} s" for name, s in outcome["not_ready_s"].items()
             if s and name not in exited]  # fmt: skip
-    if down:
-        parts.append(f"/ready 503: {', '.join(down)};")
+    others = " of the others" if exited else ""
+    parts.append(f"/ready 503: {', '.join(down)};" if down else f"/ready{others} stayed 200;")
     if outcome["failed_sends"]:
         parts.append(f"{outcome['failed_sends']} producer sends failed (not counted);")
     moved = [f"{_short(name)} +{value:g}" for name, value in sorted(outcome["counters"].items())]
@@ -146,19 +147,30 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="the suite's timing (~10 s)")
     parser.add_argument("--no-write", action="store_true", help="print, write no file")
     parser.add_argument("--logs", type=Path, help="keep the processes' logs in this folder")
+    parser.add_argument("--render-only", action="store_true",
+                        help=f"run nothing: render the table again from {DATA.name}")  # fmt: skip
     args = parser.parse_args(argv)
+    if args.render_only:
+        write({})
+        return
     faults = [scenarios.BY_ID[i] for i in args.fault] if args.fault else list(scenarios.FAULTS)
     timing = scenarios.SUITE if args.quick else scenarios.REPORT
     code = commit()
     with tempfile.TemporaryDirectory(prefix="fleetcast-faults-") as tmp:
         log_dir = args.logs or Path(tmp)
         log_dir.mkdir(parents=True, exist_ok=True)
+        # The producer's reconnect warnings while a broker restarts go with the other logs.
+        logging.basicConfig(filename=log_dir / "report.log", level=logging.INFO)
         with kafka.KafkaBroker.create() as broker:
             outcomes = asyncio.run(measure(broker, faults, timing, log_dir))
-    if args.no_write:
-        return
+    if not args.no_write:
+        write({o.fault: row_data(o, timing, code) for o in outcomes})
+
+
+def write(new_rows: Mapping[str, Mapping[str, Any]]) -> None:
+    """Merge ``new_rows`` into the recorded outcomes and render the doc's table from them."""
     rows = orjson.loads(DATA.read_bytes()) if DATA.exists() else {}
-    rows.update({o.fault: row_data(o, timing, code) for o in outcomes})
+    rows.update(new_rows)
     DATA.write_bytes(orjson.dumps(rows, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n")
     DOC.write_text(rewrite(DOC.read_text(), table(rows)))
     print(f"wrote {DOC.relative_to(ROOT)} and {DATA.relative_to(ROOT)}", file=sys.stderr)

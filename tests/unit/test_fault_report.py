@@ -50,6 +50,7 @@ def test_every_fault_has_a_row_in_the_suites_order_measured_or_not() -> None:
     assert all(f"--fault {f.id}`" in line for f, line in zip(scenarios.FAULTS, body, strict=True))
     assert "never (> 60 s)" in body[0]
     assert "stalled" in body[0]
+    assert "/ready stayed 200" not in body[0]  # gateway 0 and the consumer were not ready
     assert "not measured yet" in body[1]
 
 
