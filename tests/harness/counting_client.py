@@ -169,7 +169,9 @@ class CountingClient:
             async with asyncio.timeout(STEP_TIMEOUT_S):
                 info = await session
                 await self._join(sio, info)
-        except (socketio.exceptions.SocketIOError, TimeoutError, OSError):
+        except Exception as exc:  # any failure is one failed attempt; the next may succeed
+            if not isinstance(exc, socketio.exceptions.SocketIOError | TimeoutError | OSError):
+                self.record.refusals.append(f"attempt failed: {exc!r}")
             self._sio = None
             with contextlib.suppress(Exception):
                 await sio.disconnect()
@@ -227,6 +229,7 @@ class CountingClient:
             request["since"] = f"{ms}-{seq}"
         for _ in range(SUBSCRIBE_TRIES):
             ack = await sio.call("subscribe", request, timeout=STEP_TIMEOUT_S)
+            ack = ack if isinstance(ack, dict) else {"error": f"not an ack: {ack!r}"}
             if ack.get("ok"):
                 if ack.get("recovered") is False:
                     self._gap(room, self._clock())

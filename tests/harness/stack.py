@@ -142,7 +142,8 @@ class FaultStack:
     clients: list[CountingClient] = field(default_factory=list)
     producer: Producer | None = None
     watch: ReadyWatch | None = None
-    _paused: bool = False
+    #: Undoes what :meth:`start` did, last started first, whatever fails on the way.
+    _cleanup: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
 
     @property
     def topics(self) -> KafkaTopics:
@@ -168,28 +169,42 @@ class FaultStack:
         await self.close()
 
     async def start(self) -> None:
+        cleanup = self._cleanup
+        cleanup.push_async_callback(asyncio.to_thread, self.redis.cleanup)
         await asyncio.to_thread(self.redis.start)
         topics = self.topics
         wanted = [*topics.events] + ([] if self.options.dlq_missing else [topics.dlq])
         await kafka.create_topics(self.broker.bootstrap, wanted, partitions=3)
+        cleanup.callback(self._stop_processes)
         self.consumers.append(ConsumerProcess(self._consumer_env(), self._log("consumer")))
         self.gateways = [GatewayProcess(self._gateway_env(i), self.log_dir) for i in range(2)]
         for gateway in self.gateways:
             gateway.start()
         await asyncio.gather(self.consumer.start(), *(g.wait_ready() for g in self.gateways))
         self.watch = ReadyWatch(self._ready_urls)
+        cleanup.push_async_callback(self.watch.stop)
         self.watch.start()
         urls = [gateway.url for gateway in self.gateways]
         specs = client_specs(self.model, self.options.clients)
         self.clients = [CountingClient(spec, urls) for spec in specs]
+        for client in self.clients:
+            cleanup.push_async_callback(client.close)
         await asyncio.gather(*(client.start() for client in self.clients))
         mix = Mix(self.model, run=self.name, seed=self.options.seed)
         self.producer = Producer(
             self.broker.bootstrap, topics.for_type, mix,
             rate=self.options.rate, max_s=self.options.max_traffic_s,
         )  # fmt: skip
+        cleanup.push_async_callback(self.producer.stop, 10.0)
         await self.producer.start()
         await self.prime()
+
+    def _stop_processes(self) -> None:
+        """Kill every consumer (replacements too) and gateway still running."""
+        for consumer in self.consumers:
+            consumer.kill()
+        for gateway in self.gateways:
+            gateway.stop()
 
     def _log(self, what: str) -> Path:
         return self.log_dir / f"{self.name}-{what}.log"
@@ -255,13 +270,11 @@ class FaultStack:
         """SIGSTOP the broker's JVM, SIGCONT it ``paused_s`` later (a long GC, a frozen VM)."""
         assert self.broker.process is not None
         pid = self.broker.process.pid
-        self._paused = True
         try:
             os.kill(pid, signal.SIGSTOP)
             await asyncio.sleep(paused_s)
-        finally:
+        finally:  # also when the test is cancelled: the broker is the session's
             os.kill(pid, signal.SIGCONT)
-            self._paused = False
         return f"broker paused {paused_s:g} s"
 
     async def restart_kafka(self) -> str:
@@ -306,12 +319,11 @@ class FaultStack:
     async def until_every_client_has_fresh(self, since: float, within_s: float) -> None:
         """While traffic flows: until each client got an event handed to Kafka after ``since``."""
         assert self.producer is not None
-        deadline = time.monotonic() + within_s
-        while time.monotonic() < deadline:
+        deadline, waiting = time.monotonic() + within_s, list(self.records)
+        while waiting and time.monotonic() < deadline:
             confirmed = self.producer.ledger.confirmed
-            if all(counting.first_fresh(confirmed, r, since) is not None for r in self.records):
-                return
-            await asyncio.sleep(0.1)
+            waiting = [r for r in waiting if counting.first_fresh(confirmed, r, since) is None]
+            await asyncio.sleep(0.2)
 
     async def settle(self, quiet_s: float, within_s: float) -> None:
         """After the traffic: until nothing is outstanding, or nothing arrived for ``quiet_s``."""
@@ -325,7 +337,7 @@ class FaultStack:
                 last_count, last_change = count, time.monotonic()
             elif time.monotonic() - last_change > quiet_s:
                 return
-            await asyncio.sleep(0.25)
+            await asyncio.sleep(0.5)
 
     async def metrics(self) -> dict[str, dict[str, float]]:
         """/metrics of every process still answering, by name."""
@@ -333,8 +345,9 @@ class FaultStack:
         ports["consumer"] = self.consumer.port
         out = {}
         for name, port in ports.items():
-            with contextlib.suppress(aiohttp.ClientError, OSError):
-                out[name] = await scrape(port)
+            with contextlib.suppress(aiohttp.ClientError, OSError, TimeoutError):
+                async with asyncio.timeout(5):
+                    out[name] = await scrape(port)
         return out
 
     def exited(self) -> list[str]:
@@ -352,16 +365,4 @@ class FaultStack:
         return "\n".join(parts)
 
     async def close(self) -> None:
-        if self._paused and self.broker.process is not None:
-            os.kill(self.broker.process.pid, signal.SIGCONT)
-        for client in self.clients:
-            await client.close()
-        if self.producer is not None:
-            await self.producer.stop(flush_within_s=10)
-        if self.watch is not None:
-            await self.watch.stop()
-        for consumer in self.consumers:
-            consumer.kill()
-        for gateway in self.gateways:
-            gateway.stop()
-        await asyncio.to_thread(self.redis.cleanup)
+        await self._cleanup.aclose()
