@@ -68,7 +68,9 @@ def did(outcome: Mapping[str, Any], bound: float) -> str:
     t = outcome["totals"]
     parts = [outcome["did"] + ";"]
     if t["reconnects"]:
-        parts.append(f"{t['reconnects']} reconnections to the other gateway;")
+        refused = t.get("connect_refusals", 0)
+        also = f" ({refused} handshakes refused first)" if refused else ""
+        parts.append(f"{t['reconnects']} reconnections to the other gateway{also};")
     else:
         parts.append("clients stayed connected;")
     parts.append(f"{t['resyncs']} resync, {t['announcements']} room gaps announced;")

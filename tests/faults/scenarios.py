@@ -189,6 +189,7 @@ def summary(outcome: Outcome) -> str:
         f"announced {t.announced}, lost {t.lost} ({t.clients_with_loss} clients), "
         f"duplicates {t.duplicates} ({t.cross_room} cross-room), misrouted {t.misrouted}, "
         f"recovery {recovery}, "
-        f"reconnects {t.reconnects}, resyncs {t.resyncs}, not ready {outcome.not_ready_s}, "
+        f"reconnects {t.reconnects} ({t.connect_refusals} handshakes refused), "
+        f"resyncs {t.resyncs}, not ready {outcome.not_ready_s}, errors {t.errors}, "
         f"counters {outcome.counters}"
     )

@@ -54,8 +54,12 @@ class Record:
     #: (time, reason) of each connection that ended.
     disconnects: list[tuple[float, str]] = field(default_factory=list)
     resyncs: int = 0
-    #: Connections, rooms or subscriptions the gateway refused, with the reason.
+    #: Rooms the gateway refused (in ``session`` or a subscribe ack), with the reason.
     refusals: list[str] = field(default_factory=list)
+    #: Handshakes refused (``connect_error``: a draining gateway, admission control).
+    connect_refusals: list[str] = field(default_factory=list)
+    #: Anything else a connection attempt ran into (none is expected).
+    errors: list[str] = field(default_factory=list)
 
     @property
     def announcements(self) -> int:
@@ -164,6 +168,8 @@ class Totals:
     resyncs: int
     announcements: int
     refusals: int
+    connect_refusals: int
+    errors: int
     #: Some lost event ids (for the failure message), at most ten.
     lost_sample: tuple[str, ...]
 
@@ -191,5 +197,7 @@ def totals(produced: Mapping[str, Produced], records: list[Record], fault_end: f
         resyncs=sum(r.resyncs for r in records),
         announcements=sum(r.announcements for r in records),
         refusals=sum(len(r.refusals) for r in records),
+        connect_refusals=sum(len(r.connect_refusals) for r in records),
+        errors=sum(len(r.errors) for r in records),
         lost_sample=tuple(sorted(lost_ids)[:10]),
     )

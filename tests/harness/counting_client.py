@@ -171,7 +171,7 @@ class CountingClient:
                 await self._join(sio, info)
         except Exception as exc:  # any failure is one failed attempt; the next may succeed
             if not isinstance(exc, socketio.exceptions.SocketIOError | TimeoutError | OSError):
-                self.record.refusals.append(f"attempt failed: {exc!r}")
+                self.record.errors.append(f"attempt failed: {exc!r}")
             self._sio = None
             with contextlib.suppress(Exception):
                 await sio.disconnect()
@@ -191,7 +191,7 @@ class CountingClient:
                 self._lost.set()
 
         async def on_connect_error(data: Any = None) -> None:
-            self.record.refusals.append(f"connect_error {data}")
+            self.record.connect_refusals.append(str(data))
 
         sio.on("*", on_any)
         sio.on("disconnect", on_disconnect)
