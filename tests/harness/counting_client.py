@@ -39,6 +39,8 @@ STEP_TIMEOUT_S: Final = 5.0
 #: Backoff between reconnect attempts: first, cap (seconds; jittered).
 BACKOFF_S: Final = (0.05, 1.0)
 SUBSCRIBE_TRIES: Final = 5
+#: A run lasts a few minutes at most; a short lifetime stays within any maximum.
+TOKEN_TTL_S: Final = 600.0
 
 Offset = tuple[int, int]
 
@@ -81,7 +83,7 @@ class ClientSpec:
             lists["channels"] = list(self.channels)
         if self.assets:
             lists["assets"] = list(self.assets)
-        return make_token(self.user, self.org, self.roles, ttl=3600, **lists)
+        return make_token(self.user, self.org, self.roles, ttl=TOKEN_TTL_S, **lists)
 
 
 class CountingClient:

@@ -26,6 +26,10 @@ import jwt
 from fleetcast.devtools.redis import free_port
 
 SECRET = "fleetcast-test-secret-of-at-least-32-bytes"  # noqa: S105 (tests only)
+#: Default token lifetime (seconds). Parametrized tests mint their tokens when
+#: the session is collected, so a token must outlive the whole run of
+#: ``make test`` (17 min on the 2-core machine), not just its own test.
+TOKEN_TTL_S = 3600.0
 
 
 def make_token(
@@ -33,7 +37,7 @@ def make_token(
     org: str = "o1",
     roles: tuple[str, ...] | list[str] | str = ("dispatcher",),
     *,
-    ttl: float = 300.0,
+    ttl: float = TOKEN_TTL_S,
     secret: str = SECRET,
     algorithm: str = "HS256",
     **claims: Any,
