@@ -1,9 +1,11 @@
 """Helpers and fixtures to run a real gateway and real Socket.IO clients against it.
 
-- :func:`make_token` mints a JWT with the test secret :data:`SECRET`.
+- :func:`make_token` mints a JWT with the test secret :data:`SECRET`, and
+  :class:`GatewayProcess` runs ``python -m fleetcast.gateway`` as a subprocess
+  (signals, exit codes); both live in :mod:`tests.harness.gateway_process`,
+  which imports nothing of the gateway, and are re-exported here.
 - :func:`start_gateway` runs a gateway app in this event loop on a free port
-  (fast; the ``gateway`` fixture uses it); :class:`GatewayProcess` runs
-  ``python -m fleetcast.gateway`` as a subprocess (signals, exit codes).
+  (fast; the ``gateway`` fixture uses it).
 - :class:`Client` wraps python-socketio's AsyncClient and records every event.
 - :func:`scrape` reads one gateway's /metrics into a dict.
 
@@ -13,17 +15,12 @@ Everything binds 127.0.0.1; every wait is bounded.
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import aiohttp
-import jwt
 import pytest
 import socketio
 from aiohttp import web
@@ -32,26 +29,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from fleetcast.devtools.redis import free_port
 from fleetcast.gateway.app import GATEWAY, Gateway, create_app
 from fleetcast.gateway.settings import Settings
+from tests.harness.gateway_process import SECRET as SECRET
+from tests.harness.gateway_process import GatewayProcess as GatewayProcess
+from tests.harness.gateway_process import make_token as make_token
 
-SECRET = "fleetcast-test-secret-of-at-least-32-bytes"  # noqa: S105 (tests only)
 WAIT_S = 5.0
-
-
-def make_token(
-    sub: str = "u1",
-    org: str = "o1",
-    roles: tuple[str, ...] | list[str] | str = ("dispatcher",),
-    *,
-    ttl: float = 300.0,
-    secret: str = SECRET,
-    algorithm: str = "HS256",
-    **claims: Any,
-) -> str:
-    payload: dict[str, Any] = {"sub": sub, "org_id": org}
-    payload["roles"] = roles if isinstance(roles, str) else list(roles)  # a str tests bad input
-    payload["exp"] = int(time.time() + ttl) if ttl >= 2 else time.time() + ttl
-    payload.update(claims)
-    return jwt.encode(payload, secret, algorithm=algorithm)
 
 
 def gateway_settings(redis_url: str, **overrides: Any) -> Settings:
@@ -201,57 +183,6 @@ def metric(
 async def get_json(url: str) -> tuple[int, Any]:
     async with aiohttp.ClientSession() as http, http.get(url) as response:
         return response.status, await response.json()
-
-
-class GatewayProcess:
-    """``python -m fleetcast.gateway`` with FLEETCAST_* variables; logs to a file."""
-
-    def __init__(self, env: Mapping[str, str], log_dir: Path) -> None:
-        self.port = int(env.get("FLEETCAST_PORT") or free_port())
-        self.env = {**os.environ, "FLEETCAST_PORT": str(self.port), **env}
-        self.log_path = log_dir / f"gateway-{self.port}.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> GatewayProcess:
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "fleetcast.gateway"],
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
-        return self
-
-    async def wait_ready(self, within: float = 60.0) -> None:
-        deadline = time.monotonic() + within
-        async with aiohttp.ClientSession() as http:
-            while time.monotonic() < deadline:
-                assert self.proc is not None
-                if self.proc.poll() is not None:
-                    raise AssertionError(f"gateway exited: {self.log()}")
-                try:
-                    async with http.get(f"{self.url}/ready") as response:
-                        if response.status == 200:
-                            return
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.05)
-        raise AssertionError(f"gateway not ready in {within}s: {self.log()}")
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-3000:] if self.log_path.exists() else ""
-
-    def stop(self) -> int | None:
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.kill()
-        return self.proc.wait(10)
 
 
 @pytest.fixture
