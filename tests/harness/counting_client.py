@@ -267,7 +267,7 @@ class CountingClient:
         for room, text in positions.items():
             offset = parse_offset(text)
             if (
-                isinstance(room, str)
+                room in self.spec.rooms  # `offsets` names every history room of the event
                 and offset is not None
                 and offset > self.offsets.get(room, (0, 0))
             ):
