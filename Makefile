@@ -51,7 +51,7 @@ lint: install ## ruff, mypy --strict, import contracts, chart and manifest drift
 bench: deps ## Run the benchmarks and print the figures (writes bench/results/)
 	@$(PY) -m bench
 
-images: ## Build the container image(s) (needs a Docker engine)
+images: install ## Build the images (fleetcast, e2e Redis/Kafka, pause) from Debian packages; starts Docker if needed
 	@scripts/images.sh
 
 manifests: ## Regenerate manifests/ and the chart's values.schema.json from the chart
