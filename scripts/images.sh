@@ -48,8 +48,14 @@ fi
 build() { # build TAG CONTEXT [docker build args...]
   local tag="$1" context="$2"
   shift 2
+  local out
   log "building $tag"
-  docker build --quiet --tag "$tag" "$@" "$context" >/dev/null
+  # Quiet on success (the client's deprecation notice for the classic builder is
+  # noise); everything the build printed on failure.
+  if ! out="$(docker build --quiet --tag "$tag" "$@" "$context" 2>&1 >/dev/null)"; then
+    echo "$out" >&2
+    return 1
+  fi
 }
 
 # --- the base: Debian's python3 on a debootstrap-made Debian, unless named
