@@ -16,24 +16,24 @@ tarball="$cache/debian-$suite-minbase.tar"
 
 if [[ -f "$tarball" ]]; then echo "$tarball"; exit 0; fi
 command -v debootstrap >/dev/null || "$(dirname "$0")/system-deps.sh" debootstrap
-[[ $(id -u) -eq 0 ]] || { echo "base-image: debootstrap needs root" >&2; exit 1; }
+sudo=""
+[[ $(id -u) -eq 0 ]] || sudo="sudo"  # debootstrap makes device nodes and chroots
 
 mkdir -p "$cache"
 exec 9>"$cache/.base.lock"
 flock 9
 if [[ -f "$tarball" ]]; then echo "$tarball"; exit 0; fi
 root="$(mktemp -d "$cache/rootfs.XXXXXX")"
-trap 'rm -rf "$root" "$tarball.partial"' EXIT
+trap '$sudo rm -rf "$root" "$tarball.partial"' EXIT
 echo "base-image: debootstrap --variant=minbase $suite (about 30 s)" >&2
-debootstrap --variant=minbase "$suite" "$root" "$mirror" >"$cache/debootstrap.log" 2>&1 || {
+$sudo debootstrap --variant=minbase "$suite" "$root" "$mirror" >"$cache/debootstrap.log" 2>&1 || {
   tail -n 20 "$cache/debootstrap.log" >&2; exit 1; }
-cat >"$root/etc/apt/sources.list" <<SOURCES
-deb $mirror $suite main
-deb $mirror $suite-updates main
-deb ${mirror%/debian}/debian-security $suite-security main
-SOURCES
+printf 'deb %s %s main\ndeb %s %s-updates main\ndeb %s %s-security main\n' \
+  "$mirror" "$suite" "$mirror" "$suite" "${mirror%/debian}/debian-security" "$suite" |
+  $sudo tee "$root/etc/apt/sources.list" >/dev/null
 # No package cache, lists or logs in the image: the Dockerfiles update and clean.
-rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/* "$root"/var/log/*.log
-tar --numeric-owner -C "$root" -cf "$tarball.partial" .
+$sudo sh -c "rm -rf '$root'/var/cache/apt/archives/*.deb '$root'/var/lib/apt/lists/* '$root'/var/log/*.log"
+$sudo tar --numeric-owner -C "$root" -cf "$tarball.partial" .
+$sudo chown "$(id -u):$(id -g)" "$tarball.partial"
 mv "$tarball.partial" "$tarball"
 echo "$tarball"

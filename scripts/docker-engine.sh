@@ -20,6 +20,11 @@ answers() { docker info >/dev/null 2>&1; }
 case "${1:-}" in
   up)
     if answers; then echo running; exit 0; fi
+    if [[ -n "${DOCKER_HOST:-}" ]]; then
+      # An engine chosen by the caller: never start a local one in its place.
+      echo "docker-engine: the engine at DOCKER_HOST=$DOCKER_HOST does not answer ('docker info' failed)" >&2
+      exit 1
+    fi
     command -v dockerd >/dev/null || "$(dirname "$0")/system-deps.sh" docker
     command -v dockerd >/dev/null || { echo "docker-engine: no dockerd after installing docker.io" >&2; exit 1; }
     [[ $(id -u) -eq 0 ]] || { echo "docker-engine: no engine answers, and starting dockerd needs root" >&2; exit 1; }

@@ -8,7 +8,7 @@
 #   PYTHON_IMAGE=python:3.11.14-slim-bookworm ...       another base (default: Debian's
 #                                            python3 on the debootstrap-made base)
 #   ONLY=fleetcast scripts/images.sh         fleetcast alone (skaffold's custom build)
-#   PUSH=1 ...                               also push fleetcast
+#   PUSH=1 ...                               also push fleetcast (skaffold: PUSH_IMAGE=true)
 #
 # No image is pulled from a registry: the base is made from Debian's packages
 # (scripts/base-image.sh), Python wheels are downloaded on this host from the
@@ -29,7 +29,6 @@ pip="$cache/uv-$uv_version/bin/pip"
 log() { echo "images: $*" >&2; }
 started=$SECONDS
 
-[[ -x "$uv" && -x "$pip" ]] || scripts/bootstrap.sh
 command -v docker >/dev/null || scripts/system-deps.sh docker
 
 # One build at a time on this machine: the engine `down` may stop is ours alone.
@@ -40,10 +39,12 @@ scratch="$(mktemp -d)"
 stop_engine=0
 cleanup() { rm -rf "$scratch"; if ((stop_engine)); then scripts/docker-engine.sh down; fi; }
 trap cleanup EXIT
-if [[ "$(scripts/docker-engine.sh up)" == started ]]; then
+engine="$(scripts/docker-engine.sh up)" || { log "no Docker engine to build with"; exit 1; }
+if [[ "$engine" == started ]]; then
   log "started a Docker engine; it is stopped again when this build ends"
   stop_engine=1
 fi
+[[ -x "$uv" && -x "$pip" ]] || scripts/bootstrap.sh
 
 build() { # build TAG CONTEXT [docker build args...]
   local tag="$1" context="$2"
@@ -96,7 +97,7 @@ build "$image" . \
   --build-arg "VERSION=$version" \
   --build-arg "REVISION=$revision" \
   --build-arg "CREATED=$(git log -1 --format=%cI 2>/dev/null || echo 1970-01-01T00:00:00Z)"
-[[ "${PUSH:-0}" == 1 ]] && docker push "$image"
+if [[ "${PUSH:-0}" == 1 || "${PUSH_IMAGE:-false}" == true ]]; then docker push "$image"; fi
 
 saved=("$image")
 if [[ "$only" == all ]]; then

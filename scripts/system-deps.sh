@@ -13,7 +13,7 @@ declare -A groups=(
   [redis]="redis-server"
   [browser]="chromium"
   [docker]="docker.io"
-  [debootstrap]="debootstrap"
+  [debootstrap]="debootstrap debian-archive-keyring"
   [node]="containerd runc containernetworking-plugins iptables conntrack iproute2"
 )
 chosen=("$@")
