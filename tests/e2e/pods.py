@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import time
 import uuid
@@ -106,7 +107,9 @@ def helm_install(cluster: cluster_access.ClusterAccess, release: str, *values: s
     )  # fmt: skip
 
 
-def wait_fleet_ready(cluster: cluster_access.ClusterAccess, fleet: str, generation: int = 1) -> None:
+def wait_fleet_ready(
+    cluster: cluster_access.ClusterAccess, fleet: str, generation: int = 1
+) -> None:
     last: list[objects.Obj | None] = [None]
 
     def ready() -> bool | None:
@@ -222,6 +225,11 @@ class Recorder:
     def kinds(self, kind: str) -> list[tuple[str, dict[str, object]]]:
         return [(text, fields) for k, text, fields in self.statuses if k == kind]
 
+    def acks(self) -> list[dict[str, Any]]:
+        """The granted subscribe acks, in order (the first, then one per resume)."""
+        acks = (fields.get("ack") for _text, fields in self.kinds("subscribed"))
+        return [ack for ack in acks if isinstance(ack, dict)]
+
 
 @dataclass
 class Client:
@@ -248,7 +256,10 @@ async def clients(
     for token in tokens_:
         recorder = Recorder()
         options = session.Options(
-            url=stack.gateway_url, token=lambda t=token: t, rooms=rooms, transports=("websocket",)
+            url=stack.gateway_url,
+            token=functools.partial(str, token),
+            rooms=rooms,
+            transports=("websocket",),
         )
         listener = session.Listener(options, recorder, summary.Summary(started_at=time.time()))
         started.append(Client(listener, recorder, asyncio.create_task(listener.run())))
@@ -261,11 +272,12 @@ async def clients(
         await asyncio.gather(*(c.task for c in started), return_exceptions=True)
 
 
-async def wait_until(what: str, done: Callable[[], bool], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
+async def wait_until(what: str, done: Callable[[], bool], within: float) -> None:
+    """Poll ``done`` on the event loop (clients keep running) for ``within`` seconds."""
+    deadline = time.monotonic() + within
     while not done():
         if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout:.0f} s")
+            raise AssertionError(f"{what}: not within {within:.0f} s")
         await asyncio.sleep(0.2)
 
 

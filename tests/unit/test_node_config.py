@@ -15,18 +15,22 @@ from fleetcast.devtools.node_config import NodeDirs, NodeNetwork
 @pytest.mark.parametrize("slot", [0, 7, node_config.SLOTS - 1])
 def test_each_slot_has_its_own_names_and_link(slot: int) -> None:
     net = NodeNetwork(slot)
-    assert len(net.host_if) <= 15 and len(net.node_if) <= 15  # IFNAMSIZ
+    assert len(net.host_if) <= 15
+    assert len(net.node_if) <= 15
     assert net.host_ip.rsplit(".", 1)[0] == net.node_ip.rsplit(".", 1)[0]
     assert net.host_ip != net.node_ip
     others = {NodeNetwork(s).host_ip for s in range(node_config.SLOTS) if s != slot}
     assert net.host_ip not in others
-    assert net.netns.startswith(node_config.NETNS_PREFIX) and net.cgroup_root == f"/{net.netns}"
+    assert net.netns.startswith(node_config.NETNS_PREFIX)
+    assert net.cgroup_root == f"/{net.netns}"
 
 
 def test_every_rule_and_route_stays_inside_the_node() -> None:
     """The host gets the veth's host end and its address, nothing else."""
     net = NodeNetwork(3)
-    host_side = [cmd for cmd in node_config.setup_commands(net) if cmd[:3] != ["ip", "netns", "exec"]]
+    host_side = [
+        cmd for cmd in node_config.setup_commands(net) if cmd[:3] != ["ip", "netns", "exec"]
+    ]
     assert all(cmd[0] == "ip" for cmd in host_side)
     assert not any("route" in cmd or "iptables" in cmd or "sysctl" in cmd for cmd in host_side)
     (masquerade,) = [cmd for cmd in node_config.setup_commands(net) if "MASQUERADE" in cmd]
@@ -50,7 +54,8 @@ def test_containerd_keeps_all_state_under_the_node_folder(tmp_path: Path) -> Non
 
 def test_the_pod_network_reaches_nothing_but_the_node(tmp_path: Path) -> None:
     (bridge,) = json.loads(node_config.cni_conflist(NodeDirs(tmp_path)))["plugins"]
-    assert bridge["type"] == "bridge" and bridge["ipMasq"] is False
+    assert bridge["type"] == "bridge"
+    assert bridge["ipMasq"] is False
     assert bridge["ipam"]["ranges"] == [[{"subnet": node_config.POD_SUBNET}]]
     assert bridge["ipam"]["dataDir"].startswith(str(tmp_path))
 
@@ -60,9 +65,12 @@ def test_kubelet_authenticates_callers_and_uses_only_cluster_dns(tmp_path: Path)
     config = node_config.kubelet_config(net, NodeDirs(tmp_path), tmp_path / "pki")
     assert config["authentication"]["anonymous"]["enabled"] is False
     assert config["authorization"]["mode"] == "Webhook"
-    assert config["clusterDNS"] == [net.node_ip] and config["resolvConf"] == ""
-    assert config["cgroupDriver"] == "cgroupfs" and config["cgroupRoot"] == net.cgroup_root
-    assert config["address"] == net.node_ip and config["readOnlyPort"] == 0
+    assert config["clusterDNS"] == [net.node_ip]
+    assert config["resolvConf"] == ""
+    assert config["cgroupDriver"] == "cgroupfs"
+    assert config["cgroupRoot"] == net.cgroup_root
+    assert config["address"] == net.node_ip
+    assert config["readOnlyPort"] == 0
     assert f"--node-ip={net.node_ip}" in node_config.kubelet_args(net, NodeDirs(tmp_path), tmp_path)
 
 
@@ -76,7 +84,8 @@ def test_kube_proxy_leaves_machine_wide_conntrack_settings_alone(tmp_path: Path)
 def test_cluster_dns_never_forwards(tmp_path: Path) -> None:
     corefile = node_config.corefile(NodeNetwork(0), tmp_path)
     plugins = {line.split()[0] for line in corefile.splitlines() if line.strip()}
-    assert "forward" not in plugins and "kubernetes" in plugins
+    assert "forward" not in plugins
+    assert "kubernetes" in plugins
     role, binding = node_config.coredns_rbac()
     assert {tuple(r["verbs"]) for r in role["rules"]} == {("list", "watch")}
     assert binding["subjects"][0]["name"] == node_config.COREDNS_USER
@@ -85,9 +94,11 @@ def test_cluster_dns_never_forwards(tmp_path: Path) -> None:
 def test_the_api_server_binds_the_node_link_only_with_a_node(tmp_path: Path) -> None:
     ports = cluster_flags.Ports(1, 2, 3, 4, 5)
     kwok = cluster_flags.apiserver_args(ports, tmp_path)
-    assert "--bind-address=127.0.0.1" in kwok and "--endpoint-reconciler-type=none" in kwok
+    assert "--bind-address=127.0.0.1" in kwok
+    assert "--endpoint-reconciler-type=none" in kwok
     assert not any(flag.startswith("--kubelet-client") for flag in kwok)
     real = cluster_flags.apiserver_args(ports, tmp_path, address="10.250.0.1")
-    assert "--bind-address=10.250.0.1" in real and "--advertise-address=10.250.0.1" in real
+    assert "--bind-address=10.250.0.1" in real
+    assert "--advertise-address=10.250.0.1" in real
     assert "--endpoint-reconciler-type=none" not in real  # the kubernetes Service's endpoint
     assert f"--kubelet-client-certificate={tmp_path / 'apiserver-kubelet-client.crt'}" in real

@@ -40,7 +40,7 @@ from pathlib import Path
 
 import yaml
 
-from fleetcast.devtools import cluster_access, node, pki, processes
+from fleetcast.devtools import cluster_access, node, node_config, pki, processes
 from fleetcast.devtools import cluster_flags as flags
 
 log = logging.getLogger(__name__)
@@ -108,7 +108,9 @@ class LocalCluster:
 
     def rss_bytes(self) -> dict[str, int]:
         """Resident memory of each component (for docs/testing-cluster.md)."""
-        return {p.name: processes.rss(p.popen.pid) for p in self.processes if p.popen.poll() is None}
+        return {
+            p.name: processes.rss(p.popen.pid) for p in self.processes if p.popen.poll() is None
+        }
 
 
 def _write_credentials(
@@ -129,7 +131,7 @@ def _write_credentials(
     ca.issue(
         pki_dir,
         "apiserver-kubelet-client",
-        common_name=node.config.APISERVER_KUBELET_CLIENT,
+        common_name=node_config.APISERVER_KUBELET_CLIENT,
         groups=("system:masters",),
     )
     for name in ("controller-manager", "scheduler"):
@@ -237,7 +239,9 @@ def _start_processes(cluster: LocalCluster, binaries: Binaries, *, detach: bool)
             api.ensure("/api/v1/nodes", flags.fake_node(name))
         _wait(cluster, "nodes Ready", lambda: _nodes_ready(api))
     else:
-        steps = node.Steps(spawn=lambda name, argv: spawn((name, argv)), wait=partial(_wait, cluster))
+        steps = node.Steps(
+            spawn=lambda name, argv: spawn((name, argv)), wait=partial(_wait, cluster)
+        )
         server = f"https://{address}:{ports.apiserver}"
         node.start(real, binaries.bin_dir, work, ca, server, api, steps)
         cluster.timings.update(steps.timings)

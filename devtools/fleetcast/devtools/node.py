@@ -35,7 +35,7 @@ from typing import Any
 
 import yaml
 
-from fleetcast.devtools import images, pki, processes
+from fleetcast.devtools import images, pki
 from fleetcast.devtools import node_config as config
 from fleetcast.devtools.cluster_access import AdminApi, ClusterError
 
@@ -199,7 +199,9 @@ def _make_cgroup_root(root: str) -> None:
 def _hierarchies() -> list[Path]:
     if (CGROUP_FS / "cgroup.controllers").exists():
         return [CGROUP_FS]  # cgroup v2: one tree
-    return [p for p in CGROUP_FS.iterdir() if p.is_dir() and not p.is_symlink() and p.name != "unified"]
+    return [
+        p for p in CGROUP_FS.iterdir() if p.is_dir() and not p.is_symlink() and p.name != "unified"
+    ]
 
 
 def in_netns(record: NodeRecord, argv: list[str]) -> list[str]:
@@ -242,7 +244,9 @@ def kube_proxy_argv(record: NodeRecord, binaries: Path) -> list[str]:
 
 
 def coredns_argv(record: NodeRecord, binaries: Path) -> list[str]:
-    return in_netns(record, [str(binaries / "coredns"), "-conf", str(record.dirs.base / "Corefile")])
+    return in_netns(
+        record, [str(binaries / "coredns"), "-conf", str(record.dirs.base / "Corefile")]
+    )
 
 
 def seed_rbac(api: AdminApi) -> None:
@@ -262,7 +266,7 @@ def node_ready(api: AdminApi) -> bool:
 def http_ok(url: str) -> Callable[[], bool]:
     def probe() -> bool:
         try:
-            with urllib.request.urlopen(url, timeout=2) as answer:
+            with urllib.request.urlopen(url, timeout=2) as answer:  # noqa: S310 - our http URL
                 return bool(answer.status == 200)
         except OSError:
             return False

@@ -308,8 +308,12 @@ def coredns_rbac() -> list[dict[str, Any]]:
             "resources": ["endpoints", "services", "pods", "namespaces"],
             "verbs": ["list", "watch"],
         },
-        {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["list", "watch"]},
-    ]  # fmt: skip
+        {
+            "apiGroups": ["discovery.k8s.io"],
+            "resources": ["endpointslices"],
+            "verbs": ["list", "watch"],
+        },
+    ]
     role = {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "ClusterRole",
