@@ -272,6 +272,22 @@ async def clients(
         await asyncio.gather(*(c.task for c in started), return_exceptions=True)
 
 
+def lost_report(clients: list[Client], sent: list[str]) -> str:
+    """Per client: how many of ``sent`` never came, where the gap is, what it was told."""
+    lines = []
+    for number, client in enumerate(clients):
+        got = set(client.recorder.ids("transmission_started"))
+        missing = [i for i, event_id in enumerate(sent) if event_id not in got]
+        statuses = [f"{k}: {t}" for k, t, _f in client.recorder.statuses if k != "session"]
+        lines.append(
+            f"client {number}: {len(missing)} of {len(sent)} lost (indexes {missing[:5]}..."
+            f"{missing[-3:]}); other events: "
+            f"{[n for n, _p in client.recorder.events if n != 'transmission_started']}; "
+            f"statuses: {statuses}"
+        )
+    return "\n".join(lines)
+
+
 async def wait_until(what: str, done: Callable[[], bool], within: float) -> None:
     """Poll ``done`` on the event loop (clients keep running) for ``within`` seconds."""
     deadline = time.monotonic() + within

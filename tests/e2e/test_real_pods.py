@@ -218,11 +218,14 @@ async def steady_stream(
 
 async def assert_all_once(clients: list[support.Client], sent: list[str]) -> None:
     """Every client gets every event exactly once, in order (0 lost, 0 duplicates)."""
-    await support.wait_until(
-        f"{len(sent)} events at each of {len(clients)} clients",
-        lambda: all(set(sent) <= set(c.recorder.ids("transmission_started")) for c in clients),
-        DELIVERY_TIMEOUT,
-    )
+    try:
+        await support.wait_until(
+            f"{len(sent)} events at each of {len(clients)} clients",
+            lambda: all(set(sent) <= set(c.recorder.ids("transmission_started")) for c in clients),
+            DELIVERY_TIMEOUT,
+        )
+    except AssertionError as err:
+        raise AssertionError(f"{err}\n{support.lost_report(clients, sent)}") from None
     await asyncio.sleep(1.0)
     for client in clients:
         got = client.recorder.ids("transmission_started")
