@@ -16,10 +16,8 @@ import contextlib
 import functools
 import json
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +30,7 @@ from fleetcast.client import session, summary
 from fleetcast.devtools import cluster_access, images, tokens
 from fleetcast.protocol import events
 from tests.e2e import conftest, objects
+from tests.integration import clients_support
 
 NAMESPACE = conftest.BACKING_NAMESPACE
 RELEASE = "fleetcast"
@@ -185,15 +184,8 @@ async def producer(bootstrap: str) -> AsyncIterator[AIOKafkaProducer]:
         await client.stop()
 
 
-def envelope(event_type: str, org: str, **data: Any) -> dict[str, Any]:
-    stamp = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    return {
-        "event_id": uuid.uuid4().hex,
-        "event_type": event_type,
-        "organization_id": org,
-        "occurred_at": stamp,
-        "data": data,
-    }
+#: An envelope of ``event_type`` for ``org`` (the integration tests' helper).
+envelope = clients_support.envelope
 
 
 async def produce(client: AIOKafkaProducer, doc: dict[str, Any]) -> str:

@@ -49,16 +49,7 @@ class ClusterSettings(BaseSettings):
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[cluster_access.ClusterAccess]:
     """The session's cluster; torn down (processes and files) after the last test."""
-    settings = ClusterSettings()
-    if settings.test_kubeconfig is not None:
-        scratch = tmp_path_factory.mktemp("cluster")
-        yield cluster_access.ClusterAccess(settings.test_kubeconfig, _bin_dir_if_built(), scratch)
-        return
-    local = _start_or_fail(real_node=False)
-    try:
-        yield local.access
-    finally:
-        local.stop()
+    yield from _session_cluster(tmp_path_factory, real_node=False)
 
 
 @pytest.fixture(scope="session")
@@ -68,12 +59,18 @@ def node_cluster(
     """A cluster whose pods run: a control plane with a real node here (as root), or
     FLEETCAST_TEST_KUBECONFIG's cluster (kind). A machine that cannot run the node
     fails these tests with what to install, never skips them."""
+    yield from _session_cluster(tmp_path_factory, real_node=True)
+
+
+def _session_cluster(
+    tmp_path_factory: pytest.TempPathFactory, *, real_node: bool
+) -> Iterator[cluster_access.ClusterAccess]:
     settings = ClusterSettings()
     if settings.test_kubeconfig is not None:
-        scratch = tmp_path_factory.mktemp("node-cluster")
+        scratch = tmp_path_factory.mktemp("cluster")
         yield cluster_access.ClusterAccess(settings.test_kubeconfig, _bin_dir_if_built(), scratch)
         return
-    local = _start_or_fail(real_node=True)
+    local = _start_or_fail(real_node=real_node)
     try:
         yield local.access
     finally:
