@@ -40,7 +40,7 @@ from pathlib import Path
 
 import yaml
 
-from fleetcast.devtools import cluster_access, node, node_config, pki, processes
+from fleetcast.devtools import cluster_access, node, node_config, node_host, pki, processes
 from fleetcast.devtools import cluster_flags as flags
 
 log = logging.getLogger(__name__)
@@ -89,7 +89,7 @@ class LocalCluster:
     processes: list[processes.Process] = field(default_factory=list)
     owns_work: bool = True
     #: The real node's slot and folder, when the cluster has one (instead of kwok).
-    node: node.NodeRecord | None = None
+    node: node_host.NodeRecord | None = None
     #: Seconds from the start of `start` until each readiness step passed.
     timings: dict[str, float] = field(default_factory=dict)
     began: float = field(default_factory=time.monotonic)
@@ -102,7 +102,7 @@ class LocalCluster:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.popen.wait(timeout=1)
         if self.node is not None:
-            node.teardown(self.node)
+            node_host.teardown(self.node)
         if self.owns_work:
             shutil.rmtree(self.work, ignore_errors=True)
 
@@ -185,7 +185,7 @@ def start(
         try:
             if real_node:
                 node.preflight()
-                cluster.node = node.allocate(folder / "node")
+                cluster.node = node_host.allocate(folder / "node")
             _start_processes(cluster, binaries, detach=detach)
         except ClusterError as err:
             cluster.stop()
@@ -301,7 +301,7 @@ def stop_recorded(work: Path) -> None:
     pids = [int(pid) for pid in state["pids"].values()]
     processes.terminate([pid for pid in pids if processes.started_in(pid, work)])
     if "node" in state:
-        node.teardown(node.NodeRecord.from_json(state["node"]))
+        node_host.teardown(node_host.NodeRecord.from_json(state["node"]))
     shutil.rmtree(work, ignore_errors=True)
 
 
