@@ -14,10 +14,10 @@ PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
 .PHONY: help install deps run test test-unit lint bench images manifests cluster-up cluster-down \
-        kind-up kind-down e2e e2e-kind clean
+        kind-up kind-load kind-down e2e e2e-kind clean
 
 help: ## List the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  \033[1m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z0-9-]*:.*## / {printf "  \033[1m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 install: $(VENV)/.installed ## Build .venv with fleetcast and its dev tools (uv, from uv.lock)
 
@@ -25,7 +25,7 @@ $(VENV)/.installed: pyproject.toml uv.lock scripts/bootstrap.sh
 	@scripts/bootstrap.sh
 	@touch $@
 
-deps: install ## Fetch and build test infrastructure: redis-server, Kafka jars, Kubernetes binaries, browser
+deps: install ## Fetch and build test infrastructure: Debian packages, Kafka jars, Kubernetes binaries, browser
 	@scripts/system-deps.sh
 	@tools/kafka/fetch.sh >/dev/null
 	@tools/k8s/build.sh >/dev/null
@@ -39,7 +39,7 @@ run: install ## Start Redis, Kafka, consumer, gateway, a demo fleet and the cons
 	@scripts/web-deps.sh
 	@$(PY) -m fleetcast.devtools.run
 
-test: deps lint ## Run the whole suite: lint, unit, integration (real Redis/Kafka), operator and e2e (real API server)
+test: deps images lint ## Run the whole suite: lint, unit, integration (real Redis/Kafka), operator and e2e (real pods)
 	@$(PY) -m pytest -m "not kind" $(PYTEST_ARGS)
 
 test-unit: install ## Run only the fast tests that need no server
@@ -55,13 +55,13 @@ lint: install ## ruff, mypy --strict, import and layer contracts, drift of gener
 bench: deps ## Run the benchmarks and print the figures (writes bench/results/)
 	@$(PY) -m bench
 
-images: ## Build the container image(s) (needs a Docker engine)
+images: install ## Build the images (fleetcast, e2e Redis/Kafka, pause) from Debian packages; starts Docker if needed
 	@scripts/images.sh
 
 manifests: ## Regenerate manifests/ and the chart's values.schema.json from the chart
 	@scripts/manifests.sh
 
-cluster-up: ## Start a local control plane (etcd, apiserver, controller-manager, scheduler, kwok)
+cluster-up: ## Start a local control plane and a real node (NODES=kwok: two fake nodes instead)
 	@tools/k8s/cluster.sh up
 
 cluster-down: ## Stop the local control plane
@@ -70,13 +70,16 @@ cluster-down: ## Stop the local control plane
 kind-up: ## Create a kind cluster (needs Docker)
 	@kind create cluster --name fleetcast --config tests/e2e/kind.yaml
 
+kind-load: ## Load the images `make images` built into the kind cluster
+	@source tools/images/images.env && kind load docker-image --name fleetcast "$${IMAGE:-$$FLEETCAST_IMAGE}" "$$E2E_REDIS_IMAGE" "$$E2E_KAFKA_IMAGE"
+
 kind-down: ## Delete the kind cluster
 	@kind delete cluster --name fleetcast
 
-e2e: deps ## Run the e2e suite against the local control plane (or KUBECONFIG's cluster)
+e2e: deps images ## Run the e2e suite: kwok control plane and a real node here (or FLEETCAST_TEST_KUBECONFIG's cluster)
 	@$(PY) -m pytest tests/e2e -m "e2e and not kind" $(PYTEST_ARGS)
 
-e2e-kind: install ## Run the e2e suite with real pods on kind (needs Docker)
+e2e-kind: install ## Run the e2e suite on kind (needs Docker; make images kind-up kind-load first)
 	@mkdir -p .run && kind get kubeconfig --name fleetcast > .run/kind-fleetcast.kubeconfig && FLEETCAST_TEST_KUBECONFIG=$(CURDIR)/.run/kind-fleetcast.kubeconfig FLEETCAST_E2E_IMAGE=$${FLEETCAST_E2E_IMAGE:-fleetcast:dev} $(PY) -m pytest tests/e2e -m "e2e" $(PYTEST_ARGS)
 
 clean: ## Remove the venv and local build output (keeps $(FLEETCAST_CACHE))

@@ -1,11 +1,30 @@
 #!/usr/bin/env bash
-# Install the Debian packages fleetcast's tests and `make run` need, once.
-#   system-deps.sh            everything `make test` needs
-#   system-deps.sh redis      only what `make run` needs
+# Install the Debian packages fleetcast's tests, images and `make run` need, once.
+#   system-deps.sh              everything `make test` needs
+#   system-deps.sh GROUP...     only those groups:
+#     redis        redis-server (`make run`, integration tests)
+#     browser      chromium (the console's browser test)
+#     docker       Debian's Docker engine (`make images`; scripts/docker-engine.sh starts it)
+#     debootstrap  the base image's root filesystem (scripts/base-image.sh)
+#     node         the real test node: containerd (CRI), runc, CNI plugins, iptables
 set -euo pipefail
 
-want=(redis-server)
-[[ "${1:-all}" == all ]] && want+=(chromium)
+declare -A groups=(
+  [redis]="redis-server"
+  [browser]="chromium"
+  [docker]="docker.io"
+  [debootstrap]="debootstrap debian-archive-keyring"
+  [node]="containerd runc containernetworking-plugins iptables conntrack iproute2"
+)
+chosen=("$@")
+[[ ${#chosen[@]} -eq 0 ]] && chosen=(redis browser docker debootstrap node)
+
+want=()
+for group in "${chosen[@]}"; do
+  [[ -n "${groups[$group]:-}" ]] || { echo "system-deps: unknown group $group" >&2; exit 2; }
+  read -r -a pkgs <<<"${groups[$group]}"
+  want+=("${pkgs[@]}")
+done
 
 missing=()
 for pkg in "${want[@]}"; do

@@ -3,6 +3,8 @@
 The cluster is the harness's `cluster` fixture: the local control plane
 (etcd, kube-apiserver, controller-manager, scheduler, kwok nodes), or any
 cluster named by FLEETCAST_TEST_KUBECONFIG (kind, with `make e2e-kind`).
+tests/e2e/test_real_pods.py uses `node_cluster` instead: a control plane with a
+real node here, the same FLEETCAST_TEST_KUBECONFIG cluster on kind.
 
 Where the operator runs depends on whether the cluster runs real containers:
 

@@ -1,8 +1,10 @@
-"""Pytest fixtures for a real Kubernetes API: `cluster` (session) and `namespace`.
+"""Pytest fixtures for a real Kubernetes API: `cluster`, `node_cluster` (session), `namespace`.
 
 `cluster` starts etcd, kube-apiserver, kube-controller-manager, kube-scheduler
 and kwok (two fake nodes) once per session from the binaries tools/k8s/build.sh
-built, and yields a `ClusterAccess`:
+built; `node_cluster` starts another control plane with a real node instead
+(containerd, kubelet, kube-proxy, CoreDNS: `fleetcast.devtools.node`), whose
+pods run, from the images `make images` built. Each yields a `ClusterAccess`:
 
     cluster.kubeconfig                  admin kubeconfig (Path)
     cluster.bin_dir                     folder with kubectl and helm of the pinned versions
@@ -10,7 +12,7 @@ built, and yields a `ClusterAccess`:
     cluster.helm(*args, kubeconfig=None, check=True)
     cluster.sa_kubeconfig(namespace, name)   kubeconfig of a ServiceAccount (bound token)
 
-With FLEETCAST_TEST_KUBECONFIG set, that cluster is used instead and nothing is
+With FLEETCAST_TEST_KUBECONFIG set, that cluster is used for both and nothing is
 started (the e2e suite on kind). Missing binaries fail the tests: `make test`
 builds them first, so their absence is a broken install, never a reason to skip.
 """
@@ -47,25 +49,42 @@ class ClusterSettings(BaseSettings):
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[cluster_access.ClusterAccess]:
     """The session's cluster; torn down (processes and files) after the last test."""
+    yield from _session_cluster(tmp_path_factory, real_node=False)
+
+
+@pytest.fixture(scope="session")
+def node_cluster(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[cluster_access.ClusterAccess]:
+    """A cluster whose pods run: a control plane with a real node here (as root), or
+    FLEETCAST_TEST_KUBECONFIG's cluster (kind). A machine that cannot run the node
+    fails these tests with what to install, never skips them."""
+    yield from _session_cluster(tmp_path_factory, real_node=True)
+
+
+def _session_cluster(
+    tmp_path_factory: pytest.TempPathFactory, *, real_node: bool
+) -> Iterator[cluster_access.ClusterAccess]:
     settings = ClusterSettings()
     if settings.test_kubeconfig is not None:
         scratch = tmp_path_factory.mktemp("cluster")
         yield cluster_access.ClusterAccess(settings.test_kubeconfig, _bin_dir_if_built(), scratch)
         return
-    local = _start_or_fail()
+    local = _start_or_fail(real_node=real_node)
     try:
         yield local.access
     finally:
         local.stop()
 
 
-def _start_or_fail() -> control_plane.LocalCluster:
+def _start_or_fail(*, real_node: bool) -> control_plane.LocalCluster:
     problem = ""
     try:
-        return control_plane.start(control_plane.Binaries.locate())
+        return control_plane.start(control_plane.Binaries.locate(), real_node=real_node)
     except control_plane.ClusterError as err:
         problem = str(err)  # failed outside the except block: no chained traceback
-    pytest.fail(f"cannot start the test control plane: {problem}", pytrace=False)
+    what = "a control plane with a real node" if real_node else "the test control plane"
+    pytest.fail(f"cannot start {what}: {problem}", pytrace=False)
 
 
 def _bin_dir_if_built() -> Path | None:

@@ -92,9 +92,22 @@ def test_pods_are_hardened_and_probed(component: str) -> None:
 
 def test_gateway_grace_period_covers_the_drain_and_pods_spread_over_nodes() -> None:
     pod = deployment(render(gateway={"drainSeconds": 45}), "gateway")["spec"]["template"]["spec"]
-    assert pod["terminationGracePeriodSeconds"] == 45 + rendering.TERMINATION_MARGIN_SECONDS
+    removal = rendering.ENDPOINT_REMOVAL_SECONDS
+    assert (
+        pod["terminationGracePeriodSeconds"] == removal + 45 + rendering.TERMINATION_MARGIN_SECONDS
+    )
     keys = {c["topologyKey"] for c in pod["topologySpreadConstraints"]}
     assert "kubernetes.io/hostname" in keys
+
+
+def test_a_deleted_gateway_serves_until_its_endpoint_is_gone_before_it_drains() -> None:
+    """preStop sleeps first: the drain must not send clients back to this pod's endpoint."""
+    objects = render()
+    (gateway,) = deployment(objects, "gateway")["spec"]["template"]["spec"]["containers"]
+    sleep = ["sleep", str(rendering.ENDPOINT_REMOVAL_SECONDS)]
+    assert gateway["lifecycle"] == {"preStop": {"exec": {"command": sleep}}}
+    (consumer,) = deployment(objects, "consumer")["spec"]["template"]["spec"]["containers"]
+    assert "lifecycle" not in consumer  # it serves no clients
 
 
 def test_autoscaled_gateway_leaves_replicas_to_the_hpa() -> None:

@@ -1,7 +1,8 @@
 """skaffold.yaml against the known structure of skaffold/v4beta13, plus its references.
 
-Skaffold itself is not installed here (from the Go module proxy it is a very
-large build), so this is a JSON-schema-style check in Python of the part of
+Skaffold itself is not installed here (the Go module proxy refuses
+github.com/GoogleContainerTools/skaffold/v2: "This module version is not
+available"), so this is a JSON-schema-style check in Python of the part of
 the v4beta13 schema fleetcast uses, transcribed from Skaffold's published
 schema (docs-v2/content/en/schemas/v4beta13.json): the same property names,
 types and required keys, and like Skaffold every object is closed
@@ -20,6 +21,8 @@ from typing import Any
 
 import pytest
 import yaml
+
+from fleetcast.devtools import images
 
 ROOT = Path(__file__).resolve().parents[2]
 SKAFFOLD = ROOT / "skaffold.yaml"
@@ -61,9 +64,18 @@ _DEFINITIONS: dict[str, tuple[dict[str, Spec], tuple[str, ...]]] = {
             "image": "string",
             "context": "string",
             "docker": ("ref", "DockerArtifact"),
+            "custom": ("ref", "CustomArtifact"),
             "platforms": _STRINGS,
         },
         ("image",),
+    ),
+    "CustomArtifact": (
+        {"buildCommand": "string", "dependencies": ("ref", "CustomDependencies")},
+        (),
+    ),
+    "CustomDependencies": (
+        {"dockerfile": "object", "command": "string", "paths": _STRINGS, "ignore": _STRINGS},
+        (),
     ),
     "DockerArtifact": (
         {
@@ -238,7 +250,10 @@ def test_references_exist(config: dict[str, Any]) -> None:
     for build in _all_sections(config, "build"):
         for artifact in build.get("artifacts", []):
             context = ROOT / artifact.get("context", ".")
-            assert (context / artifact["docker"]["dockerfile"]).is_file()
+            if "docker" in artifact:
+                assert (context / artifact["docker"]["dockerfile"]).is_file()
+            else:
+                assert (context / artifact["custom"]["buildCommand"]).is_file()
     for manifests in _all_sections(config, "manifests"):
         for raw in manifests["rawYaml"]:
             assert (ROOT / raw).is_file(), raw
@@ -274,20 +289,26 @@ def test_port_forward_reaches_the_gateway(config: dict[str, Any]) -> None:
 
 
 def test_the_image_it_builds_follows_the_rules(config: dict[str, Any]) -> None:
-    """The Dockerfile skaffold (and `make images`) builds, read as text: no Docker here."""
+    """The Dockerfile skaffold (and `make images`) builds, read as text."""
     (artifact,) = config["build"]["artifacts"]
-    text = (ROOT / artifact["docker"]["dockerfile"]).read_text()
+    assert artifact["custom"]["buildCommand"] == "scripts/skaffold-build.sh"
+    assert "scripts/images.sh" in (ROOT / "scripts/skaffold-build.sh").read_text()
+    text = (ROOT / "Dockerfile").read_text()
+    assert not text.startswith("# syntax"), "a frontend image would be pulled"
     stages = re.split(r"(?m)^FROM ", text)[1:]
     assert len(stages) == 2, "multi-stage: build, then a clean final stage"
-    assert re.search(r"(?m)^ARG PYTHON_IMAGE=python:3\.11\.\d+-slim-\w+", text), "pinned base"
+    base = images.read_env()["PYTHON_BASE_IMAGE"]
+    assert re.search(rf"(?m)^ARG PYTHON_IMAGE={re.escape(base)}$", text), "the Debian-made base"
     final = stages[-1]
-    assert "uv sync" not in final
+    assert "uv " not in final
     assert "pip uninstall" in final  # no installer left at run time
     assert re.search(r"(?m)^USER 10001:10001$", final)
     assert re.search(r"(?m)^HEALTHCHECK ", final)
     for label in ("title", "description", "version", "revision", "created", "licenses"):
         assert f"org.opencontainers.image.{label}=" in final, label
-    assert "uv sync --frozen --no-dev" in stages[0]  # from the lock, without dev tools
+    # From the lock (hash-checked, without dev tools), offline.
+    assert "--require-hashes" in stages[0]
+    assert "--offline --no-index" in stages[0]
     rules = [
         line for line in (ROOT / ".dockerignore").read_text().splitlines() if line[:1] not in "#"
     ]
@@ -295,10 +316,18 @@ def test_the_image_it_builds_follows_the_rules(config: dict[str, Any]) -> None:
 
 
 def test_make_images_says_plainly_when_there_is_no_engine(tmp_path: Path) -> None:
-    """Without a reachable Docker engine `make images` fails at once with a reason."""
-    env = {"PATH": "/usr/bin:/bin:/usr/local/bin", "DOCKER_HOST": f"unix://{tmp_path}/none.sock"}
+    """An engine named by DOCKER_HOST that does not answer: `make images` fails at once,
+    saying so, and starts no local engine in its place."""
+    env = {
+        "PATH": "/usr/bin:/bin:/usr/local/bin",
+        "HOME": str(tmp_path),
+        "FLEETCAST_CACHE": str(tmp_path / "cache"),
+        "DOCKER_HOST": f"unix://{tmp_path}/none.sock",
+    }
     done = subprocess.run(
         [ROOT / "scripts/images.sh"], env=env, capture_output=True, text=True, check=False
     )
     assert done.returncode == 1
-    assert re.search(r"^images: .*(no 'docker' command|cannot reach a Docker engine)", done.stderr)
+    assert "does not answer" in done.stderr or "no 'docker' command" in done.stderr, done.stderr
+    assert re.search(r"(?m)^images: no Docker engine to build with$", done.stderr), done.stderr
+    assert not (tmp_path / "cache" / "docker" / "dockerd.pid").exists()

@@ -5,8 +5,11 @@
 #   tools/k8s/build.sh --check  print the bin dir if it is built, else fail (never builds)
 #
 # Output: $FLEETCAST_CACHE/k8s/<key>/bin with kube-apiserver, kube-controller-manager,
-# kube-scheduler, kubectl, etcd (this folder's wrapper module), kwok, kwokctl and
-# helm (`go install`, their go.mod files carry no replace), and <key>/share/kwok-stages
+# kube-scheduler, kubectl, etcd, and the real test node's kubelet and kube-proxy (this
+# folder's wrapper module), coredns (the coredns/ module: only the plugins cluster DNS
+# needs), pause (upstream's build/pause/linux/pause.c from the pinned k8s.io/kubernetes
+# module, compiled static with the machine's gcc), kwok, kwokctl and helm (`go
+# install`, their go.mod files carry no replace), and <key>/share/kwok-stages
 # (kwok's default node and pod Stage files, copied from the pinned kwok module).
 # <key> hashes the pinned inputs (versions.env, go.mod, go.sum, the mains, the Go
 # version and the link flags), so a change to any of them builds a new folder and a
@@ -36,10 +39,13 @@ for pkg in helm.sh/helm/v3/pkg/lint/rules helm.sh/helm/v3/pkg/chartutil; do
     helm_ldflags+=" -X $pkg.k8sVersionMajor=1 -X $pkg.k8sVersionMinor=${k8s_minor}"
 done
 
+pause_cflags="-Os -Wall -Werror -static -DVERSION=${KUBERNETES_VERSION}-fleetcast"
+
 key="$(
     cd "$here"
-    { cat versions.env go.mod go.sum cmd/*/main.go; go env GOVERSION GOOS GOARCH
-      echo "$GOFLAGS|$k8s_ldflags|$kwok_ldflags|$helm_ldflags"; } | sha256sum | cut -c1-12
+    { cat versions.env go.mod go.sum cmd/*/main.go coredns/go.mod coredns/go.sum coredns/main.go
+      go env GOVERSION GOOS GOARCH; echo "$GOFLAGS|$k8s_ldflags|$kwok_ldflags|$helm_ldflags"
+      echo "$pause_cflags"; } | sha256sum | cut -c1-12
 )"
 out="$cache/$key"
 
@@ -62,7 +68,18 @@ started=$SECONDS
 
 log "Kubernetes ${KUBERNETES_VERSION} + etcd ${ETCD_VERSION} -> $out (cold: ~30 min on 2 cores)"
 (cd "$here" && nice -n 10 go build -mod=readonly -ldflags "$k8s_ldflags" -o "$tmp/bin/" \
-    ./cmd/kube-apiserver ./cmd/kube-controller-manager ./cmd/kube-scheduler ./cmd/kubectl ./cmd/etcd)
+    ./cmd/kube-apiserver ./cmd/kube-controller-manager ./cmd/kube-scheduler ./cmd/kubectl ./cmd/etcd \
+    ./cmd/kubelet ./cmd/kube-proxy)
+
+log "coredns ${COREDNS_VERSION} (cluster DNS of the real node)"
+(cd "$here/coredns" && nice -n 10 go build -mod=readonly -ldflags "-s -w" -o "$tmp/bin/coredns" .)
+
+# The pod sandbox's process, from the same release's source (never pulled).
+log "pause (k8s.io/kubernetes ${KUBERNETES_VERSION} build/pause/linux/pause.c)"
+command -v gcc >/dev/null || { echo "build.sh: gcc not found (needed for the pause binary)" >&2; exit 1; }
+k8s_dir="$(go mod download -json "k8s.io/kubernetes@${KUBERNETES_VERSION}" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
+# shellcheck disable=SC2086 # the flags are words
+gcc $pause_cflags -o "$tmp/bin/pause" "$k8s_dir/build/pause/linux/pause.c"
 
 log "kwok, kwokctl ${KWOK_VERSION}"
 GOBIN="$tmp/bin" nice -n 10 go install -ldflags "$kwok_ldflags" \

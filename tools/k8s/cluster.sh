@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Start or stop a local control plane (etcd, kube-apiserver, kube-controller-manager,
-# kube-scheduler, kwok with two fake nodes) on 127.0.0.1, for `make cluster-up/down`.
+# kube-scheduler) with a real node (containerd, kubelet, kube-proxy, CoreDNS; needs
+# root and `make images`), or kwok's two fake nodes with NODES=kwok, for
+# `make cluster-up/down`.
 #
 #   tools/k8s/cluster.sh up     build the binaries if needed, start, print `export ...` lines
-#   tools/k8s/cluster.sh down   stop it and remove its folder
+#   NODES=kwok tools/k8s/cluster.sh up    the same with kwok instead of a real node
+#   tools/k8s/cluster.sh down   stop it (containers too) and remove its folder
 #
 # The cluster lives in $FLEETCAST_CLUSTER_DIR (default .run/cluster): admin.kubeconfig,
 # logs/, pki/ and the pids `down` stops. `eval "$(make -s cluster-up)"` points kubectl at it.
@@ -17,7 +20,9 @@ python="$repo/.venv/bin/python"
 case "${1:-}" in
     up)
         "$here/build.sh" >/dev/null
-        exec "$python" -m fleetcast.devtools.cluster up --dir "$dir"
+        kwok=()
+        [[ "${NODES:-real}" == kwok ]] && kwok=(--kwok)
+        exec "$python" -m fleetcast.devtools.cluster up --dir "$dir" "${kwok[@]}"
         ;;
     down)
         exec "$python" -m fleetcast.devtools.cluster down --dir "$dir"

@@ -1,10 +1,12 @@
 """A real Kubernetes control plane on loopback, for the operator and e2e tests.
 
-etcd, kube-apiserver, kube-controller-manager, kube-scheduler and a kwok
-controller run as plain processes from the binaries `tools/k8s/build.sh` builds
-from the Go module proxy (no Docker, no kubelet). kwok plays the kubelet of two
-fake nodes, so a Deployment's pods are scheduled, reported Running and Ready,
-and `readyReplicas` is real controller output.
+etcd, kube-apiserver, kube-controller-manager, kube-scheduler and either a kwok
+controller or a real node run as plain processes from the binaries
+`tools/k8s/build.sh` builds from the Go module proxy. kwok plays the kubelet of
+two fake nodes, so a Deployment's pods are scheduled, reported Running and
+Ready, and `readyReplicas` is real controller output; with ``real_node`` a
+kubelet with containerd (see `node`) runs the pods' containers instead, and the
+API server listens on the host end of that node's link rather than loopback.
 
 The processes are started here rather than through `kwokctl create cluster
 --runtime binary`: kwokctl turns admission off and gives every component the
@@ -16,7 +18,7 @@ component in the work folder, and a start that waits on exactly what tests need.
 Use `running(Binaries.locate())` as a context manager, or the CLI behind
 `make cluster-up` / `make cluster-down`:
 
-    python -m fleetcast.devtools.cluster up --dir .run/cluster
+    python -m fleetcast.devtools.cluster up --dir .run/cluster [--kwok]
     python -m fleetcast.devtools.cluster down --dir .run/cluster
 """
 
@@ -24,23 +26,21 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import json
 import logging
-import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import yaml
 
-from fleetcast.devtools import cluster_access, pki
+from fleetcast.devtools import cluster_access, node, node_config, node_host, pki, processes
 from fleetcast.devtools import cluster_flags as flags
 
 log = logging.getLogger(__name__)
@@ -48,14 +48,10 @@ log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[3]
 BUILD_SCRIPT = REPO / "tools" / "k8s" / "build.sh"
 START_TIMEOUT = 90.0
-STOP_TIMEOUT = 10.0
 STATE_FILE = "state.json"
 START_ATTEMPTS = 3
 #: What Go servers log when their listen address is taken.
 PORT_TAKEN = "address already in use"
-PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>
-#: The C library's symbols, loaded here: a forked child should only call into it.
-_LIBC = ctypes.CDLL(None, use_errno=True)
 
 
 ClusterError = cluster_access.ClusterError
@@ -84,114 +80,59 @@ class Binaries:
 
 
 @dataclass
-class Process:
-    """One component process, its log in the work folder."""
-
-    name: str
-    popen: subprocess.Popen[bytes]
-    log: Path
-
-    def tail(self, lines: int = 25) -> str:
-        with contextlib.suppress(OSError):
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-        return ""
-
-    def check_alive(self) -> None:
-        code = self.popen.poll()
-        if code is not None:
-            raise ClusterError(f"{self.name} exited with {code}; log tail:\n{self.tail()}")
-
-
-def _spawn(binaries: Binaries, name: str, args: list[str], work: Path, *, detach: bool) -> Process:
-    """Start one component; unless ``detach``, it is killed if this process dies."""
-    log_path = work / "logs" / f"{name}.log"
-    with log_path.open("wb") as out:
-        popen = subprocess.Popen(
-            [binaries.path(name), *args],
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=work,
-            start_new_session=True,  # its own process group, stopped as one
-            preexec_fn=None if detach else _die_with_parent,
-        )
-    return Process(name, popen, log_path)
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: SIGKILL when the parent dies (a killed pytest leaks nothing)."""
-    _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
-@dataclass
 class LocalCluster:
     """The running processes and the client-side view of them."""
 
     work: Path
     access: cluster_access.ClusterAccess
     ports: flags.Ports
-    processes: list[Process] = field(default_factory=list)
+    processes: list[processes.Process] = field(default_factory=list)
     owns_work: bool = True
+    #: The real node's slot and folder, when the cluster has one (instead of kwok).
+    node: node_host.NodeRecord | None = None
     #: Seconds from the start of `start` until each readiness step passed.
     timings: dict[str, float] = field(default_factory=dict)
     began: float = field(default_factory=time.monotonic)
 
     def stop(self) -> None:
-        """Stop every process (TERM, then KILL after a grace period) and remove the folder."""
-        _terminate([p.popen.pid for p in self.processes])
+        """Stop every process (TERM, then KILL after a grace period), the node's
+        containers with them, and remove the folder."""
+        processes.terminate([p.popen.pid for p in self.processes])
         for proc in self.processes:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.popen.wait(timeout=1)
+        if self.node is not None:
+            node_host.teardown(self.node)
         if self.owns_work:
             shutil.rmtree(self.work, ignore_errors=True)
 
     def rss_bytes(self) -> dict[str, int]:
         """Resident memory of each component (for docs/testing-cluster.md)."""
-        return {p.name: _rss(p.popen.pid) for p in self.processes if p.popen.poll() is None}
+        return {
+            p.name: processes.rss(p.popen.pid) for p in self.processes if p.popen.poll() is None
+        }
 
 
-def _rss(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    return 0
-
-
-def _terminate(pids: list[int]) -> None:
-    """Stop processes in the reverse of their start order, each TERM then KILL.
-
-    Clients go before the API server and the API server before etcd: an API
-    server whose etcd is already gone hangs in its graceful shutdown.
-    """
-    for pid in reversed(pids):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGTERM)
-        deadline = time.monotonic() + STOP_TIMEOUT
-        while time.monotonic() < deadline and _alive(pid):
-            time.sleep(0.05)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGKILL)
-
-
-def _alive(pid: int) -> bool:
-    """True while the process exists and is not a zombie waiting to be reaped."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
-
-
-def _write_credentials(work: Path, server: str) -> pki.KeyPair:
+def _write_credentials(
+    work: Path, address: str, port: int
+) -> tuple[pki.KeyPair, pki.CertificateAuthority]:
     """CA, serving and client certificates, SA keys, and one kubeconfig per identity.
 
-    Returns the admin client pair (group system:masters).
+    Returns the admin client pair (group system:masters) and the CA (a real
+    node's certificates come from it too).
     """
+    server = f"https://{address}:{port}"
     pki_dir = work / "pki"
     pki_dir.mkdir()
     ca = pki.CertificateAuthority.create(pki_dir)
+    server_ips = tuple(dict.fromkeys((flags.LOOPBACK, address, "10.96.0.1")))
+    ca.issue(pki_dir, "apiserver", common_name="kube-apiserver", server_ips=server_ips)
+    # Towards kubelets the API server is a client (kubeadm gives it system:masters).
     ca.issue(
-        pki_dir, "apiserver", common_name="kube-apiserver", server_ips=("127.0.0.1", "10.96.0.1")
+        pki_dir,
+        "apiserver-kubelet-client",
+        common_name=node_config.APISERVER_KUBELET_CLIENT,
+        groups=("system:masters",),
     )
     for name in ("controller-manager", "scheduler"):
         ca.issue(pki_dir, f"{name}-serving", common_name=f"kube-{name}", server_ips=("127.0.0.1",))
@@ -210,7 +151,7 @@ def _write_credentials(work: Path, server: str) -> pki.KeyPair:
         path = work / f"{name}.kubeconfig"
         path.write_text(yaml.safe_dump(config, sort_keys=False))
         path.chmod(0o600)
-    return pairs["admin"]
+    return pairs["admin"], ca
 
 
 def _write_kwok_config(binaries: Binaries, work: Path) -> None:
@@ -222,12 +163,15 @@ def _write_kwok_config(binaries: Binaries, work: Path) -> None:
     (work / "kwok.yaml").write_text("\n---\n".join(s.read_text() for s in stages))
 
 
-def start(binaries: Binaries, work: Path | None = None, *, detach: bool = False) -> LocalCluster:
+def start(
+    binaries: Binaries, work: Path | None = None, *, detach: bool = False, real_node: bool = False
+) -> LocalCluster:
     """Start the control plane and return once pods can be scheduled and become Ready.
 
     ``work`` (default: a new temp folder, removed on stop) receives kubeconfigs,
     certificates, etcd data and logs. ``detach`` lets the processes outlive this
     one (`cluster up`); `stop_recorded` stops them later from the pids in ``work``.
+    ``real_node`` joins a real node (`node`) instead of kwok's two fake ones.
 
     On any failure every process already started is stopped before the error
     propagates, so a failed start leaves nothing behind. Ports are picked free
@@ -239,6 +183,9 @@ def start(binaries: Binaries, work: Path | None = None, *, detach: bool = False)
         shutil.rmtree(folder / "logs", ignore_errors=True)  # a fresh start in a reused folder
         cluster = _new_cluster(binaries, folder, owns_work=work is None)
         try:
+            if real_node:
+                node.preflight()
+                cluster.node = node_host.allocate(folder / "node")
             _start_processes(cluster, binaries, detach=detach)
         except ClusterError as err:
             cluster.stop()
@@ -262,31 +209,44 @@ def _new_cluster(binaries: Binaries, work: Path, *, owns_work: bool) -> LocalClu
 
 
 def _start_processes(cluster: LocalCluster, binaries: Binaries, *, detach: bool) -> None:
-    work, ports = cluster.work, cluster.ports
-    admin = _write_credentials(work, f"https://127.0.0.1:{ports.apiserver}")
-    _write_kwok_config(binaries, work)
+    work, ports, real = cluster.work, cluster.ports, cluster.node
+    address = flags.LOOPBACK if real is None else real.net.host_ip
+    admin, ca = _write_credentials(work, address, ports.apiserver)
 
     def spawn(*components: tuple[str, list[str]]) -> None:
-        for name, args in components:
-            cluster.processes.append(_spawn(binaries, name, args, work, detach=detach))
+        for name, argv in components:
+            cluster.processes.append(processes.spawn(name, argv, work, detach=detach))
         _record(cluster)
 
+    def own(name: str, args: list[str]) -> tuple[str, list[str]]:
+        return name, [binaries.path(name), *args]
+
     spawn(
-        ("etcd", flags.etcd_args(ports, work / "etcd")),
-        ("kube-apiserver", flags.apiserver_args(ports, work / "pki")),
+        own("etcd", flags.etcd_args(ports, work / "etcd")),
+        own("kube-apiserver", flags.apiserver_args(ports, work / "pki", address=address)),
     )
-    api = cluster_access.AdminApi.on_port(ports.apiserver, work / "pki" / "ca.crt", admin)
+    ca_file = work / "pki" / "ca.crt"
+    api = cluster_access.AdminApi.on_port(ports.apiserver, ca_file, admin, host=address)
     _wait(cluster, "kube-apiserver /readyz", lambda: api.get("/readyz")[0] == 200)
     spawn(
-        ("kube-controller-manager", flags.controller_manager_args(ports, work)),
-        ("kube-scheduler", flags.scheduler_args(ports, work)),
-        ("kwok", flags.kwok_args(work)),
+        own("kube-controller-manager", flags.controller_manager_args(ports, work)),
+        own("kube-scheduler", flags.scheduler_args(ports, work)),
     )
-    for name in flags.NODE_NAMES:
-        api.ensure("/api/v1/nodes", flags.fake_node(name))
-    _wait(cluster, "nodes Ready", lambda: _nodes_ready(api))
+    if real is None:
+        _write_kwok_config(binaries, work)
+        spawn(own("kwok", flags.kwok_args(work)))
+        for name in flags.NODE_NAMES:
+            api.ensure("/api/v1/nodes", flags.fake_node(name))
+        _wait(cluster, "nodes Ready", lambda: _nodes_ready(api))
+    else:
+        steps = node.Steps(
+            spawn=lambda name, argv: spawn((name, argv)), wait=partial(_wait, cluster)
+        )
+        server = f"https://{address}:{ports.apiserver}"
+        node.start(real, binaries.bin_dir, work, ca, server, api, steps)
+        cluster.timings.update(steps.timings)
     _wait(cluster, "default ServiceAccount", lambda: api.exists(cluster_access.DEFAULT_SA_PATH))
-    scheduler = cluster_access.AdminApi.on_port(ports.scheduler, work / "pki" / "ca.crt", admin)
+    scheduler = cluster_access.AdminApi.on_port(ports.scheduler, ca_file, admin)
     _wait(cluster, "kube-scheduler /healthz", lambda: scheduler.exists("/healthz"))
 
 
@@ -321,7 +281,9 @@ def _wait(cluster: LocalCluster, what: str, ready: cluster_access.Probe) -> None
 def _record(cluster: LocalCluster) -> None:
     """Write the pids so `cluster down` (another process) can stop what `up` started."""
     pids = {p.name: p.popen.pid for p in cluster.processes}
-    state = {"pids": pids, "kubeconfig": str(cluster.access.kubeconfig)}
+    state: dict[str, object] = {"pids": pids, "kubeconfig": str(cluster.access.kubeconfig)}
+    if cluster.node is not None:
+        state["node"] = cluster.node.as_json()
     (cluster.work / STATE_FILE).write_text(json.dumps(state, indent=2))
 
 
@@ -329,22 +291,18 @@ def stop_recorded(work: Path) -> None:
     """Stop the processes a `cluster up` recorded in ``work`` and remove the folder.
 
     A pid is signalled only if its command line still names ``work``, so a pid
-    the kernel has since given to another program is left alone.
+    the kernel has since given to another program is left alone. A real node
+    is torn down from its recorded slot, containers and all.
     """
     state_file = work / STATE_FILE
     if not state_file.exists():
         return
-    pids = [int(pid) for pid in json.loads(state_file.read_text())["pids"].values()]
-    _terminate([pid for pid in pids if _started_in(pid, work)])
+    state = json.loads(state_file.read_text())
+    pids = [int(pid) for pid in state["pids"].values()]
+    processes.terminate([pid for pid in pids if processes.started_in(pid, work)])
+    if "node" in state:
+        node_host.teardown(node_host.NodeRecord.from_json(state["node"]))
     shutil.rmtree(work, ignore_errors=True)
-
-
-def _started_in(pid: int, work: Path) -> bool:
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-    return str(work).encode() in cmdline
 
 
 @contextlib.contextmanager
@@ -361,6 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fleetcast.devtools.cluster")
     parser.add_argument("command", choices=["up", "down"])
     parser.add_argument("--dir", type=Path, required=True, help="work folder (kubeconfig, logs)")
+    parser.add_argument("--kwok", action="store_true", help="two kwok nodes, not a real one")
     args = parser.parse_args(argv)
     work: Path = args.dir.resolve()
     if args.command == "down":
@@ -369,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     stop_recorded(work)  # `up` twice restarts rather than leaking the first cluster
     began = time.monotonic()
-    cluster = start(Binaries.locate(), work, detach=True)
+    cluster = start(Binaries.locate(), work, detach=True, real_node=not args.kwok)
     took = time.monotonic() - began
     steps = ", ".join(f"{what} {at:.1f} s" for what, at in cluster.timings.items())
     print(f"cluster ready in {took:.1f} s ({steps}); logs in {work / 'logs'}", file=sys.stderr)

@@ -149,10 +149,12 @@ class AdminApi:
     context: ssl.SSLContext
 
     @classmethod
-    def on_port(cls, port: int, ca: Path, client: pki.KeyPair) -> AdminApi:
+    def on_port(
+        cls, port: int, ca: Path, client: pki.KeyPair, *, host: str = "127.0.0.1"
+    ) -> AdminApi:
         context = ssl.create_default_context(cafile=str(ca))
         context.load_cert_chain(str(client.cert), str(client.key))
-        return cls("127.0.0.1", port, context)
+        return cls(host, port, context)
 
     def request(self, method: str, path: str, body: object = None) -> tuple[int, dict[str, Any]]:
         """(status, JSON body); status 0 when nothing answers yet."""

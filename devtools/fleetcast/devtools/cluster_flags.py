@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SERVICE_CIDR = "10.96.0.0/16"
+LOOPBACK = "127.0.0.1"
 FRONT_PROXY_CLIENT = "front-proxy-client"
 ETCD_NAME = "fleetcast"
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
@@ -85,11 +86,17 @@ def etcd_args(ports: Ports, data_dir: Path) -> list[str]:
     ]
 
 
-def apiserver_args(ports: Ports, pki_dir: Path) -> list[str]:
+def apiserver_args(ports: Ports, pki_dir: Path, *, address: str = LOOPBACK) -> list[str]:
+    """The API server on ``address``: loopback, or the host end of a real node's link.
+
+    With a real node the address is advertised as the `kubernetes` Service's
+    endpoint (pods reach the API there), and the API server reaches kubelets
+    (logs, exec, port-forward) with a client certificate of its own.
+    """
     return [
         f"--etcd-servers=http://127.0.0.1:{ports.etcd}",
-        "--bind-address=127.0.0.1",
-        "--advertise-address=127.0.0.1",
+        f"--bind-address={address}",
+        f"--advertise-address={address}",
         f"--secure-port={ports.apiserver}",
         f"--cert-dir={pki_dir}",
         f"--tls-cert-file={pki_dir / 'apiserver.crt'}",
@@ -101,7 +108,6 @@ def apiserver_args(ports: Ports, pki_dir: Path) -> list[str]:
         f"--service-cluster-ip-range={SERVICE_CIDR}",
         "--authorization-mode=Node,RBAC",
         "--enable-admission-plugins=NodeRestriction",  # on top of the default set, as kubeadm
-        "--endpoint-reconciler-type=none",  # no endpoints for the loopback advertise address
         # The aggregation layer's front proxy, as kubeadm sets it up; the controller
         # manager and scheduler read this CA to authenticate proxied requests.
         f"--requestheader-client-ca-file={pki_dir / 'front-proxy-ca.crt'}",
@@ -113,6 +119,19 @@ def apiserver_args(ports: Ports, pki_dir: Path) -> list[str]:
         f"--proxy-client-key-file={pki_dir / 'front-proxy-client.key'}",
         "--allow-privileged=true",
         "--profiling=false",
+        *(_node_flags(pki_dir) if address != LOOPBACK else _KWOK_ONLY),
+    ]
+
+
+#: Endpoints may not hold a loopback address: with no node, no endpoint reconciling.
+_KWOK_ONLY = ["--endpoint-reconciler-type=none"]
+
+
+def _node_flags(pki_dir: Path) -> list[str]:
+    return [
+        f"--kubelet-client-certificate={pki_dir / 'apiserver-kubelet-client.crt'}",
+        f"--kubelet-client-key={pki_dir / 'apiserver-kubelet-client.key'}",
+        "--kubelet-preferred-address-types=InternalIP",
     ]
 
 

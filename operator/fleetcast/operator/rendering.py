@@ -24,6 +24,13 @@ LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
 CONFIG_HASH_ANNOTATION: Final = "fleetcast.radiofleet.io/config-hash"
 #: Seconds the kubelet waits after the gateway's drain before it kills the pod.
 TERMINATION_MARGIN_SECONDS: Final = 10
+#: Seconds a deleted gateway pod keeps serving before its drain starts (a preStop
+#: sleep), so every kube-proxy has dropped its endpoint by the time the drain sends
+#: clients away. Without it (found with real pods) clients reconnected through the
+#: Service to the pod going away; a SYN that reached it after it exited stayed in
+#: conntrack, DNAT'd to a dead address, and the client hung until its connect
+#: timeout (30 s and more) before it tried again.
+ENDPOINT_REMOVAL_SECONDS: Final = 5
 #: The image's numeric non-root user (Dockerfile: useradd --uid 10001).
 RUN_AS: Final = 10001
 Manifest = dict[str, Any]
@@ -151,10 +158,13 @@ def gateway_deployment(spec: FleetBroadcastSpec, owner: Owner) -> Manifest:
         env=configs.gateway_env(spec),
         secret_env=configs.gateway_secret_env(spec),
         resources={"requests": gateway.resources.requests, "limits": gateway.resources.limits},
-        grace_seconds=gateway.drain_seconds + TERMINATION_MARGIN_SECONDS,
+        grace_seconds=ENDPOINT_REMOVAL_SECONDS + gateway.drain_seconds + TERMINATION_MARGIN_SECONDS,
     )
     replicas = None if gateway.autoscaling.enabled else gateway.replicas
     manifest = _deployment(spec, owner, pod, replicas)
+    (container,) = manifest["spec"]["template"]["spec"]["containers"]
+    sleep = ["sleep", str(ENDPOINT_REMOVAL_SECONDS)]  # an exec hook: any cluster version
+    container["lifecycle"] = {"preStop": {"exec": {"command": sleep}}}
     manifest["spec"]["template"]["spec"]["topologySpreadConstraints"] = [
         _spread(owner, "kubernetes.io/hostname"),
         _spread(owner, "topology.kubernetes.io/zone"),
