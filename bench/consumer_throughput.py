@@ -35,7 +35,7 @@ from redis.asyncio import Redis
 
 from fleetcast.devtools import demo, kafka
 from fleetcast.devtools.redis import RedisServer
-from fleetcast.protocol import events
+from fleetcast.protocol import control, events
 
 HANDLED = ("published", "duplicates", "unrouted", "dead_lettered")
 
@@ -150,7 +150,7 @@ def read_tail(log: Path) -> str:
 
 async def main_async(args: argparse.Namespace) -> None:
     with RedisServer() as redis_server, kafka.KafkaBroker.create(fast_start=False) as broker:
-        topics = [*events.DEFAULT_TOPICS, events.DEFAULT_DLQ_TOPIC]
+        topics = [*events.DEFAULT_TOPICS, events.DEFAULT_DLQ_TOPIC, control.DEFAULT_TOPIC]
         await kafka.create_topics(broker.bootstrap, topics, partitions=args.partitions)
         rate = await prefill(broker.bootstrap, args.events, args.orgs)
         print(f"prefilled {args.events:,} events at {rate:,.0f}/s", flush=True)

@@ -24,9 +24,9 @@ from bench import procs, prom, publish, servers, stats
 from bench.events import BenchEvent, kafka_value
 from bench.loadgen import codec
 from fleetcast.devtools import kafka
-from fleetcast.protocol import events, keys
+from fleetcast.protocol import control, events, keys
 
-TOPICS = (*events.DEFAULT_TOPICS, events.DEFAULT_DLQ_TOPIC)
+TOPICS = (*events.DEFAULT_TOPICS, events.DEFAULT_DLQ_TOPIC, control.DEFAULT_TOPIC)
 PARTITIONS = 3
 #: Consumer counters that together say an event left its hands.
 HANDLED = ("published", "duplicates", "unrouted", "dead_lettered")

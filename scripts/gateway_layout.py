@@ -18,7 +18,7 @@ PACKAGE = ROOT / "gateway" / "fleetcast" / "gateway"
 DOC = ROOT / "docs" / "gateway.md"
 BEGIN, END = "<!-- layout:begin (scripts/gateway_layout.py) -->", "<!-- layout:end -->"
 #: Layers from the top; modules outside them come first.
-LAYERS = ("edge", "redis", "rooms", "transport")
+LAYERS = ("edge", "redis", "kafka", "rooms", "transport")
 
 
 def summary(path: Path) -> str:

@@ -37,7 +37,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from fleetcast.consumer import app
 from fleetcast.consumer.settings import Settings
 from fleetcast.devtools import kafka
-from fleetcast.protocol import events, keys, wire
+from fleetcast.protocol import control, events, keys, wire
 
 _counter = itertools.count(1)
 
@@ -80,6 +80,10 @@ class KafkaTopics:
         return self.topic(events.DEFAULT_DLQ_TOPIC)
 
     @property
+    def control(self) -> str:
+        return self.topic(control.DEFAULT_TOPIC)
+
+    @property
     def group(self) -> str:
         return f"{self.prefix}.consumer"
 
@@ -88,7 +92,9 @@ class KafkaTopics:
         return self.topic(events.CATALOG[event_type])
 
     async def create(self, partitions: int = 1) -> None:
-        await kafka.create_topics(self.bootstrap, [*self.events, self.dlq], partitions)
+        await kafka.create_topics(
+            self.bootstrap, [*self.events, self.dlq, self.control], partitions
+        )
 
 
 @pytest.fixture
@@ -140,6 +146,7 @@ def consumer_settings(topics: KafkaTopics, redis_url: str, **overrides: Any) -> 
         "kafka_topics": list(topics.events),
         "kafka_group_id": topics.group,
         "kafka_dlq_topic": topics.dlq,
+        "kafka_control_topic": topics.control,
         "kafka_auto_offset_reset": "earliest",
         "redis_url": redis_url,
         "consumer_port": kafka.free_port(),

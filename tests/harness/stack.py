@@ -173,7 +173,8 @@ class FaultStack:
         cleanup.push_async_callback(asyncio.to_thread, self.redis.cleanup)
         await asyncio.to_thread(self.redis.start)
         topics = self.topics
-        wanted = [*topics.events] + ([] if self.options.dlq_missing else [topics.dlq])
+        wanted = [*topics.events, topics.control]
+        wanted += [] if self.options.dlq_missing else [topics.dlq]
         await kafka.create_topics(self.broker.bootstrap, wanted, partitions=3)
         cleanup.callback(self._stop_processes)
         self.consumers.append(ConsumerProcess(self._consumer_env(), self._log("consumer")))

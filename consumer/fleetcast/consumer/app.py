@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from redis.asyncio import Redis
 
-from fleetcast.consumer import conditions, deadletter, http, pipeline, publishing, shutdown
+from fleetcast.consumer import conditions, control, deadletter, http, pipeline, publishing, shutdown
 from fleetcast.consumer.metrics import Metrics
 from fleetcast.consumer.settings import Settings
 
@@ -41,6 +41,7 @@ def options(settings: Settings) -> pipeline.Options:
         dlq_max_record_bytes=settings.kafka_dlq_max_record_bytes,
         stall_after_s=settings.stall_after_s,
         stop_step_timeout_s=settings.shutdown_step_timeout_s,
+        control_topic=settings.kafka_control_topic or None,
     )
 
 
@@ -170,9 +171,10 @@ async def _consume(
         metrics,
         options(settings),
         state,
+        control.ControlWriter(redis, settings.redis_timeout_s),
     )
     # Subscribing before start joins the group at once (after start: ~5 s later).
-    consumer.subscribe(settings.kafka_topics, listener=pipeline.Listener(loop))
+    consumer.subscribe(settings.subscribed_topics(), listener=pipeline.Listener(loop))
     if await start_with_retry("consumer", consumer.start, stopping, cap):
         # Modules and clients live as long as the process: out of the collector's
         # sight, a full collection scans only what the loop made (measured at
@@ -180,7 +182,7 @@ async def _consume(
         gc.freeze()
         log.info(
             "consuming",
-            topics=settings.kafka_topics,
+            topics=settings.subscribed_topics(),
             group=settings.kafka_group_id,
             cluster=cluster[0],
         )

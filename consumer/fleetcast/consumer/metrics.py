@@ -83,6 +83,11 @@ class Metrics:
             ["stage"],
             registry=r,
         )
+        self.controls = Counter(
+            "fleetcast_consumer_controls",
+            "Control messages (revocations, withdrawals) recorded and fanned out",
+            registry=r,
+        )
         self.commits = Counter(
             "fleetcast_consumer_commits", "Offset commits accepted by Kafka", registry=r
         )

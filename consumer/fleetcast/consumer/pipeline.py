@@ -41,6 +41,7 @@ from redis.exceptions import RedisError
 from fleetcast.consumer import conditions, deadletter, processing, publishing, watching
 from fleetcast.consumer.metrics import Metrics
 from fleetcast.protocol import routing
+from fleetcast.protocol.control import Control
 
 log = structlog.stdlib.get_logger(__name__)
 
@@ -74,6 +75,12 @@ class Source(Protocol):
     async def end_offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]: ...
 
 
+class ControlSink(Protocol):
+    """Where control messages go (control.ControlWriter): Redis, before the commit."""
+
+    async def apply(self, controls: Sequence[Control]) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Options:
     table: routing.RoutingTable = field(default_factory=routing.RoutingTable.default)
@@ -89,6 +96,8 @@ class Options:
     stall_after_s: float = 30.0
     #: Longest the final commit may take once the loop stops (seconds).
     stop_step_timeout_s: float = 5.0
+    #: Records of this topic are control messages (None: no control topic).
+    control_topic: str | None = None
 
 
 def backoff(attempt: int, cap: float) -> float:
@@ -115,9 +124,13 @@ class Pipeline:
         metrics: Metrics,
         options: Options,
         state: conditions.State | None = None,
+        controls: ControlSink | None = None,
     ) -> None:
+        if options.control_topic is not None and controls is None:
+            raise ValueError("a control topic needs a ControlSink")
         self._source = source
         self._publisher = publisher
+        self._controls = controls
         self._metrics = metrics
         self._options = options
         self.state = state or conditions.State()
@@ -236,7 +249,12 @@ class Pipeline:
             if n:  # a small poll (the usual case at a steady rate) goes through at once
                 await asyncio.sleep(0)
             processing.prepare(
-                part, self._router, max_event_bytes=self._options.max_event_bytes, into=batch
+                part,
+                self._router,
+                max_event_bytes=self._options.max_event_bytes,
+                into=batch,
+                control_topic=self._options.control_topic,
+                now=time.time(),
             )
         self._metrics.batch_size.observe(len(batch))
         for topic, count in batch.consumed.items():
@@ -263,6 +281,16 @@ class Pipeline:
                 return True
 
             if not await self._until_done("redis", publish, stopping):
+                return False
+        controls, sink = ready.batch.controls, self._controls
+        if controls and sink is not None:
+
+            async def act() -> bool:
+                await sink.apply(controls)
+                self._metrics.controls.inc(len(controls))
+                return True
+
+            if not await self._until_done("control", act, stopping):
                 return False
         letters = ready.batch.dead
 

@@ -31,7 +31,7 @@ from typing import Any, Final, NamedTuple, Protocol
 
 import orjson
 
-from fleetcast.protocol import events, routing
+from fleetcast.protocol import control, events, routing
 from fleetcast.protocol.rooms import RoomKind
 
 log = logging.getLogger(__name__)
@@ -134,6 +134,8 @@ class Batch:
     consumed: Counter[str] = field(default_factory=Counter)
     #: Valid events that route to no room (nothing to deliver; counted only).
     unrouted: int = 0
+    #: Control messages of the control topic (revocations, withdrawals), in order.
+    controls: list[control.Control] = field(default_factory=list)
 
     def __len__(self) -> int:
         return sum(self.consumed.values())
@@ -229,12 +231,16 @@ def prepare(
     *,
     max_event_bytes: int = events.DEFAULT_MAX_EVENT_BYTES,
     into: Batch | None = None,
+    control_topic: str | None = None,
+    now: float = 0.0,
 ) -> Batch:
     """Decode, validate and route one poll (aiokafka's partition -> records), in order.
 
     Order within a partition is kept, which is all Kafka promises; events of
     one org share a partition (the org is the key), so room order holds.
     ``into`` extends a batch (a poll prepared in slices) instead of a new one.
+    Records of ``control_topic`` are control messages, not events (``now``
+    dates those that carry no time).
     """
     batch = Batch() if into is None else into
     append = batch.routed.append
@@ -245,6 +251,10 @@ def prepare(
         topic, partition = records[0].topic, records[0].partition
         batch.consumed[topic] += len(records)
         batch.offsets[(topic, partition)] = records[-1].offset + 1
+        if topic == control_topic:
+            for record in records:
+                _prepare_control(record, now, batch)
+            continue
         for record in records:
             value = record.value
             route = None
@@ -260,6 +270,17 @@ def prepare(
             else:
                 batch.unrouted += 1
     return batch
+
+
+def _prepare_control(record: Record, now: float, batch: Batch) -> None:
+    """A control message, or a dead letter saying why it is not one."""
+    try:
+        if record.value is None:
+            raise control.ControlError("message has no value")
+        batch.controls.append(control.decode(record.value, now=now))
+    except control.ControlError as exc:
+        reason = "not_json" if str(exc).startswith("not JSON") else "invalid_field"
+        batch.dead.append(dead_letter(record, events.EnvelopeError(reason, str(exc))))
 
 
 def _prepare_slowly(record: Record, router: Router, max_event_bytes: int, batch: Batch) -> None:

@@ -7,18 +7,17 @@ field says its unit, its default and why.
 
 from __future__ import annotations
 
-import ssl
-from typing import Annotated, Any, Literal, Self
+from typing import Any, Literal, Self
 
-from aiokafka.helpers import create_ssl_context
-from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from fleetcast.common import envlists
-from fleetcast.protocol import events, keys, routing
+from fleetcast.common.kafka import KafkaSecurity
+from fleetcast.protocol import control, events, keys, routing
 
 
-class Settings(BaseSettings):
+class Settings(KafkaSecurity, BaseSettings):
     """Consumer configuration (environment prefix ``FLEETCAST_``)."""
 
     model_config = SettingsConfigDict(env_prefix="FLEETCAST_", extra="ignore", frozen=True)
@@ -27,9 +26,13 @@ class Settings(BaseSettings):
     #: Brokers to bootstrap from, comma-separated host:port.
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     #: Event topics to consume (DESIGN.md's five by default).
-    kafka_topics: Annotated[list[str], NoDecode] = Field(
+    kafka_topics: envlists.EnvList = Field(
         default_factory=lambda: list(events.DEFAULT_TOPICS), min_length=1
     )
+    #: Control messages (revocations, withdrawals: protocol/control.py) come on
+    #: this topic; the consumer records them in Redis and fans them out to every
+    #: gateway. Empty: no control topic.
+    kafka_control_topic: str = control.DEFAULT_TOPIC
     #: Consumer group: replicas sharing it split the partitions between them.
     kafka_group_id: str = Field(default="fleetcast-consumer", min_length=1)
     #: Where undeliverable messages go, with the reason in a header.
@@ -65,16 +68,6 @@ class Settings(BaseSettings):
     kafka_fetch_min_bytes: int = Field(default=1, ge=1, le=64 * 1024 * 1024)
     #: Longest the broker holds a fetch waiting for KAFKA_FETCH_MIN_BYTES (ms).
     kafka_fetch_max_wait_ms: int = Field(default=100, ge=0, le=10_000)
-    #: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL, passed to aiokafka as is.
-    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
-    kafka_sasl_username: str | None = None
-    kafka_sasl_password: SecretStr | None = None
-    #: CA bundle, client certificate and key (PEM files) for SSL listeners.
-    kafka_ssl_cafile: str | None = None
-    kafka_ssl_certfile: str | None = None
-    kafka_ssl_keyfile: str | None = None
-    kafka_ssl_password: SecretStr | None = None
 
     # --- Redis ---------------------------------------------------------------------
     #: Redis shared with the gateways (pub/sub, room history, fleet snapshot).
@@ -132,11 +125,6 @@ class Settings(BaseSettings):
     consumer_port: int = Field(default=8081, ge=0, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
-    @field_validator("kafka_topics", mode="before")
-    @classmethod
-    def _lists(cls, value: Any) -> Any:
-        return envlists.split_list(value)
-
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper(cls, value: Any) -> Any:
@@ -152,39 +140,24 @@ class Settings(BaseSettings):
     def _consistent(self) -> Self:
         if self.kafka_dlq_topic in self.kafka_topics:
             raise ValueError("FLEETCAST_KAFKA_DLQ_TOPIC must not be one of FLEETCAST_KAFKA_TOPICS")
+        if self.kafka_control_topic in (*self.kafka_topics, self.kafka_dlq_topic):
+            raise ValueError(
+                "FLEETCAST_KAFKA_CONTROL_TOPIC must be a topic of its own (not an event or DLQ one)"
+            )
         if self.shutdown_timeout_s >= self.shutdown_deadline_s:
             raise ValueError(
                 "FLEETCAST_SHUTDOWN_TIMEOUT_S must be below FLEETCAST_SHUTDOWN_DEADLINE_S"
             )
-        if self.kafka_security_protocol.startswith("SASL") and not self.kafka_sasl_username:
-            raise ValueError("FLEETCAST_KAFKA_SASL_USERNAME is required for SASL protocols")
         return self
+
+    def subscribed_topics(self) -> list[str]:
+        """The event topics, and the control topic when there is one."""
+        extra = [self.kafka_control_topic] if self.kafka_control_topic else []
+        return [*self.kafka_topics, *extra]
 
     def routing_table(self) -> routing.RoutingTable:
         return routing.RoutingTable.with_overrides(self.routing_overrides)
 
     def kafka_client_options(self) -> dict[str, Any]:
         """Connection options shared by the consumer and the dead-letter producer."""
-        options: dict[str, Any] = {
-            "bootstrap_servers": self.kafka_bootstrap_servers,
-            "client_id": self.kafka_client_id,
-            "security_protocol": self.kafka_security_protocol,
-        }
-        if self.kafka_security_protocol.startswith("SASL"):
-            options["sasl_mechanism"] = self.kafka_sasl_mechanism
-            options["sasl_plain_username"] = self.kafka_sasl_username
-            password = self.kafka_sasl_password
-            options["sasl_plain_password"] = password.get_secret_value() if password else None
-        if self.kafka_security_protocol.endswith("SSL"):
-            options["ssl_context"] = self._ssl_context()
-        return options
-
-    def _ssl_context(self) -> ssl.SSLContext:
-        password = self.kafka_ssl_password
-        context: ssl.SSLContext = create_ssl_context(
-            cafile=self.kafka_ssl_cafile,
-            certfile=self.kafka_ssl_certfile,
-            keyfile=self.kafka_ssl_keyfile,
-            password=password.get_secret_value() if password else None,
-        )
-        return context
+        return self.kafka_options(self.kafka_bootstrap_servers, self.kafka_client_id)

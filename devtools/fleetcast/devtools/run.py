@@ -32,7 +32,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from fleetcast.devtools import demo, kafka, lifetime, redis, scratch, tokens
 from fleetcast.devtools.stack import Console, Stack
-from fleetcast.protocol import events
+from fleetcast.protocol import control, events
 
 READY_TIMEOUT_S: Final = 90.0
 
@@ -118,7 +118,7 @@ def start_kafka(stack: Stack, settings: RunSettings) -> str:
         stack.kafka = kafka.KafkaBroker.create(port=settings.kafka_port, die_with_parent=True)
     stack.kafka.start()
     stack.write_pids()
-    topics = [*events.DEFAULT_TOPICS, events.DEFAULT_DLQ_TOPIC]
+    topics = [*events.DEFAULT_TOPICS, events.DEFAULT_DLQ_TOPIC, control.DEFAULT_TOPIC]
     stack.kafka.create_topics(topics, partitions=3)
     took = time.monotonic() - started
     stack.console.say(f"kafka ready in {took:.1f}s (topics: {', '.join(topics)})")

@@ -23,15 +23,26 @@ import redis.asyncio as aioredis
 from aiohttp import web
 
 from fleetcast.common.tasks import Supervisor
-from fleetcast.gateway.edge import admission, auth, console, http, policy, subscriptions
+from fleetcast.gateway.edge import (
+    admin,
+    admission,
+    auth,
+    console,
+    http,
+    policy,
+    revocation,
+    subscriptions,
+)
 from fleetcast.gateway.edge.clients import Clients
 from fleetcast.gateway.edge.closing import Closer
 from fleetcast.gateway.edge.handshake import Handshake
 from fleetcast.gateway.edge.server import GatewayManager, Server
+from fleetcast.gateway.kafka.producer import ControlProducer
 from fleetcast.gateway.metrics import Metrics
 from fleetcast.gateway.redis import sessions
 from fleetcast.gateway.redis.canary import Canary, Echoes
 from fleetcast.gateway.redis.clients import redis_client
+from fleetcast.gateway.redis.control import RedisControlReader
 from fleetcast.gateway.redis.listener import Listener
 from fleetcast.gateway.redis.snapshots import RedisSnapshotSource
 from fleetcast.gateway.redis.streams import RedisStreamReader
@@ -152,6 +163,15 @@ def create_app(settings: Settings) -> web.Application:
     )
 
     # redis
+    revocations = revocation.Revocations(
+        clients,
+        registry,
+        closer,
+        outbox,
+        RedisControlReader(commands),
+        metrics,
+        spawn=supervisor.spawn,
+    )
     session_store = sessions.SessionStore(commands, registry, settings.gateway_id)
     echoes = Echoes()
     canary_channel = keys.canary_channel(settings.gateway_id)
@@ -159,10 +179,17 @@ def create_app(settings: Settings) -> web.Application:
         pubsub,
         metrics,
         sink=Feed(delivery, watch, metrics).on_message,
-        channels={canary_channel: echoes.back},
+        channels={
+            canary_channel: echoes.back,
+            keys.control_channel(): revocations.on_message,
+        },
         backoff_max_s=settings.redis_backoff_max_s,
         batch=transport.corked,
-        on_connected=[lambda _: session_store.restore(), watch.connected],
+        on_connected=[
+            lambda _: session_store.restore(),
+            watch.connected,
+            revocations.connected,
+        ],
         on_subscribed=[watch.subscribed],
         on_unsubscribed=[watch.unsubscribed],
     )
@@ -189,7 +216,14 @@ def create_app(settings: Settings) -> web.Application:
     server = Server(
         sio,
         settings=settings,
-        handshake=Handshake(settings, _verifier(settings), role_policy, registry, metrics),
+        handshake=Handshake(
+            settings,
+            _verifier(settings),
+            role_policy,
+            registry,
+            metrics,
+            revoked=revocations.refuses,
+        ),
         role_policy=role_policy,
         clients=clients,
         registry=registry,
@@ -215,7 +249,9 @@ def create_app(settings: Settings) -> web.Application:
             count_error=metrics.protocol_errors.inc,
         )
     )
-    status = http.GatewayStatus(settings.gateway_id, registry, delivery, listener, canary, closer)
+    status = http.GatewayStatus(
+        settings.gateway_id, registry, delivery, listener, canary, closer, revocations
+    )
     app[GATEWAY] = Gateway(
         settings, registry, clients, delivery, listener, canary, closer, server, status, supervisor
     )
@@ -223,6 +259,9 @@ def create_app(settings: Settings) -> web.Application:
     cluster_stats = functools.partial(sessions.cluster_stats, commands)
     app.add_routes(http.Endpoints(status, metrics, cluster_stats).routes())
     console.add_routes(app, settings.console_enabled)
+    producer = _control_producer(settings)
+    admin_token = settings.admin_token.get_secret_value() if settings.admin_token else None
+    app.add_routes(admin.Admin(admin_token, producer).routes())
     lag = admission.LoopLag()
     refused = metrics.refusals.labels("overloaded").inc
     app.middlewares.append(
@@ -241,8 +280,19 @@ def create_app(settings: Settings) -> web.Application:
         "positioning": watch.run,
         "heartbeat": sio.eio.heartbeat.run,
     }
-    app.cleanup_ctx.append(_lifetime(supervisor, services, sio, session_store, commands, pubsub))
+    app.cleanup_ctx.append(
+        _lifetime(supervisor, services, sio, session_store, producer, commands, pubsub)
+    )
     return app
+
+
+def _control_producer(settings: Settings) -> ControlProducer | None:
+    if not settings.kafka_bootstrap_servers:
+        return None
+    options = settings.kafka_options(
+        settings.kafka_bootstrap_servers, f"fleetcast-gateway-{settings.gateway_id}"
+    )
+    return ControlProducer(options, settings.kafka_control_topic)
 
 
 def _verifier(settings: Settings) -> auth.Verifier:
@@ -262,6 +312,7 @@ def _lifetime(
     services: dict[str, Any],
     sio: Any,
     session_store: sessions.SessionStore,
+    producer: ControlProducer | None,
     commands: aioredis.Redis,
     pubsub: aioredis.Redis,
 ) -> Any:
@@ -277,6 +328,8 @@ def _lifetime(
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(1.0):
                     await session_store.close()
+            if producer is not None:
+                await producer.close()
             await commands.aclose()
             await pubsub.aclose()
 

@@ -103,6 +103,12 @@ class Metrics:
             "Client packets that were not readable Socket.IO",
             registry=r,
         )
+        self.controls = Counter(
+            f"{NS}_control_messages",
+            "Control messages acted on (revoke, withdraw)",
+            ["action"],
+            registry=r,
+        )
         self.ready = Gauge(f"{NS}_ready", "1 when /ready answers 200", registry=r)
         self.draining = Gauge(f"{NS}_draining", "1 after SIGTERM", registry=r)
 

@@ -14,12 +14,13 @@ from typing import Final, Self
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from fleetcast.common import envlists
+from fleetcast.common.kafka import KafkaSecurity
 from fleetcast.gateway.edge import policy
-from fleetcast.protocol import keys
+from fleetcast.protocol import control, keys
 
 HMAC_ALGORITHMS: Final = frozenset({"HS256", "HS384", "HS512"})
 RSA_ALGORITHMS: Final = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"})
@@ -33,7 +34,7 @@ def _default_gateway_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
-class Settings(BaseSettings):
+class Settings(KafkaSecurity, BaseSettings):
     """Gateway configuration (environment prefix ``FLEETCAST_``)."""
 
     model_config = SettingsConfigDict(env_prefix="FLEETCAST_", extra="ignore", frozen=True)
@@ -106,6 +107,16 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     #: Serve the browser dispatch console (static files, a plain protocol client) at /.
     console_enabled: bool = True
+
+    # --- control: revocations and withdrawals (edge/admin.py, edge/revocation.py) ----------
+    #: Bearer token of the admin API (POST /admin/revoke, /admin/withdraw), at least
+    #: 32 bytes; a secret of the operators' tooling, not a JWT key. Unset: no admin API.
+    admin_token: SecretStr | None = Field(default=None, repr=False, min_length=32)
+    #: Kafka brokers the admin API writes control messages to (host:port, comma-separated);
+    #: unset: the admin API answers 503. (The gateway reads Kafka never; the consumer does.)
+    kafka_bootstrap_servers: str | None = None
+    #: The control topic (the consumer's FLEETCAST_KAFKA_CONTROL_TOPIC).
+    kafka_control_topic: str = Field(default=control.DEFAULT_TOPIC, min_length=1)
 
     # --- limits ------------------------------------------------------------------------
     #: Connections per process; beyond it a handshake gets server_full.

@@ -38,6 +38,30 @@ def org_sequence(org: str) -> str:
     return f"{PREFIX}:seq:{org}"
 
 
+# --- control: revocations and withdrawals (protocol/control.py) --------------------
+#
+# One slot for all three (the ``{control}`` tag), one writer (the consumer).
+
+
+def control_channel() -> str:
+    """Pub/sub channel every gateway listens to: control messages, each with its log id."""
+    return f"{PREFIX}:{{control}}:channel"
+
+
+def control_log() -> str:
+    """Stream of the recent control messages: a gateway that was away catches up from it."""
+    return f"{PREFIX}:{{control}}:log"
+
+
+#: Control messages kept in :func:`control_log` (XADD MAXLEN ~).
+CONTROL_LOG_MAXLEN: Final = 10_000
+
+
+def revocations() -> str:
+    """Sorted set: revoked token ids and users (control.members), scored by until when."""
+    return f"{PREFIX}:{{control}}:revoked"
+
+
 def canary_channel(gateway_id: str) -> str:
     """A gateway publishes to itself here to prove its subscriber is alive."""
     return f"{PREFIX}:canary:{gateway_id}"

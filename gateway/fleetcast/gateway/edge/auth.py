@@ -46,6 +46,9 @@ class Claims:
     exp: float
     channels: frozenset[str] = frozenset()
     assets: frozenset[str] = frozenset()
+    #: The token's id and issue time, when it has them (revocation: protocol/control.py).
+    jti: str | None = None
+    iat: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +147,7 @@ def claims_from_payload(payload: Mapping[str, Any]) -> Claims:
     exp = payload.get("exp")
     if not isinstance(exp, int | float) or isinstance(exp, bool):
         raise AuthError("invalid_token", "exp must be a number")
+    jti, iat = payload.get("jti"), payload.get("iat")
     return Claims(
         user=user,
         org=org,
@@ -151,6 +155,8 @@ def claims_from_payload(payload: Mapping[str, Any]) -> Claims:
         exp=float(exp),
         channels=frozenset(_strings(payload, "channels")),
         assets=frozenset(_strings(payload, "assets")),
+        jti=jti if isinstance(jti, str) and jti else None,
+        iat=float(iat) if isinstance(iat, int | float) and not isinstance(iat, bool) else None,
     )
 
 

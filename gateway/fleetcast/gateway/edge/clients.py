@@ -8,7 +8,7 @@ the edge's business and lives here, one :class:`Client` per connection.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from fleetcast.gateway.edge.auth import Claims
@@ -33,6 +33,8 @@ class Client:
     recovered: dict[str, bool] | None = None
     #: Rooms asked at connect that it may not join, with why.
     refused: dict[str, dict[str, Any]] | None = None
+    #: Rooms taken from it (a withdraw control message): it may not join them again.
+    withdrawn: set[str] = field(default_factory=set)
 
     @property
     def sid(self) -> str:

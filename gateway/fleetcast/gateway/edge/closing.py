@@ -38,6 +38,7 @@ CLOSE_MESSAGES: Final = {
     "too_many_requests": "too many requests at once or per second",
     "binary_refused": "binary packets are not accepted",
     "protocol_error": "too many packets that are not Socket.IO",
+    "revoked": "access revoked: do not reconnect with this token",
 }
 EXPIRY_SWEEP_S: Final = 1.0
 DRAIN_TICK_S: Final = 0.01

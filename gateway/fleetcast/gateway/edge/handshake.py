@@ -47,8 +47,10 @@ class Handshake:
         registry: Registry,
         metrics: Metrics,
         *,
+        revoked: Callable[[auth.Claims], bool] = lambda claims: False,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        self._revoked = revoked
         self._settings = settings
         self._verifier = verifier
         self._policy = role_policy
@@ -78,6 +80,9 @@ class Handshake:
         if len(self._registry) >= s.max_connections:
             raise Refusal("server_full", f"gateway full ({s.max_connections} connections)")
         claims = self.verify(auth.extract_token(auth_data, environ))
+        if self._revoked(claims):
+            self._metrics.auth_failures.labels("revoked").inc()
+            raise Refusal("revoked", "this token was revoked")
         if not self._policy.known_roles(claims):
             raise Refusal("forbidden", "no role of this token may connect")
         if self._registry.user_connections(claims.org, claims.user) >= s.max_connections_per_user:
@@ -99,6 +104,9 @@ class Handshake:
         A refresh moves it; the session's own deadline (its maximum age) it never moves.
         """
         return claims.exp + self._settings.jwt_leeway_s
+
+    def is_revoked(self, claims: auth.Claims) -> bool:
+        return self._revoked(claims)
 
     def verify(self, token: object) -> auth.Claims:
         """Claims of a token, or :class:`Refusal` with the code the client is told."""

@@ -46,6 +46,13 @@ class Proof(Protocol):
     def healthy(self) -> bool: ...
 
 
+class Loaded(Protocol):
+    """The revocation list read once (edge/revocation.py): before that, none is refused."""
+
+    @property
+    def loaded(self) -> bool: ...
+
+
 class Draining(Protocol):
     @property
     def draining(self) -> bool: ...
@@ -67,6 +74,7 @@ class GatewayStatus:
         listener: Subscribed,
         canary: Proof,
         closer: Draining,
+        revocations: Loaded,
     ) -> None:
         self._gateway_id = gateway_id
         self._registry = registry
@@ -74,11 +82,12 @@ class GatewayStatus:
         self._listener = listener
         self._canary = canary
         self._closer = closer
+        self._revocations = revocations
         self._started = time.monotonic()
 
     @property
     def ready(self) -> bool:
-        return not self._closer.draining and self._canary.healthy
+        return not self._closer.draining and self._canary.healthy and self._revocations.loaded
 
     def stats(self) -> dict[str, Any]:
         return {

@@ -212,6 +212,8 @@ class Server:
         conn = client.conn
         if (claims.user, claims.org) != (conn.user, conn.org):
             return _error("forbidden", "a refresh token must be for the same user and org")
+        if self._handshake.is_revoked(claims):
+            return _error("revoked", "this token was revoked")
         if not self._policy.known_roles(claims):
             return _error("forbidden", "no role of this token may connect")
         client.claims = claims

@@ -168,6 +168,8 @@ class Subscriptions:
         room = _parse(client.conn, requested)
         if not self._policy.allows(client.claims, room):
             raise Refused("forbidden", f"your roles do not allow room {room.client_name}")
+        if room.name in client.withdrawn:
+            raise Refused("forbidden", f"access to {room.client_name} was withdrawn")
         return room
 
     # --- resuming at connect --------------------------------------------------------------

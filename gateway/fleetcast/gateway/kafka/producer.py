@@ -1,0 +1,59 @@
+"""The gateway's Kafka producer: control messages go to the control topic, keyed by org.
+
+Started on first use (a gateway serves clients whether or not Kafka is up)
+and stopped with the app. A send either reaches the broker (acks=all) or
+raises: the admin API then answers 503, and nothing is half done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Final
+
+import structlog
+from aiokafka import AIOKafkaProducer
+
+from fleetcast.protocol import control
+
+log = structlog.stdlib.get_logger(__name__)
+
+#: Longest a send (start included) may take before the caller hears it failed.
+SEND_TIMEOUT_S: Final = 5.0
+
+
+class ControlProducer:
+    """Sends control messages to Kafka (the consumer records and fans them out)."""
+
+    def __init__(self, options: dict[str, Any], topic: str) -> None:
+        self._options = options
+        self._topic = topic
+        self._producer: AIOKafkaProducer | None = None
+        self._lock = asyncio.Lock()
+
+    async def send(self, message: control.Control) -> None:
+        async with asyncio.timeout(SEND_TIMEOUT_S):
+            producer = await self._started()
+            await producer.send_and_wait(
+                self._topic, control.encode(message), key=message.org.encode()
+            )
+
+    async def _started(self) -> AIOKafkaProducer:
+        async with self._lock:
+            if self._producer is None:
+                producer = AIOKafkaProducer(**self._options, acks="all")
+                try:
+                    await producer.start()
+                except BaseException:
+                    await producer.stop()
+                    raise
+                self._producer = producer
+            return self._producer
+
+    async def close(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            try:
+                async with asyncio.timeout(SEND_TIMEOUT_S):
+                    await producer.stop()
+            except TimeoutError:
+                log.warning("kafka producer did not stop in time")
