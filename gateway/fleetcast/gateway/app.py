@@ -45,8 +45,9 @@ from fleetcast.gateway.redis.clients import redis_client
 from fleetcast.gateway.redis.control import RedisControlReader
 from fleetcast.gateway.redis.listener import Listener
 from fleetcast.gateway.redis.snapshots import RedisSnapshotSource
+from fleetcast.gateway.redis.state import RedisStateSource
 from fleetcast.gateway.redis.streams import RedisStreamReader
-from fleetcast.gateway.rooms import fleet, recovery, replay, snapshots
+from fleetcast.gateway.rooms import fleet, recovery, replay, snapshots, state
 from fleetcast.gateway.rooms.delivery import Delivery
 from fleetcast.gateway.rooms.feed import Feed
 from fleetcast.gateway.rooms.outbox import Outbox
@@ -204,14 +205,23 @@ def create_app(settings: Settings) -> web.Application:
     )
 
     # edge
+    replays = replay.Replays(streams, outbox, metrics)
+    org_state = state.StateService(
+        RedisStateSource(commands),
+        replays,
+        metrics,
+        spawn=supervisor.spawn,
+        max_items=settings.state_snapshot_max,
+    )
     requests = subscriptions.Subscriptions(
         registry,
         role_policy,
-        replay.Replays(streams, outbox, metrics),
+        replays,
         metrics,
         max_rooms=settings.max_rooms_per_connection,
         on_change=session_store.touch,
         fleet=fleet_room,
+        state=org_state,
     )
     server = Server(
         sio,

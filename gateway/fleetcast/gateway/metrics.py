@@ -109,6 +109,15 @@ class Metrics:
             ["action"],
             registry=r,
         )
+        self.state_snapshots = Counter(
+            f"{NS}_state_snapshots", "State snapshots sent (incidents, alerts, tasks)", registry=r
+        )
+        self.state_snapshot_seconds = Histogram(
+            f"{NS}_state_snapshot_seconds",
+            "From a state request to its snapshots handed to the connection",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.ready = Gauge(f"{NS}_ready", "1 when /ready answers 200", registry=r)
         self.draining = Gauge(f"{NS}_draining", "1 after SIGTERM", registry=r)
 

@@ -158,6 +158,11 @@ class Settings(KafkaSecurity, BaseSettings):
     #: alerts do not wait behind megabytes of positions (sendbuffer.py).
     send_buffer_bytes: int = Field(default=64 * 1024, ge=0)
 
+    # --- org state (incidents, alerts, tasks) -----------------------------------------------
+    #: Most records one state snapshot (incidents, alerts or a user's tasks) holds;
+    #: beyond it the snapshot says complete: false.
+    state_snapshot_max: int = Field(default=5000, ge=1)
+
     # --- fleet room (maps) ----------------------------------------------------------------
     #: Interval of the fleet room's ``asset_positions`` batches (milliseconds): a map
     #: gets one frame per interval with the latest position of each asset that moved.

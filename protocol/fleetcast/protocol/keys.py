@@ -135,6 +135,24 @@ FLEET_ASSET_TTL_S: Final = 900
 #: Upper bound of assets kept per org snapshot.
 FLEET_MAX_ASSETS: Final = 20_000
 
+# --- org state: open incidents, active alerts, users' tasks (consumer/state.py) -----
+
+
+def state_table(org: str, table: str) -> str:
+    """Hash item id -> its merged record (JSON): ``incidents`` or ``alerts`` of one org."""
+    return f"{PREFIX}:state:{org}:{table}"
+
+
+def user_tasks(org: str, user: str) -> str:
+    """Hash task id -> its merged record (JSON): one user's open tasks."""
+    return f"{PREFIX}:state:{org}:tasks:{user}"
+
+
+def task_owners(org: str) -> str:
+    """Hash task id -> the user it is assigned to (a reassignment moves it)."""
+    return f"{PREFIX}:state:{org}:task-owners"
+
+
 # --- sessions -------------------------------------------------------------------
 
 

@@ -33,6 +33,8 @@ class Client:
     recovered: dict[str, bool] | None = None
     #: Rooms asked at connect that it may not join, with why.
     refused: dict[str, dict[str, Any]] | None = None
+    #: State snapshots sent at connect: records per kind (for ``session``).
+    state: dict[str, int] | None = None
     #: Rooms taken from it (a withdraw control message): it may not join them again.
     withdrawn: set[str] = field(default_factory=set)
 

@@ -14,12 +14,13 @@ from typing import Any, Protocol
 
 import structlog
 
-from fleetcast.gateway.edge import auth, policy
+from fleetcast.gateway.edge import auth, policy, subscriptions
 from fleetcast.gateway.edge.clients import Client, Clients
 from fleetcast.gateway.edge.closing import Closer
 from fleetcast.gateway.edge.handshake import Handshake, Refusal
 from fleetcast.gateway.edge.subscriptions import Ack, Refused, Resume, Subscriptions
 from fleetcast.gateway.metrics import Metrics
+from fleetcast.gateway.rooms import state
 from fleetcast.gateway.rooms.outbox import Outbox
 from fleetcast.gateway.rooms.registry import Connection, Registry
 from fleetcast.gateway.settings import Settings
@@ -131,6 +132,10 @@ class Server:
         client.refused = plan.refused or None
         if plan.since or plan.fleet:
             client.recovered = await self._subscriptions.resume(conn, plan)
+        asked = state.kinds_asked(auth_data.get("state") if isinstance(auth_data, dict) else None)
+        kinds = asked | subscriptions.state_after_gaps(client.recovered or {}, conn.user)
+        if kinds:
+            client.state = await self._subscriptions.send_state(conn, kinds)
         return self._registry.get(sid) is conn  # False if it left while we waited
 
     def _plan(self, client: Client, auth_data: Any) -> Resume:
@@ -162,6 +167,8 @@ class Server:
             info["recovered"] = client.recovered
         if client.refused:
             info["refused"] = client.refused
+        if client.state is not None:
+            info["state"] = client.state
         return info
 
     async def on_disconnect(self, sid: str, reason: Any = None) -> None:

@@ -26,7 +26,7 @@ import structlog
 from fleetcast.gateway.edge import policy
 from fleetcast.gateway.edge.clients import Client
 from fleetcast.gateway.metrics import Metrics
-from fleetcast.gateway.rooms import history
+from fleetcast.gateway.rooms import history, state
 from fleetcast.gateway.rooms.registry import Connection, Hold, Registry
 from fleetcast.gateway.rooms.replay import Replays
 from fleetcast.protocol import rooms
@@ -34,6 +34,29 @@ from fleetcast.protocol import rooms
 log = structlog.stdlib.get_logger(__name__)
 
 Ack = dict[str, Any]
+
+
+class StateSender(Protocol):
+    """Sends the org's state snapshots to a connection (rooms/state.StateService)."""
+
+    async def send(self, conn: Connection, kinds: frozenset[str]) -> dict[str, int]: ...
+
+
+#: What a room's state is made of: ``subscribe`` with ``state: true`` on it sends these.
+ROOM_STATE: dict[rooms.RoomKind, frozenset[str]] = {
+    rooms.RoomKind.ORG: frozenset({state.INCIDENTS, state.ALERTS}),
+    rooms.RoomKind.USER: frozenset({state.TASKS}),
+}
+
+
+def state_after_gaps(recovered: dict[str, bool], user: str) -> frozenset[str]:
+    """The snapshots a resume's gaps call for: the client cannot rebuild those rooms otherwise."""
+    kinds: set[str] = set()
+    if recovered.get("org") is False:
+        kinds |= ROOM_STATE[rooms.RoomKind.ORG]
+    if recovered.get(f"user:{user}") is False:
+        kinds |= ROOM_STATE[rooms.RoomKind.USER]
+    return frozenset(kinds)
 
 
 class FleetJoin(Protocol):
@@ -86,8 +109,10 @@ class Subscriptions:
         on_change: Callable[[str], None],
         clock: Callable[[], float] = time.monotonic,
         fleet: FleetJoin | None = None,
+        state: StateSender | None = None,
     ) -> None:
         self._fleet = fleet
+        self._state = state
         self._registry = registry
         self._policy = role_policy
         self._replays = replays
@@ -109,13 +134,22 @@ class Subscriptions:
         self._metrics.subscribes.labels("ok").inc()
         if self._fleet is not None and room.kind is rooms.RoomKind.FLEET:
             return await self._join_fleet(conn, room, since)
+        ack: Ack = {"ok": True, "room": room.client_name}
         if since is None:
             self._join(conn, room.name)
-            return {"ok": True, "room": room.client_name}
-        holds = self._replays.hold(conn, [room.name])
-        self._join(conn, room.name)
-        done = await self._replays.replay(conn, {room.name: since}, holds)
-        return {"ok": True, "room": room.client_name, "recovered": done[room.name]}
+        else:
+            holds = self._replays.hold(conn, [room.name])
+            self._join(conn, room.name)
+            done = await self._replays.replay(conn, {room.name: since}, holds)
+            ack["recovered"] = done[room.name]
+        wanted = ROOM_STATE.get(room.kind, frozenset())
+        if isinstance(data, dict) and data.get("state") is True and wanted:
+            ack["state"] = await self.send_state(conn, wanted)
+        return ack
+
+    async def send_state(self, conn: Connection, kinds: frozenset[str]) -> dict[str, int]:
+        """The org's state snapshots for ``conn`` (incidents and alerts, its own tasks)."""
+        return await self._state.send(conn, kinds) if self._state is not None and kinds else {}
 
     def unsubscribe(self, client: Client, data: object) -> Ack:
         conn = client.conn

@@ -12,7 +12,8 @@ read may reach the listener after it).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Final
 
 import structlog
@@ -21,12 +22,21 @@ from fleetcast.gateway.metrics import Metrics
 from fleetcast.gateway.rooms import history, merging
 from fleetcast.gateway.rooms.delivery import Sender, client_offsets, make_frame
 from fleetcast.gateway.rooms.registry import Connection, Hold
+from fleetcast.gateway.transport.packets import Frame
 from fleetcast.protocol import rooms
 
 log = structlog.stdlib.get_logger(__name__)
 
 #: Live frames one recovering room may hold while its history is read.
 MAX_HELD: Final = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class Served:
+    """What a served read sends (state snapshots), and the room offset it is as of."""
+
+    frames: Sequence[Frame]
+    top: str | None
 
 
 class Replays:
@@ -85,6 +95,36 @@ class Replays:
             self._metrics.recoveries.labels("complete" if results[name] else "gap").inc()
         self._done(conn)
         return results
+
+    async def serve(
+        self, conn: Connection, room_name: str, read: Callable[[], Awaitable[Served]]
+    ) -> bool:
+        """Send what ``read`` returns as of its offset, the room's live frames held meanwhile.
+
+        False when the read failed (nothing sent; the held frames go on).
+        """
+        holds = self.hold(conn, [room_name])
+        hold = holds[room_name]
+        try:
+            served = await read()
+        except Exception as exc:  # Redis away: the client goes on with live events
+            log.warning("state read failed", error=repr(exc))
+            served = None
+        except BaseException:
+            conn.end_recovery(room_name, hold)
+            self._done(conn)
+            raise
+        if room_name not in conn.rooms:
+            conn.end_recovery(room_name, hold)
+            self._done(conn)
+            return False
+        for frame in served.frames if served is not None else ():
+            self._sender.push(conn, frame)
+        top = served.top if served is not None and served.top else None
+        last = history.parse_offset(top) if top else (0, 0)
+        self._release(conn, room_name, hold, last, conn.replay_ids or set())
+        self._done(conn)
+        return served is not None
 
     @staticmethod
     def _done(conn: Connection) -> None:

@@ -16,7 +16,6 @@ published before it joined is missing from its snapshot).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -24,6 +23,8 @@ from typing import Any, Final, Protocol
 
 import orjson
 import structlog
+
+from fleetcast.gateway.rooms.coalesce import Coalescer
 
 log = structlog.stdlib.get_logger(__name__)
 
@@ -155,69 +156,25 @@ def _text(value: object) -> str:
 Spawn = Callable[[Coroutine[Any, Any, Any], str], object]
 
 
-@dataclass(slots=True)
-class _Org:
-    """Per-org read state: one read in flight at most, and the one forming behind it."""
-
-    running: bool = False
-    next: asyncio.Future[Snapshot] | None = None
-
-
 class SnapshotReader:
-    """Coalesced snapshot reads (see the module docstring)."""
+    """Coalesced snapshot reads (see the module docstring and coalesce.py)."""
 
     def __init__(
         self, source: SnapshotSource, spawn: Spawn, *, ttl_s: float, max_assets: int
     ) -> None:
         self._source = source
-        self._spawn = spawn
         self._ttl_s = ttl_s
         self._max = max_assets
-        self._orgs: dict[str, _Org] = {}
-        self.reads = 0
+        self._reads: Coalescer[str, Snapshot] = Coalescer(self._read_once, spawn, "fleet-snapshot")
+
+    @property
+    def reads(self) -> int:
+        return self._reads.reads
 
     async def read(self, org: str) -> Snapshot:
         """The org's snapshot from a read sent after this call; raises if Redis failed."""
-        state = self._orgs.get(org)
-        if state is None:
-            state = self._orgs[org] = _Org()
-        if state.next is None:
-            state.next = asyncio.get_running_loop().create_future()
-            state.next.add_done_callback(_retrieve)
-            if not state.running:
-                state.running = True
-                self._spawn(self._reads(org, state), f"fleet-snapshot-{org}")
-        return await asyncio.shield(state.next)
-
-    async def _reads(self, org: str, state: _Org) -> None:
-        try:
-            while state.next is not None:
-                future, state.next = state.next, None
-                try:
-                    snapshot = await self._read_once(org)
-                except asyncio.CancelledError:
-                    future.cancel()
-                    raise
-                except Exception as exc:
-                    log.warning("fleet snapshot read failed", org=org, error=repr(exc))
-                    future.set_exception(exc)
-                else:
-                    future.set_result(snapshot)
-        finally:
-            if state.next is not None:
-                state.next.cancel()
-            state.running = False
-            if self._orgs.get(org) is state:
-                del self._orgs[org]
+        return await self._reads.get(org)
 
     async def _read_once(self, org: str) -> Snapshot:
-        self.reads += 1
         raw = await self._source.fetch(org)
         return await decode(org, raw, self._ttl_s, self._max)
-
-
-def _retrieve(future: asyncio.Future[Snapshot]) -> None:
-    """Mark a failed read's exception as seen even if every waiter went away."""
-    if not future.cancelled():
-        with contextlib.suppress(Exception):
-            future.exception()
