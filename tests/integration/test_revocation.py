@@ -168,3 +168,26 @@ def test_the_control_topic_default_matches_on_both_sides() -> None:
     gateway = GatewaySettings(jwt_secret=SECRET)
     assert ConsumerSettings().kafka_control_topic == gateway.kafka_control_topic
     assert gateway.kafka_control_topic == control.DEFAULT_TOPIC
+
+
+async def test_a_task_moved_to_another_unit_takes_its_incident_room_from_the_first(
+    gateways: list[RunningGateway], clients: ClientFactory, kafka_topics: KafkaTopics
+) -> None:
+    """The default access rule: task_assigned with previous_user_id withdraws the incident."""
+    first = clients(gateways[0].url)
+    assert await first.connect(make_token("u1", ttl=600))
+    assert (await first.call("subscribe", {"room": "incident:i9"}))["ok"]
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_topics.bootstrap, acks="all")
+    await producer.start()
+    try:
+        event = {"event_id": "moved-1", "event_type": "task_assigned", "organization_id": "o1",
+                 "occurred_at": "2026-11-25T18:00:00Z",
+                 "data": {"task_id": "t1", "incident_id": "i9", "user_id": "u2",
+                          "previous_user_id": "u1"}}  # fmt: skip
+        topic = kafka_topics.for_type("task_assigned")
+        await producer.send_and_wait(topic, orjson.dumps(event), key=b"o1")
+    finally:
+        await producer.stop()
+    [changed] = await first.wait_for("access_changed", 1, WITHIN_S)
+    assert changed == {"rooms": ["incident:i9"], "reason": "task_assigned"}
+    assert (await first.call("subscribe", {"room": "incident:i9"}))["error"]["code"] == "forbidden"

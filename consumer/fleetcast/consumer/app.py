@@ -20,7 +20,16 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from redis.asyncio import Redis
 
-from fleetcast.consumer import conditions, control, deadletter, http, pipeline, publishing, shutdown
+from fleetcast.consumer import (
+    access,
+    conditions,
+    control,
+    deadletter,
+    http,
+    pipeline,
+    publishing,
+    shutdown,
+)
 from fleetcast.consumer.metrics import Metrics
 from fleetcast.consumer.settings import Settings
 
@@ -42,6 +51,7 @@ def options(settings: Settings) -> pipeline.Options:
         stall_after_s=settings.stall_after_s,
         stop_step_timeout_s=settings.shutdown_step_timeout_s,
         control_topic=settings.kafka_control_topic or None,
+        access_rules=access.rules_from(settings.access_rules),
     )
 
 

@@ -38,7 +38,14 @@ from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import KafkaError
 from redis.exceptions import RedisError
 
-from fleetcast.consumer import conditions, deadletter, processing, publishing, watching
+from fleetcast.consumer import (
+    access,
+    conditions,
+    deadletter,
+    processing,
+    publishing,
+    watching,
+)
 from fleetcast.consumer.metrics import Metrics
 from fleetcast.protocol import routing
 from fleetcast.protocol.control import Control
@@ -98,6 +105,8 @@ class Options:
     stop_step_timeout_s: float = 5.0
     #: Records of this topic are control messages (None: no control topic).
     control_topic: str | None = None
+    #: Events that take access away (consumer/access.py), by event type.
+    access_rules: Mapping[str, access.Rule] = field(default_factory=lambda: access.DEFAULT_RULES)
 
 
 def backoff(attempt: int, cap: float) -> float:
@@ -255,6 +264,7 @@ class Pipeline:
                 into=batch,
                 control_topic=self._options.control_topic,
                 now=time.time(),
+                access_rules=self._options.access_rules if self._controls is not None else {},
             )
         self._metrics.batch_size.observe(len(batch))
         for topic, count in batch.consumed.items():

@@ -31,6 +31,7 @@ from typing import Any, Final, NamedTuple, Protocol
 
 import orjson
 
+from fleetcast.consumer import access
 from fleetcast.protocol import control, events, routing
 from fleetcast.protocol.rooms import RoomKind
 
@@ -225,6 +226,10 @@ def dead_letter(record: Record, error: events.EnvelopeError) -> DeadLetter:
     )
 
 
+#: No access rules (the default: tests and tools that only route).
+_NO_RULES: Final[Mapping[str, access.Rule]] = {}
+
+
 def prepare(
     polled: Mapping[Any, Sequence[Record]],
     router: Router,
@@ -233,6 +238,7 @@ def prepare(
     into: Batch | None = None,
     control_topic: str | None = None,
     now: float = 0.0,
+    access_rules: Mapping[str, access.Rule] = _NO_RULES,
 ) -> Batch:
     """Decode, validate and route one poll (aiokafka's partition -> records), in order.
 
@@ -240,7 +246,8 @@ def prepare(
     one org share a partition (the org is the key), so room order holds.
     ``into`` extends a batch (a poll prepared in slices) instead of a new one.
     Records of ``control_topic`` are control messages, not events (``now``
-    dates those that carry no time).
+    dates those that carry no time). An event that ``access_rules`` match
+    adds its withdrawals to the batch's control messages.
     """
     batch = Batch() if into is None else into
     append = batch.routed.append
@@ -257,19 +264,31 @@ def prepare(
             continue
         for record in records:
             value = record.value
-            route = None
+            route = doc = None
             if value is not None and len(value) <= max_event_bytes:
-                try:  # noqa: SIM105 (hot loop: suppress() is a context manager per record)
-                    route = known(loads(value))
+                try:
+                    doc = loads(value)
+                    route = known(doc)
                 except orjson.JSONDecodeError:
                     pass
             if route is None:
-                _prepare_slowly(record, router, max_event_bytes, batch)
-            elif route.rooms:
+                envelope = _prepare_slowly(record, router, max_event_bytes, batch)
+                if envelope is not None and envelope.event_type in access_rules:
+                    _withdraw(envelope.as_dict(), access_rules, now, batch)
+                continue
+            if route.rooms:
                 append(Routed(route, value, topic, partition, record.offset))  # type: ignore[arg-type]
             else:
                 batch.unrouted += 1
+            if route.event_type in access_rules:
+                _withdraw(doc, access_rules, now, batch)
     return batch
+
+
+def _withdraw(doc: Any, rules: Mapping[str, access.Rule], now: float, batch: Batch) -> None:
+    batch.controls += access.withdrawals(
+        doc["event_type"], doc["organization_id"], doc["data"], rules, now
+    )
 
 
 def _prepare_control(record: Record, now: float, batch: Batch) -> None:
@@ -283,21 +302,27 @@ def _prepare_control(record: Record, now: float, batch: Batch) -> None:
         batch.dead.append(dead_letter(record, events.EnvelopeError(reason, str(exc))))
 
 
-def _prepare_slowly(record: Record, router: Router, max_event_bytes: int, batch: Batch) -> None:
-    """The strict path: a new route, or a record to dead-letter (with its reason)."""
+def _prepare_slowly(
+    record: Record, router: Router, max_event_bytes: int, batch: Batch
+) -> events.Envelope | None:
+    """The strict path: a new route, or a record to dead-letter (with its reason).
+
+    Returns the envelope when the record was a valid event.
+    """
     try:
         envelope = events.decode_envelope(record.value, max_bytes=max_event_bytes)
     except events.EnvelopeError as exc:
         batch.dead.append(dead_letter(record, exc))
-        return
+        return None
     route = router.route(envelope)
     if not route.rooms:
         batch.unrouted += 1
-        return
+        return envelope
     value = record.value
     assert value is not None  # decode_envelope refuses None
     envelope_json = value if len(orjson.loads(value)) == 5 else orjson.dumps(envelope.as_dict())
     batch.routed.append(Routed(route, envelope_json, record.topic, record.partition, record.offset))
+    return envelope
 
 
 def slices(

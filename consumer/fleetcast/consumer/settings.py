@@ -14,6 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from fleetcast.common import envlists
 from fleetcast.common.kafka import KafkaSecurity
+from fleetcast.consumer import access
 from fleetcast.protocol import control, events, keys, routing
 
 
@@ -33,6 +34,15 @@ class Settings(KafkaSecurity, BaseSettings):
     #: this topic; the consumer records them in Redis and fans them out to every
     #: gateway. Empty: no control topic.
     kafka_control_topic: str = control.DEFAULT_TOPIC
+    #: Events that take access away (consumer/access.py): event type ->
+    #: {"user_field": data field naming who loses it, "rooms": room kinds}. The
+    #: default withdraws a task's incident room from its previous_user_id.
+    access_rules: dict[str, dict[str, Any]] = Field(
+        default_factory=lambda: {
+            event_type: {"user_field": rule.user_field, "rooms": [k.value for k in rule.kinds]}
+            for event_type, rule in access.DEFAULT_RULES.items()
+        }
+    )
     #: Consumer group: replicas sharing it split the partitions between them.
     kafka_group_id: str = Field(default="fleetcast-consumer", min_length=1)
     #: Where undeliverable messages go, with the reason in a header.
@@ -129,6 +139,12 @@ class Settings(KafkaSecurity, BaseSettings):
     @classmethod
     def _upper(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("access_rules")
+    @classmethod
+    def _access(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        access.rules_from(value)  # raises ValueError naming the bad entry
+        return value
 
     @field_validator("routing_overrides")
     @classmethod
