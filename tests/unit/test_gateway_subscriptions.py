@@ -155,3 +155,20 @@ async def test_an_event_sent_live_through_another_room_is_not_replayed_again() -
     s.streams.during_read = lambda: s.live(2, user, ORG, prefix="h")
     await s.subs.resume(s.conn, plan)
     assert s.recorder.event_ids() == ["h2"]
+
+
+async def test_a_long_gap_replays_what_matters_first_and_only_where_assets_are_now() -> None:
+    """Alerts and tasks missed come first, in order; then each asset's latest position only."""
+    s = Setup()
+    asset = "asset:a1:org:o1"
+    s.registry.join(s.conn, asset)
+    s.streams.add(asset, off(1), envelope("seen"))
+    fresh = "2099-01-01T00:00:00Z"  # a position not yet stale
+    for n in (2, 3, 4):
+        position = {**envelope(f"p{n}", asset_id="a1"), "event_type": "asset_position_updated",
+                    "occurred_at": fresh}  # fmt: skip
+        s.streams.add(asset, off(n), position)
+    s.streams.add(asset, off(5), envelope("alert-after"))
+    holds = s.subs._replays.hold(s.conn, [asset])
+    await s.subs._replays.replay(s.conn, {asset: off(1)}, holds)
+    assert s.recorder.event_ids() == ["alert-after", "p4"]

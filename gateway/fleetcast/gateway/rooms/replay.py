@@ -12,8 +12,10 @@ read may reach the listener after it).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Final
 
 import structlog
@@ -23,7 +25,8 @@ from fleetcast.gateway.rooms import history, merging
 from fleetcast.gateway.rooms.delivery import Sender, client_offsets, make_frame
 from fleetcast.gateway.rooms.registry import Connection, Hold
 from fleetcast.gateway.transport.packets import Frame
-from fleetcast.protocol import rooms
+from fleetcast.protocol import events, keys, rooms
+from fleetcast.protocol.wire import RoutedEvent
 
 log = structlog.stdlib.get_logger(__name__)
 
@@ -39,13 +42,46 @@ class Served:
     top: str | None
 
 
+def latest_positions(merged: Sequence[RoutedEvent], not_before: float) -> list[RoutedEvent]:
+    """Each asset's last position in ``merged``, unless it is older than ``not_before``."""
+    latest: dict[object, RoutedEvent] = {}
+    for routed in merged:
+        if routed.event.get("event_type") == events.POSITION_TYPE:
+            data = routed.event.get("data")
+            latest.pop(asset := data.get("asset_id") if isinstance(data, dict) else None, None)
+            latest[asset] = routed
+    fresh = []
+    for routed in latest.values():
+        at = _when(routed.event.get("occurred_at"))
+        if at is None or at >= not_before:
+            fresh.append(routed)
+    return fresh
+
+
+def _when(value: object) -> float | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value).timestamp()
+    except ValueError:
+        return None
+
+
 class Replays:
     """Holds, reads, merges and replays the rooms one connection resumes."""
 
-    def __init__(self, reader: history.StreamReader, sender: Sender, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        reader: history.StreamReader,
+        sender: Sender,
+        metrics: Metrics,
+        *,
+        position_max_age_s: float = keys.FLEET_ASSET_TTL_S,
+    ) -> None:
         self._reader = reader
         self._sender = sender
         self._metrics = metrics
+        self._position_max_age_s = position_max_age_s
 
     @staticmethod
     def hold(conn: Connection, room_names: Iterable[str]) -> dict[str, Hold]:
@@ -138,19 +174,29 @@ class Replays:
         entries: Mapping[str, Sequence[history.Entry]],
         sent: set[str | None],
     ) -> None:
-        for routed in merging.merge(entries):
-            event_id = routed.event.get("event_id")
-            if routed.event.get("organization_id") != conn.org or event_id in sent:
-                continue
-            sent.add(event_id)
-            room = merging.first_room(routed, conn.rooms)
-            if room is None:
-                continue
-            offsets = client_offsets(routed, conn.org)
-            client_room = rooms.client_name(room, conn.org)
-            self._sender.push(
-                conn, make_frame(routed.event, client_room, routed.offsets[room], offsets)
-            )
+        """Everything missed but positions, in order; then each asset's latest position.
+
+        After a long gap a unit needs its alerts and tasks first, and only
+        where each asset is now: old positions are dropped, not replayed.
+        """
+        merged = [r for r in merging.merge(entries) if r.event.get("organization_id") == conn.org]
+        for routed in merged:
+            if routed.event.get("event_type") != events.POSITION_TYPE:
+                self._push(conn, routed, sent)
+        for routed in latest_positions(merged, time.time() - self._position_max_age_s):
+            self._push(conn, routed, sent)
+
+    def _push(self, conn: Connection, routed: RoutedEvent, sent: set[str | None]) -> None:
+        event_id = routed.event.get("event_id")
+        room = merging.first_room(routed, conn.rooms)
+        if event_id in sent or room is None:
+            return
+        sent.add(event_id)
+        offsets = client_offsets(routed, conn.org)
+        client_room = rooms.client_name(room, conn.org)
+        self._sender.push(
+            conn, make_frame(routed.event, client_room, routed.offsets[room], offsets)
+        )
 
     def _release(
         self, conn: Connection, name: str, hold: Hold, last: history.Offset, sent: set[str | None]
