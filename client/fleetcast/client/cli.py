@@ -54,6 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="room to subscribe, e.g. channel:ch-3, incident:inc-9, fleet (repeatable)",
     )
     parser.add_argument("--since", help="history offset to resume the --room(s) from")
+    parser.add_argument(
+        "--state",
+        action="store_true",
+        help="ask for the org's state at connect (open incidents, active alerts, your tasks)",
+    )
     parser.add_argument("--duration", type=float, help="stop after this many seconds")
     parser.add_argument("--max-events", type=int, help="stop after this many events")
     parser.add_argument("--json", action="store_true", help="one event per line on stdout")
@@ -120,6 +125,7 @@ def listen_command(argv: Sequence[str], settings: ClientSettings, out: TextIO, e
         path=args.path,
         rooms=tuple(args.rooms),
         since=args.since,
+        state=args.state,
         duration_s=args.duration,
         max_events=args.max_events,
         transports=(args.transport,) if args.transport else None,

@@ -5,6 +5,13 @@ token in the Socket.IO ``auth`` payload, ``subscribe`` acks, events named by
 their type, ``refresh`` before expiry. After any reconnect the rooms are
 subscribed again with ``since`` = the last offset seen in each, so nothing
 published during the gap is missed while the room's history still reaches.
+
+Every event's ``offsets`` (its offset in each of its history rooms) moves
+the client's position in each of its rooms, and a reconnect names them all in
+the ``auth`` payload (``since``), so the gateway replays them together, each
+missed event once; rooms it did not join that way are subscribed again.
+``resync`` (events of some rooms may be missing) and ``access_changed`` (a
+room taken away) are reported, as are state snapshots (``--state``).
 """
 
 from __future__ import annotations
@@ -27,7 +34,9 @@ EXIT_UNREACHABLE: Final = 4  # no Socket.IO server answered
 EXIT_SUBSCRIBE_REFUSED: Final = 5  # connected, but at least one room was refused
 
 #: Codes after which connecting again with the same token cannot succeed.
-TERMINAL_CODES: Final = frozenset({"invalid_token", "token_expired", "forbidden"})
+TERMINAL_CODES: Final = frozenset({"invalid_token", "token_expired", "forbidden", "revoked"})
+#: Server events that are news about the session, not events of the domain.
+NOTICES: Final = frozenset({"resync", "access_changed"})
 CALL_TIMEOUT_S: Final = 10.0
 RETRY_DEFAULT_S: Final = 1.0
 
@@ -54,6 +63,8 @@ class Options:
     path: str = "/ws"
     rooms: tuple[str, ...] = ()
     since: str | None = None
+    #: Ask for the org's state snapshots at the first connect.
+    state: bool = False
     duration_s: float | None = None
     max_events: int | None = None
     transports: tuple[str, ...] | None = None
@@ -85,8 +96,11 @@ class Listener:
         self._stats = stats
         self._signals: asyncio.Queue[tuple[Signal, object]] = asyncio.Queue()
         self._stopping = asyncio.Event()
-        self._offsets: dict[str, str] = {}
+        self._offsets: dict[str, tuple[int, int]] = {}
         self._first_subscribe = True
+        self._first_connect = True
+        #: Rooms the last session joined (auth since resumed them: no subscribe needed).
+        self._joined: set[str] = set()
         self._manual_connect = False
         self._last_refusal: object = None
         self._closing: object = None  # the last disconnect_reason notice
@@ -206,10 +220,16 @@ class Listener:
         self._sink.status("refused", f"connection refused: {code}: {message}", code=code)
         return EXIT_REFUSED
 
-    async def _auth(self) -> dict[str, str]:
-        """The auth payload of every (re)connect: a minted token is always fresh."""
+    async def _auth(self) -> dict[str, Any]:
+        """The auth payload of every (re)connect: a fresh token, every room's last offset."""
         self._token = self._options.token()
-        return {"token": self._token}
+        payload: dict[str, Any] = {"token": self._token}
+        if self._offsets:
+            payload["since"] = {room: f"{ms}-{seq}" for room, (ms, seq) in self._offsets.items()}
+        if self._options.state and self._first_connect:
+            payload["state"] = True
+        self._first_connect = False
+        return payload
 
     async def _refresh(self) -> None:
         if self._options.refresh_margin_s is None or not self._sio.connected:
@@ -228,8 +248,11 @@ class Listener:
         since = self._options.since if self._first_subscribe else None
         self._first_subscribe = False
         for room in self._options.rooms:
+            if room in self._joined:  # resumed at connect (auth since)
+                continue
             request: dict[str, Any] = {"room": room}
-            resume = self._offsets.get(room, since)
+            offset = self._offsets.get(room)
+            resume = f"{offset[0]}-{offset[1]}" if offset is not None else since
             if resume is not None:
                 request["since"] = resume
             try:
@@ -258,13 +281,23 @@ class Listener:
             code=code,
         )
 
+    def _track(self, payload: Mapping[str, Any]) -> None:
+        """Move the position in every room of ours the event names (``offsets``, or ``room``)."""
+        positions = payload.get("offsets")
+        if not isinstance(positions, Mapping):
+            positions = {payload.get("room"): payload.get("offset")}
+        mine = {*self._options.rooms, *self._joined}
+        for room, text in positions.items():
+            offset = _offset(text)
+            if room in mine and offset is not None and offset > self._offsets.get(room, (0, 0)):
+                self._offsets[room] = offset
+
     # --- Socket.IO handlers (plain functions: they run in arrival order) ----------------
 
     def _on_connect(self) -> None:
         self._sink.status(
             "connected", f"connected to {self._options.url} (sid {self._sio.get_sid()})"
         )
-        self._signals.put_nowait((Signal.CONNECTED, None))
 
     def _on_connect_error(self, data: object = None) -> None:
         self._last_refusal = data
@@ -286,7 +319,15 @@ class Listener:
     def _on_event(self, name: str, payload: object = None) -> None:
         received_at = time.time()
         if name == "session":
+            rooms = payload.get("rooms") if isinstance(payload, Mapping) else None
+            self._joined = set(rooms) if isinstance(rooms, list) else set()
             self._sink.status("session", output.session_text(payload), session=payload)
+            # the rooms it did not join at connect are subscribed now (session comes first)
+            self._signals.put_nowait((Signal.CONNECTED, None))
+            return
+        if name in NOTICES and isinstance(payload, Mapping):
+            rooms = ", ".join(str(r) for r in payload.get("rooms") or ())
+            self._sink.status(name, f"{name}: {rooms} ({payload.get('reason')})", notice=payload)
             return
         if name == "disconnect_reason":
             self._closing = payload
@@ -294,11 +335,17 @@ class Listener:
             self._sink.status("closing", f"the server is closing: {code}: {message}", code=code)
             return
         if isinstance(payload, Mapping):
-            room, offset = payload.get("room"), payload.get("offset")
-            if isinstance(room, str) and isinstance(offset, str):
-                self._offsets[room] = offset
+            self._track(payload)
         self._stats.record(name, payload, received_at)
         self._sink.event(name, payload, received_at)
         self._received += 1
         if self._options.max_events is not None and self._received >= self._options.max_events:
             self._signals.put_nowait((Signal.STOP, None))
+
+
+def _offset(text: object) -> tuple[int, int] | None:
+    """``"<ms>-<seq>"`` as a pair to compare, or None."""
+    if not isinstance(text, str):
+        return None
+    ms, _, seq = text.partition("-")
+    return (int(ms), int(seq)) if ms.isdigit() and seq.isdigit() else None
