@@ -42,11 +42,13 @@ test: deps lint ## Run the whole suite: lint, unit, integration (real Redis/Kafk
 test-unit: install ## Run only the fast tests that need no server
 	@$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
-lint: install ## ruff, mypy --strict, import contracts, chart and manifest drift
+lint: install ## ruff, mypy --strict, import contracts, generated CRD and values schema drift
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .
 	@$(VENV)/bin/mypy
 	@$(VENV)/bin/lint-imports
+	@$(PY) scripts/crd.py --check
+	@$(PY) scripts/values_schema.py --check
 
 bench: deps ## Run the benchmarks and print the figures (writes bench/results/)
 	@$(PY) -m bench
@@ -54,7 +56,7 @@ bench: deps ## Run the benchmarks and print the figures (writes bench/results/)
 images: ## Build the container image(s) (needs a Docker engine)
 	@scripts/images.sh
 
-manifests: ## Regenerate manifests/ and the chart's values.schema.json from the chart
+manifests: ## Regenerate the CRD (from the operator's models), values.schema.json and manifests/
 	@scripts/manifests.sh
 
 cluster-up: ## Start a local control plane (etcd, apiserver, controller-manager, scheduler, kwok)

@@ -24,6 +24,8 @@ LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
 CONFIG_HASH_ANNOTATION: Final = "fleetcast.radiofleet.io/config-hash"
 #: Seconds the kubelet waits after the gateway's drain before it kills the pod.
 TERMINATION_MARGIN_SECONDS: Final = 10
+#: The longest suffix of an owned object's name (``<name>-consumer-config``).
+LONGEST_SUFFIX: Final = "-consumer-config"
 #: The image's numeric non-root user (Dockerfile: useradd --uid 10001).
 RUN_AS: Final = 10001
 Manifest = dict[str, Any]
