@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from fleetcast.operator import crdschema, statusmodel
+from fleetcast.operator import crdschema, specbase, statusmodel
 from fleetcast.operator import spec as crd
 from fleetcast.protocol import events, rooms
 
@@ -85,7 +85,7 @@ def test_a_quantity_is_int_or_string_with_the_pattern() -> None:
     ]
     quantity = requests["additionalProperties"]
     assert quantity["x-kubernetes-int-or-string"] is True
-    assert quantity["pattern"] == crd.QUANTITY_PATTERN
+    assert quantity["pattern"] == specbase.QUANTITY_PATTERN
 
 
 def test_descriptions_come_from_the_docstrings() -> None:

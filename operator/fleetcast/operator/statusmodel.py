@@ -85,6 +85,41 @@ class ComponentStatus(_Model):
     """readyReplicas/replicas, for kubectl get."""
 
 
+class GatewayPod(_Model):
+    """One gateway pod's own figures (from its /stats)."""
+
+    name: str
+    connections: int
+    draining: bool
+
+
+class Drain(_Model):
+    """How the last gateway pod that stopped ended its hand-over (its termination message)."""
+
+    pod: str
+    finished_at: str | None = None
+    exit_code: int | None = None
+    message: Annotated[str, Field(max_length=1024)] = ""
+
+
+class GatewayStatus(ComponentStatus):
+    """The gateways: replica counts, and the live figures they report."""
+
+    connections: int | None = None
+    """Clients connected to all gateways, as they last reported."""
+    pods: Annotated[tuple[GatewayPod, ...], Field(max_length=32)] | None = None
+    """Connections per gateway pod (at most 32 listed)."""
+    last_drain: Drain | None = None
+
+
+class ConsumerStatus(ComponentStatus):
+    """The consumers: replica counts, placement and lag."""
+
+    placement: Literal["deployment", "sidecar"] | None = None
+    lag: int | None = None
+    """Records behind the high watermarks, all partitions together, as the consumers report."""
+
+
 class FleetBroadcastStatus(_Model):
     """What the operator observed, written by the operator only."""
 
@@ -103,5 +138,5 @@ class FleetBroadcastStatus(_Model):
         ]
         | None
     ) = None
-    gateway: ComponentStatus | None = None
-    consumer: ComponentStatus | None = None
+    gateway: GatewayStatus | None = None
+    consumer: ConsumerStatus | None = None
