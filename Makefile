@@ -25,10 +25,11 @@ $(VENV)/.installed: pyproject.toml uv.lock scripts/bootstrap.sh
 	@scripts/bootstrap.sh
 	@touch $@
 
-deps: install ## Fetch and build test infrastructure: redis-server, Kafka jars, Kubernetes binaries, browser
+deps: install ## Fetch and build test infrastructure: redis-server, Kafka jars, Kubernetes binaries and CRDs, browser
 	@scripts/system-deps.sh
 	@tools/kafka/fetch.sh >/dev/null
 	@tools/k8s/build.sh >/dev/null
+	@tools/k8s/crds.sh >/dev/null
 	@scripts/web-deps.sh
 
 run: install ## Start Redis, Kafka, consumer, gateway and a demo fleet on 127.0.0.1 (Ctrl-C stops all)

@@ -48,7 +48,7 @@ render() { # render FILE TEMPLATE...: the named templates, as one file with a he
 # lives in a subfolder because it needs the CRD established first.
 render 00-namespace.yaml release-namespace.yaml
 render 01-crds.yaml crds-customresourcedefinitions.yaml
-render 02-rbac.yaml operator-serviceaccount.yaml operator-clusterrole.yaml operator-clusterrolebinding.yaml
+render 02-rbac.yaml operator-serviceaccount.yaml operator-rbac.yaml operator-admissionpolicy.yaml
 render 03-operator.yaml operator-deployment.yaml
 render example/fleetbroadcast.yaml example-secret.yaml fleetbroadcast-fleetbroadcast.yaml
 echo "manifests: wrote $out/" >&2

@@ -265,6 +265,7 @@ def _start_processes(cluster: LocalCluster, binaries: Binaries, *, detach: bool)
     work, ports = cluster.work, cluster.ports
     admin = _write_credentials(work, f"https://127.0.0.1:{ports.apiserver}")
     _write_kwok_config(binaries, work)
+    (work / flags.AUDIT_POLICY_FILE).write_text(yaml.safe_dump(flags.AUDIT_POLICY))
 
     def spawn(*components: tuple[str, list[str]]) -> None:
         for name, args in components:
