@@ -13,7 +13,9 @@ from the files fails here.
 from __future__ import annotations
 
 import json
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -67,6 +69,27 @@ def operator_cluster(cluster: cluster_access.ClusterAccess) -> cluster_access.Cl
     return cluster
 
 
+@pytest.fixture(scope="session")
+def engine_crds(operator_cluster: cluster_access.ClusterAccess) -> list[str]:
+    """KEDA's and prometheus-operator's real CRDs (tools/k8s/crds.sh), installed and served.
+
+    Left installed for the session: other tests' operators then render into
+    real schemas too, and CRDs are cluster-wide (deleting one mid-session
+    would delete other tests' objects).
+    """
+    found = subprocess.run(
+        [support.REPO / "tools/k8s/crds.sh", "--check"], capture_output=True, text=True, check=False
+    )
+    if found.returncode:
+        pytest.fail(f"the engines' CRDs are not fetched: {found.stderr.strip()}", pytrace=False)
+    names = []
+    for path in sorted(Path(found.stdout.strip()).glob("*.yaml")):
+        operator_cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(path))
+        names.append(f"crd/{yaml.safe_load(path.read_text())['metadata']['name']}")
+    operator_cluster.kubectl("wait", "--for=condition=Established", *names, "--timeout=60s")
+    return names
+
+
 @pytest.fixture
 def operators(
     operator_cluster: cluster_access.ClusterAccess,
@@ -104,11 +127,11 @@ def operators(
 
 
 def is_rbac_denial(message: str) -> bool:
-    """A 403 that names a missing permission.
+    """A 403 that names a missing permission ('... is forbidden: User "..." cannot ...').
 
-    A cluster-wide operator may still write an Event into a namespace another
-    test is deleting; the API server answers that with a 403 too ("being
-    terminated"), which says nothing about the operator's rules.
+    Other refusals say Forbidden too and say nothing about the operator's
+    rules: an Event written into a namespace another test is deleting ("being
+    terminated"), a field the API server will not change ("immutable:
+    Forbidden"), an admission policy's denial.
     """
-    forbidden = "Forbidden" in message or "forbidden" in message
-    return forbidden and "because it is being terminated" not in message
+    return "forbidden: User" in message and " cannot " in message

@@ -117,12 +117,22 @@ def example(namespace: str) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def fleetbroadcast(namespace: str, name: str = "fleet", **spec: Any) -> dict[str, Any]:
-    """A small FleetBroadcast: one consumer, two gateways without autoscaling, a JWT Secret."""
+    """A small FleetBroadcast: one consumer, two gateways without autoscaling, a JWT Secret.
+
+    New gateways count as available at once (minReadySeconds 0; the default
+    10 s would add that much to every test's wait for Ready).
+    """
+    gateway = {
+        "replicas": 2,
+        "autoscaling": {"enabled": False},
+        "drainSeconds": 5,
+        "rollout": {"minReadySeconds": 0},
+    }
     base: dict[str, Any] = {
         "kafka": {"bootstrapServers": "kafka.invalid:9092"},
         "redis": {"url": "redis://redis.invalid:6379/0"},
         "auth": {"jwtSecretRef": {"name": "jwt"}},
-        "gateway": {"replicas": 2, "autoscaling": {"enabled": False}, "drainSeconds": 5},
+        "gateway": gateway,
     }
     return {
         "apiVersion": "radiofleet.io/v1alpha1",
@@ -215,6 +225,8 @@ class Operators:
     #: The ClusterRoleBinding a cluster-wide operator needs (JSON), made on demand.
     cluster_binding: str = ""
     bound_clusterwide: bool = False
+    #: Where the Lease lives (the operator's own namespace); default: ``namespace``.
+    lease_namespace: str = ""
     started: list[Operator] = field(default_factory=list)
 
     def start(self, *, clusterwide: bool = False, leader: bool = True) -> Operator:
@@ -244,7 +256,7 @@ class Operators:
         env.update(
             KUBECONFIG=str(self.kubeconfig),
             FLEETCAST_OPERATOR_NAMESPACES="" if clusterwide else self.namespace,
-            FLEETCAST_OPERATOR_LEASE_NAMESPACE=self.namespace,
+            FLEETCAST_OPERATOR_LEASE_NAMESPACE=self.lease_namespace or self.namespace,
             FLEETCAST_OPERATOR_LEASE_NAME=self.lease_name,
             FLEETCAST_OPERATOR_IDENTITY=identity,
             FLEETCAST_OPERATOR_RESYNC_SECONDS="5",
@@ -274,7 +286,8 @@ class Operators:
         return "fleetcast-operator"
 
     def holder(self) -> str:
-        lease = get(self.cluster, self.namespace, "leases.coordination.k8s.io", self.lease_name)
+        space = self.lease_namespace or self.namespace
+        lease = get(self.cluster, space, "leases.coordination.k8s.io", self.lease_name)
         return str(((lease or {}).get("spec") or {}).get("holderIdentity") or "")
 
     def holds_lease(self, operator: Operator) -> bool:

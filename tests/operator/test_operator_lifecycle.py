@@ -62,6 +62,7 @@ def test_the_example_becomes_ready_with_every_object_owned(
             ("Deployment", f"{name}-consumer"),
             ("Deployment", f"{name}-gateway"),
             ("HorizontalPodAutoscaler", f"{name}-gateway"),
+            ("PodDisruptionBudget", f"{name}-consumer"),
             ("PodDisruptionBudget", f"{name}-gateway"),
             ("Service", f"{name}-gateway"),
             ("ServiceAccount", f"{name}-consumer"),
@@ -83,9 +84,11 @@ def test_the_example_becomes_ready_with_every_object_owned(
     assert {c["type"]: c["status"] for c in body["status"]["conditions"]} == {
         "Ready": "True",
         "Reconciled": "True",
+        "Progressing": "False",
         "Degraded": "False",
         "GatewayAvailable": "True",
         "ConsumerAvailable": "True",
+        "BackendsReachable": "Unknown",  # pods are simulated: probing is off here
     }
 
     # No finalizer (deletion never waits for the operator); kopf's notes under our prefix.

@@ -26,7 +26,10 @@ def test_a_deleted_service_is_restored(operators: support.Operators, namespace: 
         return service is not None and service["metadata"]["uid"] != old_uid
 
     support.eventually("the Service is back", recreated, logs=operator.tail)
-    assert support.events(cluster, namespace, "DriftRepaired")
+    said = support.eventually(
+        "a DriftRepaired event", lambda: support.events(cluster, namespace, "DriftRepaired")
+    )
+    assert "Service fleet-gateway was missing: created again" in [e["message"] for e in said]
 
 
 def test_a_hand_edited_deployment_is_restored(operators: support.Operators, namespace: str) -> None:
@@ -114,7 +117,7 @@ def test_only_one_of_two_operators_reconciles_and_the_other_takes_over(
     support.apply(cluster, support.fleetbroadcast(namespace, consumer={"replicas": 2}))
     support.eventually(
         "the standby reconciles generation 2",
-        lambda: [m for m in standby.reconciled(namespace, "fleet") if m.endswith("generation 2")],
+        lambda: [m for m in standby.reconciled(namespace, "fleet") if "generation 2:" in m],
         logs=standby.tail,
     )
     support.eventually(

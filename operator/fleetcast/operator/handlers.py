@@ -115,6 +115,9 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
     if shared.elector is not None and not shared.lost:
         await asyncio.to_thread(shared.elector.release)
     shared.kube.close()
+    # kopf waits for a threading.Event stop flag in an executor thread, which
+    # asyncio.run joins at exit: set it, or a SIGTERM'd operator never exits.
+    shared.stop.set()
 
 
 async def keep_lease(shared: Runtime) -> None:
