@@ -204,7 +204,7 @@ def chart_objects(
     *values: str,
     templates: tuple[str, ...] = RBAC_TEMPLATES,
 ) -> list[dict[str, Any]]:
-    """The chart's ServiceAccount and RBAC (and what else ``templates`` names), for ``namespace``."""
+    """The chart's ServiceAccount and RBAC (and what ``templates`` adds), for ``namespace``."""
     shown = [arg for name in templates for arg in ("--show-only", f"templates/{name}")]
     done = cluster.helm(
         "template", release, str(support.REPO / "charts/fleetcast"), "--namespace", namespace,
