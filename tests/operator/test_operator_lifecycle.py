@@ -104,8 +104,9 @@ def test_the_example_becomes_ready_with_every_object_owned(
         "kopf's notes on the FleetBroadcast", annotations, logs=operator.tail
     )
     assert not any(key.startswith("kopf.zalando.org/") for key in noted), noted
-    # The server's defaults and canonical forms never read as drift.
-    assert not [m for m in operator.messages() if m.startswith("drift in ")]
+    # The server's defaults, canonical forms and controllers' own fields never read as drift.
+    assert not [m for m in operator.messages() if m.startswith("repaired in ")]
+    assert not support.events(cluster, namespace, "DriftRepaired")
     columns = cluster.kubectl("get", "fb", name, "-n", namespace).stdout
     assert "True" in columns.splitlines()[1]
     assert "2/2" in columns

@@ -63,17 +63,6 @@ class Condition:
         return self.status == "True"
 
 
-@dataclass(frozen=True, slots=True)
-class Observed:
-    """Everything a status is computed from, besides the stored conditions."""
-
-    generation: int
-    gateway: Rollout
-    consumer: Rollout
-    #: Extra problems of the consumer (a sidecar's containers), beyond its Rollout's.
-    consumer_label: str = "consumer"
-
-
 def availability(kind: str, component: str, rollout: Rollout, generation: int) -> Condition:
     """GatewayAvailable / ConsumerAvailable from one Deployment."""
     if rollout.conflict:

@@ -78,7 +78,7 @@ class Elector:
         try:
             lease = self.kube.get(*LEASE, self.namespace, self.name)
             if lease is None:
-                return self.kube.create(self._record(None)) is not None
+                return self.kube.create(self._record()) is not None
             if not self.may_take(lease):
                 return False
             self.kube.patch(
@@ -138,7 +138,7 @@ class Elector:
         finally:
             self.on_change(False)
 
-    def _record(self, previous: Mapping[str, Any] | None) -> dict[str, Any]:
+    def _record(self) -> dict[str, Any]:
         now = micro_time(datetime.now(UTC))
         return {
             "apiVersion": LEASE[0],
