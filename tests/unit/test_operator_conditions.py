@@ -229,3 +229,14 @@ def test_condition_reasons_are_camel_case() -> None:
         *evaluated(gateway=ROLLING).values(),
     ]
     assert all(c.reason[0].isupper() and c.reason.isalnum() for c in every)
+
+
+def test_while_the_deployment_is_gone_the_status_keeps_its_size() -> None:
+    """The reconcile that creates it again reads that size (not the autoscaler's minimum)."""
+    previous = {
+        "gateway": {"replicas": 5, "readyReplicas": 5, "updatedReplicas": 5, "ready": "5/5"}
+    }
+    seen = statuses.Observation(generation=3, gateway=Rollout(exists=False), consumer=DONE)
+    status = statuses.build(previous, seen, T0)
+    assert status["gateway"]["replicas"] == 5
+    assert status["gateway"]["ready"] == "0/5"

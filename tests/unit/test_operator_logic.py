@@ -249,3 +249,11 @@ def test_two_candidates_racing_for_a_free_lease_cannot_both_win() -> None:
     store.stale = free
     assert not second.try_once()  # ...and b's write, at the old version, is refused.
     assert election.holder_of(store.lease) == "a"
+
+
+def test_zero_values_the_api_server_omits_are_not_drift() -> None:
+    desired = {"spec": {"minReadySeconds": 0, "paused": False, "tolerations": [], "replicas": 2}}
+    assert drift.differences(desired, {"spec": {"replicas": 2}}) == []
+    assert drift.differences({"spec": {"minReadySeconds": 10}}, {"spec": {}}) == [
+        ".spec.minReadySeconds"
+    ]

@@ -119,7 +119,7 @@ def apply_one(kube: Kube, plan: Plan, manifest: Manifest) -> Outcome:
     try:
         live = kube.get(manifest["apiVersion"], kind, meta["namespace"], name)
         if live is None:
-            kube.apply(_first(manifest, plan), manager=MANAGER)
+            create(kube, plan, manifest)
             return Outcome(kind, name, "created")
         problem = conflict_of(live, plan.owner)
         if problem is not None:
@@ -198,7 +198,7 @@ def recreate(kube: Kube, plan: Plan, manifest: Manifest, live: Manifest) -> None
     keep = dict(plan.initial_replicas)
     if live["kind"] == "Deployment" and "replicas" in live.get("spec", {}):
         keep[manifest["metadata"]["name"]] = live["spec"]["replicas"]
-    kube.apply(_first(manifest, Plan(plan.owner, keep)), manager=MANAGER)
+    create(kube, Plan(plan.owner, keep), manifest)
     logger.warning("recreated %s %s/%s", live["kind"], meta["namespace"], meta["name"])
 
 
@@ -215,6 +215,20 @@ def delete_owned(kube: Kube, owner: Owner, ref: ObjectRef) -> Outcome | None:
         return Outcome(ref.kind, ref.name, "failed", f"not deleted: {error.message}")
     logger.info("deleted %s %s/%s", ref.kind, owner.namespace, ref.name)
     return Outcome(ref.kind, ref.name, "deleted")
+
+
+def create(kube: Kube, plan: Plan, manifest: Manifest) -> None:
+    """Create the object; an autoscaled Deployment at its start count, handed over at once.
+
+    The count is applied by the operator (the Deployment default of 1 would
+    report Ready and then scale up), then handed to the hand-over manager and
+    left out, all in this reconcile: the next reconcile changes nothing.
+    """
+    first = _first(manifest, plan)
+    created = kube.apply(first, manager=MANAGER)
+    if first is not manifest and created:
+        hand_over_replicas(kube, created)
+        kube.apply(manifest, manager=MANAGER)
 
 
 def _first(manifest: Manifest, plan: Plan) -> Manifest:

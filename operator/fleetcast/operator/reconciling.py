@@ -115,9 +115,8 @@ def repairs(outcomes: list[Outcome], *, drifting: bool) -> list[str]:
             said.append(f"{o.what}: deleted and created again ({o.detail})")
         elif drifting and o.action == "created":
             said.append(f"{o.what} was missing: created again")
-        elif drifting and o.action == "updated":
-            restored = f" ({o.detail})" if o.detail else ""
-            said.append(f"{o.what}: restored{restored}")
+        elif drifting and o.action == "updated" and o.detail:
+            said.append(f"{o.what}: restored ({o.detail})")
     return said
 
 
@@ -215,7 +214,10 @@ class Reconciler:
         owner = self._owner_of(body)
         if owner is None:
             return
-        if event_type == "DELETED" or self.drifted(owner, body):
+        found = ["(deleted)"] if event_type == "DELETED" else self.drifted(owner, body)
+        if found:
+            what = f"{body.get('kind')} {body.get('metadata', {}).get('name')}"
+            logger.info("drift in %s of %s/%s: %s", what, *key_of(owner), ", ".join(found[:5]))
             try:
                 self.reconcile(owner, trigger="drift")
             except ApplyFailed as error:

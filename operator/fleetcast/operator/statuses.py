@@ -49,14 +49,27 @@ def build(previous: Mapping[str, Any], seen: Observation, now: datetime) -> dict
     status: dict[str, Any] = {"conditions": conditions.merge(stored, wanted, now)}
     if reconciled is not None:
         status["observedGeneration"] = reconciled.observed_generation
-    gateway = {**seen.gateway.summary(), **_live(previous, "gateway", seen, "connections", "pods")}
+    gateway = {
+        **_counts(previous, "gateway", seen.gateway),
+        **_live(previous, "gateway", seen, "connections", "pods"),
+    }
     drain = seen.last_drain or (previous.get("gateway") or {}).get("lastDrain")
     if drain:
         gateway["lastDrain"] = dict(drain)
-    consumer = {**seen.consumer.summary(), "placement": seen.placement}
+    consumer = {**_counts(previous, "consumer", seen.consumer), "placement": seen.placement}
     consumer.update(_live(previous, "consumer", seen, "lag"))
     status["gateway"], status["consumer"] = gateway, consumer
     return status
+
+
+def _counts(previous: Mapping[str, Any], component: str, rollout: Rollout) -> dict[str, Any]:
+    """Replica counts; while the Deployment is gone, the count it had is kept (the operator
+    creates it again at that size, not at the autoscaler's minimum)."""
+    counts = rollout.summary()
+    if not rollout.exists:
+        counts["replicas"] = (previous.get(component) or {}).get("replicas", 0)
+        counts["ready"] = f"{counts['readyReplicas']}/{counts['replicas']}"
+    return counts
 
 
 def _live(
