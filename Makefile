@@ -25,10 +25,11 @@ $(VENV)/.installed: pyproject.toml uv.lock scripts/bootstrap.sh
 	@scripts/bootstrap.sh
 	@touch $@
 
-deps: install ## Fetch and build test infrastructure: Debian packages, Kafka jars, Kubernetes binaries, browser
+deps: install ## Fetch and build test infrastructure: Debian packages, Kafka jars, Kubernetes binaries and CRDs, browser
 	@scripts/system-deps.sh
 	@tools/kafka/fetch.sh >/dev/null
 	@tools/k8s/build.sh >/dev/null
+	@tools/k8s/crds.sh >/dev/null
 	@scripts/web-deps.sh
 
 # Only what `make run` needs: redis-server, the Kafka jars and the console's
@@ -45,11 +46,12 @@ test: deps images lint ## Run the whole suite: lint, unit, integration (real Red
 test-unit: install ## Run only the fast tests that need no server
 	@$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
-lint: install ## ruff, mypy --strict, import and layer contracts, drift of generated files
+lint: install ## ruff, mypy --strict, import and layer contracts, drift of generated files (CRD, schema, manifests, docs)
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .
 	@$(VENV)/bin/mypy
 	@$(VENV)/bin/lint-imports
+	@$(PY) scripts/crd.py --check
 	@$(PY) -m pytest -q -m drift tests/unit
 
 bench: deps ## Run the benchmarks and print the figures (writes bench/results/)
@@ -58,7 +60,7 @@ bench: deps ## Run the benchmarks and print the figures (writes bench/results/)
 images: install ## Build the images (fleetcast, e2e Redis/Kafka, pause) from Debian packages; starts Docker if needed
 	@scripts/images.sh
 
-manifests: ## Regenerate manifests/ and the chart's values.schema.json from the chart
+manifests: ## Regenerate the CRD (from the operator's models), values.schema.json and manifests/
 	@scripts/manifests.sh
 
 cluster-up: ## Start a local control plane and a real node (NODES=kwok: two fake nodes instead)

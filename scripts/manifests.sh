@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Regenerate the chart's values.schema.json (from values.yaml's comments) and
-# manifests/ (plain YAML for `kubectl apply`, rendered from the chart with
-# scripts/manifests-values.yaml). Tests fail when either drifts from its source.
+# Regenerate the FleetBroadcast CRD (charts/fleetcast/files/crd-fleetbroadcasts.yaml,
+# from the operator's models), the chart's values.schema.json (from values.yaml's
+# comments) and manifests/ (plain YAML for `kubectl apply`, rendered from the chart
+# with scripts/manifests-values.yaml). Lint and tests fail when one drifts from its source.
 #
-#   scripts/manifests.sh            rewrite values.schema.json and manifests/
+#   scripts/manifests.sh            rewrite the CRD, values.schema.json and manifests/
 #   scripts/manifests.sh OUT_DIR    render the manifests into OUT_DIR only (for the drift test)
 #
 # helm is the pinned one built by tools/k8s/build.sh (or $HELM), so the output
@@ -22,6 +23,7 @@ if [[ -z "${HELM:-}" ]]; then
 fi
 
 if [[ $# -eq 0 ]]; then
+  "$py" scripts/crd.py
   "$py" scripts/values_schema.py
 fi
 
@@ -46,7 +48,7 @@ render() { # render FILE TEMPLATE...: the named templates, as one file with a he
 # lives in a subfolder because it needs the CRD established first.
 render 00-namespace.yaml release-namespace.yaml
 render 01-crds.yaml crds-customresourcedefinitions.yaml
-render 02-rbac.yaml operator-serviceaccount.yaml operator-clusterrole.yaml operator-clusterrolebinding.yaml
+render 02-rbac.yaml operator-serviceaccount.yaml operator-rbac.yaml operator-admissionpolicy.yaml
 render 03-operator.yaml operator-deployment.yaml
 render example/fleetbroadcast.yaml example-secret.yaml fleetbroadcast-fleetbroadcast.yaml
 echo "manifests: wrote $out/" >&2

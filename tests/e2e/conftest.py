@@ -132,8 +132,10 @@ def start_local_operator(
     """Run the operator as its pod would: the chart's env, the chart's ServiceAccount.
 
     The environment is read from the operator Deployment Helm installed, so the
-    process gets exactly the chart's settings (cluster-wide, its peering name);
-    only the liveness endpoint moves to a free loopback port, and it must answer.
+    process gets exactly the chart's settings (cluster-wide, its Lease name);
+    what the pod would get from the downward API (its namespace and name) is
+    set by hand, the HTTP endpoint moves to a free loopback port (and must
+    answer), and the pod prober is off: kwok's pod IPs lead nowhere.
     """
     found = objects.get(cluster, "deployment", deployment, namespace)
     assert found is not None, deployment
@@ -148,7 +150,11 @@ def start_local_operator(
                 namespace, found["spec"]["template"]["spec"]["serviceAccountName"]
             )
         ),
-        "FLEETCAST_OPERATOR_HEALTH_ENDPOINT": f"http://127.0.0.1:{port}/healthz",
+        "FLEETCAST_OPERATOR_LEASE_NAMESPACE": namespace,
+        "FLEETCAST_OPERATOR_IDENTITY": f"{deployment}-local",
+        "FLEETCAST_OPERATOR_HTTP_HOST": "127.0.0.1",
+        "FLEETCAST_OPERATOR_HTTP_PORT": str(port),
+        "FLEETCAST_OPERATOR_PROBE_SECONDS": "0",
     }
     with log.open("wb") as sink:
         process = subprocess.Popen(

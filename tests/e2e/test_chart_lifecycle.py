@@ -233,7 +233,7 @@ def check_owned_objects(
     assert len(found["serviceaccounts"]) == 2, found
     assert len(found["configmaps"]) == 2, found
     assert found["services"] == [f"service/{FLEET}-gateway"], found
-    assert len(found["poddisruptionbudgets"]) == 1, found
+    assert len(found["poddisruptionbudgets"]) == 2, found  # gateway and consumer
     assert len(found["horizontalpodautoscalers"]) == (1 if autoscaling else 0), found
     for kind, listed in found.items():
         for ref in listed:

@@ -1,16 +1,22 @@
 """Fixtures of the FleetBroadcast operator tests (tests/operator/test_operator_*.py).
 
-``operator_cluster``: the session cluster with the CRDs and the operator's
-ClusterRole, all from the chart's files (the one copy of each). ``operators``:
-a factory of operator processes that run under a ServiceAccount bound to that
-ClusterRole, in the test's own namespace, stopped after the test; their logs
-must show no permission error, so a rule missing from the file fails here.
+``operator_cluster``: the session cluster with the FleetBroadcast CRD and the
+operator's two ClusterRoles, all from the chart's files (the one copy of
+each): the reconcile rules and the Lease rules. ``operators``: a factory of
+operator processes that run under a ServiceAccount of the test's namespace,
+bound as the chart binds it in namespaced mode (RoleBindings in that
+namespace only; a ClusterRoleBinding for a cluster-wide operator), stopped
+after the test; their logs must show no permission error, so a rule missing
+from the files fails here.
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -19,32 +25,69 @@ from fleetcast.devtools import cluster_access
 from tests.operator import operator_support as support
 
 CLUSTER_ROLE = "fleetcast-operator-test"
+LEADER_ROLE = "fleetcast-operator-test-leader"
 SERVICE_ACCOUNT = "fleetcast-operator"
-CRD_FILES = ("crd-fleetbroadcasts.yaml", "crd-kopfpeerings.yaml", "crd-clusterkopfpeerings.yaml")
+CRD_FILES = ("crd-fleetbroadcasts.yaml",)
+
+
+def cluster_role(name: str, rules_file: str) -> dict[str, Any]:
+    rules = yaml.safe_load((support.CHART_FILES / rules_file).read_text())
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": {"name": name},
+        "rules": rules,
+    }
+
+
+def binding(kind: str, name: str, role: str, namespace: str) -> dict[str, Any]:
+    """A RoleBinding (in ``namespace``) or ClusterRoleBinding of the operator's account."""
+    meta: dict[str, Any] = {"name": name}
+    if kind == "RoleBinding":
+        meta["namespace"] = namespace
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": kind,
+        "metadata": meta,
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+        "subjects": [{"kind": "ServiceAccount", "name": SERVICE_ACCOUNT, "namespace": namespace}],
+    }
 
 
 @pytest.fixture(scope="session")
 def operator_cluster(cluster: cluster_access.ClusterAccess) -> cluster_access.ClusterAccess:
-    """The cluster with the FleetBroadcast and kopf peering CRDs and the operator's ClusterRole."""
+    """The cluster with the FleetBroadcast CRD and the operator's ClusterRoles."""
     for name in CRD_FILES:
         path = support.CHART_FILES / name
         cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(path))
-    cluster.kubectl(
-        "wait",
-        "--for=condition=Established",
-        f"crd/{support.FB}",
-        "crd/kopfpeerings.kopf.dev",
-        "--timeout=60s",
-    )
-    rules = yaml.safe_load((support.CHART_FILES / "operator-rbac-rules.yaml").read_text())
-    role = {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "ClusterRole",
-        "metadata": {"name": CLUSTER_ROLE},
-        "rules": rules,
-    }
-    cluster.kubectl("apply", "-f", "-", input=json.dumps(role))
+    cluster.kubectl("wait", "--for=condition=Established", f"crd/{support.FB}", "--timeout=60s")
+    roles = [
+        cluster_role(CLUSTER_ROLE, "operator-rbac-rules.yaml"),
+        cluster_role(LEADER_ROLE, "operator-leader-rules.yaml"),
+    ]
+    support.apply(cluster, *roles)
     return cluster
+
+
+@pytest.fixture(scope="session")
+def engine_crds(operator_cluster: cluster_access.ClusterAccess) -> list[str]:
+    """KEDA's and prometheus-operator's real CRDs (tools/k8s/crds.sh), installed and served.
+
+    Left installed for the session: other tests' operators then render into
+    real schemas too, and CRDs are cluster-wide (deleting one mid-session
+    would delete other tests' objects).
+    """
+    found = subprocess.run(
+        [support.REPO / "tools/k8s/crds.sh", "--check"], capture_output=True, text=True, check=False
+    )
+    if found.returncode:
+        pytest.fail(f"the engines' CRDs are not fetched: {found.stderr.strip()}", pytrace=False)
+    names = []
+    for path in sorted(Path(found.stdout.strip()).glob("*.yaml")):
+        operator_cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(path))
+        names.append(f"crd/{yaml.safe_load(path.read_text())['metadata']['name']}")
+    operator_cluster.kubectl("wait", "--for=condition=Established", *names, "--timeout=60s")
+    return names
 
 
 @pytest.fixture
@@ -55,39 +98,40 @@ def operators(
 ) -> Iterator[support.Operators]:
     """Operator processes for ``namespace``, as a ServiceAccount with the operator's rules only."""
     kubeconfig = operator_cluster.sa_kubeconfig(namespace, SERVICE_ACCOUNT)
-    binding_name = f"{CLUSTER_ROLE}-{namespace}"
-    binding = {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "ClusterRoleBinding",
-        "metadata": {"name": binding_name},
-        "roleRef": {
-            "apiGroup": "rbac.authorization.k8s.io",
-            "kind": "ClusterRole",
-            "name": CLUSTER_ROLE,
-        },
-        "subjects": [{"kind": "ServiceAccount", "name": SERVICE_ACCOUNT, "namespace": namespace}],
-    }
-    operator_cluster.kubectl("apply", "-f", "-", input=json.dumps(binding))
+    support.apply(
+        operator_cluster,
+        binding("RoleBinding", "fleetcast-operator", CLUSTER_ROLE, namespace),
+        binding("RoleBinding", "fleetcast-operator-leader", LEADER_ROLE, namespace),
+    )
+    cluster_binding = binding(
+        "ClusterRoleBinding", f"{CLUSTER_ROLE}-{namespace}", CLUSTER_ROLE, namespace
+    )
     runner = support.Operators(
-        operator_cluster, namespace, kubeconfig, tmp_path_factory.mktemp("operator")
+        operator_cluster,
+        namespace,
+        kubeconfig,
+        tmp_path_factory.mktemp("operator"),
+        cluster_binding=json.dumps(cluster_binding),
     )
     try:
         yield runner
     finally:
         runner.stop_all()
-        operator_cluster.kubectl(
-            "delete", "clusterrolebinding", binding_name, "--wait=false", check=False
-        )
+        if runner.bound_clusterwide:
+            operator_cluster.kubectl(
+                "delete", "clusterrolebinding", cluster_binding["metadata"]["name"],
+                "--wait=false", check=False,
+            )  # fmt: skip
     refused = [m for op in runner.started for m in op.messages() if is_rbac_denial(m)]
     assert not refused, f"the operator's RBAC rules lack a permission: {refused[:3]}"
 
 
 def is_rbac_denial(message: str) -> bool:
-    """A 403 that names a missing permission.
+    """A 403 that names a missing permission ('... is forbidden: User "..." cannot ...').
 
-    A cluster-wide operator may still write an Event into a namespace another
-    test is deleting; the API server answers that with a 403 too ("being
-    terminated"), which says nothing about the operator's rules.
+    Other refusals say Forbidden too and say nothing about the operator's
+    rules: an Event written into a namespace another test is deleting ("being
+    terminated"), a field the API server will not change ("immutable:
+    Forbidden"), an admission policy's denial.
     """
-    forbidden = "Forbidden" in message or "forbidden" in message
-    return forbidden and "because it is being terminated" not in message
+    return "forbidden: User" in message and " cannot " in message

@@ -2,8 +2,9 @@
 
 The operator runs exactly as in a pod: ``python -m fleetcast.operator`` with
 its FLEETCAST_OPERATOR_* settings and a ServiceAccount kubeconfig bound to the
-ClusterRole built from charts/fleetcast/files/operator-rbac-rules.yaml, never
-as admin. Its JSON log lines go to a file the tests read.
+rules of charts/fleetcast/files/operator-{rbac,leader}-rules.yaml, never as
+admin. Its JSON log lines go to a file the tests read. Pods are simulated by
+kwok (their IPs lead nowhere), so the pod prober is off here.
 """
 
 from __future__ import annotations
@@ -74,6 +75,19 @@ def apply(cluster: cluster_access.ClusterAccess, *manifests: dict[str, Any]) -> 
     cluster.kubectl("apply", "-f", "-", input=json.dumps(document))
 
 
+def replace(path: str, value: Any) -> dict[str, Any]:
+    """A JSON-patch ``replace`` operation."""
+    return {"op": "replace", "path": path, "value": value}
+
+
+def events(
+    cluster: cluster_access.ClusterAccess, namespace: str, reason: str
+) -> list[dict[str, Any]]:
+    """Events of that reason about a FleetBroadcast of the namespace."""
+    found = get(cluster, namespace, "events", f"--field-selector=reason={reason}")
+    return [e for e in found["items"] if e["involvedObject"]["kind"] == "FleetBroadcast"]
+
+
 def condition(body: dict[str, Any] | None, kind: str) -> dict[str, Any]:
     for found in ((body or {}).get("status") or {}).get("conditions", []):
         if found["type"] == kind:
@@ -103,12 +117,22 @@ def example(namespace: str) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def fleetbroadcast(namespace: str, name: str = "fleet", **spec: Any) -> dict[str, Any]:
-    """A small FleetBroadcast: one consumer, two gateways without autoscaling, a JWT Secret."""
+    """A small FleetBroadcast: one consumer, two gateways without autoscaling, a JWT Secret.
+
+    New gateways count as available at once (minReadySeconds 0; the default
+    10 s would add that much to every test's wait for Ready).
+    """
+    gateway = {
+        "replicas": 2,
+        "autoscaling": {"enabled": False},
+        "drainSeconds": 5,
+        "rollout": {"minReadySeconds": 0},
+    }
     base: dict[str, Any] = {
         "kafka": {"bootstrapServers": "kafka.invalid:9092"},
         "redis": {"url": "redis://redis.invalid:6379/0"},
         "auth": {"jwtSecretRef": {"name": "jwt"}},
-        "gateway": {"replicas": 2, "autoscaling": {"enabled": False}, "drainSeconds": 5},
+        "gateway": gateway,
     }
     return {
         "apiVersion": "radiofleet.io/v1alpha1",
@@ -141,8 +165,12 @@ class Operator:
     process: subprocess.Popen[bytes]
     log: Path
     health: str
-    priority: int
+    identity: str
     clusterwide: bool
+
+    @property
+    def metrics_url(self) -> str:
+        return self.health.replace("/healthz", "/metrics")
 
     def lines(self) -> list[dict[str, Any]]:
         records = []
@@ -169,8 +197,14 @@ class Operator:
         except (urllib.error.URLError, OSError):
             return False
 
+    def kill(self) -> None:
+        """SIGKILL: a crash (no cleanup, the Lease is not released)."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(PROCESS_WAIT)
+
     def stop(self) -> None:
-        """SIGTERM, as the kubelet does; kopf's cleanup runs and the peering entry is withdrawn."""
+        """SIGTERM, as the kubelet does; kopf's cleanup runs and the Lease is released."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
@@ -188,33 +222,49 @@ class Operators:
     namespace: str
     kubeconfig: Path
     scratch: Path
+    #: The ClusterRoleBinding a cluster-wide operator needs (JSON), made on demand.
+    cluster_binding: str = ""
+    bound_clusterwide: bool = False
+    #: Where the Lease lives (the operator's own namespace); default: ``namespace``.
+    lease_namespace: str = ""
     started: list[Operator] = field(default_factory=list)
 
-    def start(self, priority: int = 100, *, clusterwide: bool = False) -> Operator:
-        """An operator process, once it is live and has joined the peering.
+    def start(self, *, clusterwide: bool = False, leader: bool = True) -> Operator:
+        """An operator process, once it is live and holds the Lease (or, with
+        ``leader=False``, once it stands by behind the one that holds it).
 
-        One at a time: a replica that starts while a higher-priority one is
-        already in the peering stays paused from its first moment, so tests
-        never race kopf's pausing.
+        One at a time: a replica started while another holds the Lease stands
+        by from its first moment, so tests never race the election.
         """
-        operator = self._launch(priority, clusterwide)
+        if clusterwide and not self.bound_clusterwide:
+            self.cluster.kubectl("apply", "-f", "-", input=self.cluster_binding)
+            self.bound_clusterwide = True
+        operator = self._launch(clusterwide)
         eventually("its liveness probe answers", operator.healthy, PROCESS_WAIT, logs=operator.tail)
-        joined = functools.partial(self.registered, operator)
-        eventually("it joins the peering", joined, PROCESS_WAIT, logs=operator.tail)
+        if leader:
+            holds = functools.partial(self.holds_lease, operator)
+            eventually("it holds the Lease", holds, PROCESS_WAIT, logs=operator.tail)
+        else:
+            waiting = functools.partial(self.stands_by, operator)
+            eventually("it stands by", waiting, PROCESS_WAIT, logs=operator.tail)
         return operator
 
-    def _launch(self, priority: int, clusterwide: bool) -> Operator:
+    def _launch(self, clusterwide: bool) -> Operator:
         port = free_port()
+        identity = f"operator-{len(self.started)}"
         env = {k: v for k, v in os.environ.items() if not k.startswith("FLEETCAST_")}
         env.update(
             KUBECONFIG=str(self.kubeconfig),
             FLEETCAST_OPERATOR_NAMESPACES="" if clusterwide else self.namespace,
-            FLEETCAST_OPERATOR_PEERING_NAME=self.peering_name,
-            FLEETCAST_OPERATOR_PEERING_PRIORITY=str(priority),
-            FLEETCAST_OPERATOR_PEERING_LIFETIME_SECONDS="10",
+            FLEETCAST_OPERATOR_LEASE_NAMESPACE=self.lease_namespace or self.namespace,
+            FLEETCAST_OPERATOR_LEASE_NAME=self.lease_name,
+            FLEETCAST_OPERATOR_IDENTITY=identity,
             FLEETCAST_OPERATOR_RESYNC_SECONDS="5",
             FLEETCAST_OPERATOR_RECHECK_SECONDS="1",
-            FLEETCAST_OPERATOR_HEALTH_ENDPOINT=f"http://127.0.0.1:{port}/healthz",
+            FLEETCAST_OPERATOR_SECRET_CHECK_SECONDS="1",  # noqa: S106 - a period
+            FLEETCAST_OPERATOR_PROBE_SECONDS="0",
+            FLEETCAST_OPERATOR_HTTP_HOST="127.0.0.1",
+            FLEETCAST_OPERATOR_HTTP_PORT=str(port),
             FLEETCAST_OPERATOR_LOG_LEVEL="info",
         )
         log = self.scratch / f"operator-{len(self.started)}.log"
@@ -226,21 +276,25 @@ class Operators:
                 stderr=subprocess.STDOUT,
                 cwd=REPO,
             )
-        health = env["FLEETCAST_OPERATOR_HEALTH_ENDPOINT"]
-        operator = Operator(process, log, health, priority, clusterwide)
+        health = f"http://127.0.0.1:{port}/healthz"
+        operator = Operator(process, log, health, identity, clusterwide)
         self.started.append(operator)
         return operator
 
     @property
-    def peering_name(self) -> str:
-        """Unique per test, so no other operator in the session (e2e's) shares it."""
-        return f"fleetcast-{self.namespace}"
+    def lease_name(self) -> str:
+        return "fleetcast-operator"
 
-    def registered(self, operator: Operator) -> bool:
-        kind = "clusterkopfpeerings.kopf.dev" if operator.clusterwide else "kopfpeerings.kopf.dev"
-        peering = get(self.cluster, self.namespace, kind, self.peering_name)
-        peers = ((peering or {}).get("status") or {}).values()
-        return any(isinstance(p, dict) and p.get("priority") == operator.priority for p in peers)
+    def holder(self) -> str:
+        space = self.lease_namespace or self.namespace
+        lease = get(self.cluster, space, "leases.coordination.k8s.io", self.lease_name)
+        return str(((lease or {}).get("spec") or {}).get("holderIdentity") or "")
+
+    def holds_lease(self, operator: Operator) -> bool:
+        return self.holder() == operator.identity
+
+    def stands_by(self, operator: Operator) -> bool:
+        return any(m.startswith("waiting for lease") for m in operator.messages())
 
     def stop_all(self) -> None:
         for operator in self.started:

@@ -62,6 +62,7 @@ def test_the_example_becomes_ready_with_every_object_owned(
             ("Deployment", f"{name}-consumer"),
             ("Deployment", f"{name}-gateway"),
             ("HorizontalPodAutoscaler", f"{name}-gateway"),
+            ("PodDisruptionBudget", f"{name}-consumer"),
             ("PodDisruptionBudget", f"{name}-gateway"),
             ("Service", f"{name}-gateway"),
             ("ServiceAccount", f"{name}-consumer"),
@@ -83,9 +84,11 @@ def test_the_example_becomes_ready_with_every_object_owned(
     assert {c["type"]: c["status"] for c in body["status"]["conditions"]} == {
         "Ready": "True",
         "Reconciled": "True",
+        "Progressing": "False",
         "Degraded": "False",
         "GatewayAvailable": "True",
         "ConsumerAvailable": "True",
+        "BackendsReachable": "Unknown",  # pods are simulated: probing is off here
     }
 
     # No finalizer (deletion never waits for the operator); kopf's notes under our prefix.
@@ -101,8 +104,9 @@ def test_the_example_becomes_ready_with_every_object_owned(
         "kopf's notes on the FleetBroadcast", annotations, logs=operator.tail
     )
     assert not any(key.startswith("kopf.zalando.org/") for key in noted), noted
-    # The server's defaults and canonical forms never read as drift.
-    assert not [m for m in operator.messages() if m.startswith("drift in ")]
+    # The server's defaults, canonical forms and controllers' own fields never read as drift.
+    assert not [m for m in operator.messages() if m.startswith("repaired in ")]
+    assert not support.events(cluster, namespace, "DriftRepaired")
     columns = cluster.kubectl("get", "fb", name, "-n", namespace).stdout
     assert "True" in columns.splitlines()[1]
     assert "2/2" in columns

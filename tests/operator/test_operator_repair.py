@@ -8,18 +8,10 @@ import time
 
 import pytest
 
-from fleetcast.devtools import cluster_access
 from fleetcast.operator import applying, rendering
 from tests.operator import operator_support as support
 
 pytestmark = pytest.mark.operator
-
-
-def events(
-    cluster: cluster_access.ClusterAccess, namespace: str, reason: str
-) -> list[dict[str, object]]:
-    found = support.get(cluster, namespace, "events", f"--field-selector=reason={reason}")
-    return [e for e in found["items"] if e["involvedObject"]["kind"] == "FleetBroadcast"]
 
 
 def test_a_deleted_service_is_restored(operators: support.Operators, namespace: str) -> None:
@@ -34,7 +26,10 @@ def test_a_deleted_service_is_restored(operators: support.Operators, namespace: 
         return service is not None and service["metadata"]["uid"] != old_uid
 
     support.eventually("the Service is back", recreated, logs=operator.tail)
-    assert events(cluster, namespace, "DriftRepaired")
+    said = support.eventually(
+        "a DriftRepaired event", lambda: support.events(cluster, namespace, "DriftRepaired")
+    )
+    assert "Service fleet-gateway was missing: created again" in [e["message"] for e in said]
 
 
 def test_a_hand_edited_deployment_is_restored(operators: support.Operators, namespace: str) -> None:
@@ -93,7 +88,8 @@ def test_a_missing_secret_is_degraded_until_it_is_created(
     assert support.get(cluster, namespace, "deployment", "fleet-gateway") is not None
     time.sleep(3)  # several rechecks (every 1 s here)
     assert not [line for line in operator.lines() if line.get("level") in ("error", "critical")]
-    assert len(events(cluster, namespace, "SecretMissing")) <= 2  # announced once, not per retry
+    # Announced once, not per retry.
+    assert len(support.events(cluster, namespace, "SecretMissing")) <= 2
 
     support.apply(cluster, support.jwt_secret(namespace))
     support.eventually(
@@ -107,8 +103,8 @@ def test_only_one_of_two_operators_reconciles_and_the_other_takes_over(
     operators: support.Operators, namespace: str
 ) -> None:
     cluster = operators.cluster
-    leader = operators.start(priority=200)
-    standby = operators.start(priority=100)
+    leader = operators.start()
+    standby = operators.start(leader=False)
     support.apply(cluster, support.jwt_secret(namespace), support.fleetbroadcast(namespace))
     support.eventually(
         "Ready", lambda: support.ready(cluster, namespace, "fleet"), logs=leader.tail
@@ -121,7 +117,7 @@ def test_only_one_of_two_operators_reconciles_and_the_other_takes_over(
     support.apply(cluster, support.fleetbroadcast(namespace, consumer={"replicas": 2}))
     support.eventually(
         "the standby reconciles generation 2",
-        lambda: [m for m in standby.reconciled(namespace, "fleet") if m.endswith("generation 2")],
+        lambda: [m for m in standby.reconciled(namespace, "fleet") if "generation 2:" in m],
         logs=standby.tail,
     )
     support.eventually(
@@ -184,10 +180,10 @@ def test_a_refused_apply_is_reported_retried_and_posted_as_events(
     assert "HorizontalPodAutoscaler" in str(reconciled["message"])
     ready = support.condition(support.get(cluster, namespace, support.FB, "fleet"), "Ready")
     assert (ready["status"], ready["reason"]) == ("False", "ApplyFailed")
-    assert events(cluster, namespace, "ApplyFailed"), "no Warning event for the transition"
+    assert support.events(cluster, namespace, "ApplyFailed"), "no Warning event for the transition"
     support.eventually(
         "kopf posts the handler's error as an Event",
-        lambda: [e for e in events(cluster, namespace, "Logging") if e["type"] == "Error"],
+        lambda: [e for e in support.events(cluster, namespace, "Logging") if e["type"] == "Error"],
         logs=operator.tail,
     )
     assert operator.process.poll() is None, "the operator must not crash"

@@ -117,10 +117,15 @@ PERMISSIONS = [
     ("get", "secrets", "yes"),
     ("list", "secrets", "no"),
     ("watch", "secrets", "no"),
-    ("delete", "deployments.apps", "no"),
+    ("delete", "deployments.apps", "yes"),
     ("delete", "services", "no"),
+    ("delete", "serviceaccounts", "no"),
+    ("list", "pods", "yes"),
     ("create", "pods", "no"),
+    ("delete", "pods", "no"),
+    ("update", "deployments.apps", "no"),
     ("update", "clusterroles.rbac.authorization.k8s.io", "no"),
+    ("create", "rolebindings.rbac.authorization.k8s.io", "no"),
 ]
 
 

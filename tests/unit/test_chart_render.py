@@ -80,6 +80,8 @@ def test_every_object_is_labelled_and_placed(helm: Path, values: Path) -> None:
             "CustomResourceDefinition",
             "ClusterRole",
             "ClusterRoleBinding",
+            "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionPolicyBinding",
         }
         assert ("namespace" not in obj["metadata"]) == cluster_scoped, obj["kind"]
 
@@ -91,14 +93,53 @@ def test_defaults_install_crd_rbac_and_operator(helm: Path) -> None:
         "ClusterRoleBinding",
         "CustomResourceDefinition",
         "Deployment",
+        "Role",
+        "RoleBinding",
         "ServiceAccount",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
     ]
     (binding,) = kinds["ClusterRoleBinding"]
     (account,) = kinds["ServiceAccount"]
-    assert binding["subjects"] == [
-        {"kind": "ServiceAccount", "name": account["metadata"]["name"], "namespace": "fleet"}
-    ]
+    subject = {"kind": "ServiceAccount", "name": account["metadata"]["name"], "namespace": "fleet"}
+    assert binding["subjects"] == [subject]
     assert binding["roleRef"]["name"] == kinds["ClusterRole"][0]["metadata"]["name"]
+    (leader,) = kinds["Role"]
+    assert leader["metadata"]["namespace"] == "fleet"
+    assert leader["rules"] == yaml.safe_load(
+        (CHART / "files/operator-leader-rules.yaml").read_text()
+    )
+    (policy,) = kinds["ValidatingAdmissionPolicy"]
+    (condition,) = policy["spec"]["matchConditions"]
+    assert account["metadata"]["name"] in condition["expression"]
+
+
+def test_watched_namespaces_get_roles_and_nothing_is_cluster_wide(helm: Path) -> None:
+    kinds = by_kind(render(helm, "--set", "operator.watchNamespaces={team-a,team-b}"))
+    assert not {"ClusterRole", "ClusterRoleBinding", "ValidatingAdmissionPolicy"} & set(kinds)
+    roles = {(r["metadata"]["namespace"], r["metadata"]["name"]) for r in kinds["Role"]}
+    assert roles == {
+        ("team-a", "fc-fleetcast-operator"),
+        ("team-b", "fc-fleetcast-operator"),
+        ("fleet", "fc-fleetcast-operator-leader"),
+    }
+    bindings = {b["metadata"]["namespace"]: b for b in kinds["RoleBinding"]}
+    assert bindings["team-a"]["subjects"][0]["namespace"] == "fleet"
+    source = yaml.safe_load((CHART / "files/operator-rbac-rules.yaml").read_text())
+    assert (
+        next(r for r in kinds["Role"] if r["metadata"]["namespace"] == "team-a")["rules"] == source
+    )
+
+
+def test_secret_names_narrow_the_secret_rule(helm: Path) -> None:
+    (role,) = by_kind(render(helm, "--set", "operator.rbac.secretNames={jwt,redis}"))["ClusterRole"]
+    (secrets,) = [r for r in role["rules"] if "secrets" in r["resources"]]
+    assert secrets == {
+        "apiGroups": [""],
+        "resources": ["secrets"],
+        "verbs": ["get"],
+        "resourceNames": ["jwt", "redis"],
+    }
 
 
 def test_crds_are_the_operators_files_with_keep(helm: Path) -> None:
@@ -140,10 +181,13 @@ def test_operator_pod_is_locked_down(helm: Path) -> None:
         == "fleetcast:" + yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
     )
     assert container["resources"]["limits"]["memory"]
-    assert container["livenessProbe"]["httpGet"]["port"] == "health"
-    env = {e["name"]: e["value"] for e in container["env"]}
-    assert env["FLEETCAST_OPERATOR_HEALTH_ENDPOINT"] == "http://0.0.0.0:8080/healthz"
-    assert env["FLEETCAST_OPERATOR_PEERING_NAME"] == "fc-fleetcast"
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    env = {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
+    assert env["FLEETCAST_OPERATOR_HTTP_PORT"] == "8080"
+    assert env["FLEETCAST_OPERATOR_LEASE_NAME"] == "fc-fleetcast-operator"
+    assert env["FLEETCAST_OPERATOR_LEASE_NAMESPACE"] == {
+        "fieldRef": {"fieldPath": "metadata.namespace"}
+    }
 
 
 def test_fleetbroadcast_gets_the_chart_image(helm: Path) -> None:

@@ -39,7 +39,15 @@ def test_manifests_hold_what_kubectl_apply_needs() -> None:
     }
     assert kinds["00-namespace.yaml"] == ["Namespace"]
     assert set(kinds["01-crds.yaml"]) == {"CustomResourceDefinition"}
-    assert sorted(kinds["02-rbac.yaml"]) == ["ClusterRole", "ClusterRoleBinding", "ServiceAccount"]
+    assert sorted(kinds["02-rbac.yaml"]) == [
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Role",
+        "RoleBinding",
+        "ServiceAccount",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+    ]
     assert kinds["03-operator.yaml"] == ["Deployment"]
     assert sorted(kinds["example/fleetbroadcast.yaml"]) == ["FleetBroadcast", "Secret"]
     for name, text in _files(MANIFESTS).items():

@@ -1,15 +1,16 @@
-"""The operator's other pure pieces: drift detection, peering leadership, Secret checks, Events."""
+"""The operator's other small pieces: drift, the Lease election, Secret checks, Events, settings."""
 
 from __future__ import annotations
 
+import copy
 import logging
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import UTC, datetime
 
 import pytest
 
-from fleetcast.operator import drift, handlers, leadership, reporting, secretrefs
+from fleetcast.operator import drift, election, handlers, reporting, secretrefs
 from fleetcast.operator import spec as crd
+from fleetcast.operator.kube import ApiError, Manifest
 from fleetcast.operator.settings import Settings
 
 NOW = datetime(2026, 11, 25, 18, 0, 0, tzinfo=UTC)
@@ -41,28 +42,6 @@ def test_quantities_compare_by_value() -> None:
     assert drift.differences({"enabled": True}, {"enabled": 1}) == [".enabled"]
 
 
-def peer(priority: int, seen: datetime, lifetime: int = 60) -> dict[str, Any]:
-    return {"priority": priority, "lifetime": lifetime, "lastseen": seen.isoformat()}
-
-
-def test_the_highest_live_priority_leads() -> None:
-    peers = {"me": peer(10, NOW), "other": peer(5, NOW)}
-    assert leadership.is_leader(peers, "me", 10, NOW)
-    assert not leadership.is_leader(peers, "other", 5, NOW)
-
-
-def test_equal_priorities_pause_both_as_kopf_does() -> None:
-    peers = {"me": peer(7, NOW), "twin": peer(7, NOW)}
-    assert not leadership.is_leader(peers, "me", 7, NOW)
-
-
-def test_dead_peers_and_missing_self_are_handled() -> None:
-    stale = NOW - timedelta(seconds=120)
-    assert leadership.is_leader({"me": peer(1, NOW), "gone": peer(99, stale)}, "me", 1, NOW)
-    assert not leadership.is_leader({"other": peer(1, NOW)}, "me", 5, NOW)
-    assert not leadership.is_leader({"me": peer(5, stale)}, "me", 5, NOW)
-
-
 SPEC = crd.parse(
     {
         "kafka": {
@@ -84,15 +63,28 @@ def test_every_secret_key_the_pods_read_is_checked() -> None:
     ]
 
 
-def test_missing_secrets_and_keys_make_a_degraded_condition() -> None:
+def test_missing_secrets_and_keys_fail_the_reconcile() -> None:
     store = {"jwt": {"data": {"secret": "eA=="}}, "sasl": {"data": {"username": "dQ=="}}}
     found = secretrefs.problems(secretrefs.referenced(SPEC), store.get)
-    condition = secretrefs.degraded(found, 2)
-    assert (condition.status, condition.reason) == ("True", secretrefs.SECRET_MISSING)
+    condition = secretrefs.failure(found, 2)
+    assert condition is not None
+    assert (condition.type, condition.status) == ("Reconciled", "False")
+    assert condition.reason == secretrefs.SECRET_MISSING
     assert "'redis' (redis.secretRef) does not exist" in condition.message
     assert "has no key 'password'" in condition.message
-    healthy = secretrefs.degraded([], 2)
-    assert (healthy.status, healthy.reason) == ("False", secretrefs.HEALTHY)
+    assert secretrefs.failure([], 2) is None
+
+
+def test_secret_digests_change_with_the_value_and_never_show_it() -> None:
+    refs = secretrefs.referenced(SPEC)
+    store = {"jwt": {"data": {"secret": "c2VjcmV0LW9uZQ=="}}, "redis": {"data": {"url": "eA=="}}}
+    first = secretrefs.digests(refs, store.get)
+    assert set(first) == {("jwt", "secret"), ("redis", "url")}  # sasl is missing: no digest
+    assert "c2VjcmV0LW9uZQ==" not in str(first)
+    store["jwt"] = {"data": {"secret": "c2VjcmV0LXR3bw=="}}
+    second = secretrefs.digests(refs, store.get)
+    assert second[("jwt", "secret")] != first[("jwt", "secret")]
+    assert second[("redis", "url")] == first[("redis", "url")]
 
 
 def test_events_announce_transitions_of_ready_and_degraded_only() -> None:
@@ -133,6 +125,7 @@ def test_an_event_names_its_fleetbroadcast() -> None:
 def test_settings_split_namespaces_and_default_to_cluster_wide(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setenv("FLEETCAST_OPERATOR_LEASE_NAMESPACE", "fleetcast")
     monkeypatch.setenv("FLEETCAST_OPERATOR_NAMESPACES", "team-a, team-b,")
     assert Settings().namespaces == ("team-a", "team-b")
     assert not Settings().clusterwide
@@ -152,3 +145,115 @@ def test_kopf_object_lines_name_their_object_and_owned_event_noise_is_dropped() 
     failed = record("Handler 'reconcile' failed temporarily: 422")
     assert logs.filter(failed)
     assert failed.getMessage() == "[ns/fb] Handler 'reconcile' failed temporarily: 422"
+
+
+def test_leader_election_needs_the_lease_namespace(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("FLEETCAST_OPERATOR_LEASE_NAMESPACE", raising=False)
+    with pytest.raises(ValueError, match="LEASE_NAMESPACE is required"):
+        Settings()
+    monkeypatch.setenv("FLEETCAST_OPERATOR_LEADER_ELECTION", "false")
+    assert not Settings().leader_election
+
+
+class LeaseStore:
+    """One Lease, with the API server's resourceVersion checks (create: 409 if it exists)."""
+
+    def __init__(self) -> None:
+        self.lease: Manifest | None = None
+        self.stale: Manifest | None = None
+        self.version = 0
+
+    def get(self, api_version: str, kind: str, namespace: str | None, name: str) -> Manifest | None:
+        if self.stale is not None:
+            found, self.stale = self.stale, None
+            return found
+        return copy.deepcopy(self.lease)
+
+    def create(self, manifest: Manifest) -> Manifest | None:
+        if self.lease is not None:
+            return None
+        self.lease = copy.deepcopy(manifest)
+        return self._bump()
+
+    def patch(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str | None,
+        name: str,
+        body: Manifest,
+        *,
+        manager: str,
+    ) -> Manifest:
+        assert self.lease is not None
+        if body["metadata"]["resourceVersion"] != self.lease["metadata"]["resourceVersion"]:
+            raise ApiError(409, "the object has been modified")
+        self.lease["spec"].update(body["spec"])
+        return self._bump()
+
+    def _bump(self) -> Manifest:
+        assert self.lease is not None
+        self.version += 1
+        self.lease["metadata"]["resourceVersion"] = str(self.version)
+        return copy.deepcopy(self.lease)
+
+
+def candidate(store: LeaseStore, identity: str, clock: list[float]) -> election.Elector:
+    return election.Elector(
+        store,  # type: ignore[arg-type]
+        "fleetcast",
+        "fleetcast-operator",
+        identity,
+        lease_seconds=15,
+        clock=lambda: clock[0],
+    )
+
+
+def test_one_candidate_leads_and_the_other_waits_a_whole_lease_after_a_crash() -> None:
+    store, clock = LeaseStore(), [100.0]
+    first, second = candidate(store, "a", clock), candidate(store, "b", clock)
+    assert first.try_once()
+    assert not second.try_once()  # first sight of a's record
+    clock[0] += 10
+    assert first.try_once()  # a renews: b's count starts again
+    assert not second.try_once()
+    clock[0] += 14
+    assert not second.try_once()  # 14 s without a renewal: not yet
+    clock[0] += 2
+    assert second.try_once()  # 16 s > 15 s: a is gone
+    assert election.holder_of(store.lease) == "b"
+    assert store.lease is not None
+    assert store.lease["spec"]["leaseTransitions"] == 1
+    assert not first.try_once()
+
+
+def test_a_released_lease_is_taken_at_once() -> None:
+    store, clock = LeaseStore(), [0.0]
+    first, second = candidate(store, "a", clock), candidate(store, "b", clock)
+    assert first.try_once()
+    assert not second.try_once()
+    first.release()
+    assert election.holder_of(store.lease) == ""
+    assert second.try_once()
+    first.release()  # not the holder any more: leaves b's Lease alone
+    assert election.holder_of(store.lease) == "b"
+
+
+def test_two_candidates_racing_for_a_free_lease_cannot_both_win() -> None:
+    store, clock = LeaseStore(), [0.0]
+    first, second = candidate(store, "a", clock), candidate(store, "b", clock)
+    assert first.try_once()
+    first.release()
+    free = store.get("", "", None, "")  # b reads the free Lease...
+    assert first.try_once()  # ...a takes it first...
+    store.stale = free
+    assert not second.try_once()  # ...and b's write, at the old version, is refused.
+    assert election.holder_of(store.lease) == "a"
+
+
+def test_zero_values_the_api_server_omits_are_not_drift() -> None:
+    desired = {"spec": {"minReadySeconds": 0, "paused": False, "tolerations": [], "replicas": 2}}
+    assert drift.differences(desired, {"spec": {"replicas": 2}}) == []
+    assert drift.differences({"spec": {"minReadySeconds": 10}}, {"spec": {}}) == [
+        ".spec.minReadySeconds"
+    ]

@@ -16,7 +16,7 @@ import pytest
 
 from fleetcast.operator import applying, conditions, rendering
 from fleetcast.operator.kube import FLEETBROADCAST, ApiError, Manifest
-from fleetcast.operator.reconciling import Reconciler
+from fleetcast.operator.reconciling import ApplyFailed, Reconciler
 
 Key = tuple[str, str, str | None, str]
 
@@ -28,6 +28,7 @@ class FakeKube:
         self.objects: dict[Key, Manifest] = {}
         self.applied: list[tuple[str, str, str]] = []
         self.deleted: list[str] = []
+        self.patched: list[tuple[str, str, str]] = []
         self.events: list[Manifest] = []
         self.conflicts = 0
         self.version = 0
@@ -48,22 +49,65 @@ class FakeKube:
 
     def apply(self, manifest: Manifest, *, manager: str) -> Manifest:
         self.applied.append((manager, manifest["kind"], manifest["metadata"]["name"]))
-        return self.put(copy.deepcopy(manifest))
+        stored = self.objects.get(self.key(manifest))
+        if stored is not None and _content(stored) == _content(manifest):
+            return copy.deepcopy(stored)  # like the API server: an unchanged apply writes nothing
+        fresh = copy.deepcopy(manifest)
+        if stored is not None:
+            fresh["metadata"]["uid"] = stored["metadata"]["uid"]
+            kept = (stored.get("spec") or {}).get("replicas")
+            if "spec" in fresh and "replicas" not in fresh["spec"] and kept is not None:
+                fresh["spec"]["replicas"] = kept  # another manager (the hand-over) owns it
+        return self.put(fresh)
 
     def get(self, api_version: str, kind: str, namespace: str | None, name: str) -> Manifest | None:
         found = self.objects.get((api_version, kind, namespace, name))
         return copy.deepcopy(found) if found else None
 
-    def list_objects(self, api_version: str, kind: str, namespace: str | None) -> list[Manifest]:
+    def list_objects(
+        self, api_version: str, kind: str, namespace: str | None, selector: str = ""
+    ) -> list[Manifest]:
+        wanted = dict(term.split("=") for term in selector.split(",") if term)
         return [
             copy.deepcopy(v)
             for (a, k, n, _), v in self.objects.items()
             if (a, k) == (api_version, kind)
+            and wanted.items() <= (v["metadata"].get("labels") or {}).items()
         ]
 
-    def delete(self, api_version: str, kind: str, namespace: str | None, name: str) -> bool:
+    def delete(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str | None,
+        name: str,
+        *,
+        uid: str | None = None,
+        orphan: bool = False,
+    ) -> bool:
         self.deleted.append(f"{kind}/{name}")
         return self.objects.pop((api_version, kind, namespace, name), None) is not None
+
+    def patch(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str | None,
+        name: str,
+        body: Manifest,
+        *,
+        manager: str,
+    ) -> Manifest:
+        current = self.objects[(api_version, kind, namespace, name)]
+        version = body.get("metadata", {}).get("resourceVersion")
+        if version is not None and version != current["metadata"]["resourceVersion"]:
+            raise ApiError(409, "the object has been modified")
+        self.patched.append((manager, kind, name))
+        merged = copy.deepcopy(current)
+        for section, value in body.items():
+            if isinstance(value, dict):
+                merged.setdefault(section, {}).update(copy.deepcopy(value))
+        return self.put(merged)
 
     def create(self, manifest: Manifest) -> Manifest | None:
         self.events.append(manifest)
@@ -80,6 +124,17 @@ class FakeKube:
         return self.put(current)
 
 
+def _content(manifest: Manifest) -> Manifest:
+    """What an apply of ``manifest`` sets (replicas left alone when an autoscaler owns them)."""
+    meta = {
+        k: v
+        for k, v in manifest["metadata"].items()
+        if k not in ("resourceVersion", "uid", "generation", "managedFields")
+    }
+    spec = {k: v for k, v in (manifest.get("spec") or {}).items() if k != "replicas"}
+    return {**manifest, "metadata": meta, "spec": spec, "status": None}
+
+
 @pytest.fixture
 def kube() -> FakeKube:
     return FakeKube()
@@ -91,7 +146,7 @@ def reconciler(kube: FakeKube) -> Reconciler:
 
 
 def fleetbroadcast(kube: FakeKube, **spec: Any) -> Manifest:
-    body = {
+    body: Manifest = {
         "apiVersion": FLEETBROADCAST[0],
         "kind": FLEETBROADCAST[1],
         "metadata": {"name": "fb", "namespace": "ns", "generation": 1},
@@ -102,6 +157,10 @@ def fleetbroadcast(kube: FakeKube, **spec: Any) -> Manifest:
             **spec,
         },
     }
+    existing = kube.objects.get((*FLEETBROADCAST, "ns", "fb"))
+    if existing is not None:  # an update keeps the object's uid and status
+        body["metadata"]["uid"] = existing["metadata"]["uid"]
+        body["status"] = existing.get("status")
     return kube.put(body)
 
 
@@ -131,12 +190,14 @@ def test_reconcile_applies_everything_with_the_operator_field_manager(
     kube: FakeKube, reconciler: Reconciler
 ) -> None:
     secret(kube)
-    degraded = reconciler.reconcile(fleetbroadcast(kube))
-    assert not degraded.is_true
-    kinds = [kind for _, kind, _ in kube.applied]
-    assert kinds.count("Deployment") == 2
-    assert "HorizontalPodAutoscaler" in kinds
-    assert {manager for manager, _, _ in kube.applied} == {rendering.MANAGER}
+    reconciled = reconciler.reconcile(fleetbroadcast(kube))
+    assert reconciled.is_true
+    ours = {(kind, name) for manager, kind, name in kube.applied if manager == rendering.MANAGER}
+    assert {name for kind, name in ours if kind == "Deployment"} == {"fb-gateway", "fb-consumer"}
+    assert ("HorizontalPodAutoscaler", "fb-gateway") in ours
+    # The autoscaled gateway's start count is handed over at once, nothing else.
+    others = {(m, k, n) for m, k, n in kube.applied if m != rendering.MANAGER}
+    assert others == {(applying.HANDOVER_MANAGER, "Deployment", "fb-gateway")}
     assert condition(kube, conditions.RECONCILED)["reason"] == "Applied"
     assert status_of(kube)["observedGeneration"] == 1
 
@@ -144,8 +205,9 @@ def test_reconcile_applies_everything_with_the_operator_field_manager(
 def test_a_missing_secret_is_degraded_not_an_exception(
     kube: FakeKube, reconciler: Reconciler
 ) -> None:
-    degraded = reconciler.reconcile(fleetbroadcast(kube))
-    assert (degraded.status, degraded.reason) == ("True", "SecretMissing")
+    reconciled = reconciler.reconcile(fleetbroadcast(kube))
+    assert (reconciled.status, reconciled.reason) == ("False", "SecretMissing")
+    assert condition(kube, conditions.DEGRADED)["reason"] == "SecretMissing"
     assert condition(kube, conditions.READY)["reason"] == "SecretMissing"
     assert [e["reason"] for e in kube.events if e["type"] == "Warning"] == [
         "SecretMissing",
@@ -169,7 +231,7 @@ def test_status_writes_retry_on_conflict_and_skip_when_unchanged(
     reconciler.reconcile(body)
     assert condition(kube, conditions.RECONCILED)["status"] == "True"
     version = kube.objects[(*FLEETBROADCAST, "ns", "fb")]["metadata"]["resourceVersion"]
-    reconciler.publish_status(body)
+    reconciler.refresh(body)
     assert kube.objects[(*FLEETBROADCAST, "ns", "fb")]["metadata"]["resourceVersion"] == version
 
 
@@ -185,8 +247,90 @@ def test_a_new_autoscaled_gateway_starts_at_the_hpa_minimum(
 
 def test_turning_autoscaling_off_deletes_the_hpa(kube: FakeKube, reconciler: Reconciler) -> None:
     secret(kube)
+    reconciler.reconcile(fleetbroadcast(kube))
+    assert kube.get("autoscaling/v2", "HorizontalPodAutoscaler", "ns", "fb-gateway") is not None
     reconciler.reconcile(fleetbroadcast(kube, gateway={"autoscaling": {"enabled": False}}))
     assert kube.deleted == ["HorizontalPodAutoscaler/fb-gateway"]
+
+
+def test_an_obsolete_object_someone_else_owns_is_not_deleted(
+    kube: FakeKube, reconciler: Reconciler
+) -> None:
+    secret(kube)
+    kube.put(
+        {
+            "apiVersion": "autoscaling/v2",
+            "kind": "HorizontalPodAutoscaler",
+            "metadata": {"name": "fb-gateway", "namespace": "ns"},
+        }
+    )
+    reconciler.reconcile(fleetbroadcast(kube, gateway={"autoscaling": {"enabled": False}}))
+    assert kube.deleted == []
+
+
+def test_an_object_it_did_not_create_is_a_conflict_and_the_rest_is_applied(
+    kube: FakeKube, reconciler: Reconciler
+) -> None:
+    secret(kube)
+    kube.put(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "fb-gateway-config", "namespace": "ns"},
+            "data": {"theirs": "yes"},
+        }
+    )
+    reconciled = reconciler.reconcile(fleetbroadcast(kube))
+    assert (reconciled.status, reconciled.reason) == ("False", "Conflict")
+    assert "ConfigMap fb-gateway-config" in reconciled.message
+    theirs = kube.get("v1", "ConfigMap", "ns", "fb-gateway-config")
+    assert theirs is not None
+    assert theirs["data"] == {"theirs": "yes"}
+    assert ("fleetcast-operator", "ConfigMap", "fb-gateway-config") not in kube.applied
+    assert ("fleetcast-operator", "Deployment", "fb-gateway") in kube.applied
+    assert condition(kube, conditions.DEGRADED)["reason"] == "Conflict"
+
+
+def test_a_refused_object_does_not_stop_the_others(kube: FakeKube, reconciler: Reconciler) -> None:
+    secret(kube)
+    refuse = kube.apply
+
+    def apply(manifest: Manifest, *, manager: str) -> Manifest:
+        if manifest["kind"] == "Service":
+            raise ApiError(422, "Service is invalid: spec.ports[1].name: Duplicate value")
+        return refuse(manifest, manager=manager)
+
+    kube.apply = apply  # type: ignore[method-assign]
+    with pytest.raises(ApplyFailed):
+        reconciler.reconcile(fleetbroadcast(kube))
+    kinds = {kind for _, kind, _ in kube.applied}
+    assert {"Deployment", "HorizontalPodAutoscaler", "PodDisruptionBudget"} <= kinds
+    found = condition(kube, conditions.RECONCILED)
+    assert found["reason"] == "ApplyFailed"
+    assert "Service fb-gateway: Service is invalid" in found["message"]
+
+
+def test_fields_another_manager_set_are_taken_back_before_the_apply(
+    kube: FakeKube, reconciler: Reconciler
+) -> None:
+    secret(kube)
+    reconciler.reconcile(fleetbroadcast(kube))
+    stored = kube.objects[("v1", "Service", "ns", "fb-gateway")]
+    stored["metadata"]["managedFields"] = [
+        {"manager": rendering.MANAGER, "operation": "Apply", "fieldsV1": {"f:spec": {}}},
+        {
+            "manager": "kubectl-edit",
+            "operation": "Update",
+            "fieldsV1": {"f:spec": {"f:ports": {'k:{"port":81,"protocol":"TCP"}': {".": {}}}}},
+        },
+    ]
+    reconciler.on_owned_event("MODIFIED", copy.deepcopy(stored))
+    assert ("fleetcast-operator-reclaim", "Service", "fb-gateway") in kube.patched
+    fields = kube.objects[("v1", "Service", "ns", "fb-gateway")]["metadata"]["managedFields"]
+    assert [entry["manager"] for entry in fields] == [rendering.MANAGER]
+    repaired = [e["message"] for e in kube.events if e["reason"] == "DriftRepaired"]
+    taken = "kubectl-edit: .spec.ports[port=81,protocol=TCP]"
+    assert repaired == [f"Service fb-gateway: took back fields set by {taken}"]
 
 
 def test_replicas_are_handed_over_before_the_hpa_takes_them(kube: FakeKube) -> None:
@@ -223,6 +367,7 @@ def test_owned_object_events_repair_drift_only_when_there_is_some(
     reconciler.on_owned_event("MODIFIED", service)
     assert kube.applied == []
     service["spec"]["sessionAffinity"] = "None"
+    kube.put(copy.deepcopy(service))  # the edit, as the API server stores it
     reconciler.on_owned_event("MODIFIED", service)
     assert ("fleetcast-operator", "Service", "fb-gateway") in kube.applied
     assert any(e["reason"] == "DriftRepaired" for e in kube.events)

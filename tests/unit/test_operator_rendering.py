@@ -56,6 +56,7 @@ def test_every_object_is_owned_labelled_and_namespaced() -> None:
         ("Deployment", "dispatch-gateway"),
         ("Deployment", "dispatch-consumer"),
         ("PodDisruptionBudget", "dispatch-gateway"),
+        ("PodDisruptionBudget", "dispatch-consumer"),
         ("HorizontalPodAutoscaler", "dispatch-gateway"),
     }
     for manifest in objects.values():
@@ -90,22 +91,18 @@ def test_pods_are_hardened_and_probed(component: str) -> None:
     assert {"name": "tmp", "mountPath": "/tmp"} in box["volumeMounts"]
 
 
-def test_gateway_grace_period_covers_the_drain_and_pods_spread_over_nodes() -> None:
+def test_gateway_grace_period_covers_the_pre_stop_and_the_drain() -> None:
     pod = deployment(render(gateway={"drainSeconds": 45}), "gateway")["spec"]["template"]["spec"]
-    removal = rendering.ENDPOINT_REMOVAL_SECONDS
-    assert (
-        pod["terminationGracePeriodSeconds"] == removal + 45 + rendering.TERMINATION_MARGIN_SECONDS
-    )
-    keys = {c["topologyKey"] for c in pod["topologySpreadConstraints"]}
-    assert "kubernetes.io/hostname" in keys
+    assert pod["terminationGracePeriodSeconds"] == 5 + 45 + configs.TERMINATION_MARGIN_SECONDS
+    (box,) = pod["containers"]
+    assert box["lifecycle"] == {"preStop": {"sleep": {"seconds": 5}}}
 
 
 def test_a_deleted_gateway_serves_until_its_endpoint_is_gone_before_it_drains() -> None:
     """preStop sleeps first: the drain must not send clients back to this pod's endpoint."""
     objects = render()
     (gateway,) = deployment(objects, "gateway")["spec"]["template"]["spec"]["containers"]
-    sleep = ["sleep", str(rendering.ENDPOINT_REMOVAL_SECONDS)]
-    assert gateway["lifecycle"] == {"preStop": {"exec": {"command": sleep}}}
+    assert gateway["lifecycle"] == {"preStop": {"sleep": {"seconds": 5}}}
     (consumer,) = deployment(objects, "consumer")["spec"]["template"]["spec"]["containers"]
     assert "lifecycle" not in consumer  # it serves no clients
 
@@ -140,10 +137,9 @@ def test_without_autoscaling_replicas_are_set_and_the_hpa_is_obsolete() -> None:
     objects = {(m["kind"], m["metadata"]["name"]): m for m in rendering.render(spec, OWNER)}
     assert deployment(objects, "gateway")["spec"]["replicas"] == 4
     assert ("HorizontalPodAutoscaler", "dispatch-gateway") not in objects
-    assert rendering.obsolete(spec, OWNER) == [
-        rendering.ObjectRef("autoscaling/v2", "HorizontalPodAutoscaler", "dispatch-gateway")
-    ]
-    assert rendering.obsolete(crd.parse(BASE), OWNER) == []
+    gone = rendering.ObjectRef("autoscaling/v2", "HorizontalPodAutoscaler", "dispatch-gateway")
+    assert gone in rendering.obsolete(spec, OWNER)
+    assert gone not in rendering.obsolete(crd.parse(BASE), OWNER)
 
 
 def test_config_change_rolls_only_the_pods_it_concerns() -> None:
@@ -285,3 +281,173 @@ def test_disruption_budget_selects_the_gateways() -> None:
     budget = objects["PodDisruptionBudget", "dispatch-gateway"]["spec"]
     assert budget["maxUnavailable"] == 2
     assert budget["selector"]["matchLabels"] == rendering.selector_labels(OWNER, "gateway")
+
+
+def spread(objects: dict[tuple[str, str], dict[str, Any]], component: str) -> dict[str, Any]:
+    constraints = deployment(objects, component)["spec"]["template"]["spec"][
+        "topologySpreadConstraints"
+    ]
+    return {c["topologyKey"]: c for c in constraints}
+
+
+@pytest.mark.parametrize("component", ["gateway", "consumer"])
+def test_pods_spread_hard_over_nodes_and_softly_over_zones_per_rollout(component: str) -> None:
+    found = spread(render(), component)
+    nodes, zones = found["kubernetes.io/hostname"], found["topology.kubernetes.io/zone"]
+    assert nodes["whenUnsatisfiable"] == "DoNotSchedule"
+    assert zones["whenUnsatisfiable"] == "ScheduleAnyway"
+    for constraint in (nodes, zones):
+        assert constraint["matchLabelKeys"] == ["pod-template-hash"]
+        assert constraint["labelSelector"]["matchLabels"] == rendering.selector_labels(
+            OWNER, component
+        )
+    relaxed = spread(
+        render(gateway={"topologySpread": {"nodes": "preferred", "zones": "off"}}), "gateway"
+    )
+    assert set(relaxed) == {"kubernetes.io/hostname"}
+    assert relaxed["kubernetes.io/hostname"]["whenUnsatisfiable"] == "ScheduleAnyway"
+
+
+def test_scheduling_fields_and_pod_metadata_come_from_the_spec() -> None:
+    pod_spec = {
+        "nodeSelector": {"pool": "edge"},
+        "tolerations": [
+            {"key": "dedicated", "operator": "Equal", "value": "edge", "effect": "NoSchedule"}
+        ],
+        "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {}}},
+        "priorityClassName": "fleet-critical",
+        "annotations": {"sidecar.istio.io/inject": "false"},
+        "labels": {"team": "dispatch"},
+    }
+    objects = render(gateway={"pod": pod_spec})
+    template = deployment(objects, "gateway")["spec"]["template"]
+    pod = template["spec"]
+    assert pod["nodeSelector"] == {"pool": "edge"}
+    assert pod["tolerations"] == pod_spec["tolerations"]
+    assert pod["affinity"] == pod_spec["affinity"]
+    assert pod["priorityClassName"] == "fleet-critical"
+    assert template["metadata"]["annotations"]["sidecar.istio.io/inject"] == "false"
+    assert rendering.CONFIG_HASH_ANNOTATION in template["metadata"]["annotations"]
+    assert template["metadata"]["labels"]["team"] == "dispatch"
+    assert template["metadata"]["labels"]["app.kubernetes.io/component"] == "gateway"
+    consumer_pod = deployment(objects, "consumer")["spec"]["template"]["spec"]
+    assert "nodeSelector" not in consumer_pod
+
+
+def test_rollouts_bring_new_gateways_first_then_hand_over_at_the_set_rate() -> None:
+    objects = render(
+        gateway={
+            "limits": {"maxConnections": 6000},
+            "drainSeconds": 30,
+            "rollout": {
+                "handoverRate": 400,
+                "maxSurge": 2,
+                "preStopSeconds": 8,
+                "minReadySeconds": 20,
+            },
+        }
+    )
+    gateway = deployment(objects, "gateway")["spec"]
+    assert gateway["strategy"]["rollingUpdate"] == {"maxSurge": 2, "maxUnavailable": 0}
+    assert gateway["minReadySeconds"] == 20
+    env = objects["ConfigMap", "dispatch-gateway-config"]["data"]
+    # 400/s shared by the 2 pods that may leave at once; 6000 connections at 200/s: 30 s + settle.
+    assert env["FLEETCAST_DRAIN_RATE"] == "200"
+    assert env["FLEETCAST_DRAIN_SECONDS"] == str(30 + configs.DRAIN_SETTLE_SECONDS)
+    grace = gateway["template"]["spec"]["terminationGracePeriodSeconds"]
+    assert grace == 8 + 30 + configs.DRAIN_SETTLE_SECONDS + configs.TERMINATION_MARGIN_SECONDS
+    assert "FLEETCAST_DRAIN_RATE" not in render()["ConfigMap", "dispatch-gateway-config"]["data"]
+
+
+def test_a_sidecar_consumer_runs_in_every_gateway_pod_without_a_readiness_probe() -> None:
+    objects = render(consumer={"placement": "sidecar"})
+    assert ("Deployment", "dispatch-consumer") not in objects
+    assert ("PodDisruptionBudget", "dispatch-consumer") not in objects
+    gateway, consumer = deployment(objects, "gateway")["spec"]["template"]["spec"]["containers"]
+    assert consumer["command"] == ["fleetcast-consumer"]
+    assert consumer["ports"] == [
+        {"name": "consumer", "containerPort": configs.CONSUMER_PORT, "protocol": "TCP"}
+    ]
+    assert consumer["envFrom"] == [{"configMapRef": {"name": "dispatch-consumer-config"}}]
+    assert "readinessProbe" not in consumer  # Kafka trouble must not take the gateway out
+    assert consumer["livenessProbe"]["httpGet"] == {"path": "/health", "port": "consumer"}
+    assert gateway["readinessProbe"]["httpGet"]["port"] == "http"
+    spec = crd.parse({**BASE, "consumer": {"placement": "sidecar"}})
+    gone = {(r.kind, r.name) for r in rendering.obsolete(spec, OWNER)}
+    assert {
+        ("Deployment", "dispatch-consumer"),
+        ("PodDisruptionBudget", "dispatch-consumer"),
+    } <= gone
+    changed = render(consumer={"placement": "sidecar"}, kafka={"bootstrapServers": "k2:9092"})
+    assert pod_hash(changed, "gateway") != pod_hash(objects, "gateway")
+
+
+def test_keda_scales_gateways_on_connections_and_consumers_on_lag() -> None:
+    objects = render(
+        gateway={
+            "autoscaling": {
+                "engine": "keda",
+                "minReplicas": 2,
+                "maxReplicas": 12,
+                "keda": {"prometheusAddress": "http://prom:9090", "connectionsPerPod": 4000},
+            }
+        },
+        consumer={"autoscaling": {"enabled": True, "maxReplicas": 6, "lagThreshold": 500}},
+        kafka={
+            "bootstrapServers": "k:9092",
+            "security": {
+                "protocol": "SASL_SSL",
+                "saslMechanism": "SCRAM-SHA-512",
+                "secretRef": {"name": "sasl"},
+            },
+        },
+    )
+    assert ("HorizontalPodAutoscaler", "dispatch-gateway") not in objects
+    gateway = objects["ScaledObject", "dispatch-gateway"]["spec"]
+    assert (gateway["minReplicaCount"], gateway["maxReplicaCount"]) == (2, 12)
+    prometheus, cpu = gateway["triggers"]
+    assert prometheus["metadata"]["threshold"] == "4000"
+    assert (
+        'fleetcast_gateway_connections{namespace="fleet",pod=~"dispatch-gateway-.*"}'
+        in prometheus["metadata"]["query"]
+    )
+    assert cpu["metadata"]["value"] == "70"
+    consumer = objects["ScaledObject", "dispatch-consumer"]["spec"]
+    (kafka,) = consumer["triggers"]
+    assert kafka["metadata"]["allowIdleConsumers"] == "false"  # never beyond the partitions
+    assert kafka["metadata"]["lagThreshold"] == "500"
+    assert (kafka["metadata"]["sasl"], kafka["metadata"]["tls"]) == ("scram_sha512", "enable")
+    assert kafka["authenticationRef"] == {"name": "dispatch-consumer"}
+    auth = objects["TriggerAuthentication", "dispatch-consumer"]["spec"]["secretTargetRef"]
+    assert {(r["parameter"], r["name"], r["key"]) for r in auth} == {
+        ("username", "sasl", "username"),
+        ("password", "sasl", "password"),
+    }
+    assert "replicas" not in deployment(objects, "consumer")["spec"]
+
+
+def test_a_pod_monitor_scrapes_every_pod_of_the_fleetbroadcast_when_asked() -> None:
+    assert not [k for k in render() if k[0] == "PodMonitor"]
+    objects = render(monitoring={"podMonitor": {"enabled": True, "labels": {"release": "prom"}}})
+    monitor = objects["PodMonitor", "dispatch-pods"]
+    assert monitor["metadata"]["labels"]["release"] == "prom"
+    assert monitor["spec"]["selector"]["matchLabels"]["app.kubernetes.io/instance"] == "dispatch"
+    assert [e["port"] for e in monitor["spec"]["podMetricsEndpoints"]] == ["http"]
+
+
+def test_a_rotated_secret_value_rolls_only_the_pods_that_read_it() -> None:
+    spec = crd.parse({**BASE, "redis": {"secretRef": {"name": "redis"}}})
+
+    def hashes(jwt: str, redis: str) -> tuple[str, str]:
+        inputs = rendering.Inputs({("jwt", "secret"): jwt, ("redis", "url"): redis})
+        objects = {
+            (m["kind"], m["metadata"]["name"]): m for m in rendering.render(spec, OWNER, inputs)
+        }
+        return pod_hash(objects, "gateway"), pod_hash(objects, "consumer")
+
+    gateway, consumer = hashes("a", "r")
+    assert hashes("a", "r") == (gateway, consumer)
+    assert hashes("b", "r") == (hashes("b", "r")[0], consumer)
+    assert hashes("b", "r")[0] != gateway
+    assert hashes("a", "s")[0] != gateway
+    assert hashes("a", "s")[1] != consumer

@@ -71,13 +71,33 @@ app.kubernetes.io/component: operator
 {{- end -}}
 
 {{/*
-The operator's RBAC rules: files/operator-rbac-rules.yaml, a YAML list of
-PolicyRules kept with the operator (its tests run the operator under it).
+The operator's RBAC rules: files/operator-rbac-rules.yaml (reconciling, per
+watched namespace or cluster-wide) and files/operator-leader-rules.yaml (its
+Lease, in the release namespace), YAML lists of PolicyRules kept with the
+operator (its tests run the operator under them). operator.rbac.secretNames
+narrows the Secret rule to those names.
 */}}
 {{- define "fleetcast.operator.rules" -}}
 {{- $rules := .Files.Get "files/operator-rbac-rules.yaml" | fromYamlArray -}}
 {{- if or (not $rules) (not (kindIs "map" (first $rules))) -}}
 {{- fail "files/operator-rbac-rules.yaml is missing or is not a YAML list of PolicyRules" -}}
+{{- end -}}
+{{- $names := .Values.operator.rbac.secretNames -}}
+{{- $out := list -}}
+{{- range $rules -}}
+{{- if and $names (has "secrets" .resources) -}}
+{{- $out = append $out (merge (dict "resourceNames" $names) .) -}}
+{{- else -}}
+{{- $out = append $out . -}}
+{{- end -}}
+{{- end -}}
+{{- toYaml $out -}}
+{{- end -}}
+
+{{- define "fleetcast.operator.leaderRules" -}}
+{{- $rules := .Files.Get "files/operator-leader-rules.yaml" | fromYamlArray -}}
+{{- if or (not $rules) (not (kindIs "map" (first $rules))) -}}
+{{- fail "files/operator-leader-rules.yaml is missing or is not a YAML list of PolicyRules" -}}
 {{- end -}}
 {{- toYaml $rules -}}
 {{- end -}}
@@ -85,15 +105,23 @@ PolicyRules kept with the operator (its tests run the operator under it).
 {{/*
 The operator's settings (its pydantic settings object, prefix FLEETCAST_OPERATOR_;
 see operator/fleetcast/operator/settings.py). Every replica of one release shares
-the peering name, so only one of them reconciles.
+the Lease, so only one of them reconciles.
 */}}
 {{- define "fleetcast.operator.env" -}}
 - name: FLEETCAST_OPERATOR_LOG_LEVEL
   value: {{ .Values.operator.logLevel | quote }}
 - name: FLEETCAST_OPERATOR_NAMESPACES
   value: {{ join "," .Values.operator.watchNamespaces | quote }}
-- name: FLEETCAST_OPERATOR_PEERING_NAME
-  value: {{ include "fleetcast.fullname" . | quote }}
-- name: FLEETCAST_OPERATOR_HEALTH_ENDPOINT
-  value: {{ printf "http://0.0.0.0:%v/healthz" .Values.operator.healthPort | quote }}
+- name: FLEETCAST_OPERATOR_LEASE_NAME
+  value: {{ include "fleetcast.operator.fullname" . | quote }}
+- name: FLEETCAST_OPERATOR_LEASE_NAMESPACE
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.namespace
+- name: FLEETCAST_OPERATOR_IDENTITY
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.name
+- name: FLEETCAST_OPERATOR_HTTP_PORT
+  value: {{ .Values.operator.httpPort | quote }}
 {{- end -}}

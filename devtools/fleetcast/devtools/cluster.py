@@ -212,6 +212,7 @@ def _start_processes(cluster: LocalCluster, binaries: Binaries, *, detach: bool)
     work, ports, real = cluster.work, cluster.ports, cluster.node
     address = flags.LOOPBACK if real is None else real.net.host_ip
     admin, ca = _write_credentials(work, address, ports.apiserver)
+    (work / flags.AUDIT_POLICY_FILE).write_text(yaml.safe_dump(flags.AUDIT_POLICY))
 
     def spawn(*components: tuple[str, list[str]]) -> None:
         for name, argv in components:

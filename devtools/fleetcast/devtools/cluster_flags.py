@@ -86,6 +86,25 @@ def etcd_args(ports: Ports, data_dir: Path) -> list[str]:
     ]
 
 
+#: What the API server's audit log records: every request of a ServiceAccount
+#: outside kube-system (the operators under test), at Metadata level (who, verb,
+#: resource, response code; no bodies), so a test can prove which verbs of its
+#: RBAC rules an operator used. The controllers' own accounts are left out.
+AUDIT_POLICY = {
+    "apiVersion": "audit.k8s.io/v1",
+    "kind": "Policy",
+    "omitStages": ["RequestReceived"],
+    "rules": [
+        {"level": "None", "userGroups": ["system:serviceaccounts:kube-system", "system:nodes"]},
+        {"level": "Metadata", "userGroups": ["system:serviceaccounts"]},
+        {"level": "None"},
+    ],
+}
+AUDIT_POLICY_FILE = "audit-policy.yaml"
+#: The audit log, in the work folder's logs (JSON lines).
+AUDIT_LOG = "logs/audit.log"
+
+
 def apiserver_args(ports: Ports, pki_dir: Path, *, address: str = LOOPBACK) -> list[str]:
     """The API server on ``address``: loopback, or the host end of a real node's link.
 
@@ -93,6 +112,7 @@ def apiserver_args(ports: Ports, pki_dir: Path, *, address: str = LOOPBACK) -> l
     endpoint (pods reach the API there), and the API server reaches kubelets
     (logs, exec, port-forward) with a client certificate of its own.
     """
+    work = pki_dir.parent
     return [
         f"--etcd-servers=http://127.0.0.1:{ports.etcd}",
         f"--bind-address={address}",
@@ -119,6 +139,11 @@ def apiserver_args(ports: Ports, pki_dir: Path, *, address: str = LOOPBACK) -> l
         f"--proxy-client-key-file={pki_dir / 'front-proxy-client.key'}",
         "--allow-privileged=true",
         "--profiling=false",
+        f"--audit-policy-file={work / AUDIT_POLICY_FILE}",
+        f"--audit-log-path={work / AUDIT_LOG}",
+        "--audit-log-format=json",
+        "--audit-log-maxsize=100",
+        "--audit-log-maxbackup=1",
         *(_node_flags(pki_dir) if address != LOOPBACK else _KWOK_ONLY),
     ]
 

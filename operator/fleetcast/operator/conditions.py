@@ -1,12 +1,20 @@
-"""FleetBroadcast status: conditions and replica counts, computed from observations. Pure.
+"""FleetBroadcast status conditions, computed from observations. Pure.
 
-Five conditions, keyed by type: ``Reconciled`` (the spec of a generation was
-applied) and ``Degraded`` (something the operator cannot fix, such as a
-missing Secret) come from reconciling; ``GatewayAvailable`` and
-``ConsumerAvailable`` from the owned Deployments' status; ``Ready`` rolls them
-up, with ``Progressing`` as its reason while a rollout runs. A condition's
-``lastTransitionTime`` moves only when its status changes, so watchers and
-``kubectl wait`` see real transitions, not every rewrite.
+Seven conditions, keyed by type (the table in docs/operator.md):
+
+- ``Reconciled``: the last reconcile's outcome (the spec applied, or why not:
+  ApplyFailed, Conflict, InvalidSpec, SecretMissing, SecretKeyMissing);
+- ``Progressing``: a new generation or a rollout under way; False with
+  ``Complete`` once done, or ``ProgressDeadlineExceeded`` once given up;
+- ``Degraded``: something that keeps the FleetBroadcast from working that
+  waiting will not fix: the Reconciled failures above, and the rollout
+  problems the Deployments and pods show (:mod:`.observing`), pod named;
+- ``GatewayAvailable`` / ``ConsumerAvailable``: the component serves;
+- ``BackendsReachable``: the pods' own word on Kafka and Redis (:mod:`.backends`);
+- ``Ready``: the roll-up.
+
+A condition's ``lastTransitionTime`` moves only when its status changes, so
+watchers and ``kubectl wait`` see real transitions, not every rewrite.
 """
 
 from __future__ import annotations
@@ -16,13 +24,27 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
+from fleetcast.operator.observing import Problem, Rollout
+
 READY: Final = "Ready"
 RECONCILED: Final = "Reconciled"
+PROGRESSING: Final = "Progressing"
+DEGRADED: Final = "Degraded"
 GATEWAY_AVAILABLE: Final = "GatewayAvailable"
 CONSUMER_AVAILABLE: Final = "ConsumerAvailable"
-DEGRADED: Final = "Degraded"
-TYPES: Final = (READY, RECONCILED, GATEWAY_AVAILABLE, CONSUMER_AVAILABLE, DEGRADED)
-PROGRESSING: Final = "Progressing"
+BACKENDS_REACHABLE: Final = "BackendsReachable"
+TYPES: Final = (
+    READY,
+    RECONCILED,
+    PROGRESSING,
+    DEGRADED,
+    GATEWAY_AVAILABLE,
+    CONSUMER_AVAILABLE,
+    BACKENDS_REACHABLE,
+)
+HEALTHY: Final = "Healthy"
+#: Most problems listed in one Degraded message.
+SHOWN_PROBLEMS: Final = 5
 
 Status = Literal["True", "False", "Unknown"]
 
@@ -41,112 +63,89 @@ class Condition:
         return self.status == "True"
 
 
-@dataclass(frozen=True, slots=True)
-class Rollout:
-    """What the status of one owned Deployment says (or that it does not exist)."""
-
-    exists: bool
-    desired: int = 0
-    total: int = 0
-    ready: int = 0
-    updated: int = 0
-    available: int = 0
-    observed: bool = False
-    available_condition: bool = False
-
-    @classmethod
-    def of(cls, deployment: Mapping[str, Any] | None) -> Rollout:
-        if deployment is None:
-            return cls(exists=False)
-        spec, status = deployment.get("spec", {}), deployment.get("status", {})
-        generation = deployment.get("metadata", {}).get("generation", 0)
-        return cls(
-            exists=True,
-            desired=spec.get("replicas", 1),
-            total=status.get("replicas", 0),
-            ready=status.get("readyReplicas", 0),
-            updated=status.get("updatedReplicas", 0),
-            available=status.get("availableReplicas", 0),
-            observed=status.get("observedGeneration", 0) >= generation,
-            available_condition=any(
-                c.get("type") == "Available" and c.get("status") == "True"
-                for c in status.get("conditions", [])
-            ),
-        )
-
-    @property
-    def complete(self) -> bool:
-        """kubectl rollout status's rule: every pod updated, old ones gone, all available."""
-        return (
-            self.observed
-            and self.updated >= self.desired
-            and self.total <= self.updated
-            and self.available >= self.updated
-        )
-
-    @property
-    def serving(self) -> bool:
-        return self.desired == 0 or self.available_condition
-
-    def summary(self) -> dict[str, Any]:
-        return {
-            "replicas": self.desired,
-            "readyReplicas": self.ready,
-            "updatedReplicas": self.updated,
-            "ready": f"{self.ready}/{self.desired}",
-        }
-
-
 def availability(kind: str, component: str, rollout: Rollout, generation: int) -> Condition:
     """GatewayAvailable / ConsumerAvailable from one Deployment."""
+    if rollout.conflict:
+        return Condition(kind, "False", "Conflict", rollout.conflict, generation)
     if not rollout.exists:
-        return Condition(
-            kind,
-            "False",
-            "DeploymentMissing",
-            f"the {component} Deployment does not exist",
-            generation,
-        )
+        message = f"the {component} Deployment does not exist"
+        return Condition(kind, "False", "DeploymentMissing", message, generation)
     counts = f"{rollout.ready}/{rollout.desired} {component} pods ready"
     if not rollout.complete:
         message = f"rolling out: {rollout.updated}/{rollout.desired} updated, {counts}"
-        return Condition(
-            kind, "True" if rollout.serving else "False", "RollingOut", message, generation
-        )
+        status: Status = "True" if rollout.serving else "False"
+        return Condition(kind, status, "RollingOut", message, generation)
     if not rollout.serving:
         return Condition(kind, "False", "Unavailable", counts, generation)
     return Condition(kind, "True", "Available", counts, generation)
 
 
-def roll_up(
-    generation: int,
-    reconciled: Condition | None,
-    degraded: Condition | None,
-    gateway: Rollout,
-    consumer: Rollout,
+def progressing(
+    generation: int, reconciled: Condition | None, gateway: Rollout, consumer: Rollout
 ) -> Condition:
-    """Ready: True only when the current spec is applied, nothing is degraded, and both run it."""
+    """Progressing: True while a generation or a rollout is under way."""
+
+    def made(status: Status, reason: str, message: str) -> Condition:
+        return Condition(PROGRESSING, status, reason, message, generation)
+
+    if reconciled is None or reconciled.observed_generation < generation:
+        return made("True", "NewGeneration", f"generation {generation} is not applied yet")
+    stalled = [
+        p.message
+        for r in (gateway, consumer)
+        for p in r.problems
+        if r.stalled and p.reason == "ProgressDeadlineExceeded"
+    ]
+    if stalled:
+        return made("False", "ProgressDeadlineExceeded", "; ".join(stalled))
+    for component, rollout in (("gateway", gateway), ("consumer", consumer)):
+        if rollout.conflict:
+            return made("False", "Conflict", rollout.conflict)
+        if not rollout.exists:
+            return made("True", "RollingOut", f"the {component} Deployment does not exist yet")
+        if not rollout.complete:
+            done = f"{rollout.updated}/{rollout.desired} pods updated"
+            return made("True", "RollingOut", f"rolling out the {component}: {done}")
+    return made("False", "Complete", f"generation {generation} is rolled out")
+
+
+def degraded(generation: int, reconciled: Condition | None, found: Sequence[Problem]) -> Condition:
+    """Degraded: the reconcile's failure and every rollout problem, the first one's reason."""
+    problems = list(found)
+    if reconciled is not None and not reconciled.is_true:
+        problems.insert(0, Problem(reconciled.reason, reconciled.message))
+    if not problems:
+        message = "nothing keeps the gateways and consumers from running"
+        return Condition(DEGRADED, "False", HEALTHY, message, generation)
+    shown = [p.message for p in problems[:SHOWN_PROBLEMS]]
+    more = len(problems) - len(shown)
+    message = "; ".join(shown) + (f"; and {more} more" if more > 0 else "")
+    return Condition(DEGRADED, "True", problems[0].reason, message, generation)
+
+
+def roll_up(
+    generation: int, conditions: Mapping[str, Condition], gateway: Rollout, consumer: Rollout
+) -> Condition:
+    """Ready: the spec applied, nothing degraded, rolled out, both components serving."""
 
     def not_ready(reason: str, message: str) -> Condition:
         return Condition(READY, "False", reason, message, generation)
 
-    if degraded is not None and degraded.is_true:
-        return not_ready(degraded.reason, degraded.message)
+    reconciled = conditions.get(RECONCILED)
     if reconciled is None:
         return not_ready("Pending", "not reconciled yet")
-    if not reconciled.is_true:
-        return not_ready(reconciled.reason, reconciled.message)
-    if reconciled.observed_generation < generation:
-        return not_ready(PROGRESSING, f"generation {generation} is not applied yet")
-    for component, rollout in (("gateway", gateway), ("consumer", consumer)):
-        title = component.capitalize()
-        if not rollout.exists:
-            return not_ready(f"{title}Missing", f"the {component} Deployment does not exist")
-        if not rollout.complete:
-            done = f"{rollout.updated}/{rollout.desired} pods updated"
-            return not_ready(PROGRESSING, f"rolling out the {component}: {done}")
-        if not rollout.serving:
-            return not_ready(f"{title}Unavailable", f"the {component} pods are not available")
+    for kind in (DEGRADED, PROGRESSING):
+        found = conditions[kind]
+        if found.is_true:
+            return not_ready(found.reason if kind == DEGRADED else PROGRESSING, found.message)
+    for kind in (GATEWAY_AVAILABLE, CONSUMER_AVAILABLE):
+        found = conditions[kind]
+        if not found.is_true:
+            title = "Gateway" if kind == GATEWAY_AVAILABLE else "Consumer"
+            return not_ready(f"{title}Unavailable", found.message)
+    backends = conditions.get(BACKENDS_REACHABLE)
+    if backends is not None and backends.status == "False":
+        return not_ready(backends.reason, backends.message)
     message = (
         f"{gateway.ready}/{gateway.desired} gateways and "
         f"{consumer.ready}/{consumer.desired} consumers ready"
@@ -191,36 +190,28 @@ def merge(
     return merged
 
 
-def build_status(
-    *,
+def evaluate(
     generation: int,
-    previous: Mapping[str, Any],
     reconciled: Condition | None,
-    degraded: Condition | None,
+    backends: Condition | None,
     gateway: Rollout,
     consumer: Rollout,
-    now: datetime,
-) -> dict[str, Any]:
-    """The whole ``status`` of a FleetBroadcast.
-
-    ``reconciled``/``degraded`` are None when this update is not the outcome
-    of a reconcile (a Deployment's status changed): the stored ones stand.
-    """
-    stored = previous.get("conditions", [])
-    reconciled = reconciled or find(stored, RECONCILED)
-    degraded = degraded or find(stored, DEGRADED)
-    wanted = [
-        roll_up(generation, reconciled, degraded, gateway, consumer),
-        *(c for c in (reconciled, degraded) if c is not None),
-        availability(GATEWAY_AVAILABLE, "gateway", gateway, generation),
-        availability(CONSUMER_AVAILABLE, "consumer", consumer, generation),
-    ]
-    status: dict[str, Any] = {"conditions": merge(stored, wanted, now)}
+    consumer_name: str = "consumer",
+) -> list[Condition]:
+    """Every condition, in the order they are stored (Ready first)."""
+    problems = [*gateway.problems, *consumer.problems]
+    computed: dict[str, Condition] = {
+        PROGRESSING: progressing(generation, reconciled, gateway, consumer),
+        DEGRADED: degraded(generation, reconciled, problems),
+        GATEWAY_AVAILABLE: availability(GATEWAY_AVAILABLE, "gateway", gateway, generation),
+        CONSUMER_AVAILABLE: availability(CONSUMER_AVAILABLE, consumer_name, consumer, generation),
+    }
     if reconciled is not None:
-        status["observedGeneration"] = reconciled.observed_generation
-    status["gateway"] = gateway.summary()
-    status["consumer"] = consumer.summary()
-    return status
+        computed[RECONCILED] = reconciled
+    if backends is not None:
+        computed[BACKENDS_REACHABLE] = backends
+    ready = roll_up(generation, computed, gateway, consumer)
+    return [ready, *(computed[kind] for kind in TYPES[1:] if kind in computed)]
 
 
 def timestamp(moment: datetime) -> str:

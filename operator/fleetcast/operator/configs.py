@@ -3,15 +3,18 @@
 Each process reads one pydantic-settings object from FLEETCAST_* variables
 (gateway/fleetcast/gateway/settings.py, consumer/fleetcast/consumer/settings.py).
 Plain values go into the component's ConfigMap (mounted with envFrom), secrets
-into ``secretKeyRef`` variables, so no secret value ever passes through the
-operator or a ConfigMap. The config hash covers both, so changing either rolls
-the pods. Pure functions only.
+into ``secretKeyRef`` variables, so no secret value ever passes through a
+ConfigMap or an object the operator writes. The config hash covers both, and a
+digest of each used Secret value, so changing any of them rolls the pods.
+Pure functions only.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Final
 
 import orjson
@@ -22,11 +25,49 @@ GATEWAY_PORT: Final = 8080
 CONSUMER_PORT: Final = 8081
 #: Address the processes bind inside the pod (they default to loopback).
 BIND_ALL: Final = "0.0.0.0"  # noqa: S104 - a pod's own network namespace
+#: Seconds the kubelet waits after the gateway's drain before it kills the pod.
+TERMINATION_MARGIN_SECONDS: Final = 10
+#: Seconds a paced drain keeps after its last hand-over for the clients to leave.
+DRAIN_SETTLE_SECONDS: Final = 5
+#: Longest drain the operator asks for, whatever the rate (the gateway's own maximum).
+MAX_DRAIN_SECONDS: Final = 3600
+
+
+@dataclass(frozen=True, slots=True)
+class DrainTiming:
+    """How one leaving gateway hands its clients over, and how long the kubelet waits for it."""
+
+    #: FLEETCAST_DRAIN_SECONDS: the gateway's drain deadline.
+    drain_seconds: int
+    #: FLEETCAST_DRAIN_RATE: connections per second this pod sends away (0: the gateway's pace).
+    rate: int
+    #: terminationGracePeriodSeconds: preStop + drain + margin.
+    grace_seconds: int
+
+
+def drain_timing(spec: FleetBroadcastSpec) -> DrainTiming:
+    """The drain of one gateway pod, from the spec's rate and the pod's connection limit.
+
+    ``handoverRate`` is for all leaving pods together, and a rollout lets at
+    most ``maxSurge`` of them leave at once, so each gets that share. A pod at
+    its connection limit needs ``maxConnections / rate`` seconds; its drain
+    deadline and the grace period cover that (the spec's drainSeconds is the
+    floor).
+    """
+    gateway = spec.gateway
+    rollout = gateway.rollout
+    rate = max(1, rollout.handover_rate // rollout.max_surge) if rollout.handover_rate else 0
+    drain = gateway.drain_seconds
+    if rate:
+        paced = math.ceil(gateway.limits.max_connections / rate) + DRAIN_SETTLE_SECONDS
+        drain = min(MAX_DRAIN_SECONDS, max(drain, paced))
+    grace = rollout.pre_stop_seconds + drain + TERMINATION_MARGIN_SECONDS
+    return DrainTiming(drain, rate, grace)
 
 
 def gateway_env(spec: FleetBroadcastSpec) -> dict[str, str]:
     """Plain (non-secret) settings of the gateway, by variable name."""
-    gateway, auth = spec.gateway, spec.auth
+    gateway, auth, timing = spec.gateway, spec.auth, drain_timing(spec)
     env = {
         "FLEETCAST_HOST": BIND_ALL,
         "FLEETCAST_PORT": str(GATEWAY_PORT),
@@ -34,12 +75,14 @@ def gateway_env(spec: FleetBroadcastSpec) -> dict[str, str]:
         "FLEETCAST_WS_PATH": gateway.path,
         "FLEETCAST_PING_INTERVAL": str(gateway.ping.interval_seconds),
         "FLEETCAST_PING_TIMEOUT": str(gateway.ping.timeout_seconds),
-        "FLEETCAST_DRAIN_SECONDS": str(gateway.drain_seconds),
+        "FLEETCAST_DRAIN_SECONDS": str(timing.drain_seconds),
         "FLEETCAST_MAX_CONNECTIONS": str(gateway.limits.max_connections),
         "FLEETCAST_HANDSHAKE_RATE": str(gateway.limits.handshakes_per_second),
         "FLEETCAST_JWT_ALGORITHMS": ",".join(auth.algorithms),
         "FLEETCAST_JWT_LEEWAY_S": str(auth.leeway_seconds),
     }
+    if timing.rate:
+        env["FLEETCAST_DRAIN_RATE"] = str(timing.rate)
     if gateway.cors.allowed_origins:
         env["FLEETCAST_CORS_ORIGINS"] = ",".join(gateway.cors.allowed_origins)
     if auth.issuer is not None:
@@ -100,15 +143,26 @@ def secret_var(variable: str, secret: str, key: str) -> dict[str, Any]:
     return {"name": variable, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
 
 
-def config_hash(data: Mapping[str, str], secret_env: Sequence[Mapping[str, Any]]) -> str:
+def config_hash(
+    data: Mapping[str, str],
+    secret_env: Sequence[Mapping[str, Any]],
+    digests: Mapping[tuple[str, str], str],
+) -> str:
     """A short stable digest of everything a pod is configured with.
 
     Deterministic (sorted keys) so an operator restart computes the same value
-    and rolls nothing; any change to the ConfigMap or to which Secret keys are
-    used changes it, and the new pod-template annotation rolls the pods.
+    and rolls nothing; any change to the ConfigMap, to which Secret keys are
+    used, or to those keys' values (``digests``: (secret, key) -> a digest of
+    the value, :func:`.secretrefs.digests`) changes it, and the new
+    pod-template annotation rolls the pods. The values themselves never get
+    here, only their digests.
     """
+    used = sorted(
+        {(ref["name"], ref["key"]) for ref in (e["valueFrom"]["secretKeyRef"] for e in secret_env)}
+    )
+    values = [[name, key, digests.get((name, key), "")] for name, key in used]
     canonical = orjson.dumps(
-        {"data": data, "secrets": list(secret_env)}, option=orjson.OPT_SORT_KEYS
+        {"data": data, "secrets": list(secret_env), "values": values}, option=orjson.OPT_SORT_KEYS
     )
     return hashlib.sha256(canonical).hexdigest()[:16]
 

@@ -4,7 +4,9 @@ The live object always carries more than the manifest: server defaults,
 status, other managers' fields. So drift is "something the manifest says is
 not so in the live object": every key of the manifest must be present with an
 equal value, lists element by element. Quantities compare by value ("1000m"
-is "1"), because the API server rewrites them to canonical form.
+is "1"), because the API server rewrites them to canonical form; a zero value
+the manifest sets (``minReadySeconds: 0``, ``false``, ``[]``) may be absent
+from the live object, because the API server omits empty fields.
 """
 
 from __future__ import annotations
@@ -24,7 +26,10 @@ def differences(desired: Any, live: Any, where: str = "") -> list[str]:
         found: list[str] = []
         for key, value in desired.items():
             here = f"{where}.{key}"
-            found += differences(value, live[key], here) if key in live else [here]
+            if key in live:
+                found += differences(value, live[key], here)
+            elif not _empty(value):
+                found.append(here)
         return found
     if isinstance(desired, list):
         if not isinstance(live, list) or len(live) < len(desired):
@@ -34,6 +39,11 @@ def differences(desired: Any, live: Any, where: str = "") -> list[str]:
             found += differences(item, live[index], f"{where}[{index}]")
         return found
     return [] if _same(desired, live) else [where or "."]
+
+
+def _empty(value: Any) -> bool:
+    """A value Kubernetes omits from an object (omitempty): 0, false, "", [], {}."""
+    return value is False or (not isinstance(value, bool) and value in (0, "", [], {}))
 
 
 def _same(desired: Any, live: Any) -> bool:

@@ -3,8 +3,16 @@
 - create/update/resume of a FleetBroadcast: apply its desired state;
 - any event of an owned object (found by label, filtered server-side): repair
   drift at once, and refresh the status from the Deployments' status;
-- a resync task started at startup (:mod:`.resyncing`): the periodic drift
-  check, without the finalizer a kopf timer would add.
+- any event of a pod of a FleetBroadcast: refresh the status (a pod that
+  cannot be scheduled, pulled or started shows in Degraded at once);
+- tasks started at startup and stopped at cleanup: the periodic checks
+  (:mod:`.resyncing`), the pod prober (:mod:`.probing`) and the Lease renewal
+  (:mod:`.election`); losing the Lease stops kopf (``stop_flag``).
+
+kopf runs only in the replica that holds the Lease, standalone (no kopf
+peering) and with its cluster scanning off: it serves the namespaces it was
+given, or all of them, without listing namespaces or CRDs, so a namespaced
+operator needs no cluster-wide permission at all.
 
 No handler returns a value: kopf would store it under ``status``, which the
 CRD's strict status schema prunes. The status is written explicitly instead.
@@ -16,17 +24,23 @@ import asyncio
 import contextlib
 import copy
 import logging
+import threading
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 import kopf
 
-from fleetcast.operator import rendering
+from fleetcast.operator import probing, rendering
 from fleetcast.operator import spec as crd
-from fleetcast.operator.kube import ApiError, ApiKube
-from fleetcast.operator.reconciling import Reconciler
-from fleetcast.operator.resyncing import Peering, Resync
+from fleetcast.operator.election import Elector
+from fleetcast.operator.kube import FLEETBROADCAST, ApiError, ApiKube
+from fleetcast.operator.opmetrics import Metrics
+from fleetcast.operator.reconciling import ApplyFailed, Reconciler
+from fleetcast.operator.resyncing import Resync
 from fleetcast.operator.settings import Settings
+
+logger = logging.getLogger(__name__)
 
 #: Prefix of everything kopf writes on a FleetBroadcast (annotations, finalizer).
 PREFIX: Final = "fleetcast.radiofleet.io"
@@ -41,6 +55,7 @@ OWNED: Final = (
     ("policy", "v1", "poddisruptionbudgets"),
     ("autoscaling", "v2", "horizontalpodautoscalers"),
 )
+PODS: Final = ("", "v1", "pods")
 OWNED_SELECTOR: Final = f"{rendering.LABEL_MANAGED_BY}={rendering.MANAGER}"
 
 
@@ -50,12 +65,21 @@ class Runtime:
 
     settings: Settings
     kube: ApiKube
-    peering: Peering
+    metrics: Metrics
+    #: The Lease candidate (None without leader election).
+    elector: Elector | None = None
+    #: kopf's stop flag: set when the Lease is lost.
+    stop: threading.Event = field(default_factory=threading.Event)
     reconciler: Reconciler = field(init=False)
-    resync: asyncio.Task[None] | None = None
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    renewing: threading.Event = field(default_factory=threading.Event)
+    lost: bool = False
 
     def __post_init__(self) -> None:
-        self.reconciler = Reconciler(self.kube)
+        self.reconciler = Reconciler(self.kube, self.metrics)
+
+    def spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        self.tasks.append(asyncio.create_task(work, name=name))
 
 
 def runtime(memo: kopf.Memo) -> Runtime:
@@ -65,26 +89,64 @@ def runtime(memo: kopf.Memo) -> Runtime:
 
 @kopf.on.startup(backoff=5)
 async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
-    """Configure kopf, make sure the peering object exists, start the resync."""
+    """Configure kopf, start the periodic checks, the prober and the Lease renewal."""
     shared = runtime(memo)
     configure(settings, shared.settings)
-    await asyncio.to_thread(ensure_peering, shared)
-    resync = Resync(shared.settings, shared.kube, shared.reconciler, shared.peering)
-    shared.resync = asyncio.create_task(resync.run(), name="fleetcast-resync")
+    resync = Resync(shared.settings, shared.kube, shared.reconciler)
+    shared.spawn(resync.run(), "fleetcast-resync")
+    if shared.settings.probe_seconds:
+        prober = probing.Prober(lambda: list_pods(shared), shared.settings.probe_seconds)
+        shared.reconciler.status.reports = prober.reports.get
+        shared.reconciler.status.probing = True
+        shared.spawn(prober.run(lambda key: refresh(shared, key)), "fleetcast-prober")
+    if shared.elector is not None:
+        shared.spawn(keep_lease(shared), "fleetcast-lease")
 
 
 @kopf.on.cleanup()
 async def stop(memo: kopf.Memo, **_: Any) -> None:
     shared = runtime(memo)
-    if shared.resync is not None:
-        shared.resync.cancel()
+    shared.renewing.set()
+    for task in shared.tasks:
+        task.cancel()
+    for task in shared.tasks:
         with contextlib.suppress(asyncio.CancelledError):
-            await shared.resync
+            await task
+    if shared.elector is not None and not shared.lost:
+        await asyncio.to_thread(shared.elector.release)
     shared.kube.close()
+    # kopf waits for a threading.Event stop flag in an executor thread, which
+    # asyncio.run joins at exit: set it, or a SIGTERM'd operator never exits.
+    shared.stop.set()
+
+
+async def keep_lease(shared: Runtime) -> None:
+    """Renew the Lease; if a renewal deadline passes, stop reconciling (kopf's stop flag)."""
+    if shared.elector is None:
+        return
+    await asyncio.to_thread(shared.elector.renew_until_lost, shared.renewing)
+    if not shared.renewing.is_set():
+        shared.lost = True
+        shared.stop.set()
+
+
+async def refresh(shared: Runtime, key: tuple[str, str]) -> None:
+    """The prober saw new reports for ``key``: publish its status."""
+    body = await asyncio.to_thread(shared.kube.get, *FLEETBROADCAST, *key)
+    if body is not None:
+        await asyncio.to_thread(shared.reconciler.refresh, body)
+
+
+def list_pods(shared: Runtime) -> list[dict[str, Any]]:
+    scopes: tuple[str | None, ...] = shared.settings.namespaces or (None,)
+    found: list[dict[str, Any]] = []
+    for namespace in scopes:
+        found += shared.kube.list_objects("v1", "Pod", namespace, OWNED_SELECTOR)
+    return found
 
 
 def configure(settings: kopf.OperatorSettings, ours: Settings) -> None:
-    """kopf's settings: our annotation prefix, errors as Events, short API timeouts."""
+    """kopf's settings: our annotation prefix, errors as Events, no scanning, short timeouts."""
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PREFIX)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=PREFIX, key="last-handled-configuration"
@@ -95,35 +157,17 @@ def configure(settings: kopf.OperatorSettings, ours: Settings) -> None:
     settings.posting.level = logging.WARNING
     settings.posting.reporting_component = rendering.MANAGER
     settings.posting.event_name_prefix = f"{rendering.MANAGER}-"
-    settings.peering.lifetime = ours.peering_lifetime_seconds
+    # The namespaces are given and the CRD exists before kopf starts (__main__
+    # waits for it): no cluster-wide list/watch of namespaces and CRDs.
+    settings.scanning.disabled = True
     settings.networking.request_timeout = ours.request_timeout_seconds
     settings.networking.connect_timeout = min(10.0, ours.request_timeout_seconds)
     # Watches are re-opened every few minutes, so a silently dead connection
     # (a load balancer dropping it) never goes unnoticed for long.
     settings.watching.server_timeout = 270
     settings.watching.client_timeout = 300
-    for group, version, plural in OWNED:
+    for group, version, plural in (*OWNED, PODS):
         settings.watching.label_selectors[group, version, plural] = OWNED_SELECTOR
-
-
-def ensure_peering(shared: Runtime) -> None:
-    """Create the peering object(s) if missing; kopf waits paused until one exists."""
-    name = shared.peering.name
-    if name is None:
-        return
-    objects: list[dict[str, Any]] = [
-        {
-            "apiVersion": "kopf.dev/v1",
-            "kind": "KopfPeering",
-            "metadata": {"name": name, "namespace": ns},
-        }
-        for ns in shared.settings.namespaces
-    ] or [{"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": name}}]
-    for peering in objects:
-        try:
-            shared.kube.create(peering)
-        except ApiError as error:
-            logging.getLogger(__name__).warning("peering object %s not created: %s", name, error)
 
 
 @kopf.on.resume(crd.API_GROUP, crd.API_VERSION, crd.PLURAL)
@@ -132,7 +176,7 @@ def ensure_peering(shared: Runtime) -> None:
 def reconcile(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     try:
         runtime(memo).reconciler.reconcile(_plain(body))
-    except ApiError as error:
+    except (ApiError, ApplyFailed) as error:
         raise kopf.TemporaryError(f"the API server refused: {error}", delay=RETRY_DELAY) from error
 
 
@@ -140,18 +184,25 @@ def owned_changed(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: A
     runtime(memo).reconciler.on_owned_event(event.get("type"), _plain(body))
 
 
+def pod_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    runtime(memo).reconciler.on_pod_event(_plain(body))
+
+
 class ObjectLogs(logging.Filter):
     """kopf's per-object log lines made useful in the JSON logs (a filter on the output handler).
 
     kopf names the object only in its own text formatter, which the JSON logs
     do not use, so the line gets a ``[namespace/name]`` prefix; and its
-    "Handler 'owned-…' succeeded." line, one per Deployment status update, is
-    dropped. kopf's Event poster sees the record before this handler does.
+    "Handler 'owned-…' succeeded." line, one per Deployment status update or
+    pod event, is dropped. kopf's Event poster sees the record before this
+    handler does.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        if message.startswith("Handler 'owned-") and message.endswith("succeeded."):
+        if message.startswith(("Handler 'owned-", "Handler 'pods'")) and message.endswith(
+            "succeeded."
+        ):
             return False
         ref = getattr(record, "k8s_ref", None)
         if isinstance(ref, dict) and ref.get("name") and not message.startswith("["):
@@ -167,6 +218,8 @@ for _group, _version, _plural in OWNED:
         id=f"owned-{_plural}",
         labels={rendering.LABEL_MANAGED_BY: rendering.MANAGER},
     )(owned_changed)
+
+kopf.on.event(*PODS, id="pods", labels={rendering.LABEL_MANAGED_BY: rendering.MANAGER})(pod_changed)
 
 
 def _plain(body: kopf.Body) -> dict[str, Any]:

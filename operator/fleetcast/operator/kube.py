@@ -1,8 +1,9 @@
 """The operator's narrow seam to the Kubernetes API, and its one implementation.
 
-Everything the reconciler does to the cluster goes through :class:`Kube`:
-server-side apply, get, list, delete, a status patch guarded by
-resourceVersion, and create (Events, the peering object). :class:`ApiKube`
+Everything the operator does to the cluster goes through :class:`Kube`:
+server-side apply, get, list, delete (guarded by uid), merge patches (the
+managedFields rewrite, the Lease, guarded by resourceVersion), a status patch
+guarded by resourceVersion, and create (Events, the Lease). :class:`ApiKube`
 implements it over the official client's low-level ``ApiClient`` with paths
 from a fixed table of the kinds the operator touches: no discovery calls and
 no discovery cache on disk (the pod's root filesystem is read-only).
@@ -33,8 +34,11 @@ RESOURCES: Final[dict[tuple[str, str], tuple[str, bool]]] = {
     ("autoscaling/v2", "HorizontalPodAutoscaler"): ("horizontalpodautoscalers", True),
     ("policy/v1", "PodDisruptionBudget"): ("poddisruptionbudgets", True),
     (f"{crd.API_GROUP}/{crd.API_VERSION}", crd.KIND): (crd.PLURAL, True),
-    ("kopf.dev/v1", "KopfPeering"): ("kopfpeerings", True),
-    ("kopf.dev/v1", "ClusterKopfPeering"): ("clusterkopfpeerings", False),
+    ("v1", "Pod"): ("pods", True),
+    ("coordination.k8s.io/v1", "Lease"): ("leases", True),
+    ("keda.sh/v1alpha1", "ScaledObject"): ("scaledobjects", True),
+    ("keda.sh/v1alpha1", "TriggerAuthentication"): ("triggerauthentications", True),
+    ("monitoring.coreos.com/v1", "PodMonitor"): ("podmonitors", True),
 }
 FLEETBROADCAST: Final = (f"{crd.API_GROUP}/{crd.API_VERSION}", crd.KIND)
 
@@ -57,12 +61,39 @@ class Kube(Protocol):
         """The object, or None when it does not exist."""
         ...
 
-    def list_objects(self, api_version: str, kind: str, namespace: str | None) -> list[Manifest]:
-        """All objects of a kind in a namespace (None: every namespace)."""
+    def list_objects(
+        self, api_version: str, kind: str, namespace: str | None, selector: str = ""
+    ) -> list[Manifest]:
+        """Objects of a kind in a namespace (None: every namespace), by label selector."""
         ...
 
-    def delete(self, api_version: str, kind: str, namespace: str | None, name: str) -> bool:
-        """Delete; False when it was already gone."""
+    def delete(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str | None,
+        name: str,
+        *,
+        uid: str | None = None,
+        orphan: bool = False,
+    ) -> bool:
+        """Delete (only the object with that uid, when given); False when it was already gone.
+
+        ``orphan`` leaves what it owns (a Deployment's ReplicaSets) in place.
+        """
+        ...
+
+    def patch(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str | None,
+        name: str,
+        body: Manifest,
+        *,
+        manager: str,
+    ) -> Manifest:
+        """JSON merge patch (a ``metadata.resourceVersion`` in it makes it conditional: 409)."""
         ...
 
     def create(self, manifest: Manifest) -> Manifest | None:
@@ -116,14 +147,45 @@ class ApiKube:
     def get(self, api_version: str, kind: str, namespace: str | None, name: str) -> Manifest | None:
         return self._call("GET", path(api_version, kind, namespace, name), missing_ok=True)
 
-    def list_objects(self, api_version: str, kind: str, namespace: str | None) -> list[Manifest]:
-        found = self._call("GET", path(api_version, kind, namespace)) or {}
+    def list_objects(
+        self, api_version: str, kind: str, namespace: str | None, selector: str = ""
+    ) -> list[Manifest]:
+        query = [("labelSelector", selector)] if selector else None
+        found = self._call("GET", path(api_version, kind, namespace), query) or {}
         items: list[Manifest] = found.get("items", [])
         return items
 
-    def delete(self, api_version: str, kind: str, namespace: str | None, name: str) -> bool:
+    def delete(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str | None,
+        name: str,
+        *,
+        uid: str | None = None,
+        orphan: bool = False,
+    ) -> bool:
         url = path(api_version, kind, namespace, name)
-        return self._call("DELETE", url, missing_ok=True) is not None
+        options: Manifest = {"apiVersion": "v1", "kind": "DeleteOptions"}
+        if uid is not None:
+            options["preconditions"] = {"uid": uid}
+        if orphan:
+            options["propagationPolicy"] = "Orphan"
+        return self._call("DELETE", url, body=options, missing_ok=True) is not None
+
+    def patch(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str | None,
+        name: str,
+        body: Manifest,
+        *,
+        manager: str,
+    ) -> Manifest:
+        url = path(api_version, kind, namespace, name)
+        query = [("fieldManager", manager)]
+        return self._call("PATCH", url, query, body, "application/merge-patch+json") or {}
 
     def create(self, manifest: Manifest) -> Manifest | None:
         url = path(manifest["apiVersion"], manifest["kind"], manifest["metadata"].get("namespace"))
@@ -133,6 +195,11 @@ class ApiKube:
             if error.status == 409:
                 return None
             raise
+
+    def serves(self, group_version: str, plural: str) -> bool:
+        """Does the API server serve ``plural`` in ``group_version`` (discovery)?"""
+        found = self._call("GET", f"/apis/{group_version}", missing_ok=True) or {}
+        return any(r.get("name") == plural for r in found.get("resources", []))
 
     def patch_status(self, namespace: str, name: str, status: Manifest, version: str) -> Manifest:
         url = path(*FLEETBROADCAST, namespace, name, sub="status")

@@ -1,15 +1,23 @@
-"""Secrets a spec names, and what is wrong with them: the Degraded condition's input.
+"""Secrets a spec names: what is wrong with them, and a digest of what the pods will read.
 
 A pod whose ``secretKeyRef`` points at a missing Secret or key never starts
 (CreateContainerConfigError), so the operator checks every reference before
 saying Ready, and reports a missing one as a condition with a reason instead
-of failing the handler over and over. Only existence and keys are looked at;
-no value is read into a log, a condition or an event.
+of failing the handler over and over.
+
+A pod reads Secret values once, at start (environment variables), so a
+rotated key (a new JWT secret) reaches only new pods. The config hash on the
+pod template therefore covers a digest of each used value (:func:`digests`),
+and a rotation rolls exactly the pods that read it. Only that digest (SHA-256
+of the stored bytes, never the value) leaves this module, and only into the
+hash; no value is read into a log, a condition or an event. Secrets are read
+by name (get), never listed or watched.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import hashlib
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +25,6 @@ from fleetcast.operator import conditions
 from fleetcast.operator.spec import FleetBroadcastSpec
 
 # Condition reasons (not secrets).
-HEALTHY = "Healthy"
 SECRET_MISSING = "SecretMissing"  # noqa: S105
 SECRET_KEY_MISSING = "SecretKeyMissing"  # noqa: S105
 
@@ -67,10 +74,24 @@ def problems(
     return found
 
 
-def degraded(found: list[tuple[str, str]], generation: int) -> conditions.Condition:
-    """The Degraded condition: the first problem's reason, every problem in the message."""
+def digests(
+    refs: Sequence[SecretRef], fetch: Callable[[str], Mapping[str, Any] | None]
+) -> dict[tuple[str, str], str]:
+    """(Secret name, key) -> a digest of that key's stored value, for every key that exists."""
+    found: dict[tuple[str, str], str] = {}
+    for name in sorted({ref.name for ref in refs}):
+        secret = fetch(name)
+        data = (secret or {}).get("data") or {}
+        for key in sorted({k for ref in refs if ref.name == name for k in ref.keys}):
+            if key in data:
+                digest = hashlib.sha256(str(data[key]).encode()).hexdigest()[:32]
+                found[name, key] = digest
+    return found
+
+
+def failure(found: list[tuple[str, str]], generation: int) -> conditions.Condition | None:
+    """Reconciled=False for the problems found (the first one's reason), or None."""
     if not found:
-        message = "every referenced Secret key exists"
-        return conditions.Condition(conditions.DEGRADED, "False", HEALTHY, message, generation)
+        return None
     message = "; ".join(text for _, text in found)
-    return conditions.Condition(conditions.DEGRADED, "True", found[0][0], message, generation)
+    return conditions.Condition(conditions.RECONCILED, "False", found[0][0], message, generation)

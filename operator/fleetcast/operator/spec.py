@@ -1,191 +1,193 @@
-"""The FleetBroadcast spec as the operator reads it: a typed model with the CRD's defaults.
+"""The FleetBroadcast spec: the one definition of its fields, from which the CRD is generated.
 
-The CRD (charts/fleetcast/files/crd-fleetbroadcasts.yaml) is the source of
-truth; the API server has already validated and defaulted every spec that
-reaches the operator. This model mirrors it field for field (camelCase
-aliases, the same defaults, ranges and enums) so the rest of the operator works
-with attributes instead of dict lookups, and a test compares the two schemas
-so neither drifts from the other. Cross-field rules (CEL in the CRD) are not
-repeated here.
+Everything the API server enforces comes from here (:mod:`.crdschema` writes
+charts/fleetcast/files/crd-fleetbroadcasts.yaml from it): names (camelCase
+aliases), types, ranges, enums, defaults, the descriptions ``kubectl explain``
+shows (attribute docstrings) and the cross-field CEL rules
+(:func:`.specbase.rules`). The gateway and consumer parts are in :mod:`.workloads`. The
+API server has validated and defaulted every spec that reaches the operator;
+parsing it here gives the rest of the operator attributes instead of dict
+lookups. The CEL rules are not evaluated by pydantic: the API server does.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-from pydantic.alias_generators import to_camel
+from pydantic import Field
 
+from fleetcast.operator.specbase import LabelMap, Model, Name, RoomKindName, Topic, rules, unique
+from fleetcast.operator.workloads import Consumer, Gateway
 from fleetcast.protocol import events
 
 API_GROUP = "radiofleet.io"
 API_VERSION = "v1alpha1"
 KIND = "FleetBroadcast"
 PLURAL = "fleetbroadcasts"
-
-QUANTITY_PATTERN = (
-    r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
-    r"(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+SHORT_NAMES = ("fb",)
+DESCRIPTION = (
+    "A running fleetcast: Kafka consumers that route dispatch events into Redis, and"
+    " Socket.IO gateways that deliver them to clients. The operator turns it into"
+    " Deployments, a Service, an HPA, a PDB, ConfigMaps and ServiceAccounts, and keeps them so."
 )
-TOPIC_PATTERN = r"^[A-Za-z0-9._-]+$"
-
-Name = Annotated[str, Field(min_length=1, max_length=253)]
-Topic = Annotated[str, Field(min_length=1, max_length=249, pattern=TOPIC_PATTERN)]
-Quantity = int | Annotated[str, Field(pattern=QUANTITY_PATTERN)]
-Quantities = Annotated[dict[str, Quantity], Field(max_length=8)]
-Replicas = Annotated[int, Field(ge=1, le=1000)]
-RoomKindName = Literal["org", "user", "channel", "incident", "asset", "fleet"]
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, frozen=True, extra="forbid"
-    )
+class KafkaSecretRef(Model):
+    """Secret holding the SASL username and password."""
 
-
-class KafkaSecretRef(_Model):
     name: Name
     username_key: Name = "username"
     password_key: Name = "password"  # noqa: S105 - a key name, not a secret
 
 
-class KafkaSecurity(_Model):
+class KafkaSecurity(Model):
+    """How the consumer authenticates to Kafka."""
+
+    # has(): the rules also run on the default ({}) itself.
+    model_config = rules(
+        (
+            "!has(self.protocol) || !self.protocol.startsWith('SASL') || has(self.secretRef)",
+            "kafka.security.secretRef (SASL username and password) is required with"
+            " SASL_PLAINTEXT and SASL_SSL",
+        )
+    )
+
     protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
     secret_ref: KafkaSecretRef | None = None
 
 
-class Kafka(_Model):
+class Kafka(Model):
+    """Where the domain services write the events."""
+
     bootstrap_servers: Annotated[str, Field(min_length=1, max_length=2048)]
-    topics: Annotated[tuple[Topic, ...], Field(min_length=1, max_length=64)] = events.DEFAULT_TOPICS
+    """Bootstrap servers, "host:port" comma-separated."""
+    topics: Annotated[tuple[Topic, ...], unique(min_length=1, max_length=64)] = (
+        events.DEFAULT_TOPICS
+    )
+    """Topics the consumer group reads."""
     dead_letter_topic: Topic = events.DEFAULT_DLQ_TOPIC
+    """Topic that receives undeliverable messages, with the reason in a header."""
     group_id: Annotated[str, Field(min_length=1, max_length=255)] = "fleetcast-consumer"
+    """Kafka consumer group of the consumer pods."""
     security: KafkaSecurity = Field(default_factory=KafkaSecurity)
 
 
-class RedisSecretRef(_Model):
+class RedisSecretRef(Model):
+    """Secret key holding the Redis URL."""
+
     name: Name
     key: Name = "url"
 
 
-class Redis(_Model):
+class Redis(Model):
+    """The pub/sub bus and bounded room history between consumer and gateways."""
+
+    model_config = rules(
+        ("has(self.url) != has(self.secretRef)", "redis needs exactly one of url and secretRef")
+    )
+
     url: Annotated[str, Field(max_length=2048, pattern=r"^rediss?://")] | None = None
+    """Redis URL without a password (use secretRef for one that has it)."""
     secret_ref: RedisSecretRef | None = None
 
 
-class JwtSecretRef(_Model):
+class JwtSecretRef(Model):
+    """Secret key holding the HS256 shared secret."""
+
     name: Name
     key: Name = "secret"
 
 
-class PublicKeySecretRef(_Model):
+class PublicKeySecretRef(Model):
+    """Secret key holding the PEM public key for RS256/ES256."""
+
     name: Name
     key: Name = "public-key"
 
 
-class Auth(_Model):
+class Auth(Model):
+    """How gateways check the clients' JWTs."""
+
+    model_config = rules(
+        (
+            "!('HS256' in self.algorithms) || has(self.jwtSecretRef)",
+            "auth.jwtSecretRef is required when auth.algorithms has HS256",
+        ),
+        (
+            "!('RS256' in self.algorithms || 'ES256' in self.algorithms)"
+            " || has(self.publicKeySecretRef)",
+            "auth.publicKeySecretRef is required when auth.algorithms has RS256 or ES256",
+        ),
+    )
+
     algorithms: Annotated[
-        tuple[Literal["HS256", "RS256", "ES256"], ...], Field(min_length=1, max_length=3)
+        tuple[Literal["HS256", "RS256", "ES256"], ...], unique(min_length=1, max_length=3)
     ] = ("HS256",)
+    """Accepted signature algorithms."""
     jwt_secret_ref: JwtSecretRef | None = None
     public_key_secret_ref: PublicKeySecretRef | None = None
     issuer: Annotated[str, Field(min_length=1, max_length=512)] | None = None
+    """Required "iss" claim; unset means not checked."""
     audience: Annotated[str, Field(min_length=1, max_length=512)] | None = None
+    """Required "aud" claim; unset means not checked."""
     leeway_seconds: Annotated[int, Field(ge=0, le=300)] = 10
+    """Clock skew allowed on "exp" and "nbf"."""
 
 
-class Autoscaling(_Model):
-    enabled: bool = True
-    min_replicas: Replicas = 2
-    max_replicas: Replicas = 10
-    target_cpu_utilization_percentage: Annotated[int, Field(ge=1, le=100)] = Field(
-        default=70, alias="targetCPUUtilizationPercentage"
-    )
-    #: autoscaling/v2 MetricSpecs appended to the CPU metric as written.
-    metrics: Annotated[tuple[dict[str, Any], ...], Field(max_length=8)] = ()
+def _catalog_rule() -> dict[str, str]:
+    names = ", ".join(f"'{name}'" for name in events.CATALOG)
+    message = "routing.overrides keys must be event types of the catalog"
+    return {"rule": f"self.all(t, t in [{names}])", "message": message}
 
 
-def _quantities(**values: int | str) -> Callable[[], dict[str, int | str]]:
-    return lambda: dict(values)
+class Routing(Model):
+    """Changes to the default routing table."""
 
-
-class GatewayResources(_Model):
-    requests: Quantities = Field(default_factory=_quantities(cpu="250m", memory="256Mi"))
-    limits: Quantities = Field(default_factory=_quantities(memory="512Mi"))
-
-
-class ConsumerResources(_Model):
-    requests: Quantities = Field(default_factory=_quantities(cpu="100m", memory="128Mi"))
-    limits: Quantities = Field(default_factory=_quantities(memory="256Mi"))
-
-
-class Limits(_Model):
-    max_connections: Annotated[int, Field(ge=1, le=1_000_000)] = 10_000
-    handshakes_per_second: Annotated[int, Field(ge=1, le=100_000)] = 200
-
-
-class Ping(_Model):
-    interval_seconds: Annotated[int, Field(ge=1, le=300)] = 25
-    timeout_seconds: Annotated[int, Field(ge=1, le=300)] = 20
-
-
-class Cors(_Model):
-    allowed_origins: Annotated[
-        tuple[Annotated[str, Field(min_length=1, max_length=512)], ...], Field(max_length=64)
-    ] = ()
-
-
-class Service(_Model):
-    type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = "ClusterIP"
-    port: Annotated[int, Field(ge=1, le=65535)] = 80
-    session_affinity: Literal["None", "ClientIP"] = "ClientIP"
-    annotations: Annotated[dict[str, str], Field(max_length=32)] | None = None
-
-
-class DisruptionBudget(_Model):
-    max_unavailable: Annotated[int, Field(ge=0, le=1000)] = 1
-
-
-class Gateway(_Model):
-    replicas: Annotated[int, Field(ge=0, le=1000)] = 2
-    autoscaling: Autoscaling = Field(default_factory=Autoscaling)
-    resources: GatewayResources = Field(default_factory=GatewayResources)
-    limits: Limits = Field(default_factory=Limits)
-    ping: Ping = Field(default_factory=Ping)
-    cors: Cors = Field(default_factory=Cors)
-    path: Annotated[str, Field(max_length=256, pattern=r"^/[A-Za-z0-9._~/-]*$")] = "/ws"
-    drain_seconds: Annotated[int, Field(ge=0, le=3600)] = 30
-    service: Service = Field(default_factory=Service)
-    pod_disruption_budget: DisruptionBudget = Field(default_factory=DisruptionBudget)
-
-
-class Consumer(_Model):
-    replicas: Annotated[int, Field(ge=0, le=100)] = 1
-    resources: ConsumerResources = Field(default_factory=ConsumerResources)
-
-
-class Routing(_Model):
-    #: Room kinds per event type, replacing the default routing of that type.
     overrides: Annotated[
-        dict[str, Annotated[tuple[RoomKindName, ...], Field(max_length=6)]],
-        Field(max_length=14),
+        dict[str, Annotated[tuple[RoomKindName, ...], unique(max_length=6)]],
+        Field(
+            max_length=14,
+            json_schema_extra={"x-kubernetes-validations": [_catalog_rule()]},
+        ),
     ] = Field(default_factory=dict)
+    """Room kinds per event type, replacing the default for that type,
+    e.g. {"task_updated": ["user", "org"]}."""
 
 
-class FleetBroadcastSpec(_Model):
-    """``spec`` of a FleetBroadcast, after the API server's defaulting."""
+class PodMonitor(Model):
+    """A prometheus-operator PodMonitor for the gateway and consumer pods' /metrics."""
+
+    enabled: bool = False
+    interval: Annotated[str, Field(pattern=r"^[0-9]+(ms|s|m)$")] = "30s"
+    labels: LabelMap | None = None
+    """Labels of the PodMonitor, for the Prometheus that selects it (e.g. release: prometheus)."""
+
+
+class Monitoring(Model):
+    """What Prometheus scrapes (needs prometheus-operator's CRDs when enabled)."""
+
+    pod_monitor: PodMonitor = Field(default_factory=PodMonitor)
+
+
+class FleetBroadcastSpec(Model):
+    """The desired fleetcast: its image, Kafka, Redis, JWT checks, gateways and consumers."""
 
     image: Annotated[str, Field(min_length=1, max_length=512)] = "fleetcast:0.1.0"
+    """Image of the gateway and consumer pods (one image, two commands)."""
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    """When the kubelet pulls the image."""
     image_pull_secrets: Annotated[tuple[Name, ...], Field(max_length=16)] = ()
+    """Names of Secrets with registry credentials for the pods."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    """Level of the gateway and consumer JSON logs."""
     kafka: Kafka
     redis: Redis
     auth: Auth
     gateway: Gateway = Field(default_factory=Gateway)
     consumer: Consumer = Field(default_factory=Consumer)
     routing: Routing = Field(default_factory=Routing)
+    monitoring: Monitoring = Field(default_factory=Monitoring)
 
 
 def parse(raw: object) -> FleetBroadcastSpec:
