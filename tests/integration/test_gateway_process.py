@@ -72,7 +72,12 @@ async def test_sigterm_drains_and_exits_in_time(
 async def test_a_drain_rate_hands_clients_over_at_that_pace(
     redis_url: str, clients: ClientFactory, tmp_path: Path
 ) -> None:
-    """FLEETCAST_DRAIN_RATE (a rollout's hand-over rate): 30 clients at 20/s take ~1.5 s."""
+    """FLEETCAST_DRAIN_RATE (a rollout's hand-over rate): 30 clients at 20/s take ~1.5 s.
+
+    How it ended is left as the termination message (the operator's lastDrain).
+    """
+    termination = tmp_path / "termination-log"
+    termination.touch()  # the kubelet creates it; the gateway only writes into it
     process = GatewayProcess(
         {
             "FLEETCAST_JWT_SECRET": SECRET,
@@ -80,6 +85,7 @@ async def test_a_drain_rate_hands_clients_over_at_that_pace(
             "FLEETCAST_DRAIN_SECONDS": "10",
             "FLEETCAST_DRAIN_RATE": "20",
             "FLEETCAST_GATEWAY_ID": "gw-rate",
+            "FLEETCAST_TERMINATION_LOG": str(termination),
         },
         tmp_path,
     ).start()
@@ -97,5 +103,8 @@ async def test_a_drain_rate_hands_clients_over_at_that_pace(
         span = max(told) - min(told)
         assert span >= 1.0, f"30 clients sent away in {span:.2f}s: faster than 20/s"
         assert await asyncio.to_thread(process.proc.wait, 20) == 0
+        drain = json.loads(termination.read_text())
+        assert (drain["connections"], drain["rate"], drain["remaining"]) == (30, 20.0, 0)
+        assert 1.0 <= drain["seconds"] < 3.0
     finally:
         process.stop()

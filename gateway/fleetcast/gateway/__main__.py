@@ -12,6 +12,7 @@ import logging
 import signal
 import sys
 import time
+from pathlib import Path
 
 import structlog
 import uvloop
@@ -60,9 +61,11 @@ async def serve(settings: Settings) -> None:
     gateway = app[GATEWAY]
     try:
         async with asyncio.timeout(settings.drain_seconds * 0.8):
-            await gateway.drain(settings.drain_seconds * 0.8)
+            report = await gateway.drain(settings.drain_seconds * 0.8)
     except TimeoutError:
         log.warning("drain timed out")
+    else:
+        _leave_termination_message(settings.termination_log, report.message())
     left = max(0.5, settings.drain_seconds - (time.monotonic() - started))
     try:
         async with asyncio.timeout(left):
@@ -70,6 +73,17 @@ async def serve(settings: Settings) -> None:
     except TimeoutError:
         log.warning("shutdown timed out")
     log.info("stopped", seconds=round(time.monotonic() - started, 3))
+
+
+def _leave_termination_message(path: str, message: str) -> None:
+    """Tell whoever stopped us how the drain ended; only into a file the kubelet made."""
+    target = Path(path)
+    if not path or not target.is_file():
+        return
+    try:
+        target.write_text(message)
+    except OSError as exc:
+        log.warning("termination message not written", path=path, error=str(exc))
 
 
 def main() -> None:

@@ -34,7 +34,7 @@ from fleetcast.gateway.edge import (
     subscriptions,
 )
 from fleetcast.gateway.edge.clients import Clients
-from fleetcast.gateway.edge.closing import Closer
+from fleetcast.gateway.edge.closing import Closer, DrainReport
 from fleetcast.gateway.edge.handshake import Handshake
 from fleetcast.gateway.edge.server import GatewayManager, Server
 from fleetcast.gateway.kafka.producer import ControlProducer
@@ -77,9 +77,9 @@ class Gateway:
     def ready(self) -> bool:
         return self.status.ready
 
-    async def drain(self, seconds: float) -> None:
+    async def drain(self, seconds: float) -> DrainReport:
         """SIGTERM: refuse new clients, send the connected ones elsewhere, spread over time."""
-        await self.closer.drain(seconds, self.supervisor.settle)
+        return await self.closer.drain(seconds, self.supervisor.settle)
 
 
 GATEWAY = web.AppKey("gateway", Gateway)

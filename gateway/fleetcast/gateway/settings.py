@@ -104,6 +104,10 @@ class Settings(KafkaSecurity, BaseSettings):
     #: Each client told to go is told to wait a random 0..this before reconnecting
     #: (``retry_after`` in its disconnect_reason; seconds), so they arrive spread.
     drain_jitter_s: float = Field(default=1.0, ge=0)
+    #: Where the end of a drain is written (connections, rate, seconds, remaining):
+    #: the kubelet's termination message, shown as the FleetBroadcast's lastDrain.
+    #: Written only when the file exists (the kubelet creates it in the container).
+    termination_log: str = "/dev/termination-log"
     log_level: str = "INFO"
     #: Serve the browser dispatch console (static files, a plain protocol client) at /.
     console_enabled: bool = True

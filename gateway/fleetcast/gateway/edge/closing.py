@@ -13,10 +13,12 @@ which sends the connected clients elsewhere in small groups, not as one storm.
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import random
 import time
 from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 import structlog
@@ -62,6 +64,29 @@ class ClosingTransport(Protocol):
 
 
 Spawn = Callable[[Coroutine[Any, Any, Any], str], object]
+
+
+@dataclass(frozen=True, slots=True)
+class DrainReport:
+    """How a drain ended: the pod's termination message, which the operator shows as lastDrain."""
+
+    connections: int
+    rate: float
+    #: Seconds from the first client sent away to the last.
+    seconds: float
+    #: Clients still connected when the drain stopped waiting for them to leave.
+    remaining: int
+
+    def message(self) -> str:
+        return json.dumps(
+            {
+                "connections": self.connections,
+                "rate": round(self.rate, 1),
+                "seconds": round(self.seconds, 3),
+                "remaining": self.remaining,
+            },
+            separators=(",", ":"),
+        )
 
 
 class Closer:
@@ -120,7 +145,9 @@ class Closer:
                 elif client.deadline <= now:
                     self.cut_off(client.conn, "token_expired")
 
-    async def drain(self, seconds: float, settle: Callable[[float], Awaitable[None]]) -> None:
+    async def drain(
+        self, seconds: float, settle: Callable[[float], Awaitable[None]]
+    ) -> DrainReport:
         """SIGTERM: send the connected clients elsewhere in small groups, not as one storm.
 
         At ``drain_rate`` per second when set (a rollout's hand-over rate), else
@@ -141,4 +168,6 @@ class Closer:
             sent = due
             if sent < len(conns):
                 await asyncio.sleep(DRAIN_TICK_S)
+        took = time.monotonic() - started
         await settle(seconds * 0.3)
+        return DrainReport(len(conns), rate, took, remaining=len(self._clients))
