@@ -30,6 +30,7 @@ from fleetcast.gateway.edge import (
     console,
     http,
     policy,
+    receipts,
     revocation,
     subscriptions,
 )
@@ -51,6 +52,7 @@ from fleetcast.gateway.rooms import fleet, recovery, replay, snapshots, state
 from fleetcast.gateway.rooms.delivery import Delivery
 from fleetcast.gateway.rooms.feed import Feed
 from fleetcast.gateway.rooms.outbox import Outbox
+from fleetcast.gateway.rooms.receipting import ReceiptingTransport
 from fleetcast.gateway.rooms.registry import Registry
 from fleetcast.gateway.settings import Settings
 from fleetcast.gateway.transport import engine, guard, sendbuffer
@@ -135,8 +137,13 @@ def create_app(settings: Settings) -> web.Application:
         drain_rate=settings.drain_rate,
         drain_jitter_s=settings.drain_jitter_s,
     )
+    producer = _control_producer(settings)
+    receipting = _receipting(settings, transport, producer)
     outbox = Outbox(
-        transport, metrics, max_buffered=settings.max_buffered_messages, cut_off=closer.cut_off
+        receipting or transport,
+        metrics,
+        max_buffered=settings.max_buffered_messages,
+        cut_off=closer.cut_off,
     )
     fleet_metrics = fleet.FleetMetrics(metrics.registry)
     batcher = fleet.FleetBatcher(
@@ -244,6 +251,13 @@ def create_app(settings: Settings) -> web.Application:
         sessions=session_store,
         transport=transport,
         metrics=metrics,
+        desk=receipts.Desk(
+            producer if receipting else None,
+            topic=settings.kafka_receipts_topic,
+            gateway_id=settings.gateway_id,
+            rate=settings.receipt_rate,
+            burst=settings.receipt_burst,
+        ),
     )
     sio.eio.use_guards(
         guard.Guards(
@@ -269,7 +283,6 @@ def create_app(settings: Settings) -> web.Application:
     cluster_stats = functools.partial(sessions.cluster_stats, commands)
     app.add_routes(http.Endpoints(status, metrics, cluster_stats).routes())
     console.add_routes(app, settings.console_enabled)
-    producer = _control_producer(settings)
     admin_token = settings.admin_token.get_secret_value() if settings.admin_token else None
     app.add_routes(admin.Admin(admin_token, producer).routes())
     lag = admission.LoopLag()
@@ -290,8 +303,18 @@ def create_app(settings: Settings) -> web.Application:
         "positioning": watch.run,
         "heartbeat": sio.eio.heartbeat.run,
     }
+    flusher = None
+    if receipting is not None and producer is not None:
+        flusher = receipts.SentFlusher(
+            receipting,
+            producer,
+            topic=settings.kafka_receipts_topic,
+            gateway_id=settings.gateway_id,
+            interval_s=settings.receipt_flush_ms / 1000,
+        )
+        services["receipts"] = flusher.run
     app.cleanup_ctx.append(
-        _lifetime(supervisor, services, sio, session_store, producer, commands, pubsub)
+        _lifetime(supervisor, services, sio, session_store, producer, commands, pubsub, flusher)
     )
     return app
 
@@ -303,6 +326,15 @@ def _control_producer(settings: Settings) -> ControlProducer | None:
         settings.kafka_bootstrap_servers, f"fleetcast-gateway-{settings.gateway_id}"
     )
     return ControlProducer(options, settings.kafka_control_topic)
+
+
+def _receipting(
+    settings: Settings, transport: EngineIOTransport, producer: ControlProducer | None
+) -> ReceiptingTransport | None:
+    """The transport seen through receipts, when there are receipted types and a Kafka."""
+    if producer is None or not settings.receipt_events:
+        return None
+    return ReceiptingTransport(transport, frozenset(settings.receipt_events))
 
 
 def _verifier(settings: Settings) -> auth.Verifier:
@@ -325,6 +357,7 @@ def _lifetime(
     producer: ControlProducer | None,
     commands: aioredis.Redis,
     pubsub: aioredis.Redis,
+    flusher: receipts.SentFlusher | None,
 ) -> Any:
     """The aiohttp cleanup context: services run while the app does, then everything stops."""
 
@@ -338,6 +371,10 @@ def _lifetime(
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(1.0):
                     await session_store.close()
+            if flusher is not None:  # the last sent facts, while Kafka is still ours
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(2.0):
+                        await flusher.flush()
             if producer is not None:
                 await producer.close()
             await commands.aclose()

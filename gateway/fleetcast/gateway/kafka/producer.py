@@ -1,4 +1,4 @@
-"""The gateway's Kafka producer: control messages go to the control topic, keyed by org.
+"""The gateway's Kafka producer: control messages and receipts, each keyed by org.
 
 Started on first use (a gateway serves clients whether or not Kafka is up)
 and stopped with the app. A send either reaches the broker (acks=all) or
@@ -36,6 +36,12 @@ class ControlProducer:
             await producer.send_and_wait(
                 self._topic, control.encode(message), key=message.org.encode()
             )
+
+    async def send_record(self, topic: str, org: str, value: bytes) -> None:
+        """One record (a receipt envelope) to ``topic``, keyed by org so it stays in order."""
+        async with asyncio.timeout(SEND_TIMEOUT_S):
+            producer = await self._started()
+            await producer.send_and_wait(topic, value, key=org.encode())
 
     async def _started(self) -> AIOKafkaProducer:
         async with self._lock:
