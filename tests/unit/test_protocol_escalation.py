@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from fleetcast.protocol import escalation as esc
+from fleetcast.protocol import events, receipts, routing
 
 RULE = esc.parse_rule(
     {
@@ -92,3 +93,48 @@ def test_rule_for_picks_the_first_rule_of_the_type() -> None:
 def test_a_bad_rule_is_refused_saying_what(doc: dict[str, object]) -> None:
     with pytest.raises(ValueError, match="escalation"):
         esc.parse_rule(doc)
+
+
+ORIGINAL = {
+    "event_id": "ev-1",
+    "event_type": "alert_created",
+    "organization_id": "org-a",
+    "occurred_at": "2026-11-25T18:00:00Z",
+    "data": {"alert_id": "al-1", "asset_id": "u-7", "sent_by": "disp-1"},
+}
+
+
+def test_a_redelivery_repeats_the_alert_with_high_urgency_naming_what_it_escalates() -> None:
+    doc = esc.escalation_event(ORIGINAL, esc.Step(30, "redeliver"), 1, "2026-11-25T18:00:30Z")
+    assert events.validate_envelope(doc).event_type == "alert_created"
+    assert doc["event_id"] == "ev-1/escalation/1"
+    assert doc["data"]["urgency"] == "high"
+    assert doc["data"]["asset_id"] == "u-7"
+    table = routing.RoutingTable.default()
+    assert routing.route(events.validate_envelope(doc), table) == routing.route(
+        events.validate_envelope(ORIGINAL), table
+    )
+    tag = receipts.tag_of(doc)
+    assert tag is not None
+    assert tag.of == "ev-1"
+
+
+def test_the_supervisors_step_goes_to_their_room_only_and_emit_to_no_room() -> None:
+    table = routing.RoutingTable.default()
+    sup = esc.escalation_event(ORIGINAL, esc.Step(60, "supervisors"), 2, "2026-11-25T18:01:00Z")
+    assert [r.name for r in routing.route(events.validate_envelope(sup), table)] == [
+        "channel:supervisors:org:org-a"
+    ]
+    emit = esc.escalation_event(ORIGINAL, esc.Step(90, "emit"), 3, "2026-11-25T18:01:30Z")
+    assert emit["event_type"] == "alert_escalated"
+    assert routing.route(events.validate_envelope(emit), table) == ()
+    assert emit["data"]["alert"] == ORIGINAL["data"]
+
+
+def test_a_supervisors_step_names_a_channel_or_incident_room() -> None:
+    rule = {"event_types": ["alert_created"], "steps": [{"after_s": 5, "action": "supervisors"}]}
+    rule["steps"][0]["room"] = "incident:inc-9"  # type: ignore[index]
+    assert esc.parse_rule(rule).steps[0].room == "incident:inc-9"
+    rule["steps"][0]["room"] = "org"  # type: ignore[index]
+    with pytest.raises(ValueError, match="channel:<id>"):
+        esc.parse_rule(rule)

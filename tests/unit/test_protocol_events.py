@@ -27,7 +27,7 @@ def envelope(**overrides: Any) -> dict[str, Any]:
 
 def test_catalog_has_the_fourteen_domain_types_on_five_topics_and_receipts_on_theirs() -> None:
     assert len(events.DOMAIN_TYPES) == 14
-    assert {"alert_receipt"} == events.GATEWAY_TYPES
+    assert {"alert_receipt", "alert_escalated"} == events.FLEETCAST_TYPES
     assert events.DEFAULT_TOPICS == (
         "fleet.transmissions",
         "fleet.incidents",

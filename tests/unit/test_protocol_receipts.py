@@ -78,6 +78,7 @@ def test_a_client_receipt_is_a_valid_envelope_routed_to_the_sender_and_incident_
         "incident_id": "inc-9",
         "recipient": "unit-4",
         "session": "sid-9",
+        "roles": [],
         "response": "en route",
     }
     targets = routing.route(envelope, routing.RoutingTable.default())

@@ -11,6 +11,7 @@ Redis gone or hung, the process still exits within its grace period.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import signal
 from collections.abc import Awaitable, Callable
@@ -25,6 +26,7 @@ from fleetcast.consumer import (
     conditions,
     control,
     deadletter,
+    escalating,
     http,
     pipeline,
     publishing,
@@ -174,6 +176,16 @@ async def _consume(
         and await start_with_retry("producer", producer.start, stopping, cap)
     ):
         return
+    rules = settings.parsed_escalation_rules()
+    escalations = None
+    if rules:
+        escalations = escalating.Escalations(
+            redis,
+            producer,
+            rules,
+            topic=settings.kafka_escalation_topic,
+            tick_s=settings.escalation_tick_ms / 1000,
+        )
     loop = pipeline.Pipeline(
         consumer,
         publishing.RedisPublisher(redis, limits(settings), cluster[0], settings.redis_timeout_s),
@@ -182,6 +194,7 @@ async def _consume(
         options(settings),
         state,
         control.ControlWriter(redis, settings.redis_timeout_s),
+        escalations,
     )
     # Subscribing before start joins the group at once (after start: ~5 s later).
     consumer.subscribe(settings.subscribed_topics(), listener=pipeline.Listener(loop))
@@ -196,7 +209,16 @@ async def _consume(
             group=settings.kafka_group_id,
             cluster=cluster[0],
         )
-        await _run_pipeline(loop, stopping, settings, deadline)
+        ticking = (
+            asyncio.create_task(escalations.run(), name="escalations") if escalations else None
+        )
+        try:
+            await _run_pipeline(loop, stopping, settings, deadline)
+        finally:
+            if ticking is not None:
+                ticking.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await ticking
 
 
 async def _run_pipeline(

@@ -20,14 +20,19 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from fleetcast.protocol import rooms
+
 REDELIVER: Final = "redeliver"
 SUPERVISORS: Final = "supervisors"
 EMIT: Final = "emit"
 ACTIONS: Final = frozenset({REDELIVER, SUPERVISORS, EMIT})
 #: The event type an ``emit`` step writes.
 ESCALATED_TYPE: Final = "alert_escalated"
-#: The room a ``supervisors`` step delivers to unless the step names one.
+#: The room a ``supervisors`` step delivers to unless the step names one: a
+#: channel or incident room (client name), the kinds an event's data can name.
 DEFAULT_SUPERVISORS_ROOM: Final = "channel:supervisors"
+#: Room kinds a supervisors step may name, and the data key that routes there.
+STEP_ROOM_KEYS: Final = {"channel": "channel_id", "incident": "incident_id"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +108,17 @@ def _step(doc: object) -> Step:
         raise ValueError(f"escalation step: action must be one of {', '.join(sorted(ACTIONS))}")
     if room is not None and (action != SUPERVISORS or not isinstance(room, str)):
         raise ValueError("escalation step: only a supervisors step names a room")
+    if room is not None:
+        room_data(room)
     return Step(float(after), action, room)
+
+
+def room_data(room: str) -> dict[str, str]:
+    """The ``data`` that routes an event to client room ``channel:<id>`` or ``incident:<id>``."""
+    kind, _, entity = room.partition(":")
+    if kind not in STEP_ROOM_KEYS or not rooms.is_valid_id(entity):
+        raise ValueError(f"escalation step room {room!r}: channel:<id> or incident:<id>")
+    return {STEP_ROOM_KEYS[kind]: entity}
 
 
 def acknowledged(rule: Rule, pending: Pending) -> bool:
@@ -126,6 +141,36 @@ def next_step(rule: Rule, pending: Pending, now: float) -> Due:
 
 def _after(rule: Rule, index: int, routed_at: float) -> float | None:
     return routed_at + rule.steps[index].after_s if index < len(rule.steps) else None
+
+
+def escalation_event(
+    original: Mapping[str, Any], step: Step, level: int, at: str
+) -> dict[str, Any]:
+    """The event a step writes to Kafka, for the original envelope ``original``.
+
+    ``redeliver`` repeats the original type (same data, so the same rooms) with
+    ``urgency: "high"``; ``supervisors`` is an ``alert_escalated`` to the
+    step's room; ``emit`` an ``alert_escalated`` that names no room (for other
+    systems). Each names the delivery it escalates in ``data.escalation.of``, and
+    its ``event_id`` is fixed by (original, level): a retried step is one event.
+    """
+    data = original.get("data") or {}
+    mark = {"of": original["event_id"], "level": level, "step": step.action}
+    if step.action == REDELIVER:
+        body = {**data, "urgency": "high", "escalation": mark}
+        event_type = original["event_type"]
+    else:
+        body = {"alert_id": data.get("alert_id"), "escalation": mark, "alert": data}
+        if step.action == SUPERVISORS:
+            body |= room_data(step.room or DEFAULT_SUPERVISORS_ROOM)
+        event_type = ESCALATED_TYPE
+    return {
+        "event_id": f"{original['event_id']}/escalation/{level}",
+        "event_type": event_type,
+        "organization_id": original["organization_id"],
+        "occurred_at": at,
+        "data": body,
+    }
 
 
 def rule_for(rules: Sequence[Rule], event_type: str) -> Rule | None:

@@ -36,7 +36,10 @@ from fleetcast.protocol import rooms
 RECEIPT_TYPE: Final = "alert_receipt"
 DEFAULT_TOPIC: Final = "fleet.receipts"
 #: Event types that ask for receipts unless configured otherwise.
-DEFAULT_EVENTS: Final = frozenset({"alert_created"})
+DEFAULT_EVENTS: Final = frozenset({"alert_created", "alert_escalated"})
+#: Field of an escalation's ``data`` (protocol/escalation.py) naming the delivery
+#: it escalates: its receipts count for that one (``of`` in a receipt's data).
+ESCALATION_KEY: Final = "escalation"
 
 SENT: Final = "sent"
 DELIVERED: Final = "delivered"
@@ -77,6 +80,8 @@ class Tag:
     #: The alert's sender (``data.sent_by``), when it names one.
     sender: str | None = None
     incident: str | None = None
+    #: The delivery an escalation (a redelivery, a supervisors' copy) stands for.
+    of: str | None = None
 
 
 def tag_of(event: Mapping[str, Any]) -> Tag | None:
@@ -86,7 +91,10 @@ def tag_of(event: Mapping[str, Any]) -> Tag | None:
     if not (isinstance(event_id, str) and isinstance(event_type, str) and isinstance(org, str)):
         return None
     data = data if isinstance(data, dict) else {}
-    return Tag(event_id, event_type, org, _id(data.get(SENDER_KEY)), _id(data.get("incident_id")))
+    sender, incident = _id(data.get(SENDER_KEY)), _id(data.get("incident_id"))
+    escalating = data.get(ESCALATION_KEY)
+    of = escalating.get("of") if isinstance(escalating, dict) else None
+    return Tag(event_id, event_type, org, sender, incident, of if isinstance(of, str) else None)
 
 
 def _id(value: object) -> str | None:
@@ -140,14 +148,23 @@ def _data(tag: Tag, kind: str, gateway: str) -> dict[str, Any]:
         data["user_id"] = tag.sender
     if tag.incident is not None:
         data["incident_id"] = tag.incident
+    if tag.of is not None:
+        data["of"] = tag.of
     return data
 
 
 def client_envelope(
-    tag: Tag, receipt: ClientReceipt, user: str, session: str, gateway: str, at: float
+    tag: Tag,
+    receipt: ClientReceipt,
+    user: str,
+    session: str,
+    gateway: str,
+    at: float,
+    roles: Iterable[str] = (),
 ) -> dict[str, Any]:
     """The envelope of a client's receipt; its ``event_id`` is the same for a repeat."""
     data = _data(tag, receipt.kind, gateway) | {"recipient": user, "session": session}
+    data["roles"] = sorted(roles)
     if receipt.response is not None:
         data["response"] = receipt.response
     return {

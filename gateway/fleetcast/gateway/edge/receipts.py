@@ -100,7 +100,7 @@ class Desk:
             return _error("unavailable", "this gateway records no receipts (no Kafka)")
         conn = client.conn
         envelope = receipts.client_envelope(
-            tag, receipt, conn.user, conn.sid, self._gateway, self._clock()
+            tag, receipt, conn.user, conn.sid, self._gateway, self._clock(), client.claims.roles
         )
         try:
             await self._sink.send_record(self._topic, tag.org, receipts.encode(envelope))

@@ -1,0 +1,163 @@
+"""Escalation with real servers: nobody acknowledges, so the alert escalates, each step once.
+
+The consumer (in this loop) owns the deadlines, in Redis. Two gateway
+processes; the one with the field unit is SIGKILLed and started again while
+the alert waits. The unit (reconnected) gets the redelivery once, the
+supervisors' room gets ``alert_escalated`` once, and one ``alert_escalated``
+for other systems is in Kafka. An acknowledged alert does not escalate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from fleetcast.protocol import escalation
+from tests.harness.gateway import Client, GatewayProcess
+from tests.harness.kafka import KafkaTopics, produce_events
+from tests.integration.receipts_support import (
+    WAIT_S,
+    alert,
+    answer,
+    connect,
+    read_topic,
+    two_gateways,
+    warm_up,
+)
+
+pytestmark = pytest.mark.integration
+
+REDELIVER_S, SUPERVISORS_S, EMIT_S = 6.0, 8.0, 9.0
+
+
+def rules() -> list[dict[str, Any]]:
+    return [
+        {
+            "event_types": ["alert_created"],
+            "steps": [
+                {"after_s": REDELIVER_S, "action": "redeliver"},
+                {"after_s": SUPERVISORS_S, "action": "supervisors", "room": "channel:supervisors"},
+                {"after_s": EMIT_S, "action": "emit"},
+            ],
+        }
+    ]
+
+
+def consumer_options(topics: KafkaTopics) -> dict[str, Any]:
+    return {
+        "escalation_rules": rules(),
+        "kafka_escalation_topic": topics.for_type("alert_created"),
+        "escalation_tick_ms": 100,
+    }
+
+
+def escalations_of(docs: list[dict[str, Any]], delivery: str) -> list[dict[str, Any]]:
+    return [d for d in docs if (d["data"].get("escalation") or {}).get("of") == delivery]
+
+
+def escalated(client: Client, name: str, delivery: str) -> list[dict[str, Any]]:
+    return escalations_of(client.received(name), delivery)
+
+
+async def test_an_unacknowledged_alert_escalates_once_per_step_across_a_gateway_restart(
+    kafka_topics: KafkaTopics,
+    kafka_producer: AIOKafkaProducer,
+    redis_url: str,
+    tmp_path: Path,
+    clients: Callable[..., Client],
+) -> None:
+    options = consumer_options(kafka_topics)
+    async with two_gateways(kafka_topics, redis_url, tmp_path, **options) as (gw0, gw1):
+        supervisor = await connect(clients, gw0.url, "sup-1", "org-a", "supervisor")
+        assert (await supervisor.call("subscribe", {"room": "channel:supervisors"}))["ok"]
+        unit = await connect(clients, gw1.url, "unit-b", "org-a", "field_unit")
+        await warm_up(kafka_producer, kafka_topics, [(supervisor, "org-a"), (unit, "org-a")])
+        # the warm-up alert escalates too: give this one its own clock
+        sent = alert("org-a", sent_by="disp-1", severity="critical")
+        await produce_events(kafka_producer, kafka_topics, [sent])
+        delivery, started = sent["event_id"], time.monotonic()
+        await unit.wait_for("alert_created")
+
+        gw1.stop()  # SIGKILL while the alert waits for an acknowledgement
+        restarted = GatewayProcess({**gw1.env}, tmp_path).start()
+        try:
+            await restarted.wait_ready(within=WAIT_S)
+            assert time.monotonic() - started < REDELIVER_S, "restart took longer than the deadline"
+            unit = await connect(clients, restarted.url, "unit-b", "org-a", "field_unit")
+
+            async def until(check: Callable[[], bool], within: float, what: str) -> None:
+                deadline = time.monotonic() + within
+                while not check():
+                    assert time.monotonic() < deadline, what
+                    await asyncio.sleep(0.05)
+
+            await until(
+                lambda: escalated(unit, "alert_created", delivery) != [], WAIT_S, "redelivery"
+            )
+            assert time.monotonic() - started >= REDELIVER_S - 0.5
+            await until(
+                lambda: escalated(supervisor, "alert_escalated", delivery) != [], WAIT_S, "sup"
+            )
+            topic = kafka_topics.for_type("alert_created")
+
+            def emitted(docs: list[dict[str, Any]]) -> bool:
+                return any(
+                    d["data"]["escalation"]["step"] == "emit"
+                    for d in escalations_of(docs, delivery)
+                )
+
+            await read_topic(kafka_topics.bootstrap, topic, emitted)
+            await asyncio.sleep(2.0)  # ticks keep running: nothing is taken twice
+            docs = escalations_of(
+                await read_topic(kafka_topics.bootstrap, topic, emitted), delivery
+            )
+        finally:
+            restarted.stop()
+    assert [(d["data"]["escalation"]["step"], d["data"]["escalation"]["level"]) for d in docs] == [
+        ("redeliver", 1), ("supervisors", 2), ("emit", 3),
+    ]  # fmt: skip
+    [again] = escalated(unit, "alert_created", delivery)
+    assert again["data"]["urgency"] == "high"
+    assert again["event_id"] == f"{delivery}/escalation/1"
+    [to_supervisors] = escalated(supervisor, "alert_escalated", delivery)
+    assert to_supervisors["room"] == "channel:supervisors"
+    assert to_supervisors["data"]["escalation"]["step"] == escalation.SUPERVISORS
+
+
+async def test_an_acknowledged_alert_does_not_escalate(
+    kafka_topics: KafkaTopics,
+    kafka_producer: AIOKafkaProducer,
+    redis_url: str,
+    tmp_path: Path,
+    clients: Callable[..., Client],
+) -> None:
+    options = consumer_options(kafka_topics)
+    async with two_gateways(kafka_topics, redis_url, tmp_path, **options) as (gw0, gw1):
+        unit = await connect(clients, gw1.url, "unit-b", "org-a", "field_unit")
+        marker = await connect(clients, gw0.url, "disp-1", "org-a", "dispatcher")
+        await warm_up(kafka_producer, kafka_topics, [(unit, "org-a"), (marker, "org-a")])
+        sent = alert("org-a", sent_by="disp-1")
+        await produce_events(kafka_producer, kafka_topics, [sent])
+        delivery = sent["event_id"]
+        await unit.wait_for("alert_created")
+        assert (await answer(unit, delivery, "acknowledged", response="en route"))["ok"]
+        await asyncio.sleep(EMIT_S + 1.0)
+        # the warm-up alert, never acknowledged, escalated meanwhile: the tick ran
+        topic = kafka_topics.for_type("alert_created")
+
+        def warm_up_emitted(docs: list[dict[str, Any]]) -> bool:
+            return any(
+                d["data"].get("escalation", {}).get("step") == "emit"
+                and d["data"]["escalation"]["of"] != delivery
+                for d in docs
+            )
+
+        docs = await read_topic(kafka_topics.bootstrap, topic, warm_up_emitted)
+    assert escalations_of(docs, delivery) == []
+    assert escalated(unit, "alert_created", delivery) == []
