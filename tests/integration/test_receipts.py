@@ -19,7 +19,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from fleetcast.protocol import receipts
-from tests.harness.gateway import Client, wait_until
+from tests.harness.gateway import Client, make_token, wait_until
 from tests.harness.kafka import KafkaTopics, produce_events
 from tests.integration.receipts_support import (
     WAIT_S,
@@ -148,3 +148,38 @@ async def test_an_acked_acknowledgement_survives_its_gateway_being_sigkilled(
             return any(r["data"]["kind"] == "acknowledged" for r in receipts_of(sender, delivery))
 
         await wait_until(seen, WAIT_S, "ack at the sender")
+
+
+async def test_the_cli_client_answers_delivered_displayed_and_acknowledged(
+    kafka_topics: KafkaTopics,
+    kafka_producer: AIOKafkaProducer,
+    redis_url: str,
+    tmp_path: Path,
+    clients: Callable[..., Client],
+) -> None:
+    from tests.integration.test_client_cli import Cli  # the CLI as a user runs it
+
+    async with two_gateways(kafka_topics, redis_url, tmp_path) as (gw0, gw1):
+        sender = await connect(clients, gw0.url, "disp-1", "org-a", "dispatcher")
+        token = make_token("unit-c", "org-a", ("field_unit",), ttl=600)
+        argv = ("--url", gw1.url, "--token", token, "--json", "--ack", "en route")
+        async with Cli(*argv) as cli:
+            await cli.wait_status("session")
+            await warm_up(kafka_producer, kafka_topics, [(sender, "org-a")])
+            sent = alert("org-a", sent_by="disp-1")
+            await produce_events(kafka_producer, kafka_topics, [sent])
+
+            def answered() -> set[str]:
+                return {
+                    r["data"]["kind"]
+                    for r in receipts_of(sender, sent["event_id"])
+                    if r["data"].get("recipient") == "unit-c"
+                }
+
+            await wait_until(
+                lambda: answered() == set(receipts.CLIENT_KINDS), WAIT_S, "cli receipts"
+            )
+        [ack] = [
+            r for r in receipts_of(sender, sent["event_id"]) if r["data"]["kind"] == "acknowledged"
+        ]
+        assert ack["data"]["response"] == "en route"
