@@ -218,3 +218,17 @@ def test_a_connection_remembers_only_its_newest_deliveries(rig: Rig) -> None:
     assert len(a.conn.deliveries) == receipting.MAX_DELIVERIES
     assert "ev-0" not in a.conn.deliveries
     assert f"ev-{receipting.MAX_DELIVERIES + 4}" in (a.conn.deliveries)
+
+
+def test_a_large_fan_out_is_split_into_records_of_bounded_size(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("fleetcast.gateway.edge.receipts.MAX_RECIPIENTS", 2)
+    for sid in ("a", "b", "c"):
+        rig.client(sid)
+    rig.delivery.deliver("o1", alert())
+    asyncio.run(rig.flusher.flush())
+    ids = [doc["event_id"] for _, _, doc in rig.sink.records]
+    assert ids == ["ev-1/gw-1/sent/1.0", "ev-1/gw-1/sent/1.1"]
+    sessions = [r["session"] for _, _, doc in rig.sink.records for r in doc["data"]["recipients"]]
+    assert sessions == ["a", "b", "c"]

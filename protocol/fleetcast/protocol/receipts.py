@@ -177,7 +177,7 @@ def client_envelope(
 
 
 def sent_envelope(
-    tag: Tag, recipients: Iterable[Recipient], gateway: str, flush: int
+    tag: Tag, recipients: Iterable[Recipient], gateway: str, flush: int | str
 ) -> dict[str, Any]:
     """The envelope of one gateway's ``sent`` facts for one delivery (one flush of them)."""
     listed = sorted(recipients, key=lambda r: (r.at, r.session))

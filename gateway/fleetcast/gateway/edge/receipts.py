@@ -39,6 +39,9 @@ Ack = dict[str, Any]
 
 #: Accepted receipts remembered per connection (for ``duplicate``).
 MAX_ANSWERED: Final = 2048
+#: Recipients listed per ``sent`` record (~75 B each): well below Kafka's 1 MB
+#: default record limit however many clients of a pod one alert reaches.
+MAX_RECIPIENTS: Final = 1000
 
 
 class RecordSink(Protocol):
@@ -148,16 +151,24 @@ class SentFlusher:
         if not facts:
             return 0
         flush = next(self._flushes)
-        for tag, recipients in receipts.group_sent(facts).items():
-            envelope = receipts.sent_envelope(tag, recipients, self._gateway, flush)
-            try:
-                await self._sink.send_record(self._topic, tag.org, receipts.encode(envelope))
-            except Exception as exc:
-                log.warning("sent facts not recorded; kept", org=tag.org, error=repr(exc))
-                self._noted.facts[:0] = [(tag, r) for r in recipients]
-                continue
-            self.published += 1
+        for tag, everyone in receipts.group_sent(facts).items():
+            for part in range(0, len(everyone), MAX_RECIPIENTS):
+                recipients = everyone[part : part + MAX_RECIPIENTS]
+                await self._send(tag, recipients, f"{flush}.{part // MAX_RECIPIENTS}")
         return self.published
+
+    async def _send(
+        self, tag: receipts.Tag, recipients: list[receipts.Recipient], flush: str
+    ) -> None:
+        """One ``sent`` record; what Kafka does not take is kept for the next flush."""
+        envelope = receipts.sent_envelope(tag, recipients, self._gateway, flush)
+        try:
+            await self._sink.send_record(self._topic, tag.org, receipts.encode(envelope))
+        except Exception as exc:
+            log.warning("sent facts not recorded; kept", org=tag.org, error=repr(exc))
+            self._noted.facts[:0] = [(tag, r) for r in recipients]
+            return
+        self.published += 1
 
 
 def _echo(receipt: receipts.ClientReceipt) -> dict[str, str]:
