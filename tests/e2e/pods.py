@@ -234,6 +234,12 @@ class Client:
     def subscribed(self) -> int:
         return len(self.recorder.kinds("subscribed"))
 
+    def gateway(self) -> str:
+        """The gateway id of the latest ``session`` event ("" before the first)."""
+        sessions = [fields.get("session") for _text, fields in self.recorder.kinds("session")]
+        last = sessions[-1] if sessions else None
+        return str(last.get("gateway", "")) if isinstance(last, dict) else ""
+
     def answered(self) -> int:
         """Subscribe acks so far, granted or refused."""
         return self.subscribed() + len(self.recorder.kinds("refused"))

@@ -277,3 +277,51 @@ async def wait_in_history(
             await asyncio.sleep(0.05)
     finally:
         await redis.aclose()
+
+
+async def snapshot(client: Client, kind: str) -> dict[str, Any]:
+    name = f"{kind}_snapshot"
+    await wait_until(lambda: any(n == name for n, _ in client.events), WAIT_S, name)
+    return next(data for n, data in client.events if n == name)
+
+
+async def test_a_console_opened_after_50_incident_events_sees_exactly_the_open_ones(
+    rig: Rig,
+) -> None:
+    kafka_topics, kafka_producer, redis_url, tmp_path, clients = rig
+    async with whole_path(kafka_topics, redis_url, tmp_path) as url:
+        witness = await dispatcher_in(clients, url, kafka_producer, kafka_topics)
+        sent, open_ = [], set()
+        for n in range(50):
+            incident = f"inc-{n % 13}"
+            if incident in open_ and n % 3 == 0:
+                data = {"incident_id": incident, "status": "closed"}
+                sent.append(envelope("incident_status_changed", "org-a", data))
+                open_.discard(incident)
+            elif incident in open_:
+                data = {"incident_id": incident, "status": "on_scene"}
+                sent.append(envelope("incident_status_changed", "org-a", data))
+            else:
+                sent.append(envelope("incident_created", "org-a", {"incident_id": incident}))
+                open_.add(incident)
+        sent += [
+            envelope("alert_created", "org-a", {"alert_id": "al-1", "severity": "critical"}),
+            envelope("alert_created", "org-a", {"alert_id": "al-2"}),
+            envelope("alert_acknowledged", "org-a", {"alert_id": "al-2"}),
+            envelope("task_assigned", "org-a", {"task_id": "tk-1", "user_id": "usr-1"}),
+        ]
+        await produce_events(kafka_producer, kafka_topics, sent)
+        await wait_for_events(witness, len(sent) - 1)  # (the task goes to usr-1 only)
+        console = clients(url)
+        token = make_token("disp-2", "org-a", ("dispatcher",), ttl=600)
+        assert await console.connect(auth={"token": token, "state": True})
+        incidents = await snapshot(console, "incidents")
+        assert {i["incident_id"] for i in incidents["data"]["incidents"]} == open_
+        assert incidents["data"]["complete"] is True
+        alerts = await snapshot(console, "alerts")
+        assert [a["alert_id"] for a in alerts["data"]["alerts"]] == ["al-1"]
+        unit = clients(url)
+        token = make_token("usr-1", "org-a", ("field_unit",), ttl=600)
+        assert await unit.connect(auth={"token": token, "state": True})
+        tasks = await snapshot(unit, "tasks")
+        assert [t["task_id"] for t in tasks["data"]["tasks"]] == ["tk-1"]

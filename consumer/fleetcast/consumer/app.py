@@ -32,6 +32,7 @@ from fleetcast.consumer import (
 )
 from fleetcast.consumer.metrics import Metrics
 from fleetcast.consumer.settings import Settings
+from fleetcast.consumer.state import Rules as StateRules
 
 log = structlog.stdlib.get_logger(__name__)
 
@@ -52,6 +53,10 @@ def options(settings: Settings) -> pipeline.Options:
         stop_step_timeout_s=settings.shutdown_step_timeout_s,
         control_topic=settings.kafka_control_topic or None,
         access_rules=access.rules_from(settings.access_rules),
+        state_rules=StateRules(
+            closed_statuses=frozenset(settings.state_closed_statuses),
+            alert_end_types=frozenset(settings.state_alert_end_types),
+        ),
     )
 
 
@@ -62,6 +67,7 @@ def limits(settings: Settings) -> publishing.Limits:
         fence_ttl_s=settings.fence_ttl_s,
         fleet_asset_ttl_s=settings.fleet_asset_ttl_s,
         fleet_max_assets=settings.fleet_max_assets,
+        state_ttl_s=settings.state_ttl_s,
     )
 
 

@@ -44,6 +44,7 @@ from fleetcast.consumer import (
     deadletter,
     processing,
     publishing,
+    state,
     watching,
 )
 from fleetcast.consumer.metrics import Metrics
@@ -107,6 +108,8 @@ class Options:
     control_topic: str | None = None
     #: Events that take access away (consumer/access.py), by event type.
     access_rules: Mapping[str, access.Rule] = field(default_factory=lambda: access.DEFAULT_RULES)
+    #: What closes an incident or ends an alert, for the org state tables.
+    state_rules: state.Rules = field(default_factory=state.Rules)
 
 
 def backoff(attempt: int, cap: float) -> float:
@@ -265,6 +268,7 @@ class Pipeline:
                 control_topic=self._options.control_topic,
                 now=time.time(),
                 access_rules=self._options.access_rules if self._controls is not None else {},
+                state_rules=self._options.state_rules,
             )
         self._metrics.batch_size.observe(len(batch))
         for topic, count in batch.consumed.items():

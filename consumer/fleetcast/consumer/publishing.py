@@ -33,7 +33,7 @@ from typing import Any, Final, NamedTuple, Protocol
 
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
-from fleetcast.consumer import processing
+from fleetcast.consumer import processing, state
 from fleetcast.protocol import keys, wire
 
 SCRIPT: Final = resources.files("fleetcast.consumer").joinpath("publish.lua").read_text()
@@ -62,6 +62,7 @@ class Limits:
     fleet_asset_ttl_s: int = keys.FLEET_ASSET_TTL_S
     fleet_max_assets: int = keys.FLEET_MAX_ASSETS
     events_per_message: int = EVENTS_PER_MESSAGE
+    state_ttl_s: int = keys.STATE_TTL_S
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,8 +164,11 @@ class Encoder:
     then per org: wire message head, channel, the three snapshot keys, the
     org's sequence key, event count, the events, the streams to refresh (count, names), the latest
     positions and statuses (count, then pairs of asset and the number of its
-    latest event in the org, from 1)). An event is its stream count ``k``,
-    ``k`` streams, ``k + 1`` item pieces, envelope.
+    latest event in the org, from 1), the state changes (count; if any, the
+    task owners key, the prefix of a user's tasks key and the tables' TTL,
+    then per change: kind, table key ("" for tasks: the owner's), item,
+    event number, owner)). An event is its stream count ``k``, ``k``
+    streams, ``k + 1`` item pieces, envelope.
     """
 
     def __init__(self, limits: Limits, fence_key: str, max_routes: int = 100_000) -> None:
@@ -238,6 +242,7 @@ class Encoder:
         parts.append(text(len(items)))
         count = 7
         latest: dict[str | None, dict[bytes, int]] = {"position": {}, "status": {}, None: {}}
+        changes: list[tuple[int, state.Op]] = []
         refresh: dict[str, None] = {}
         due = now - self._slack_s
         refreshed, extend = self._refreshed, parts.extend
@@ -250,6 +255,8 @@ class Encoder:
                 if refreshed.get(stream, due) <= due:
                     refresh[stream] = None
             latest[packed.snapshot][packed.asset] = number
+            if item.state:
+                changes += ((number, op) for op in item.state)
         call.refreshed += refresh
         parts.append(text(len(refresh)))
         parts += [text(stream) for stream in refresh]
@@ -260,7 +267,22 @@ class Encoder:
             for asset, number in assets.items():
                 parts += [asset, text(number)]
             count += 1 + 2 * len(assets)
-        return count
+        return count + self._state(org, changes, parts)
+
+    def _state(self, org: str, changes: list[tuple[int, state.Op]], parts: list[bytes]) -> int:
+        """The org's state changes (see the class docstring); returns how many arguments."""
+        parts.append(text(len(changes)))
+        if not changes:
+            return 1
+        parts += [
+            text(keys.task_owners(org)),
+            text(keys.user_tasks(org, "")),
+            text(self._limits.state_ttl_s),
+        ]
+        for number, op in changes:
+            table = "" if op.table == state.TASKS else keys.state_table(org, op.table)
+            parts += [text(op.kind), text(table), text(op.item), text(number), text(op.owner)]
+        return 4 + 5 * len(changes)
 
     def _pack_org(self, org: str) -> bytes:
         """An org's fixed arguments: wire message head, channel, snapshot keys, sequence."""

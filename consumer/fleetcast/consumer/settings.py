@@ -14,7 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from fleetcast.common import envlists
 from fleetcast.common.kafka import KafkaSecurity
-from fleetcast.consumer import access
+from fleetcast.consumer import access, state
 from fleetcast.protocol import control, events, keys, routing
 
 
@@ -43,6 +43,17 @@ class Settings(KafkaSecurity, BaseSettings):
             for event_type, rule in access.DEFAULT_RULES.items()
         }
     )
+    #: Incident statuses after which an incident leaves the org's open incidents
+    #: (consumer/state.py; ``a,b`` or a JSON list).
+    state_closed_statuses: envlists.EnvList = Field(
+        default_factory=lambda: sorted(state.Rules().closed_statuses)
+    )
+    #: Alert event types after which an alert leaves the org's active alerts.
+    state_alert_end_types: envlists.EnvList = Field(
+        default_factory=lambda: sorted(state.Rules().alert_end_types)
+    )
+    #: Seconds an org's state table outlives its last change.
+    state_ttl_s: int = Field(default=keys.STATE_TTL_S, ge=60)
     #: Consumer group: replicas sharing it split the partitions between them.
     kafka_group_id: str = Field(default="fleetcast-consumer", min_length=1)
     #: Where undeliverable messages go, with the reason in a header.

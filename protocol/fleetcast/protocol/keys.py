@@ -153,6 +153,11 @@ def task_owners(org: str) -> str:
     return f"{PREFIX}:state:{org}:task-owners"
 
 
+#: Seconds a state table outlives its last change: an incident nobody touched for
+#: a week is taken as forgotten, not open (a bound on what a lost close leaves).
+STATE_TTL_S: Final = 7 * 24 * 3600
+
+
 # --- sessions -------------------------------------------------------------------
 
 
