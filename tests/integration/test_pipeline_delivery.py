@@ -325,3 +325,35 @@ async def test_a_console_opened_after_50_incident_events_sees_exactly_the_open_o
         assert await unit.connect(auth={"token": token, "state": True})
         tasks = await snapshot(unit, "tasks")
         assert [t["task_id"] for t in tasks["data"]["tasks"]] == ["tk-1"]
+
+
+async def test_a_unit_back_after_its_history_moved_on_gets_its_open_tasks(rig: Rig) -> None:
+    """A long dead zone: the user room's history no longer reaches back, the tasks still do."""
+    kafka_topics, kafka_producer, redis_url, tmp_path, clients = rig
+    async with whole_path(kafka_topics, redis_url, tmp_path, history_maxlen=10) as url:
+        unit = await connect(clients, url, "usr-1", "org-a", ("field_unit",))
+        await produce_events(
+            kafka_producer,
+            kafka_topics,
+            [envelope("task_assigned", "org-a", {"task_id": "tk-0", "user_id": "usr-1"})],
+        )
+        since = (await wait_for_events(unit, 1))[0]["offset"]
+        await unit.close()
+        while_away = []
+        for n in range(1, 31):  # 30 tasks: every third one still open at the end
+            task = {"task_id": f"tk-{n}", "user_id": "usr-1"}
+            while_away.append(envelope("task_assigned", "org-a", task))
+            if n % 3:
+                while_away.append(envelope("task_completed", "org-a", task))
+        await produce_events(kafka_producer, kafka_topics, while_away)
+        await wait_in_history(
+            redis_url, "user:usr-1:org:org-a", None, last=while_away[-1]["event_id"]
+        )
+        back = clients(url)
+        token = make_token("usr-1", "org-a", ("field_unit",), ttl=600)
+        assert await back.connect(auth={"token": token, "since": {"user:usr-1": since}})
+        [session] = await back.wait_for("session")
+        assert session["recovered"]["user:usr-1"] is False
+        tasks = await snapshot(back, "tasks")
+    open_tasks = {"tk-0"} | {f"tk-{n}" for n in range(3, 31, 3)}
+    assert {t["task_id"] for t in tasks["data"]["tasks"]} == open_tasks
