@@ -357,3 +357,63 @@ async def test_a_unit_back_after_its_history_moved_on_gets_its_open_tasks(rig: R
         tasks = await snapshot(back, "tasks")
     open_tasks = {"tk-0"} | {f"tk-{n}" for n in range(3, 31, 3)}
     assert {t["task_id"] for t in tasks["data"]["tasks"]} == open_tasks
+
+
+async def test_a_unit_back_after_its_rooms_expired_gets_its_tasks_in_order_and_active_alerts(
+    rig: Rig,
+) -> None:
+    """Offline longer than room history lives: tasks from the inbox, alerts from the state."""
+    kafka_topics, kafka_producer, redis_url, tmp_path, clients = rig
+    async with whole_path(kafka_topics, redis_url, tmp_path, history_ttl_s=2) as url:
+        unit = await connect(clients, url, "usr-1", "org-a", ("field_unit",))
+        await warm_up(kafka_producer, kafka_topics, [(unit, "org-a")])
+        first = envelope("task_assigned", "org-a", {"task_id": "tk-0", "user_id": "usr-1"})
+        await produce_events(kafka_producer, kafka_topics, [first])
+        [got] = await wait_for_events(unit, 1)
+        user_since = got["offset"]
+        org_since = await unit_org_offset(redis_url)  # the warm-up alert's
+        await unit.close()
+        missed = [
+            envelope("task_assigned", "org-a", {"task_id": f"tk-{n}", "user_id": "usr-1"})
+            for n in range(1, 6)
+        ]
+        alerts = [
+            envelope("alert_created", "org-a", {"alert_id": "al-1"}),
+            envelope("alert_created", "org-a", {"alert_id": "al-2"}),
+            envelope("alert_acknowledged", "org-a", {"alert_id": "al-1"}),
+        ]
+        await produce_events(kafka_producer, kafka_topics, missed + alerts)
+        await wait_in_history(redis_url, "org:org-a", None, last=alerts[-1]["event_id"])
+        org_stream = keys.history_stream("org:org-a")
+        await wait_gone(redis_url, org_stream)  # 2 s of history TTL (+1 s slack) went by
+        back = clients(url)
+        token = make_token("usr-1", "org-a", ("field_unit",), ttl=600)
+        since = {"user:usr-1": user_since, "org": org_since}
+        assert await back.connect(auth={"token": token, "since": since})
+        [session] = await back.wait_for("session")
+        assert session["recovered"] == {"user:usr-1": True, "org": False}
+        tasks = await wait_for_events(back, len(missed))
+        active = await snapshot(back, "alerts")
+    assert [t["event_id"] for t in tasks] == [m["event_id"] for m in missed]
+    assert [a["alert_id"] for a in active["data"]["alerts"]] == ["al-2"]
+
+
+async def unit_org_offset(redis_url: str) -> str:
+    """The org room's newest offset."""
+    redis: Any = Redis.from_url(redis_url)
+    try:
+        [(entry, _fields)] = await redis.xrevrange(keys.history_stream("org:org-a"), count=1)
+        return str(entry.decode())
+    finally:
+        await redis.aclose()
+
+
+async def wait_gone(redis_url: str, key: str) -> None:
+    redis: Any = Redis.from_url(redis_url)
+    deadline = time.monotonic() + WAIT_S
+    try:
+        while await redis.exists(key):
+            assert time.monotonic() < deadline, f"{key} never expired"
+            await asyncio.sleep(0.2)
+    finally:
+        await redis.aclose()

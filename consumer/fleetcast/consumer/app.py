@@ -68,6 +68,7 @@ def limits(settings: Settings) -> publishing.Limits:
         fleet_asset_ttl_s=settings.fleet_asset_ttl_s,
         fleet_max_assets=settings.fleet_max_assets,
         state_ttl_s=settings.state_ttl_s,
+        inbox_ttl_s=settings.inbox_ttl_s,
     )
 
 

@@ -32,8 +32,8 @@ local history_field, maxlen, history_expire = ARGV[1], ARGV[2], ARGV[3]
 local fleet_ttl, fleet_max = tonumber(ARGV[4]), tonumber(ARGV[5])
 local per_message, fence_key, fence_ttl = tonumber(ARGV[6]), ARGV[7], ARGV[8]
 local item_separator, message_tail = ARGV[9], ARGV[10]
-local message_time, message_events = ARGV[11], ARGV[12]
-local a = 13
+local message_time, message_events, inbox_expire = ARGV[11], ARGV[12], ARGV[13]
+local a = 14
 
 -- 1. fences
 local partitions = tonumber(ARGV[a])
@@ -221,10 +221,13 @@ for _ = 1, orgs do
   local envelopes
   envelopes, a = add_events(a, count, channel, head, seq_key)
   published = published + count
-  local refresh = tonumber(ARGV[a])
-  for i = a + 1, a + refresh do redis.call('EXPIRE', ARGV[i], history_expire) end
+  for _, expire in ipairs({history_expire, inbox_expire}) do
+    local refresh = tonumber(ARGV[a])
+    for i = a + 1, a + refresh do redis.call('EXPIRE', ARGV[i], expire) end
+    a = a + refresh + 1
+  end
   local touched
-  touched, a = store_snapshot(a + refresh + 1, envelopes, positions, statuses)
+  touched, a = store_snapshot(a, envelopes, positions, statuses)
   age_snapshot(positions, statuses, last_seen, touched)
   a = apply_state(a, envelopes)
 end

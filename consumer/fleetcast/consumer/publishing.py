@@ -34,7 +34,7 @@ from typing import Any, Final, NamedTuple, Protocol
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from fleetcast.consumer import processing, state
-from fleetcast.protocol import keys, wire
+from fleetcast.protocol import keys, rooms, wire
 
 SCRIPT: Final = resources.files("fleetcast.consumer").joinpath("publish.lua").read_text()
 SCRIPT_SHA: Final = hashlib.sha1(SCRIPT.encode(), usedforsecurity=False).hexdigest()
@@ -63,6 +63,9 @@ class Limits:
     fleet_max_assets: int = keys.FLEET_MAX_ASSETS
     events_per_message: int = EVENTS_PER_MESSAGE
     state_ttl_s: int = keys.STATE_TTL_S
+    #: A user room's history (its inbox) outlives its last event this long (at least
+    #: ``history_ttl_s``): a unit back from hours in a dead zone still finds its tasks.
+    inbox_ttl_s: int = keys.INBOX_TTL_S
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +128,8 @@ class PackedRoute(NamedTuple):
     packed: bytes
     arguments: int
     streams: tuple[str, ...]
+    #: Per stream: whether it is a user room's (an inbox, kept longer).
+    inboxes: tuple[bool, ...]
     #: "position" or "status", and the packed asset id, for the fleet snapshot.
     snapshot: str | None
     asset: bytes
@@ -138,6 +143,7 @@ def pack_route(route: processing.Route) -> PackedRoute:
         packed=b"".join(arguments),
         arguments=len(arguments) + 1,
         streams=streams,
+        inboxes=tuple(rooms.parse_room(room).kind is rooms.RoomKind.USER for room in route.history),
         snapshot=route.snapshot,
         asset=text(route.asset_id or ""),
     )
@@ -159,10 +165,12 @@ class Encoder:
 
     Layout: a header (history field, MAXLEN, stream TTL, fleet TTL and cap,
     events per message, fence key and TTL, the wire item separator, message
-    tail and the pieces around a message's time); the partitions (count, then per
-    partition its fence field and first and last offset); the orgs (count,
+    tail and the pieces around a message's time, the inbox streams' TTL); the
+    partitions (count, then per partition its fence field and first and last
+    offset); the orgs (count,
     then per org: wire message head, channel, the three snapshot keys, the
-    org's sequence key, event count, the events, the streams to refresh (count, names), the latest
+    org's sequence key, event count, the events, the streams to refresh (count, names;
+    then the inbox streams likewise), the latest
     positions and statuses (count, then pairs of asset and the number of its
     latest event in the org, from 1), the state changes (count; if any, the
     task owners key, the prefix of a user's tasks key and the tables' TTL,
@@ -187,6 +195,7 @@ class Encoder:
             bulk(wire.MESSAGE_TAIL),
             bulk(wire.MESSAGE_TIME),
             bulk(wire.MESSAGE_EVENTS),
+            text(max(limits.inbox_ttl_s, limits.history_ttl_s) + self._slack_s),
         ]
         self._routes: dict[processing.Route, PackedRoute] = {}
         self._orgs: dict[str, bytes] = {}
@@ -243,7 +252,7 @@ class Encoder:
         count = 7
         latest: dict[str | None, dict[bytes, int]] = {"position": {}, "status": {}, None: {}}
         changes: list[tuple[int, state.Op]] = []
-        refresh: dict[str, None] = {}
+        refresh: dict[str, bool] = {}  # stream -> it is an inbox
         due = now - self._slack_s
         refreshed, extend = self._refreshed, parts.extend
         for number, item in enumerate(items, 1):  # the hot loop: one event
@@ -251,16 +260,18 @@ class Encoder:
             envelope = item.envelope_json
             extend((packed.packed, bulk_header(len(envelope)), envelope, CRLF))
             count += packed.arguments
-            for stream in packed.streams:
+            for stream, inbox in zip(packed.streams, packed.inboxes, strict=True):
                 if refreshed.get(stream, due) <= due:
-                    refresh[stream] = None
+                    refresh[stream] = inbox
             latest[packed.snapshot][packed.asset] = number
             if item.state:
                 changes += ((number, op) for op in item.state)
         call.refreshed += refresh
-        parts.append(text(len(refresh)))
-        parts += [text(stream) for stream in refresh]
-        count += 1 + len(refresh)
+        for inboxes in (False, True):
+            streams = [stream for stream, inbox in refresh.items() if inbox is inboxes]
+            parts.append(text(len(streams)))
+            parts += [text(stream) for stream in streams]
+        count += 2 + len(refresh)
         for kind in ("position", "status"):
             assets = latest[kind]
             parts.append(text(len(assets)))

@@ -116,6 +116,9 @@ class Settings(KafkaSecurity, BaseSettings):
     history_maxlen: int = Field(default=keys.HISTORY_MAXLEN, ge=1)
     #: Seconds a room's history outlives its last event.
     history_ttl_s: int = Field(default=keys.HISTORY_TTL_S, ge=1)
+    #: Seconds a user room's history (its inbox) outlives its last event; at least
+    #: HISTORY_TTL_S is used.
+    inbox_ttl_s: int = Field(default=keys.INBOX_TTL_S, ge=1)
     #: Seconds the publish fences (last offset published per partition, which
     #: drop redeliveries) outlive the last batch that moved them.
     fence_ttl_s: int = Field(default=keys.FENCE_TTL_S, ge=1)
