@@ -417,3 +417,69 @@ async def wait_gone(redis_url: str, key: str) -> None:
             await asyncio.sleep(0.2)
     finally:
         await redis.aclose()
+
+
+def offset_key(offset: str) -> tuple[int, int]:
+    ms, _, seq = offset.partition("-")
+    return int(ms), int(seq)
+
+
+async def test_snapshot_then_live_under_a_steady_rate_misses_and_doubles_nothing(
+    rig: Rig,
+) -> None:
+    kafka_topics, kafka_producer, redis_url, tmp_path, clients = rig
+    sent: list[dict[str, Any]] = []
+    async with whole_path(kafka_topics, redis_url, tmp_path) as url:
+        witness = await dispatcher_in(clients, url, kafka_producer, kafka_topics)
+
+        async def stream(count: int) -> None:  # ~50 events/s, incidents opening and closing
+            for n in range(count):
+                incident = f"inc-{n % 17}"
+                if n % 4 == 3:
+                    data = {"incident_id": incident, "status": "closed"}
+                    doc = envelope("incident_status_changed", "org-a", data)
+                else:
+                    doc = envelope("incident_created", "org-a", {"incident_id": incident})
+                sent.append(doc)
+                await produce_events(kafka_producer, kafka_topics, [doc])
+                await asyncio.sleep(0.02)
+
+        producing = asyncio.create_task(stream(300))
+        await asyncio.sleep(2.0)  # mid-stream
+        console = clients(url)
+        token = make_token("disp-2", "org-a", ("dispatcher",), ttl=600)
+        assert await console.connect(auth={"token": token, "state": True})
+        await producing
+        await wait_for_events(witness, len(sent))
+        taken = await snapshot(console, "incidents")
+        live = [e for e in received(console) if e["event_type"].startswith("incident_")]
+        await wait_until(
+            lambda: (
+                len(live)
+                >= sum(
+                    1
+                    for e in received(witness)
+                    if offset_key(e["offset"]) > offset_key(taken["offset"])
+                )
+            ),
+            WAIT_S,
+        )
+        live = [e for e in received(console) if e["event_type"].startswith("incident_")]
+    after = [e for e in received(witness) if offset_key(e["offset"]) > offset_key(taken["offset"])]
+    assert [e["event_id"] for e in live] == [
+        e["event_id"] for e in after
+    ]  # none missed, none twice
+    assert 0 < len(after) < len(sent)  # the console came in mid-stream
+    open_ = {i["incident_id"] for i in taken["data"]["incidents"]}
+    for event in live:
+        incident = event["data"]["incident_id"]
+        if event["data"].get("status") == "closed":
+            open_.discard(incident)
+        else:
+            open_.add(incident)
+    final: set[str] = set()
+    for doc in sent:
+        (final.discard if doc["data"].get("status") == "closed" else final.add)(
+            doc["data"]["incident_id"]
+        )
+    assert open_ == final
