@@ -54,7 +54,8 @@ lint: install ## ruff, mypy --strict, import and layer contracts, drift of gener
 	@$(PY) scripts/crd.py --check
 	@$(PY) -m pytest -q -m drift tests/unit
 
-bench: deps ## Run the benchmarks and print the figures (writes bench/results/)
+bench: deps ## Run the benchmarks and print the figures (writes bench/results/); builds Centrifugo once
+	@tools/centrifugo/build.sh >/dev/null
 	@$(PY) -m bench
 
 images: install ## Build the images (fleetcast, e2e Redis/Kafka, pause) from Debian packages; starts Docker if needed
