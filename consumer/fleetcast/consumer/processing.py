@@ -93,6 +93,9 @@ class Routed:
     topic: str
     partition: int
     offset: int
+    #: The consumer's span of this event (W3C traceparent) when it is traced
+    #: (consumer/tracing.py sets it before encoding); None on the usual path.
+    traceparent: str | None = None
 
     @property
     def org(self) -> str:
