@@ -27,9 +27,9 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 from fleetcast.common import tracing
+from fleetcast.devtools.jaeger import JaegerServer as Jaeger
 from fleetcast.protocol import events
 from tests.harness.gateway import SECRET, Client, GatewayProcess, make_token, wait_until
-from tests.harness.jaeger import Jaeger
 from tests.harness.kafka import KafkaTopics, consumer_settings, running_consumer
 
 pytestmark = pytest.mark.integration
