@@ -163,7 +163,7 @@ def test_the_gateway_makes_one_delivery_span_with_the_recipient_count(
     assert span.attributes is not None
     assert span.attributes["fleetcast.recipients"] == 42
     assert span.attributes["fleetcast.gateway"] == "gw-1"
-    assert span.attributes["fleetcast.rooms"] == ("org",)
+    assert span.attributes["fleetcast.room"] == "org"
     assert span.attributes["fleetcast.event_type"] == "alert_created"
     # a malformed context: delivered all the same, no span
     assert tracer.deliver("org-1", wire.RoutedEvent(("org:org-1",), {}, event, "x"), Fanout())

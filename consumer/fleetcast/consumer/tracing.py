@@ -62,7 +62,9 @@ def attributes(item: processing.Routed) -> dict[str, Any]:
         "fleetcast.event_type": item.event_type,
         "fleetcast.event_id": str(event_id),
         "fleetcast.org": item.org,
-        "fleetcast.rooms": list(item.rooms),
+        # Strings, not a list: the SDK checks a list attribute item by item.
+        "fleetcast.room": item.rooms[0],
+        "fleetcast.rooms": ",".join(item.rooms),
     }
 
 

@@ -38,6 +38,7 @@ class DeliveryTracer:
         if parent is None:  # a malformed context is not worth a root span per event
             return delivery.deliver(org, routed)
         event = routed.event
+        names = [rooms.client_name(name, org) for name in routed.rooms]
         with self._traces.tracer.start_as_current_span(
             SPAN_NAME,
             context=tracing.context_of(parent),
@@ -46,7 +47,9 @@ class DeliveryTracer:
                 "fleetcast.event_type": str(event.get("event_type")),
                 "fleetcast.event_id": str(event.get("event_id")),
                 "fleetcast.org": org,
-                "fleetcast.rooms": [rooms.client_name(name, org) for name in routed.rooms],
+                # Strings, not a list: the SDK checks a list attribute item by item.
+                "fleetcast.room": names[0] if names else "",
+                "fleetcast.rooms": ",".join(names),
                 "fleetcast.gateway": self._gateway_id,
             },
         ) as span:
