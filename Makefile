@@ -25,12 +25,13 @@ $(VENV)/.installed: pyproject.toml uv.lock scripts/bootstrap.sh
 	@scripts/bootstrap.sh
 	@touch $@
 
-deps: install ## Fetch and build test infrastructure: Debian packages, Kafka jars, Kubernetes binaries and CRDs, Centrifugo, browser
+deps: install ## Fetch and build test infrastructure: Debian packages, Kafka jars, Kubernetes binaries and CRDs, Centrifugo, Jaeger and promtool, browser
 	@scripts/system-deps.sh
 	@tools/kafka/fetch.sh >/dev/null
 	@tools/k8s/build.sh >/dev/null
 	@tools/k8s/crds.sh >/dev/null
 	@tools/centrifugo/build.sh >/dev/null
+	@tools/observe/build.sh >/dev/null
 	@scripts/web-deps.sh
 
 # Only what `make run` needs: redis-server, the Kafka jars and the console's

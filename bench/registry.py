@@ -38,6 +38,7 @@ MODULES: Final = {
     "city-peak": "bench.scenarios.city_peak",
     "storm-pod": "bench.scenarios.storm_pod",
     "state-connect": "bench.scenarios.state_connect",
+    "tracing": "bench.scenarios.tracing",
 }
 
 

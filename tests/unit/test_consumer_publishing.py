@@ -172,3 +172,14 @@ def test_unfenced_keeps_what_lies_above_each_partitions_fence() -> None:
     fences = publishing.fences_of(items, [b"2", None])  # partition 0 up to 2; 1 has none
     assert fences == {("t", 0): 2}
     assert [i.offset for i in publishing.unfenced(items, fences)] == [1, 3, 4, 5]
+
+
+def test_a_traced_event_gets_its_own_pieces_with_its_traceparent() -> None:
+    traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    plain, traced = routed("alert_created", 1), routed("alert_created", 2)
+    traced.traceparent = traceparent
+    got = argv(publishing.Encoder(LIMITS, FENCE).encode([plain, traced], now=1.0))
+    first_pieces = [arg for arg in got if arg.startswith(b'{"rooms":')]
+    assert len(first_pieces) == 2
+    assert b'"tp"' not in first_pieces[0]  # the route's shared pieces stay untraced
+    assert b',"tp":"' + traceparent.encode() + b'",' in first_pieces[1]

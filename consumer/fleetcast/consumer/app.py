@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import signal
+import socket
 from collections.abc import Awaitable, Callable
 
 import structlog
@@ -20,6 +21,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from redis.asyncio import Redis
 
+from fleetcast.common import tracing
 from fleetcast.consumer import (
     access,
     conditions,
@@ -30,6 +32,7 @@ from fleetcast.consumer import (
     publishing,
     shutdown,
 )
+from fleetcast.consumer import tracing as consumer_tracing
 from fleetcast.consumer.metrics import Metrics
 from fleetcast.consumer.settings import Settings
 from fleetcast.consumer.state import Rules as StateRules
@@ -145,8 +148,11 @@ async def run(
         settings.consumer_port,
     )
     log.info("consumer http listening", host=settings.consumer_host, port=settings.consumer_port)
+    traces = tracing.setup(settings, "fleetcast-consumer", socket.gethostname())
     try:
-        await _consume(settings, consumer, producer, redis, metrics, state, stopping, deadline)
+        await _consume(
+            settings, consumer, producer, redis, metrics, state, stopping, deadline, traces
+        )
     finally:
         state.stopping = True
         for name, close in (
@@ -156,6 +162,12 @@ async def run(
             ("close http", runner.cleanup),
         ):
             await shutdown.step(name, close(), deadline.budget(settings.shutdown_step_timeout_s))
+        if traces is not None:  # exports the last spans from the SDK's thread
+            await shutdown.step(
+                "flush traces",
+                asyncio.to_thread(traces.shutdown),
+                deadline.budget(settings.shutdown_step_timeout_s),
+            )
         log.info("consumer stopped")
 
 
@@ -168,6 +180,7 @@ async def _consume(
     state: conditions.State,
     stopping: asyncio.Event,
     deadline: shutdown.HardDeadline,
+    traces: tracing.Tracing | None = None,
 ) -> None:
     """Start the Kafka clients (retrying), then run the pipeline until ``stopping``."""
     cap = settings.retry_backoff_max_s
@@ -189,6 +202,7 @@ async def _consume(
         options(settings),
         state,
         control.ControlWriter(redis, settings.redis_timeout_s),
+        consumer_tracing.BatchTracer(traces) if traces is not None else None,
     )
     # Subscribing before start joins the group at once (after start: ~5 s later).
     consumer.subscribe(settings.subscribed_topics(), listener=pipeline.Listener(loop))

@@ -45,6 +45,7 @@ from fleetcast.consumer import (
     processing,
     publishing,
     state,
+    tracing,
     watching,
 )
 from fleetcast.consumer.metrics import Metrics
@@ -125,6 +126,8 @@ class Ready:
     batch: processing.Batch
     #: None when no event of the batch goes to Redis.
     call: publishing.Call | None
+    #: The spans of its traced events (None: tracing off, or none sampled).
+    spans: tracing.Spans | None = None
 
 
 class Pipeline:
@@ -137,12 +140,14 @@ class Pipeline:
         options: Options,
         state: conditions.State | None = None,
         controls: ControlSink | None = None,
+        tracer: tracing.BatchTracer | None = None,
     ) -> None:
         if options.control_topic is not None and controls is None:
             raise ValueError("a control topic needs a ControlSink")
         self._source = source
         self._publisher = publisher
         self._controls = controls
+        self._tracer = tracer
         self._metrics = metrics
         self._options = options
         self.state = state or conditions.State()
@@ -204,8 +209,10 @@ class Pipeline:
                         self._undelivered.setdefault(tp, records[0].offset)
                 if polled:
                     batch = await self._prepare(polled)
+                    # Before encoding: a traced event's wire item carries its span.
+                    spans = self._tracer.begin(batch, polled) if self._tracer else None
                     call = self._publisher.encode(batch.routed) if batch.routed else None
-                    await queue.put(Ready(generation, batch, call))
+                    await queue.put(Ready(generation, batch, call, spans))
         finally:
             await queue.put(None)
 
@@ -215,8 +222,11 @@ class Pipeline:
         while (ready := await queue.get()) is not None:
             async with self.in_flight:
                 if ready.generation != self.generation:
+                    tracing.BatchTracer.end(ready.spans, published=False)
                     continue  # polled before a rebalance: Kafka will deliver it again
-                if not await self._deliver(ready, stopping):
+                delivered = await self._deliver(ready, stopping)
+                tracing.BatchTracer.end(ready.spans, published=delivered)
+                if not delivered:
                     return
                 self._delivered(ready.batch)
 

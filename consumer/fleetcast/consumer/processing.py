@@ -95,6 +95,9 @@ class Routed:
     offset: int
     #: What the event changes in its org's state (most events: nothing).
     state: tuple[state.Op, ...] = ()
+    #: The consumer's span of this event (W3C traceparent) when it is traced
+    #: (consumer/tracing.py sets it before encoding); None on the usual path.
+    traceparent: str | None = None
 
     @property
     def org(self) -> str:

@@ -135,9 +135,10 @@ class PackedRoute(NamedTuple):
     asset: bytes
 
 
-def pack_route(route: processing.Route) -> PackedRoute:
+def pack_route(route: processing.Route, traceparent: str | None = None) -> PackedRoute:
+    """A route's arguments; with a ``traceparent``, one traced event's (never memoized)."""
     streams = tuple(keys.history_stream(room) for room in route.history)
-    pieces = wire.item_pieces(route.rooms, route.history)
+    pieces = wire.item_pieces(route.rooms, route.history, traceparent)
     arguments = [text(len(streams)), *(text(s) for s in streams), *map(bulk, pieces)]
     return PackedRoute(
         packed=b"".join(arguments),
@@ -256,7 +257,10 @@ class Encoder:
         due = now - self._slack_s
         refreshed, extend = self._refreshed, parts.extend
         for number, item in enumerate(items, 1):  # the hot loop: one event
-            packed = self._routes.get(item.route) or self._pack(item.route)
+            if item.traceparent is None:
+                packed = self._routes.get(item.route) or self._pack(item.route)
+            else:  # a traced event: its wire item carries its span's context
+                packed = pack_route(item.route, item.traceparent)
             envelope = item.envelope_json
             extend((packed.packed, bulk_header(len(envelope)), envelope, CRLF))
             count += packed.arguments

@@ -14,12 +14,13 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from fleetcast.common import envlists
 from fleetcast.common.kafka import KafkaSecurity
+from fleetcast.common.tracing import TracingSettings
 from fleetcast.consumer import access, state
 from fleetcast.protocol import control, events, keys, routing
 
 
-class Settings(KafkaSecurity, BaseSettings):
-    """Consumer configuration (environment prefix ``FLEETCAST_``)."""
+class Settings(KafkaSecurity, TracingSettings, BaseSettings):
+    """Consumer configuration (environment prefix ``FLEETCAST_``; traces: ``OTEL_*``)."""
 
     model_config = SettingsConfigDict(env_prefix="FLEETCAST_", extra="ignore", frozen=True)
 
