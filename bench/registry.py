@@ -37,6 +37,8 @@ MODULES: Final = {
     "city-steady": "bench.scenarios.city_steady",
     "city-peak": "bench.scenarios.city_peak",
     "storm-pod": "bench.scenarios.storm_pod",
+    "state-connect": "bench.scenarios.state_connect",
+    "tracing": "bench.scenarios.tracing",
 }
 
 

@@ -12,7 +12,9 @@
 --      item by putting the new stream ids into the item's template, and PUBLISH the
 --      items (a bounded number per message, each numbered by INCR of the org's sequence); EXPIRE the streams the consumer asks to
 --      refresh; store the latest position/status per asset of the fleet snapshot, and
---      age the snapshot (assets not seen for the TTL and the oldest beyond the cap leave).
+--      age the snapshot (assets not seen for the TTL and the oldest beyond the cap leave);
+--      apply the org's state changes (open incidents, active alerts, users' tasks: what
+--      changes is decided in Python, consumer/state.py; a record merges the event's data).
 --   3. Last, move the fences to the batch's last offsets: if anything above fails, no
 --      event counts as published, and the consumer's retry loses nothing.
 -- Returns {published, 0}, or {-1, fence, fence, ...} from step 1 (false: no fence).
@@ -30,8 +32,8 @@ local history_field, maxlen, history_expire = ARGV[1], ARGV[2], ARGV[3]
 local fleet_ttl, fleet_max = tonumber(ARGV[4]), tonumber(ARGV[5])
 local per_message, fence_key, fence_ttl = tonumber(ARGV[6]), ARGV[7], ARGV[8]
 local item_separator, message_tail = ARGV[9], ARGV[10]
-local message_time, message_events = ARGV[11], ARGV[12]
-local a = 13
+local message_time, message_events, inbox_expire = ARGV[11], ARGV[12], ARGV[13]
+local a = 14
 
 -- 1. fences
 local partitions = tonumber(ARGV[a])
@@ -144,6 +146,68 @@ local function age_snapshot(positions, statuses, last_seen, touched)
   end
 end
 
+-- A record (JSON or false) with the data fields of an envelope merged over its own.
+local function merged(record, envelope)
+  local fields = record and cjson.decode(record) or {}
+  local data = cjson.decode(envelope).data
+  if type(data) == 'table' then
+    for name, value in pairs(data) do fields[name] = value end
+  end
+  return cjson.encode(fields)
+end
+
+local function merge(key, item, envelope, touched)
+  redis.call('HSET', key, item, merged(redis.call('HGET', key, item), envelope))
+  touched[key] = true
+end
+
+-- A task's change: its table is its owner's (tasks_prefix .. user), on record in `owners`.
+local function change_task(kind, item, owner, envelope, owners, tasks_prefix, touched)
+  local previous = redis.call('HGET', owners, item)
+  if kind == 'drop' then
+    if previous then redis.call('HDEL', tasks_prefix .. previous, item) end
+    redis.call('HDEL', owners, item)
+  elseif kind == 'own' then
+    if previous and previous ~= owner then  -- reassigned: the record moves with it
+      local record = redis.call('HGET', tasks_prefix .. previous, item)
+      redis.call('HDEL', tasks_prefix .. previous, item)
+      if record then redis.call('HSET', tasks_prefix .. owner, item, record) end
+    end
+    redis.call('HSET', owners, item, owner)
+    touched[owners] = true
+  else
+    if owner == '' then owner = previous end  -- an update that does not say whose
+    if owner then
+      if not previous then redis.call('HSET', owners, item, owner) touched[owners] = true end
+      merge(tasks_prefix .. owner, item, envelope, touched)
+    end
+  end
+end
+
+-- The state section at ARGV[at]: count, then (if any) owners key, tasks prefix, TTL and
+-- the changes (kind, table key or '' for a task, item, event number, owner).
+local function apply_state(at, envelopes)
+  local n = tonumber(ARGV[at])
+  if n == 0 then return at + 1 end
+  local owners, tasks_prefix, ttl = ARGV[at + 1], ARGV[at + 2], ARGV[at + 3]
+  local touched = {}
+  at = at + 4
+  for _ = 1, n do
+    local kind, key, item = ARGV[at], ARGV[at + 1], ARGV[at + 2]
+    local envelope, owner = envelopes[tonumber(ARGV[at + 3])], ARGV[at + 4]
+    at = at + 5
+    if key == '' then
+      change_task(kind, item, owner, envelope, owners, tasks_prefix, touched)
+    elseif kind == 'drop' then
+      redis.call('HDEL', key, item)
+    else
+      merge(key, item, envelope, touched)
+    end
+  end
+  for key in pairs(touched) do redis.call('EXPIRE', key, ttl) end
+  return at
+end
+
 -- 2. per org
 local published = 0
 local orgs = tonumber(ARGV[a])
@@ -157,11 +221,15 @@ for _ = 1, orgs do
   local envelopes
   envelopes, a = add_events(a, count, channel, head, seq_key)
   published = published + count
-  local refresh = tonumber(ARGV[a])
-  for i = a + 1, a + refresh do redis.call('EXPIRE', ARGV[i], history_expire) end
+  for _, expire in ipairs({history_expire, inbox_expire}) do
+    local refresh = tonumber(ARGV[a])
+    for i = a + 1, a + refresh do redis.call('EXPIRE', ARGV[i], expire) end
+    a = a + refresh + 1
+  end
   local touched
-  touched, a = store_snapshot(a + refresh + 1, envelopes, positions, statuses)
+  touched, a = store_snapshot(a, envelopes, positions, statuses)
   age_snapshot(positions, statuses, last_seen, touched)
+  a = apply_state(a, envelopes)
 end
 
 -- 3. fences, last

@@ -33,8 +33,8 @@ from typing import Any, Final, NamedTuple, Protocol
 
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
-from fleetcast.consumer import processing
-from fleetcast.protocol import keys, wire
+from fleetcast.consumer import processing, state
+from fleetcast.protocol import keys, rooms, wire
 
 SCRIPT: Final = resources.files("fleetcast.consumer").joinpath("publish.lua").read_text()
 SCRIPT_SHA: Final = hashlib.sha1(SCRIPT.encode(), usedforsecurity=False).hexdigest()
@@ -62,6 +62,10 @@ class Limits:
     fleet_asset_ttl_s: int = keys.FLEET_ASSET_TTL_S
     fleet_max_assets: int = keys.FLEET_MAX_ASSETS
     events_per_message: int = EVENTS_PER_MESSAGE
+    state_ttl_s: int = keys.STATE_TTL_S
+    #: A user room's history (its inbox) outlives its last event this long (at least
+    #: ``history_ttl_s``): a unit back from hours in a dead zone still finds its tasks.
+    inbox_ttl_s: int = keys.INBOX_TTL_S
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,19 +128,23 @@ class PackedRoute(NamedTuple):
     packed: bytes
     arguments: int
     streams: tuple[str, ...]
+    #: Per stream: whether it is a user room's (an inbox, kept longer).
+    inboxes: tuple[bool, ...]
     #: "position" or "status", and the packed asset id, for the fleet snapshot.
     snapshot: str | None
     asset: bytes
 
 
-def pack_route(route: processing.Route) -> PackedRoute:
+def pack_route(route: processing.Route, traceparent: str | None = None) -> PackedRoute:
+    """A route's arguments; with a ``traceparent``, one traced event's (never memoized)."""
     streams = tuple(keys.history_stream(room) for room in route.history)
-    pieces = wire.item_pieces(route.rooms, route.history)
+    pieces = wire.item_pieces(route.rooms, route.history, traceparent)
     arguments = [text(len(streams)), *(text(s) for s in streams), *map(bulk, pieces)]
     return PackedRoute(
         packed=b"".join(arguments),
         arguments=len(arguments) + 1,
         streams=streams,
+        inboxes=tuple(rooms.parse_room(room).kind is rooms.RoomKind.USER for room in route.history),
         snapshot=route.snapshot,
         asset=text(route.asset_id or ""),
     )
@@ -158,13 +166,18 @@ class Encoder:
 
     Layout: a header (history field, MAXLEN, stream TTL, fleet TTL and cap,
     events per message, fence key and TTL, the wire item separator, message
-    tail and the pieces around a message's time); the partitions (count, then per
-    partition its fence field and first and last offset); the orgs (count,
+    tail and the pieces around a message's time, the inbox streams' TTL); the
+    partitions (count, then per partition its fence field and first and last
+    offset); the orgs (count,
     then per org: wire message head, channel, the three snapshot keys, the
-    org's sequence key, event count, the events, the streams to refresh (count, names), the latest
+    org's sequence key, event count, the events, the streams to refresh (count, names;
+    then the inbox streams likewise), the latest
     positions and statuses (count, then pairs of asset and the number of its
-    latest event in the org, from 1)). An event is its stream count ``k``,
-    ``k`` streams, ``k + 1`` item pieces, envelope.
+    latest event in the org, from 1), the state changes (count; if any, the
+    task owners key, the prefix of a user's tasks key and the tables' TTL,
+    then per change: kind, table key ("" for tasks: the owner's), item,
+    event number, owner)). An event is its stream count ``k``, ``k``
+    streams, ``k + 1`` item pieces, envelope.
     """
 
     def __init__(self, limits: Limits, fence_key: str, max_routes: int = 100_000) -> None:
@@ -183,6 +196,7 @@ class Encoder:
             bulk(wire.MESSAGE_TAIL),
             bulk(wire.MESSAGE_TIME),
             bulk(wire.MESSAGE_EVENTS),
+            text(max(limits.inbox_ttl_s, limits.history_ttl_s) + self._slack_s),
         ]
         self._routes: dict[processing.Route, PackedRoute] = {}
         self._orgs: dict[str, bytes] = {}
@@ -238,29 +252,52 @@ class Encoder:
         parts.append(text(len(items)))
         count = 7
         latest: dict[str | None, dict[bytes, int]] = {"position": {}, "status": {}, None: {}}
-        refresh: dict[str, None] = {}
+        changes: list[tuple[int, state.Op]] = []
+        refresh: dict[str, bool] = {}  # stream -> it is an inbox
         due = now - self._slack_s
         refreshed, extend = self._refreshed, parts.extend
         for number, item in enumerate(items, 1):  # the hot loop: one event
-            packed = self._routes.get(item.route) or self._pack(item.route)
+            if item.traceparent is None:
+                packed = self._routes.get(item.route) or self._pack(item.route)
+            else:  # a traced event: its wire item carries its span's context
+                packed = pack_route(item.route, item.traceparent)
             envelope = item.envelope_json
             extend((packed.packed, bulk_header(len(envelope)), envelope, CRLF))
             count += packed.arguments
-            for stream in packed.streams:
+            for stream, inbox in zip(packed.streams, packed.inboxes, strict=True):
                 if refreshed.get(stream, due) <= due:
-                    refresh[stream] = None
+                    refresh[stream] = inbox
             latest[packed.snapshot][packed.asset] = number
+            if item.state:
+                changes += ((number, op) for op in item.state)
         call.refreshed += refresh
-        parts.append(text(len(refresh)))
-        parts += [text(stream) for stream in refresh]
-        count += 1 + len(refresh)
+        for inboxes in (False, True):
+            streams = [stream for stream, inbox in refresh.items() if inbox is inboxes]
+            parts.append(text(len(streams)))
+            parts += [text(stream) for stream in streams]
+        count += 2 + len(refresh)
         for kind in ("position", "status"):
             assets = latest[kind]
             parts.append(text(len(assets)))
             for asset, number in assets.items():
                 parts += [asset, text(number)]
             count += 1 + 2 * len(assets)
-        return count
+        return count + self._state(org, changes, parts)
+
+    def _state(self, org: str, changes: list[tuple[int, state.Op]], parts: list[bytes]) -> int:
+        """The org's state changes (see the class docstring); returns how many arguments."""
+        parts.append(text(len(changes)))
+        if not changes:
+            return 1
+        parts += [
+            text(keys.task_owners(org)),
+            text(keys.user_tasks(org, "")),
+            text(self._limits.state_ttl_s),
+        ]
+        for number, op in changes:
+            table = "" if op.table == state.TASKS else keys.state_table(org, op.table)
+            parts += [text(op.kind), text(table), text(op.item), text(number), text(op.owner)]
+        return 4 + 5 * len(changes)
 
     def _pack_org(self, org: str) -> bytes:
         """An org's fixed arguments: wire message head, channel, snapshot keys, sequence."""

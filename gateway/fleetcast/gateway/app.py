@@ -22,6 +22,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from aiohttp import web
 
+from fleetcast.common import tracing
 from fleetcast.common.tasks import Supervisor
 from fleetcast.gateway.edge import (
     admin,
@@ -54,6 +55,7 @@ from fleetcast.gateway.rooms.feed import Feed
 from fleetcast.gateway.rooms.outbox import Outbox
 from fleetcast.gateway.rooms.receipting import ReceiptingTransport
 from fleetcast.gateway.rooms.registry import Registry
+from fleetcast.gateway.rooms.tracing import DeliveryTracer
 from fleetcast.gateway.settings import Settings
 from fleetcast.gateway.transport import engine, guard, sendbuffer
 from fleetcast.gateway.transport.writer import EngineIOTransport
@@ -183,10 +185,12 @@ def create_app(settings: Settings) -> web.Application:
     session_store = sessions.SessionStore(commands, registry, settings.gateway_id)
     echoes = Echoes()
     canary_channel = keys.canary_channel(settings.gateway_id)
+    traces = tracing.setup(settings, "fleetcast-gateway", settings.gateway_id)
+    tracer = DeliveryTracer(traces, settings.gateway_id) if traces is not None else None
     listener = Listener(
         pubsub,
         metrics,
-        sink=Feed(delivery, watch, metrics).on_message,
+        sink=Feed(delivery, watch, metrics, tracer).on_message,
         channels={
             canary_channel: echoes.back,
             keys.control_channel(): revocations.on_message,
@@ -314,7 +318,9 @@ def create_app(settings: Settings) -> web.Application:
         )
         services["receipts"] = flusher.run
     app.cleanup_ctx.append(
-        _lifetime(supervisor, services, sio, session_store, producer, commands, pubsub, flusher)
+        _lifetime(
+            supervisor, services, sio, session_store, producer, commands, pubsub, flusher, traces
+        )
     )
     return app
 
@@ -358,6 +364,7 @@ def _lifetime(
     commands: aioredis.Redis,
     pubsub: aioredis.Redis,
     flusher: receipts.SentFlusher | None,
+    traces: tracing.Tracing | None = None,
 ) -> Any:
     """The aiohttp cleanup context: services run while the app does, then everything stops."""
 
@@ -379,5 +386,7 @@ def _lifetime(
                 await producer.close()
             await commands.aclose()
             await pubsub.aclose()
+            if traces is not None:  # exports the last spans (the SDK's thread)
+                await asyncio.to_thread(traces.shutdown)
 
     return context
