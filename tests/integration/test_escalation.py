@@ -4,21 +4,26 @@ The consumer (in this loop) owns the deadlines, in Redis. Two gateway
 processes; the one with the field unit is SIGKILLed and started again while
 the alert waits. The unit (reconnected) gets the redelivery once, the
 supervisors' room gets ``alert_escalated`` once, and one ``alert_escalated``
-for other systems is in Kafka. An acknowledged alert does not escalate.
+for other systems is in Kafka. An acknowledged alert does not escalate. An
+escalation that ended is not started again when Kafka redelivers its alert.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
+from redis.asyncio import Redis
 
-from fleetcast.protocol import escalation
+from fleetcast.consumer import escalating, processing
+from fleetcast.protocol import escalation, keys
 from tests.harness.gateway import Client, GatewayProcess
 from tests.harness.kafka import KafkaTopics, produce_events
 from tests.integration.receipts_support import (
@@ -161,3 +166,57 @@ async def test_an_acknowledged_alert_does_not_escalate(
         docs = await read_topic(kafka_topics.bootstrap, topic, warm_up_emitted)
     assert escalations_of(docs, delivery) == []
     assert escalated(unit, "alert_created", delivery) == []
+
+
+def routed(doc: dict[str, Any]) -> processing.Routed:
+    org = doc["organization_id"]
+    route = processing.Route(doc["event_type"], org, (f"org:{org}",), (f"org:{org}",))
+    return processing.Routed(route, orjson.dumps(doc), "fleet.alerts", 0, 1)
+
+
+async def test_an_ended_escalation_is_not_started_again_by_a_redelivered_alert(
+    kafka_topics: KafkaTopics, kafka_producer: AIOKafkaProducer, redis_url: str
+) -> None:
+    """A consumer that died after an escalation ended but before its commit: Kafka redelivers."""
+    now = [1_000_000.0]
+    redis = Redis.from_url(redis_url)
+    topic = kafka_topics.for_type("alert_created")
+    parsed = [escalation.parse_rule(rule) for rule in rules()]
+    owner = escalating.Escalations(redis, kafka_producer, parsed, topic=topic, clock=lambda: now[0])
+    org = f"org-redelivered-{uuid.uuid4().hex[:8]}"
+    stepped, acked = alert(org, sent_by="disp-1"), alert(org, sent_by="disp-1")
+    ack = {
+        "event_id": f"{acked['event_id']}/s/acknowledged",
+        "event_type": "alert_receipt",
+        "organization_id": org,
+        "occurred_at": "2026-11-25T18:00:01Z",
+        "data": {"delivery_id": acked["event_id"], "kind": "acknowledged", "roles": []},
+    }
+    try:
+        batch = [routed(stepped), routed(acked), routed(ack)]
+        await owner.observe(batch)
+        for after_s in (REDELIVER_S, SUPERVISORS_S, EMIT_S):
+            now[0] = 1_000_000.0 + after_s
+            await owner.tick()
+        assert [(of, step) for of, step, _ in owner.taken] == [
+            (stepped["event_id"], "redeliver"),
+            (stepped["event_id"], "supervisors"),
+            (stepped["event_id"], "emit"),
+        ]  # the acknowledged one ended at its first deadline
+        assert await redis.hlen(keys.escalation_pending(org)) == 0
+
+        await owner.observe(batch)  # the same records again
+        now[0] += 10 * EMIT_S
+        await owner.tick()
+        assert len(owner.taken) == 3
+        assert await redis.hlen(keys.escalation_pending(org)) == 0
+        assert await redis.zcard(keys.escalation_due(org)) == 0
+
+        def three(docs: list[dict[str, Any]]) -> bool:
+            return len(escalations_of(docs, stepped["event_id"])) >= 3
+
+        docs = await read_topic(kafka_topics.bootstrap, topic, three)
+        assert len(escalations_of(docs, stepped["event_id"])) == 3
+        assert escalations_of(docs, acked["event_id"]) == []
+    finally:
+        await redis.aclose()

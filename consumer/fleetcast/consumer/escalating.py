@@ -8,7 +8,9 @@ first deadline, and each acknowledgement; :meth:`Escalations.run` ticks,
 claims the due entries (one script moves a due entry's score a lease ahead,
 so among several consumers exactly one takes it) and takes the step
 :func:`escalation.next_step` says is due, by writing its event to Kafka (the
-pipeline then routes it like any event). State is in Redis only: a consumer
+pipeline then routes it like any event). An ended escalation (acknowledged,
+or every step taken) is remembered a day, so a Kafka redelivery of its
+original alert does not start it again. State is in Redis only: a consumer
 restart loses nothing, a gateway restart does not matter, and a consumer that
 dies mid-step leaves a claim that expires and is taken again (the step's
 event id is fixed, so a retry is the same event).
@@ -105,9 +107,10 @@ class Escalations:
         found = seen(routed, self._rules)
         if not (found.new or found.acks):
             return
+        fresh = await self._unfinished(found.new)
         now = self._clock()
         pipe = self._redis.pipeline(transaction=False)
-        for doc in found.new:
+        for doc in fresh:
             rule = escalation.rule_for(self._rules, doc["event_type"])
             assert rule is not None
             org, delivery = doc["organization_id"], doc["event_id"]
@@ -120,6 +123,16 @@ class Escalations:
         await pipe.execute()
         for org, delivery, roles in found.acks:
             await self._acknowledge(org, delivery, roles)
+
+    async def _unfinished(self, docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The alerts whose escalation has not already ended (a redelivered original has)."""
+        if not docs:
+            return []
+        pipe = self._redis.pipeline(transaction=False)
+        for doc in docs:
+            pipe.zscore(keys.escalation_done(doc["organization_id"]), doc["event_id"])
+        ended = await pipe.execute()
+        return [doc for doc, at in zip(docs, ended, strict=True) if at is None]
 
     async def _acknowledge(self, org: str, delivery: str, roles: list[str]) -> None:
         key = keys.escalation_acks(org)
@@ -190,10 +203,15 @@ class Escalations:
         )
 
     async def _forget(self, org: str, delivery: str) -> None:
+        """Drop an ended escalation, remembering for a day that it ended."""
+        now, done = self._clock(), keys.escalation_done(org)
         pipe = self._redis.pipeline(transaction=False)
         pipe.zrem(keys.escalation_due(org), delivery)
         pipe.hdel(keys.escalation_pending(org), delivery)
         pipe.hdel(keys.escalation_acks(org), delivery)
+        pipe.zadd(done, {delivery: now})
+        pipe.zremrangebyscore(done, "-inf", now - keys.ESCALATION_TTL_S)
+        pipe.expire(done, keys.ESCALATION_TTL_S)
         await pipe.execute()
 
 

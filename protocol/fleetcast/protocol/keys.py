@@ -212,6 +212,15 @@ def escalation_due(org: str) -> str:
     return f"{PREFIX}:escalation:{org}:due"
 
 
+def escalation_done(org: str) -> str:
+    """Sorted set delivery id -> when its escalation ended (acknowledged, or every step taken).
+
+    Kept :data:`ESCALATION_TTL_S`: a Kafka redelivery of the original alert (a
+    consumer that died before its commit) must not start a finished one again.
+    """
+    return f"{PREFIX}:escalation:{org}:done"
+
+
 def escalation_orgs() -> str:
     """Set of the orgs with pending escalations (what a tick visits)."""
     return f"{PREFIX}:escalation:orgs"
