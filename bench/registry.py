@@ -39,6 +39,7 @@ MODULES: Final = {
     "storm-pod": "bench.scenarios.storm_pod",
     "state-connect": "bench.scenarios.state_connect",
     "tracing": "bench.scenarios.tracing",
+    "receipts": "bench.scenarios.receipts",
 }
 
 
