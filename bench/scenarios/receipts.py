@@ -16,16 +16,15 @@ the broker): the cost of receipts is the difference.
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import dataclass
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 
 from bench import events, measure, procs, report, servers, tokens
 from bench.city.answering import CONSOLE_KINDS, UNIT_KINDS, AnsweringClient, Answers
 from bench.city.client import MapClient, Tally, connect_all
 from bench.context import Context
-from bench.pipeline import PARTITIONS, Consumer, KafkaPublisher
+from bench.pipeline import Consumer, KafkaPublisher
 from bench.registry import Scenario
 from bench.results import ScenarioResult, Table
 from bench.scenarios import common
@@ -104,10 +103,11 @@ async def phase(
         batch = alerts(seconds)
         for client in everyone:
             client.counting = True
-        before = procs.CpuSample.take([server.pid, consumer.pid])
+        gateway = server.pid
+        before = procs.CpuSample.take([gateway, consumer.pid])
         sent = await kafka.paced(batch, len(batch) / seconds)
         await asyncio.sleep(DRAIN_S)
-        after = procs.CpuSample.take([server.pid, consumer.pid])
+        after = procs.CpuSample.take([gateway, consumer.pid])
     finally:
         for client in everyone:
             client.close()
@@ -115,28 +115,29 @@ async def phase(
     latencies = sorted(tally.alert_latency_us)
     p99 = latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))] / 1000 if latencies else 0
     return Phase(
-        mode, sent, after.at - before.at, after.since(before, server.pid),
+        mode, sent, after.at - before.at, after.since(before, gateway),
         after.since(before, consumer.pid), on_consoles, on_units, p99,
     )  # fmt: skip
 
 
 async def topic_size(bootstrap: str, topic: str) -> tuple[int, int, int]:
     """Records, key + value bytes and ``sent`` records in ``topic``, read from its start."""
-    reader = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    reader = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None)
     await reader.start()
     try:
-        parts = [TopicPartition(topic, p) for p in range(PARTITIONS)]
-        reader.assign(parts)
-        ends = await reader.end_offsets(parts)
-        await reader.seek_to_beginning(*parts)
-        records = size = sent = 0
-        deadline = time.monotonic() + 60
-        while sum(ends.values()) > records and time.monotonic() < deadline:
-            for batch in (await reader.getmany(*parts, timeout_ms=500)).values():
-                for record in batch:
-                    records += 1
-                    size += len(record.key or b"") + len(record.value or b"")
-                    sent += b'"kind":"sent"' in (record.value or b"")
+        async with asyncio.timeout(60):
+            while not reader.assignment():  # noqa: ASYNC110 (no event for a group-less assignment)
+                await asyncio.sleep(0.05)
+            parts = sorted(reader.assignment())
+            ends = await reader.end_offsets(parts)
+            await reader.seek_to_beginning(*parts)
+            records = size = sent = 0
+            while records < sum(ends.values()):
+                for batch in (await reader.getmany(*parts, timeout_ms=500)).values():
+                    for record in batch:
+                        records += 1
+                        size += len(record.key or b"") + len(record.value or b"")
+                        sent += b'"kind":"sent"' in (record.value or b"")
         return records, size, sent
     finally:
         await reader.stop()
@@ -161,6 +162,8 @@ def table(off: Phase, on: Phase, sizes: tuple[int, int]) -> Table:
         return report.num(100 * cpu / p.window_s)
 
     answers = on.units.sent + on.consoles.sent
+    # on's CPU minus what the same window costs with receipts off
+    added = on.gateway_cpu_s - off.gateway_cpu_s * on.window_s / off.window_s
     rows = [
         ["alerts", str(off.alerts), str(on.alerts)],
         ["gateway CPU, % of its core", pct(off, off.gateway_cpu_s), pct(on, on.gateway_cpu_s)],
@@ -170,6 +173,8 @@ def table(off: Phase, on: Phase, sizes: tuple[int, int]) -> Table:
             report.num(1000 * off.gateway_cpu_s / max(1, off.alerts)),
             report.num(1000 * on.gateway_cpu_s / per_alert),
         ],
+        ["gateway CPU added by receipts, per alert (ms) / per client receipt (µs)", "",
+         f"{report.num(1000 * added / per_alert)} / {report.num(1e6 * added / max(1, answers))}"],
         ["client receipts sent / acked ok / refused", "0", f"{answers} / "
          f"{on.units.ok + on.consoles.ok} / {on.units.refused + on.consoles.refused}"],
         ["fleet.receipts records (of them sent facts)", "0",
