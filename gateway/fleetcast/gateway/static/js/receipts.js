@@ -11,6 +11,7 @@
 
 export const RECEIPT_TYPE = "alert_receipt";
 const CLIENT_KINDS = new Set(["delivered", "displayed", "acknowledged"]);
+const RETRYABLE = new Set(["unavailable", "rate_limited", "no_answer", "not_connected"]);
 const MAX_ALERTS = 50; // kept in the book; the oldest go first
 const SHOWN = 20; // drawn in the panel
 
@@ -162,7 +163,9 @@ export class ReceiptsPanel {
     this.answered.add(id);
     const body = { delivery_id: deliveryId, kind, ...(response ? { response } : {}) };
     return this.send(body).then((ack) => {
-      if (!ack?.ok) this.answered.delete(id); // refused or unanswered: may be sent again
+      // unanswered, or refused for now: may be sent again (unknown_delivery and
+      // invalid_receipt never change, e.g. an alert of a connection before a reconnect)
+      if (!ack?.ok && RETRYABLE.has(ack?.error?.code)) this.answered.delete(id);
       return ack;
     });
   }
