@@ -81,15 +81,13 @@ class WebSocketClient(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         buf = self._buf + data if self._buf else data
         if self.state is State.UPGRADING:
-            head, sep, rest = buf.partition(b"\r\n\r\n")
-            if not sep:
+            status, buf = codec.take_upgrade(buf)
+            if status is None:
                 self._buf = buf
                 return
-            status = codec.upgrade_status(head)
             if status != 101:
                 self._fail(f"http_{status}")
                 return
-            buf = rest
             self._upgraded()
         frames, self._buf = codec.split_frames(buf)
         if self.state is State.READY:
