@@ -44,16 +44,16 @@ test("a callsign leads when there is one; what is missing says so", () => {
 });
 
 test("grid steps are round numbers giving a handful of lines", () => {
-  assert.equal(niceStep(0.06), 0.01);
-  assert.equal(niceStep(0.12), 0.02);
+  assert.equal(niceStep(0.08), 0.01);
+  assert.equal(niceStep(0.16), 0.02);
   assert.equal(niceStep(0.3), 0.05);
-  assert.equal(niceStep(60), 10);
-  assert.equal(niceStep(360), 100);
+  assert.equal(niceStep(80), 10);
+  assert.equal(niceStep(360), 50);
 });
 
 test("the offline grid's lines fall on its step inside the view, labelled to its precision", () => {
   const grid = gridLines(40.70, -74.06, 40.80, -73.96);
-  assert.equal(grid.step, 0.02);
+  assert.equal(grid.step, 0.02); // 0.1 degrees / 8 lines = 0.0125, rounded up
   assert.equal(grid.digits, 2);
   assert.deepEqual(grid.lats, [40.7, 40.72, 40.74, 40.76, 40.78, 40.8]);
   assert.deepEqual(grid.lons, [-74.06, -74.04, -74.02, -74, -73.98, -73.96]);
@@ -61,7 +61,7 @@ test("the offline grid's lines fall on its step inside the view, labelled to its
 
 test("the whole world stays within the latitudes a web map shows", () => {
   const grid = gridLines(-89, -180, 89, 180);
-  assert.equal(grid.step, 100);
-  assert.ok(grid.lats.every((lat) => Math.abs(lat) <= 85));
-  assert.deepEqual(grid.lons, [-100, 0, 100]);
+  assert.equal(grid.step, 50);
+  assert.deepEqual(grid.lats, [-50, 0, 50]);
+  assert.deepEqual(grid.lons, [-150, -100, -50, 0, 50, 100, 150]);
 });

@@ -12,6 +12,8 @@ const TRAIL = 6;
 const CLOSED_LINGER_MS = 8000;
 const FIT_MAX_ZOOM = 15;
 const DOT_RADIUS = 5;
+/** Where a popup may open: clear of the map's edges and of the incidents/alerts panel (top right). */
+const POPUP_ROOM = { autoPanPaddingTopLeft: [40, 40], autoPanPaddingBottomRight: [280, 40] };
 const STATUS_CLASSES = [
   [/emerg|panic|distress/, "st-emergency"],
   [/(^|[^a-z])out([^a-z]|$)|offline|off_duty|unavailable|maint/, "st-out"], // not en_r-out-e
@@ -233,7 +235,7 @@ export class FleetMap {
     if (!layers) {
       const trail = L.polyline([at], { className: "trail", interactive: false, weight: 1 }).addTo(this.layers.trails);
       const dot = L.circleMarker(at, { radius: DOT_RADIUS, weight: 1, fillOpacity: 1, className: "asset" });
-      dot.bindPopup(() => popupContent(asset), { className: "unit", autoPanPadding: [40, 40] });
+      dot.bindPopup(() => popupContent(asset), { className: "unit", ...POPUP_ROOM });
       dot.on("click", () => this.hooks.onSelect("asset", asset.id));
       dot.addTo(this.layers.assets);
       dot.getElement().dataset.asset = asset.id;

@@ -4,9 +4,9 @@
 // Drawn in a pane of its own between the tiles and the markers.
 
 const PANE = "offline-grid";
-const LINES_PER_SPAN = 6;
+const LINES_PER_SPAN = 8;
 
-/** A round grid step (1, 2 or 5 times a power of ten) giving about six lines over ``span`` degrees. */
+/** A round grid step (1, 2 or 5 times a power of ten) giving about eight lines over ``span`` degrees. */
 export function niceStep(span) {
   const raw = Math.max(span, 1e-6) / LINES_PER_SPAN;
   const power = 10 ** Math.floor(Math.log10(raw));
