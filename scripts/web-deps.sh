@@ -19,6 +19,8 @@ LEAFLET_INTEGRITY="sha512-nxS1ynzJOmOlHp+iL3FyWqK89GtNL8U8rvlMOsQdTTssxZwCXh8N2N
 
 web="${FLEETCAST_CACHE:-$HOME/.cache/fleetcast}/web"
 vendor="gateway/fleetcast/gateway/static/vendor"
+tmps=()
+trap 'rm -rf "${tmps[@]}"' EXIT
 
 # fetch NAME VERSION INTEGRITY FILE...: the package's FILEs (paths inside its
 # tarball) and LICENSE into $web/NAME-VERSION, once; later runs find them there.
@@ -31,20 +33,19 @@ fetch() {
   echo "web-deps: fetching $name $version from the npm registry" >&2
   local tmp
   tmp="$(mktemp -d)"
+  tmps+=("$tmp")
   (cd "$tmp" && npm pack --silent "$name@$version" >/dev/null)
   local tarball="$tmp/$name-$version.tgz"
   local got
   got="sha512-$(openssl dgst -sha512 -binary "$tarball" | base64 -w0)"
   if [[ "$got" != "$integrity" ]]; then
     echo "web-deps: integrity mismatch for $name $version: $got" >&2
-    rm -rf "$tmp"
     exit 1
   fi
   tar -xzf "$tarball" -C "$tmp" package/LICENSE "${@/#/package/}"
   mkdir -p "$cache"
   for file in LICENSE "$@"; do cp "$tmp/package/$file" "$cache/$(basename "$file")"; done
   touch "$cache/.complete"
-  rm -rf "$tmp"
 }
 
 # place NAME-VERSION FILE AS: copy a cached file into vendor/ when it differs.
