@@ -52,7 +52,12 @@ class Plan:
     user_events_per_s: float = 200.0
     before_kill_s: float = 1.0
     after_kill_s: float = 3.0
-    reconnect_delay_s: tuple[float, float] = (0.5, 1.5)
+    #: socket.io-client's reconnection backoff: the first delay (s), doubling per
+    #: failed attempt up to the max, each randomized by ±factor (its defaults:
+    #: reconnectionDelay 1000, reconnectionDelayMax 5000, randomizationFactor 0.5).
+    reconnect_delay_s: float = 1.0
+    reconnect_delay_max_s: float = 5.0
+    randomization: float = 0.5
     connect_concurrency: int = 200
     deadline_s: float = 120.0
     seed: int = 1
@@ -127,6 +132,8 @@ class Storm:
         self._port = 0
         self._killed_at = 0.0
         self._reconnected_at: dict[int, float] = {}
+        #: Failed attempts of each client since it lost its connection (its backoff).
+        self._failures: dict[int, int] = {}
         self._expected = len(self.clients)
         self._all_back = asyncio.Event()
         self.org_ids: list[str] = []
@@ -156,7 +163,7 @@ class Storm:
                             await client.session.wait()
                     if client.ready:
                         return
-                    await asyncio.sleep(self._rng.uniform(*self.plan.reconnect_delay_s))
+                    await asyncio.sleep(self._backoff(0))
 
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(within_s):
@@ -243,16 +250,24 @@ class Storm:
             if len(self._reconnected_at) >= self._expected:
                 self._all_back.set()
 
+    def _backoff(self, failures: int) -> float:
+        """socket.io-client's delay before the next attempt after ``failures`` failed ones."""
+        plan = self.plan
+        delay = min(plan.reconnect_delay_max_s, plan.reconnect_delay_s * 2.0**failures)
+        return delay * self._rng.uniform(1 - plan.randomization, 1 + plan.randomization)
+
     def _lost(self, client: ResumingClient) -> None:
-        self._later(self._rng.uniform(*self.plan.reconnect_delay_s), self._start, client)
+        self._failures[client.index] = 0
+        self._later(self._backoff(0), self._start, client)
 
     def _refused(self, client: ResumingClient, retry_after: float) -> None:
         self._later(retry_after, self._start, client)
 
     def _failed(self, client: ResumingClient, error: str) -> None:
         self.connect_failures += 1
-        if self._killed_at:  # during the storm: retry as a client would
-            self._later(self._rng.uniform(*self.plan.reconnect_delay_s), self._start, client)
+        if self._killed_at:  # during the storm: retry as socket.io-client would
+            failures = self._failures[client.index] = self._failures.get(client.index, 0) + 1
+            self._later(self._backoff(failures), self._start, client)
 
     # --- events --------------------------------------------------------------------------
 
