@@ -12,7 +12,7 @@ from fleetcast.protocol import keys, routing, wire
 
 ROUTER = processing.Router(routing.RoutingTable.default())
 LIMITS = publishing.Limits()
-FENCE = keys.publish_fence("c-1")
+CLUSTER = "c-1"
 
 
 class Rec:
@@ -36,8 +36,8 @@ def routed(
     return item
 
 
-def argv(call: publishing.Call) -> list[bytes]:
-    """The ARGV of a packed EVALSHA (a small RESP reader)."""
+def command(call: publishing.OrgCall) -> list[bytes]:
+    """The words of a packed command (a small RESP reader)."""
     packed = call.packed
     assert packed.startswith(b"*")
     end = packed.index(b"\r\n")
@@ -49,8 +49,20 @@ def argv(call: publishing.Call) -> list[bytes]:
         out.append(packed[end + 2 : end + 2 + size])
         cursor = end + 2 + size + 2
     assert cursor == len(packed), "trailing bytes"
-    assert out[:4] == [b"EVALSHA", publishing.SCRIPT_SHA.encode(), b"0", b"e"]
-    return out[3:]
+    return out
+
+
+def split(call: publishing.OrgCall) -> tuple[list[bytes], list[bytes]]:
+    """The KEYS and ARGV of a packed EVALSHA."""
+    words = command(call)
+    assert words[:2] == [b"EVALSHA", publishing.SCRIPT_SHA.encode()]
+    nkeys = int(words[2])
+    return words[3 : 3 + nkeys], words[3 + nkeys :]
+
+
+def only(call: publishing.Call) -> publishing.OrgCall:
+    (org,) = call.orgs
+    return org
 
 
 @pytest.mark.parametrize(
@@ -92,62 +104,77 @@ def test_the_arguments_follow_the_documented_layout() -> None:
         routed("asset_position_updated", 12, asset_id="u-1", lat=2),
         routed("asset_status_changed", 5, partition=1, asset_id="u-2", status="busy"),
     ]
-    args = publishing.Encoder(LIMITS, FENCE).encode(items, now=100.0)
-    got = argv(args)
+    call = only(publishing.Encoder(LIMITS, CLUSTER, "SPUBLISH").encode(items, now=100.0))
+    assert call.org == "org-1"
+    got_keys, got = split(call)
+    streams = [
+        keys.history_stream(room).encode()
+        for room in ("asset:u-1:org:org-1", "org:org-1", "asset:u-2:org:org-1")
+    ]
+    assert got_keys == [
+        keys.publish_fence(CLUSTER, "org-1").encode(),
+        keys.org_channel("org-1").encode(),
+        keys.org_sequence("org-1").encode(),
+        keys.fleet_positions("org-1").encode(),
+        keys.fleet_statuses("org-1").encode(),
+        keys.fleet_last_seen("org-1").encode(),
+        *streams,
+    ]
     slack = int(LIMITS.history_ttl_s * publishing.HISTORY_TTL_SLACK)
-    assert got[:12] == [
+    assert got[:13] == [
         b"e",
         b"%d" % LIMITS.history_maxlen,
         b"%d" % (LIMITS.history_ttl_s + slack),
         b"%d" % LIMITS.fleet_asset_ttl_s,
         b"%d" % LIMITS.fleet_max_assets,
         b"%d" % LIMITS.events_per_message,
-        FENCE.encode(),
         b"%d" % LIMITS.fence_ttl_s,
         wire.ITEM_SEPARATOR,
         wire.MESSAGE_TAIL,
         wire.MESSAGE_TIME,
         wire.MESSAGE_EVENTS,
-    ]
-    # partitions: count, then fence field, first and last offset of the batch's events
-    assert got[12:19] == [b"2", b"t:0", b"10", b"12", b"t:1", b"5", b"5"]
-    org = got[19:27]
-    assert org == [
-        b"1",
+        b"SPUBLISH",
         b'{"v":1,"org":"org-1","seq":',
-        keys.org_channel("org-1").encode(),
-        keys.fleet_positions("org-1").encode(),
-        keys.fleet_statuses("org-1").encode(),
-        keys.fleet_last_seen("org-1").encode(),
-        keys.org_sequence("org-1").encode(),
-        b"4",
     ]
-    first = got[27:32]  # k = 1, its stream, two pieces, envelope
+    # partitions: count, then fence field, first and last offset of the org's events
+    assert got[13:20] == [b"2", b"t:0", b"10", b"12", b"t:1", b"5", b"5"]
+    assert got[20] == b"4"
+    first = got[21:26]  # k = 1, its stream, two pieces, envelope
     assert first[:2] == [b"1", keys.history_stream("asset:u-1:org:org-1").encode()]
     assert first[4] == items[0].envelope_json
     # then the streams whose TTL to set, and the snapshot by event number: the latest
     # position of u-1 only (events 1 and 3 are its), and u-2's status (event 4)
-    streams = [
-        keys.history_stream(room).encode()
-        for room in ("asset:u-1:org:org-1", "org:org-1", "asset:u-2:org:org-1")
-    ]
     assert got[-10:-6] == [b"3", *streams]
     assert got[-6:] == [b"1", b"u-1", b"3", b"1", b"u-2", b"4"]
 
 
+def test_a_batch_is_one_call_per_org_each_in_its_orgs_slot() -> None:
+    items = [routed("alert_created", n, org=f"org-{n % 3}") for n in range(9)]
+    call = publishing.Encoder(LIMITS, CLUSTER).encode(items, now=1.0)
+    assert [org.org for org in call.orgs] == ["org-0", "org-1", "org-2"]
+    for org in call.orgs:
+        assert [item.offset for item in org.routed] == [
+            n for n in range(9) if n % 3 == int(org.org[-1])
+        ]
+        got_keys, got = split(org)
+        tags = {key.decode().split("{")[1].split("}")[0] for key in got_keys}
+        assert tags == {org.org}  # one hash tag: one slot
+        assert got[11] == b"PUBLISH"
+
+
 def refreshed(call: publishing.Call) -> list[str]:
-    return sorted(call.refreshed)
+    return sorted(only(call).refreshed)
 
 
 def test_a_stream_ttl_is_set_once_per_slack_and_again_after_a_failure() -> None:
-    encoder = publishing.Encoder(LIMITS, FENCE)
+    encoder = publishing.Encoder(LIMITS, CLUSTER)
     slack = LIMITS.history_ttl_s * publishing.HISTORY_TTL_SLACK
     items = [routed("asset_position_updated", asset_id="u-1")]
     stream = keys.history_stream("asset:u-1:org:org-1")
     first = encoder.encode(items, now=1000.0)
     assert refreshed(first) == [stream]
     assert refreshed(encoder.encode(items, now=1001.0)) == [stream]  # not confirmed yet
-    encoder.confirm(first)
+    encoder.confirm(only(first), first.at)
     assert refreshed(encoder.encode(items, now=1000.0 + slack - 1)) == []
     assert refreshed(encoder.encode(items, now=1000.0 + slack)) == [stream]
     encoder.forget_refreshes()  # Redis failed: it may have lost the TTLs

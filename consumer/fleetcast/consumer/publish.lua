@@ -1,19 +1,27 @@
--- fleetcast consumer: publish one batch of routed events, atomically, in one round trip.
+-- fleetcast consumer: publish one org's part of a batch of routed events, atomically, in
+-- one round trip.
 --
--- ARGV is laid out by fleetcast.consumer.publishing.Encoder (its docstring gives the
--- layout); key names, the bounds and every byte of the wire message but the stream ids
--- come from Python through it (fleetcast.protocol.wire is the format's one author):
--- nothing of the format is spelled here. Steps:
---   1. Fence: read the last offset published of each Kafka partition in the batch. If an
---      event of the batch is at or below it (a redelivery after a crash or a rebalance),
---      write nothing and return the fences: the consumer drops those events and calls
---      again.
---   2. Per org: XADD each event to each of its history streams (MAXLEN ~), make its wire
---      item by putting the new stream ids into the item's template, and PUBLISH the
---      items (a bounded number per message, each numbered by INCR of the org's sequence); EXPIRE the streams the consumer asks to
---      refresh; store the latest position/status per asset of the fleet snapshot, and
---      age the snapshot (assets not seen for the TTL and the oldest beyond the cap leave).
---   3. Last, move the fences to the batch's last offsets: if anything above fails, no
+-- One call per org and batch: every key it touches is the org's (hash tag {org}), so on a
+-- Redis Cluster the call runs on the org's shard. KEYS declares them all: KEYS[1] the
+-- org's publish fence, KEYS[2] its channel, KEYS[3] its sequence, KEYS[4..6] its fleet
+-- snapshot (positions, statuses, last seen), KEYS[7..] every history stream of the call
+-- (each event names its streams again in ARGV, packed once per route: they are among
+-- KEYS). ARGV is laid out by fleetcast.consumer.publishing.Encoder (its docstring gives
+-- the layout); the bounds, the publish command (PUBLISH on one Redis, SPUBLISH on a
+-- cluster) and every byte of the wire message but the stream ids come from Python
+-- through it (fleetcast.protocol.wire is the format's one author): nothing of the format
+-- is spelled here. Steps:
+--   1. Fence: read the org's last offset published of each Kafka partition in the call. If
+--      an event is at or below it (a redelivery after a crash, a rebalance, or a retry of
+--      a batch whose call on this shard had succeeded), write nothing and return the
+--      fences: the consumer drops those events and calls again.
+--   2. XADD each event to each of its history streams (MAXLEN ~), make its wire item by
+--      putting the new stream ids into the item's template, and publish the items (a
+--      bounded number per message, each numbered by INCR of the org's sequence); EXPIRE
+--      the streams the consumer asks to refresh; store the latest position/status per
+--      asset of the fleet snapshot, and age the snapshot (assets not seen for the TTL and
+--      the oldest beyond the cap leave).
+--   3. Last, move the fences to the call's last offsets: if anything above fails, no
 --      event counts as published, and the consumer's retry loses nothing.
 -- Returns {published, 0}, or {-1, fence, fence, ...} from step 1 (false: no fence).
 
@@ -26,12 +34,15 @@ local function call_chunked(command, key, values, first, last)
   end
 end
 
+local fence_key, channel, seq_key = KEYS[1], KEYS[2], KEYS[3]
+local positions, statuses, last_seen = KEYS[4], KEYS[5], KEYS[6]
 local history_field, maxlen, history_expire = ARGV[1], ARGV[2], ARGV[3]
 local fleet_ttl, fleet_max = tonumber(ARGV[4]), tonumber(ARGV[5])
-local per_message, fence_key, fence_ttl = tonumber(ARGV[6]), ARGV[7], ARGV[8]
-local item_separator, message_tail = ARGV[9], ARGV[10]
-local message_time, message_events = ARGV[11], ARGV[12]
-local a = 13
+local per_message, fence_ttl = tonumber(ARGV[6]), ARGV[7]
+local item_separator, message_tail = ARGV[8], ARGV[9]
+local message_time, message_events = ARGV[10], ARGV[11]
+local publish_command, head = ARGV[12], ARGV[13]
+local a = 14
 
 -- 1. fences
 local partitions = tonumber(ARGV[a])
@@ -79,17 +90,17 @@ local function add_event(at, parts)
   return envelope, at + 2 * k + 3
 end
 
--- An org's events, published as they are added: at most per_message events a message,
+-- The org's events, published as they are added: at most per_message events a message,
 -- each numbered by the org's sequence (gateways see a missing number as a gap).
 -- Returns their envelopes (the snapshot refers to them by number) and where they end.
-local function add_events(at, count, channel, head, seq_key)
+local function add_events(at, count)
   local envelopes, parts = {}, {head, 0, message_now}
   for i = 1, count do
     envelopes[i], at = add_event(at, parts)
     if i % per_message == 0 or i == count then
       parts[#parts + 1] = message_tail
       parts[2] = redis.call('INCR', seq_key)
-      redis.call('PUBLISH', channel, table.concat(parts))
+      redis.call(publish_command, channel, table.concat(parts))
       parts = {head, 0, message_now}
     else
       parts[#parts + 1] = item_separator
@@ -119,7 +130,7 @@ local function store_snapshot(at, envelopes, positions, statuses)
   return touched, at
 end
 
-local function age_snapshot(positions, statuses, last_seen, touched)
+local function age_snapshot(touched)
   local scores = {}
   for asset in pairs(touched) do
     scores[#scores + 1] = now_ms
@@ -144,25 +155,14 @@ local function age_snapshot(positions, statuses, last_seen, touched)
   end
 end
 
--- 2. per org
-local published = 0
-local orgs = tonumber(ARGV[a])
-a = a + 1
-for _ = 1, orgs do
-  local head, channel = ARGV[a], ARGV[a + 1]
-  local positions, statuses, last_seen = ARGV[a + 2], ARGV[a + 3], ARGV[a + 4]
-  local seq_key = ARGV[a + 5]
-  local count = tonumber(ARGV[a + 6])
-  a = a + 7
-  local envelopes
-  envelopes, a = add_events(a, count, channel, head, seq_key)
-  published = published + count
-  local refresh = tonumber(ARGV[a])
-  for i = a + 1, a + refresh do redis.call('EXPIRE', ARGV[i], history_expire) end
-  local touched
-  touched, a = store_snapshot(a + refresh + 1, envelopes, positions, statuses)
-  age_snapshot(positions, statuses, last_seen, touched)
-end
+-- 2. the org's events
+local count = tonumber(ARGV[a])
+local envelopes
+envelopes, a = add_events(a + 1, count)
+local refresh = tonumber(ARGV[a])
+for i = a + 1, a + refresh do redis.call('EXPIRE', ARGV[i], history_expire) end
+local touched = store_snapshot(a + refresh + 1, envelopes, positions, statuses)
+age_snapshot(touched)
 
 -- 3. fences, last
 if partitions > 0 then
@@ -175,4 +175,4 @@ if partitions > 0 then
   redis.call('EXPIRE', fence_key, fence_ttl)
 end
 
-return {published, 0}
+return {count, 0}

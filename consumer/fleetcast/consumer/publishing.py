@@ -31,9 +31,9 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, Final, NamedTuple, Protocol
 
-from redis.exceptions import NoScriptError, RedisError, ResponseError
+from redis.exceptions import RedisError
 
-from fleetcast.consumer import processing
+from fleetcast.consumer import processing, sending
 from fleetcast.protocol import keys, wire
 
 SCRIPT: Final = resources.files("fleetcast.consumer").joinpath("publish.lua").read_text()
@@ -50,6 +50,14 @@ HISTORY_TTL_SLACK: Final = 0.1
 FENCE_ATTEMPTS: Final = 3
 #: The script's answer when part of the batch was published before.
 FENCED: Final = -1
+#: The keys every org call has after its fence (which the Kafka cluster names too).
+ORG_KEYS: Final = (
+    keys.org_channel,
+    keys.org_sequence,
+    keys.fleet_positions,
+    keys.fleet_statuses,
+    keys.fleet_last_seen,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,32 +151,55 @@ def pack_route(route: processing.Route) -> PackedRoute:
 
 
 @dataclass(slots=True)
-class Call:
-    """One packed EVALSHA of a batch's events, and the history streams it refreshes."""
+class OrgCall:
+    """One packed EVALSHA: one org's events of a batch, and the history streams it refreshes."""
 
+    org: str
     routed: Sequence[processing.Routed]
     packed: bytes = b""
-    #: Streams whose TTL this call sets, and when it was encoded (monotonic seconds).
+    #: Streams whose TTL this call sets.
     refreshed: list[str] = field(default_factory=list)
+
+    @property
+    def key(self) -> str:
+        """A key of the call's slot (where a cluster sends it): the org's sequence."""
+        return keys.org_sequence(self.org)
+
+
+@dataclass(slots=True)
+class Call:
+    """A batch's events as one script call per org, and when it was encoded (monotonic s)."""
+
+    routed: Sequence[processing.Routed]
+    orgs: list[OrgCall] = field(default_factory=list)
     at: float = 0.0
 
 
 class Encoder:
-    """Builds the script's arguments (``ARGV``) for a batch.
+    """Builds the script's keys (``KEYS``) and arguments (``ARGV``), one call per org.
 
-    Layout: a header (history field, MAXLEN, stream TTL, fleet TTL and cap,
-    events per message, fence key and TTL, the wire item separator, message
-    tail and the pieces around a message's time); the partitions (count, then per
-    partition its fence field and first and last offset); the orgs (count,
-    then per org: wire message head, channel, the three snapshot keys, the
-    org's sequence key, event count, the events, the streams to refresh (count, names), the latest
+    KEYS: the org's fence, channel, sequence, the three snapshot keys, then
+    every history stream of the call. ARGV: a header (history field, MAXLEN,
+    stream TTL, fleet TTL and cap, events per message, fence TTL, the wire
+    item separator, message tail and the pieces around a message's time, the
+    publish command); the org's wire message head; the partitions (count,
+    then per partition its fence field and first and last offset); the event
+    count, the events, the streams to refresh (count, names), the latest
     positions and statuses (count, then pairs of asset and the number of its
-    latest event in the org, from 1)). An event is its stream count ``k``,
+    latest event in the call, from 1). An event is its stream count ``k``,
     ``k`` streams, ``k + 1`` item pieces, envelope.
     """
 
-    def __init__(self, limits: Limits, fence_key: str, max_routes: int = 100_000) -> None:
+    def __init__(
+        self,
+        limits: Limits,
+        cluster_id: str,
+        publish_command: str = "PUBLISH",
+        max_routes: int = 100_000,
+    ) -> None:
         self._limits = limits
+        self._cluster_id = cluster_id
+        self.fence_ttl_s = limits.fence_ttl_s
         self._slack_s = max(1, int(limits.history_ttl_s * HISTORY_TTL_SLACK))
         self._header = [
             text(keys.HISTORY_FIELD),
@@ -177,40 +208,49 @@ class Encoder:
             text(limits.fleet_asset_ttl_s),
             text(limits.fleet_max_assets),
             text(limits.events_per_message),
-            text(fence_key),
             text(limits.fence_ttl_s),
             bulk(wire.ITEM_SEPARATOR),
             bulk(wire.MESSAGE_TAIL),
             bulk(wire.MESSAGE_TIME),
             bulk(wire.MESSAGE_EVENTS),
+            text(publish_command),
         ]
         self._routes: dict[processing.Route, PackedRoute] = {}
-        self._orgs: dict[str, bytes] = {}
+        self._orgs: dict[str, tuple[bytes, bytes]] = {}
         self._max_routes = max_routes
         #: stream -> when this process last set its TTL (monotonic seconds).
         self._refreshed: dict[str, float] = {}
 
     def encode(self, routed: Sequence[processing.Routed], now: float) -> Call:
         call = Call(routed, at=now)
-        parts = [*self._header]
-        count = len(parts) + self._partitions(routed, parts)
-        groups = processing.by_org(routed)
-        parts.append(text(len(groups)))
-        count += 1
-        for org, items in groups.items():
-            count += self._org(org, items, parts, call, now)
-        call.packed = b"*%d\r\n%b%b%b" % (
-            count + 3,
+        for org, items in processing.by_org(routed).items():
+            call.orgs.append(self.encode_org(org, items, now))
+        return call
+
+    def encode_org(self, org: str, items: Sequence[processing.Routed], now: float) -> OrgCall:
+        """One org's EVALSHA (see the class docstring)."""
+        call = OrgCall(org, items)
+        fixed, head = self._orgs.get(org) or self._pack_org(org)
+        parts = [*self._header, head]
+        count = len(parts) + self._partitions(items, parts)
+        streams: dict[str, None] = {}
+        count += self._events(items, parts, call, streams, now)
+        stream_keys = [text(stream) for stream in streams]
+        nkeys = 1 + len(ORG_KEYS) + len(stream_keys)
+        call.packed = b"*%d\r\n%b%b%b%b%b" % (
+            count + nkeys + 3,
             bulk(b"EVALSHA"),
             text(SCRIPT_SHA),
-            bulk(b"0"),
+            text(nkeys),
+            fixed,
+            b"".join(stream_keys),
         ) + b"".join(parts)
         return call
 
-    def confirm(self, call: Call) -> None:
+    def confirm(self, call: OrgCall, at: float) -> None:
         """The call succeeded: its streams' TTLs are set until the next slack."""
         for stream in call.refreshed:
-            self._refreshed[stream] = call.at
+            self._refreshed[stream] = at
 
     def forget_refreshes(self) -> None:
         """Redis may have lost state (it failed or restarted): set every TTL again."""
@@ -218,6 +258,7 @@ class Encoder:
 
     @staticmethod
     def _partitions(routed: Sequence[processing.Routed], parts: list[bytes]) -> int:
+        """The fence section; returns how many arguments."""
         spans: dict[tuple[str, int], list[int]] = {}
         for item in routed:
             span = spans.get((item.topic, item.partition))
@@ -230,13 +271,17 @@ class Encoder:
             parts += [text(fence_field(topic, partition)), text(first), text(last)]
         return 1 + 3 * len(spans)
 
-    def _org(
-        self, org: str, items: list[processing.Routed], parts: list[bytes], call: Call, now: float
+    def _events(
+        self,
+        items: Sequence[processing.Routed],
+        parts: list[bytes],
+        call: OrgCall,
+        streams: dict[str, None],
+        now: float,
     ) -> int:
-        """One org's arguments (see the class docstring); returns how many."""
-        parts.append(self._orgs.get(org) or self._pack_org(org))
+        """The events, refreshes and snapshot sections; collects the streams; returns the count."""
         parts.append(text(len(items)))
-        count = 7
+        count = 1
         latest: dict[str | None, dict[bytes, int]] = {"position": {}, "status": {}, None: {}}
         refresh: dict[str, None] = {}
         due = now - self._slack_s
@@ -247,6 +292,7 @@ class Encoder:
             extend((packed.packed, bulk_header(len(envelope)), envelope, CRLF))
             count += packed.arguments
             for stream in packed.streams:
+                streams[stream] = None
                 if refreshed.get(stream, due) <= due:
                     refresh[stream] = None
             latest[packed.snapshot][packed.asset] = number
@@ -262,20 +308,14 @@ class Encoder:
             count += 1 + 2 * len(assets)
         return count
 
-    def _pack_org(self, org: str) -> bytes:
-        """An org's fixed arguments: wire message head, channel, snapshot keys, sequence."""
+    def _pack_org(self, org: str) -> tuple[bytes, bytes]:
+        """An org's fixed keys (fence, channel, sequence, snapshot) and wire message head."""
         if len(self._orgs) >= self._max_routes:
             self._orgs.clear()
-        packed = self._orgs[org] = bulk(wire.message_head(org)) + b"".join(
-            text(key(org))
-            for key in (
-                keys.org_channel,
-                keys.fleet_positions,
-                keys.fleet_statuses,
-                keys.fleet_last_seen,
-                keys.org_sequence,
-            )
+        fixed = text(keys.publish_fence(self._cluster_id, org)) + b"".join(
+            text(key(org)) for key in ORG_KEYS
         )
+        packed = self._orgs[org] = (fixed, bulk(wire.message_head(org)))
         return packed
 
     def _pack(self, route: processing.Route) -> PackedRoute:
@@ -293,44 +333,68 @@ def unfenced(
 
 
 class RedisPublisher:
-    """Publisher over redis-py's asyncio client (``redis.asyncio.Redis``).
+    """Publisher over a :class:`fleetcast.consumer.sending.Sender` (one Redis or a cluster).
 
-    ``cluster_id`` is the Kafka cluster's: it names the fence hash. Each call
+    ``cluster_id`` is the Kafka cluster's: it names the fence hashes. Each call
     gives up after ``timeout_s`` (the client itself should have no
-    ``socket_timeout``: see :meth:`_send`).
+    ``socket_timeout``: see :meth:`SingleSender._send`). A Redis client
+    (``redis.asyncio.Redis``) is wrapped in a :class:`SingleSender`.
     """
 
     def __init__(
         self,
-        redis: Any,
+        sender: Any,
         limits: Limits | None = None,
         cluster_id: str = "local",
         timeout_s: float = 5.0,
     ) -> None:
-        self._redis = redis
+        if not hasattr(sender, "send"):
+            sender = sending.SingleSender(sender, timeout_s)
+        self._sender: sending.Sender = sender
         self._timeout_s = timeout_s
-        self.fence_key = keys.publish_fence(cluster_id)
-        self._encoder = Encoder(limits or Limits(), self.fence_key)
+        self._cluster_id = cluster_id
+        self._encoder = Encoder(limits or Limits(), cluster_id, sender.publish_command)
+        #: Orgs this process has added to keys.fenced_orgs (so once each).
+        self._registered: set[str] = set()
+
+    def fence_key(self, org: str) -> str:
+        return keys.publish_fence(self._cluster_id, org)
 
     def encode(self, routed: Sequence[processing.Routed]) -> Call:
         return self._encoder.encode(routed, time.monotonic())
 
     async def publish(self, call: Call) -> Outcome:
-        duplicates = 0
+        """Every org's call; a fenced org is sent again without its published events.
+
+        Raises when any org's call failed (after the others were sent): the
+        retry of the whole batch finds the orgs that succeeded fenced.
+        """
+        published = duplicates = 0
+        pending = [org for org in call.orgs if org.routed]
+        await self._register([org.org for org in pending])
         for _ in range(FENCE_ATTEMPTS):
-            if not call.routed:
-                return Outcome(0, duplicates)
-            try:
-                reply = await self._evalsha(call.packed)
-            except BaseException:  # Redis may have lost state (restarted): set TTLs again
+            if not pending:
+                return Outcome(published, duplicates)
+            replies = await self._send(pending)
+            failed = next((r for r in replies if isinstance(r, BaseException)), None)
+            fenced = []
+            for org, reply in zip(pending, replies, strict=True):
+                if isinstance(reply, BaseException):
+                    continue
+                if reply[0] != FENCED:
+                    self._encoder.confirm(org, call.at)
+                    published += int(reply[0])
+                    continue
+                kept = unfenced(org.routed, fences_of(org.routed, reply[1:]))
+                duplicates += len(org.routed) - len(kept)
+                if kept:
+                    fenced.append(self._encoder.encode_org(org.org, kept, call.at))
+            if failed is not None:
                 self._encoder.forget_refreshes()
-                raise
-            if reply[0] != FENCED:
-                self._encoder.confirm(call)
-                return Outcome(int(reply[0]), duplicates)
-            kept = unfenced(call.routed, fences_of(call.routed, reply[1:]))
-            duplicates += len(call.routed) - len(kept)
-            call = self.encode(kept)
+                raise failed
+            pending = fenced
+        if not pending:
+            return Outcome(published, duplicates)
         raise FenceMoving(f"the publish fence moved under {FENCE_ATTEMPTS} attempts")
 
     async def publish_events(self, routed: Sequence[processing.Routed]) -> Outcome:
@@ -338,7 +402,7 @@ class RedisPublisher:
         return await self.publish(self.encode(routed))
 
     async def drop_stale_fences(self, ends: Mapping[tuple[str, int], int]) -> list[str]:
-        """Remove fences at or past their partition's end offset; returns their fields.
+        """Remove fences at or past their partition's end offset; returns ``org/field`` names.
 
         Such a fence belongs to an earlier incarnation of the topic (deleted and
         created again): left alone, it would drop the new topic's first records.
@@ -346,45 +410,45 @@ class RedisPublisher:
         fields = [fence_field(topic, partition) for topic, partition in ends]
         if not fields:
             return []
+        client, stale = self._sender.client, []
         async with asyncio.timeout(self._timeout_s):
-            values = await self._redis.hmget(self.fence_key, fields)
-        stale = [
-            name
-            for name, end, value in zip(fields, ends.values(), values, strict=True)
-            if value is not None and int(value) >= end
-        ]
-        if stale:
-            async with asyncio.timeout(self._timeout_s):
-                await self._redis.hdel(self.fence_key, *stale)
+            orgs = sorted(_text(org) for org in await client.smembers(self._registry))
+            for org in orgs:
+                values = await client.hmget(self.fence_key(org), fields)
+                names = [
+                    name
+                    for name, end, value in zip(fields, ends.values(), values, strict=True)
+                    if value is not None and int(value) >= end
+                ]
+                if names:
+                    await client.hdel(self.fence_key(org), *names)
+                    stale += [f"{org}/{name}" for name in names]
         return stale
 
-    async def _evalsha(self, packed: bytes) -> Any:
-        try:
-            return await self._send(packed)
-        except NoScriptError:  # a new or restarted Redis: load the script, once
-            await self._redis.script_load(SCRIPT)
-            return await self._send(packed)
+    @property
+    def _registry(self) -> str:
+        return keys.fenced_orgs(self._cluster_id)
 
-    async def _send(self, packed: bytes) -> Any:
-        """One packed command on a pooled connection (redis-py's own retries are not used).
+    async def _register(self, orgs: Sequence[str]) -> None:
+        """Name new orgs in the fence registry before their first fence exists."""
+        new = [org for org in orgs if org not in self._registered]
+        if not new:
+            return
+        async with asyncio.timeout(self._timeout_s):
+            await self._sender.client.sadd(self._registry, *new)
+            await self._sender.client.expire(self._registry, self._encoder.fence_ttl_s)
+        self._registered.update(new)
 
-        Timed here with one ``asyncio.timeout``: with a ``socket_timeout``, redis-py
-        writes from a task of its own, so the request left one loop turn late,
-        behind whatever the poller was decoding (measured: 58-65k -> 75-86k events/s).
-        """
-        pool = self._redis.connection_pool
-        connection = await pool.get_connection()
+    async def _send(self, calls: Sequence[OrgCall]) -> list[Any]:
         try:
-            async with asyncio.timeout(self._timeout_s):
-                await connection.send_packed_command(packed)
-                return await connection.read_response()
-        except ResponseError:  # an error reply: the connection is fine
+            return await self._sender.send([(c.key, c.packed) for c in calls], SCRIPT)
+        except BaseException:  # Redis may have lost state (restarted): set TTLs again
+            self._encoder.forget_refreshes()
             raise
-        except BaseException:  # timeout, cancellation, I/O: its state is unknown
-            await connection.disconnect()
-            raise
-        finally:
-            await pool.release(connection)
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def fences_of(

@@ -10,14 +10,14 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
-from typing import Final, Self
+from typing import Annotated, Final, Self
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import AfterValidator, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from fleetcast.common import envlists
+from fleetcast.common import envlists, redisurl
 from fleetcast.common.kafka import KafkaSecurity
 from fleetcast.gateway.edge import policy
 from fleetcast.protocol import control, keys
@@ -65,7 +65,10 @@ class Settings(KafkaSecurity, BaseSettings):
 
     # --- redis ---------------------------------------------------------------------
     #: Redis holding pub/sub, room history and sessions.
-    redis_url: str = "redis://127.0.0.1:6379/0"
+    #: One Redis (``redis://host:port/db``) or a Redis Cluster's seed list
+    #: (``redis+cluster://host:port,host:port``): common/redisurl.py. Gateways and
+    #: consumers of one deployment must use the same Redis and version (key names).
+    redis_url: Annotated[str, AfterValidator(redisurl.validated)] = "redis://127.0.0.1:6379/0"
     #: Longest wait for one Redis command before it counts as a failure (seconds).
     redis_timeout_s: float = Field(default=2.0, gt=0)
     #: Cap of the reconnect backoff after Redis went away (seconds): every second

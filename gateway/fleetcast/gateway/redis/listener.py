@@ -81,7 +81,6 @@ class Listener:
         self._on_connected = tuple(on_connected)
         self._on_subscribed = tuple(on_subscribed)
         self._on_unsubscribed = tuple(on_unsubscribed)
-        self._prefix = keys.org_channel("")
         self.book = SubscriptionBook()
         self._confirm: dict[str, asyncio.Future[bool]] = {}
         self._lock = asyncio.Lock()
@@ -237,9 +236,10 @@ class Listener:
                 self._confirmed(_text(message.get("channel")))
 
     def _on_message(self, channel: str, data: bytes) -> None:
-        if channel.startswith(self._prefix):
-            self._metrics.redis_messages.labels(channel[len(self._prefix) :]).inc()
-            self._sink(channel[len(self._prefix) :], data or b"")
+        org = keys.org_of_channel(channel)
+        if org is not None:
+            self._metrics.redis_messages.labels(org).inc()
+            self._sink(org, data or b"")
             return
         handler = self._own.get(channel)
         if handler is not None:
