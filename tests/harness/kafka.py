@@ -296,7 +296,8 @@ class WireCollector:
             for org in self._orgs:
                 channel = keys.org_channel(org)
                 node = cluster.get_node_from_key(channel)
-                client = aioredis.Redis(host=node.host, port=node.port)
+                assert node is not None
+                client = aioredis.Redis(host=node.host, port=int(node.port))
                 pubsub = client.pubsub()
                 await pubsub.ssubscribe(channel)
                 self._start(client, pubsub)

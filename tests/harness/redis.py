@@ -116,7 +116,8 @@ class OrgListener:
         if isinstance(self._redis, RedisCluster):
             await self._redis.initialize()
             node = self._redis.get_node_from_key(self._channel)
-            self._node = Redis(host=node.host, port=node.port)
+            assert node is not None
+            self._node = Redis(host=node.host, port=int(node.port))
             self._pubsub = self._node.pubsub()
             await self._pubsub.ssubscribe(self._channel)
         else:

@@ -365,7 +365,7 @@ class RedisClusterServer:
         return self.command(node, "CLUSTER", "MYID").strip()
 
     def migrate_slot(self, slot: int, target: ClusterNodeServer, batch: int = 100) -> None:
-        """Move ``slot`` and its keys to ``target`` (SETSLOT IMPORTING, MIGRATING, MIGRATE, NODE)."""
+        """Move ``slot`` and its keys to ``target`` (IMPORTING, MIGRATING, MIGRATE, NODE)."""
         source = self.master_of(slot)
         source_id, target_id = self.node_id(source), self.node_id(target)
         self.command(target, "CLUSTER", "SETSLOT", str(slot), "IMPORTING", source_id)
