@@ -141,3 +141,10 @@ class OrgListener:
         await self._pubsub.aclose()
         if self._node is not None:
             await self._node.aclose()
+
+
+async def publish(redis: Any, channel: str, message: bytes | str) -> int:
+    """PUBLISH on one Redis, SPUBLISH on a cluster (as the consumer does); receivers."""
+    if isinstance(redis, RedisCluster):
+        return int(await redis.spublish(channel, message))
+    return int(await redis.publish(channel, message))

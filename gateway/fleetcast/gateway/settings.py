@@ -74,6 +74,11 @@ class Settings(KafkaSecurity, BaseSettings):
     #: Cap of the reconnect backoff after Redis went away (seconds): every second
     #: of it is a second of events waiting for the gap recovery after Redis is back.
     redis_backoff_max_s: float = Field(default=1.0, gt=0)
+    #: On a Redis Cluster: how often the slot map is reloaded when nothing asked
+    #: for it (seconds). A lost shard connection or a ``sunsubscribe`` push (a
+    #: slot migrated) reloads it at once; this bounds how long an org whose
+    #: slot moved silently waits for its new shard.
+    redis_topology_check_s: float = Field(default=1.0, gt=0)
     #: How often the gateway proves its subscriber alive through Redis (seconds).
     canary_interval_s: float = Field(default=2.0, gt=0)
     #: How long a canary may take to come back before /ready turns false (seconds).
