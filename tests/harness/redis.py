@@ -23,6 +23,7 @@ import pytest
 from redis.asyncio import Redis, RedisCluster
 
 from fleetcast.common import redisurl
+from fleetcast.consumer import publishing, sending
 from fleetcast.devtools.redis import RedisClusterServer, RedisServer
 from fleetcast.protocol import keys
 
@@ -148,3 +149,23 @@ async def publish(redis: Any, channel: str, message: bytes | str) -> int:
     if isinstance(redis, RedisCluster):
         return int(await redis.spublish(channel, message))
     return int(await redis.publish(channel, message))
+
+
+async def kill_pubsub(redis: Any) -> int:
+    """CLIENT KILL TYPE pubsub on the server, or on every master of a cluster; how many."""
+    command = ("CLIENT", "KILL", "TYPE", "pubsub")
+    if not isinstance(redis, RedisCluster):
+        return int(await redis.execute_command(*command))
+    await redis.initialize()
+    killed = 0
+    for node in redis.get_primaries():
+        async with Redis(host=node.host, port=int(node.port)) as one:
+            killed += int(await one.execute_command(*command))
+    return killed
+
+
+def publisher(redis: Any, *args: Any, **kwargs: Any) -> Any:
+    """The consumer's publisher on ``redis`` (its cluster sender on a cluster)."""
+    if isinstance(redis, RedisCluster):
+        return publishing.RedisPublisher(sending.ClusterSender(redis, 5.0), *args, **kwargs)
+    return publishing.RedisPublisher(redis, *args, **kwargs)

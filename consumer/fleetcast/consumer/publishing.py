@@ -50,14 +50,8 @@ HISTORY_TTL_SLACK: Final = 0.1
 FENCE_ATTEMPTS: Final = 3
 #: The script's answer when part of the batch was published before.
 FENCED: Final = -1
-#: The keys every org call has after its fence (which the Kafka cluster names too).
-ORG_KEYS: Final = (
-    keys.org_channel,
-    keys.org_sequence,
-    keys.fleet_positions,
-    keys.fleet_statuses,
-    keys.fleet_last_seen,
-)
+#: How many keys every org call has before its streams (fence, channel, sequence, snapshot).
+ORG_KEYS: Final = 6
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,7 +230,7 @@ class Encoder:
         streams: dict[str, None] = {}
         count += self._events(items, parts, call, streams, now)
         stream_keys = [text(stream) for stream in streams]
-        nkeys = 1 + len(ORG_KEYS) + len(stream_keys)
+        nkeys = ORG_KEYS + len(stream_keys)
         call.packed = b"*%d\r\n%b%b%b%b%b" % (
             count + nkeys + 3,
             bulk(b"EVALSHA"),
@@ -312,8 +306,16 @@ class Encoder:
         """An org's fixed keys (fence, channel, sequence, snapshot) and wire message head."""
         if len(self._orgs) >= self._max_routes:
             self._orgs.clear()
-        fixed = text(keys.publish_fence(self._cluster_id, org)) + b"".join(
-            text(key(org)) for key in ORG_KEYS
+        fixed = b"".join(
+            text(key)
+            for key in (
+                keys.publish_fence(self._cluster_id, org),
+                keys.org_channel(org),
+                keys.org_sequence(org),
+                keys.fleet_positions(org),
+                keys.fleet_statuses(org),
+                keys.fleet_last_seen(org),
+            )
         )
         packed = self._orgs[org] = (fixed, bulk(wire.message_head(org)))
         return packed
