@@ -160,7 +160,7 @@ async def kill_pubsub(redis: Any) -> int:
     killed = 0
     for node in redis.get_primaries():
         async with Redis(host=node.host, port=int(node.port)) as one:
-            killed += int(await one.execute_command(*command))
+            killed += int(await one.execute_command(*command))  # type: ignore[no-untyped-call]
     return killed
 
 
