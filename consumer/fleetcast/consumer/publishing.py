@@ -1,13 +1,15 @@
-"""The Redis edge of the consumer: one script call per batch.
+"""The Redis edge of the consumer: one script call per org per batch.
 
-Everything a batch needs in Redis (drop redeliveries, append to each room's
-history, publish per org, update the fleet snapshot) happens in one Lua
-script (``publish.lua``) in one round trip. One script, not a pipeline,
-because the wire message must carry the stream ids XADD just created, and
-because a script is atomic: a consumer killed mid-batch leaves either all of
-a batch's effects or none.
+Everything an org's events of a batch need in Redis (drop redeliveries,
+append to each room's history, publish, update the fleet snapshot) happens
+in one Lua script call (``publish.lua``); the calls of a batch go in one
+round trip on one Redis, or one per shard on a cluster (sending.py). A
+script, not a pipeline, because the wire message must carry the stream ids
+XADD just created, and because a script is atomic: a consumer killed
+mid-batch leaves each org's part of it whole or absent, and the org fences
+drop on the retry what was already published.
 
-Redeliveries are dropped by a per-partition offset fence (see
+Redeliveries are dropped by a per-org, per-partition offset fence (see
 :func:`fleetcast.protocol.keys.publish_fence`), not by remembering event ids:
 a fence costs one hash field per partition where ids cost a key per event
 (45 million keys for 15 minutes at 50,000 events/s).
