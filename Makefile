@@ -25,11 +25,13 @@ $(VENV)/.installed: pyproject.toml uv.lock scripts/bootstrap.sh
 	@scripts/bootstrap.sh
 	@touch $@
 
-deps: install ## Fetch and build test infrastructure: Debian packages, Kafka jars, Kubernetes binaries and CRDs, browser
+deps: install ## Fetch and build test infrastructure: Debian packages, Kafka jars, Kubernetes binaries and CRDs, Centrifugo, Jaeger and promtool, browser
 	@scripts/system-deps.sh
 	@tools/kafka/fetch.sh >/dev/null
 	@tools/k8s/build.sh >/dev/null
 	@tools/k8s/crds.sh >/dev/null
+	@tools/centrifugo/build.sh >/dev/null
+	@tools/observe/build.sh >/dev/null
 	@scripts/web-deps.sh
 
 # Only what `make run` needs: redis-server, the Kafka jars and the console's
@@ -54,7 +56,8 @@ lint: install ## ruff, mypy --strict, import and layer contracts, drift of gener
 	@$(PY) scripts/crd.py --check
 	@$(PY) -m pytest -q -m drift tests/unit
 
-bench: deps ## Run the benchmarks and print the figures (writes bench/results/)
+bench: deps ## Run the benchmarks and print the figures (writes bench/results/); builds Centrifugo once
+	@tools/centrifugo/build.sh >/dev/null
 	@$(PY) -m bench
 
 images: install ## Build the images (fleetcast, e2e Redis/Kafka, pause) from Debian packages; starts Docker if needed

@@ -134,6 +134,8 @@ def versions(opts: Options) -> dict[str, str]:
     found["fleetcast"] = f"{checkout.describe()} (fingerprint {checkout.fingerprint()})"
     if "socket.io" in opts.servers and shutil.which("node"):
         found |= servers.node_versions()
+    if "centrifugo" in opts.servers:
+        found["centrifugo"] = servers.centrifugo_version()
     return found
 
 
@@ -169,7 +171,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         started=started_wall,
         duration_s=time.monotonic() - started,
         machine=machine(),
-        cpu_plan=plan.describe() + (f"; every process at nice {nice}" if nice else ""),
+        cpu_plan=plan.describe()
+        + (
+            "; centrifugo on every core (Go, GOMAXPROCS = cores)"
+            if "centrifugo" in opts.servers
+            else ""
+        )
+        + (f"; every process at nice {nice}" if nice else ""),
         versions=measured,
     )
     write(info, results, raw_dir, publish=opts.publish)

@@ -11,7 +11,7 @@ from bench import procs, servers
 from bench.loadgen.control import LoadGen
 from fleetcast.devtools.redis import RedisServer
 
-SERVER_NAMES = ("fleetcast", "socket.io")
+SERVER_NAMES = ("fleetcast", "socket.io", "centrifugo")
 QUICK_CLIENTS = (1000,)
 
 
@@ -66,6 +66,8 @@ class Context:
             )
         if name == "socket.io":
             return servers.NodeReference(self.redis_url, self.plan.server, self.log_dir)
+        if name == "centrifugo":
+            return servers.CentrifugoServer(self.redis_url, self.plan.every, self.log_dir)
         raise ValueError(f"unknown server {name!r} (known: {', '.join(SERVER_NAMES)})")
 
     def loadgen(self) -> LoadGen:

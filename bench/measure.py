@@ -66,6 +66,7 @@ async def connect(
         specs,
         concurrency=concurrency,
         within_s=60.0 + len(specs) / 50,
+        protocol=server.protocol,
     )
     after = procs.CpuSample.take([server.pid])
     await asyncio.sleep(SETTLE_S)

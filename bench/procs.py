@@ -43,6 +43,13 @@ class CpuPlan:
             return cls(None, None)
         return cls((cores[0],), tuple(cores[1:]))
 
+    @property
+    def every(self) -> tuple[int, ...] | None:
+        """All cores of the plan: for a server that uses every core (Centrifugo)."""
+        if self.server is None:
+            return None
+        return (*self.server, *(self.rest or ()))
+
     def describe(self) -> str:
         if self.server is None:
             return "unpinned (fewer than 2 cores or no taskset): load and server share CPUs"

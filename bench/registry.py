@@ -38,6 +38,8 @@ MODULES: Final = {
     "city-peak": "bench.scenarios.city_peak",
     "storm-pod": "bench.scenarios.storm_pod",
     "cluster": "bench.scenarios.cluster",
+    "state-connect": "bench.scenarios.state_connect",
+    "tracing": "bench.scenarios.tracing",
 }
 
 

@@ -15,6 +15,8 @@ from bench.results import Connections, Delivery, ScenarioResult, Table
 
 REFERENCE = "socket.io"
 SUBJECT = "fleetcast"
+#: The peer every server is also compared with when it ran (Go, both cores).
+PEER = "centrifugo"
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +46,7 @@ def markdown_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str
 
 
 def connections_table(items: Sequence[Connections]) -> str:
-    headers = ["server", "K", "connected", "failed", "connect s", "handshake CPU µs"]
+    headers = ["server", "K", "connected", "failed", "connect s", "connects/s", "handshake CPU µs"]
     headers += ["RSS base MB", "RSS/conn KB", "idle CPU %"]
     rows = [
         [
@@ -53,6 +55,7 @@ def connections_table(items: Sequence[Connections]) -> str:
             f"{c.connected:,}",
             _failed(c.failed, c.errors),
             num(c.connect_s, 1),
+            num(connect_rate(c), 0),
             num(c.handshake_cpu_us, 0),
             num(c.rss_base / 2**20, 1),
             num(c.rss_per_conn / 1024, 1),
@@ -61,6 +64,11 @@ def connections_table(items: Sequence[Connections]) -> str:
         for c in items
     ]
     return markdown_table(headers, rows)
+
+
+def connect_rate(c: Connections) -> float:
+    """Clients connected and subscribed per second of the connect step (100 in flight)."""
+    return stats.rate(c.connected, c.connect_s)
 
 
 def _failed(count: int, errors: dict[str, int]) -> str:
@@ -156,19 +164,28 @@ class Ratio:
     rss: float
     p99: float
     rate: float
+    #: connects/s of the subject over the reference's (above 1.00x is better)
+    connects: float = math.nan
+    subject: str = SUBJECT
+    reference: str = REFERENCE
 
 
-def ratios(result: ScenarioResult) -> list[Ratio]:
-    """fleetcast / socket.io for every (K, phase) both servers measured."""
+def ratios(
+    result: ScenarioResult, subject: str = SUBJECT, reference: str = REFERENCE
+) -> list[Ratio]:
+    """``subject`` / ``reference`` for every (K, phase) both servers measured."""
     conns = {(c.server, c.clients): c for c in result.connections}
     by_key = {(d.server, d.clients, d.phase): d for d in result.deliveries}
     out = []
     for (server, k, phase), ours in by_key.items():
-        ref = by_key.get((REFERENCE, k, phase))
-        if server != SUBJECT or ref is None:
+        ref = by_key.get((reference, k, phase))
+        if server != subject or ref is None:
             continue
-        c_ours, c_ref = conns.get((SUBJECT, k)), conns.get((REFERENCE, k))
-        rss = stats.ratio(c_ours.rss_per_conn, c_ref.rss_per_conn) if c_ours and c_ref else math.nan
+        c_ours, c_ref = conns.get((subject, k)), conns.get((reference, k))
+        rss = connects = math.nan
+        if c_ours and c_ref:
+            rss = stats.ratio(c_ours.rss_per_conn, c_ref.rss_per_conn)
+            connects = stats.ratio(connect_rate(c_ours), connect_rate(c_ref))
         out.append(
             Ratio(
                 clients=k,
@@ -177,14 +194,29 @@ def ratios(result: ScenarioResult) -> list[Ratio]:
                 rss=rss,
                 p99=stats.ratio(ours.latency_us["all"].p99, ref.latency_us["all"].p99),
                 rate=stats.ratio(ours.deliveries_per_s, ref.deliveries_per_s),
+                connects=connects,
+                subject=subject,
+                reference=reference,
             )
         )
     return out
 
 
+def all_ratios(result: ScenarioResult) -> list[Ratio]:
+    """fleetcast / socket.io, then fleetcast and socket.io / Centrifugo where it ran."""
+    found = ratios(result)
+    for subject in (SUBJECT, REFERENCE):
+        found += ratios(result, subject, PEER)
+    return found
+
+
 def ratios_table(items: Sequence[Ratio]) -> str:
     headers = ["K", "phase", "CPU/delivery", "RSS/conn", "p99 latency", "deliveries/s"]
-    rows = [[f"{r.clients:,}", r.phase, _x(r.cpu), _x(r.rss), _x(r.p99), _x(r.rate)] for r in items]
+    headers += ["connects/s"]
+    rows = [
+        [f"{r.clients:,}", r.phase, _x(r.cpu), _x(r.rss), _x(r.p99), _x(r.rate), _x(r.connects)]
+        for r in items
+    ]
     return markdown_table(headers, rows)
 
 
@@ -212,10 +244,12 @@ def scenario_section(result: ScenarioResult) -> str:
             parts.append("Server counters that moved during a phase:\n\n" + moved)
         if any(_mixed(d) for d in result.deliveries):
             parts.append("Latency by category:\n\n" + latency_by_category(result.deliveries))
-    found = ratios(result)
-    if found:
+    found = all_ratios(result)
+    for pair in dict.fromkeys((r.subject, r.reference) for r in found):
+        picked = [r for r in found if (r.subject, r.reference) == pair]
         parts.append(
-            f"Ratios {SUBJECT} / {REFERENCE} (below 1.00x is better):\n\n" + ratios_table(found)
+            f"Ratios {pair[0]} / {pair[1]} (below 1.00x is better; connects/s: above):\n\n"
+            + ratios_table(picked)
         )
     parts += [custom_table(t) for t in result.tables]
     parts += [f"- {note}" for note in result.notes]
@@ -247,10 +281,10 @@ def ratio_lines(results: Sequence[ScenarioResult]) -> list[str]:
     """One line per measured ratio, for the terminal."""
     lines = []
     for result in results:
-        for r in ratios(result):
+        for r in all_ratios(result):
             lines.append(
-                f"{result.name:<12} K={r.clients:<6,} {r.phase:<6} {SUBJECT}/{REFERENCE}: "
+                f"{result.name:<12} K={r.clients:<6,} {r.phase:<6} {r.subject}/{r.reference}: "
                 f"CPU/delivery {_x(r.cpu)}  RSS/conn {_x(r.rss)}  p99 {_x(r.p99)}  "
-                f"deliveries/s {_x(r.rate)}"
+                f"deliveries/s {_x(r.rate)}  connects/s {_x(r.connects)}"
             )
     return lines

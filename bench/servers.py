@@ -1,14 +1,28 @@
-"""The servers under test: the fleetcast gateway and the Node.js socket.io reference.
+"""The servers under test: the fleetcast gateway, the Node.js socket.io reference, Centrifugo.
 
-Both read the same Redis pub/sub channels and wire format, verify the same
-HS256 tokens and speak the same Socket.IO subset, so one load generator and
-one publisher drive either. Each is one process pinned to the server core,
-started fresh for every measurement (a clean RSS baseline) and stopped for sure.
+fleetcast and Node read the same Redis pub/sub channels and wire format,
+verify the same HS256 tokens and speak the same Socket.IO subset, so one load
+generator and one publisher drive either. Each is one process pinned to the
+server core, started fresh for every measurement (a clean RSS baseline) and
+stopped for sure.
+
+Centrifugo (v6, Go, built by tools/centrifugo/build.sh) is the peer its users
+would pick for this job. It verifies the same HS256 tokens (``sub`` is the
+user), is published to through its HTTP server API (:class:`bench.publish.
+CentrifugoPublisher`) and speaks its own JSON protocol, which the load
+generator speaks too (:mod:`bench.loadgen.centrifugo_client`). It is given
+every core (the server's and the load generator's): Go schedules its
+goroutines on both (GOMAXPROCS 2), as it would in production, so its CPU
+per delivery is its total over both cores and its connect rate is a
+two-core figure. With ``engine="redis"`` a publication goes
+through Redis (PUBLISH from the node that got the API call, then its own
+subscriber), as fleetcast's events do; ``memory`` keeps it in process.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 import time
@@ -18,11 +32,14 @@ from typing import Protocol
 
 import aiohttp
 
-from bench import procs, prom, tokens
+from bench import procs, prom, publish, tokens
+from bench.loadgen import centrifugo_codec
 
 REPO = Path(__file__).resolve().parents[1]
 NODE_DIR = REPO / "bench" / "node"
 WS_PATH = "/ws"
+#: Centrifugo's HTTP server API key (a benchmark value, not a credential).
+CENTRIFUGO_API_KEY = "fleetcast-bench-api-key"
 START_TIMEOUT_S = 60.0
 #: Gateway counters that explain a loss or a slow phase.
 WATCHED = tuple(
@@ -45,9 +62,15 @@ class Server(Protocol):
     host: str
     port: int
     path: str
+    #: The wire protocol its clients speak: ``socket.io`` or ``centrifugo``.
+    protocol: str
 
     @property
     def pid(self) -> int: ...
+
+    def publisher(self) -> publish.Publisher:
+        """A publisher feeding this server the way its users would (caller closes it)."""
+        ...
 
     async def start(self) -> None: ...
 
@@ -90,12 +113,17 @@ class _ServerProcess:
 
     name = "?"
     ready_path = "/health"
+    protocol = "socket.io"
 
-    def __init__(self, cpus: Sequence[int] | None, log: Path) -> None:
+    def __init__(self, cpus: Sequence[int] | None, log: Path, redis_url: str) -> None:
         self.cpus = cpus
         self.log = log
+        self.redis_url = redis_url
         self.host, self.port, self.path = "127.0.0.1", 0, WS_PATH
         self._proc: procs.Proc | None = None
+
+    def publisher(self) -> publish.Publisher:
+        return publish.RedisPublisher(self.redis_url)
 
     @property
     def pid(self) -> int:
@@ -139,8 +167,7 @@ class FleetcastGateway(_ServerProcess):
         gateway_id: str = "bench-gw",
         extra_env: Mapping[str, str] | None = None,
     ) -> None:
-        super().__init__(cpus, log_dir / f"{gateway_id}.log")
-        self.redis_url = redis_url
+        super().__init__(cpus, log_dir / f"{gateway_id}.log", redis_url)
         self.gateway_id = gateway_id
         self.extra_env = extra_env
 
@@ -166,8 +193,7 @@ class NodeReference(_ServerProcess):
     name = "socket.io"
 
     def __init__(self, redis_url: str, cpus: Sequence[int] | None, log_dir: Path) -> None:
-        super().__init__(cpus, log_dir / "node-reference.log")
-        self.redis_url = redis_url
+        super().__init__(cpus, log_dir / "node-reference.log", redis_url)
 
     async def start(self) -> None:
         install_node_reference()
@@ -182,6 +208,83 @@ class NodeReference(_ServerProcess):
             "NODE_ENV": "production",
         }
         return ["node", str(NODE_DIR / "server.js")], env, NODE_DIR
+
+
+class CentrifugoServer(_ServerProcess):
+    """Centrifugo v6 with a config this benchmark writes, on every core (``cpus``)."""
+
+    name = "centrifugo"
+    protocol = "centrifugo"
+
+    def __init__(
+        self,
+        redis_url: str,
+        cpus: Sequence[int] | None,
+        log_dir: Path,
+        *,
+        engine: str = "redis",
+    ) -> None:
+        super().__init__(cpus, log_dir / "centrifugo.log", redis_url)
+        self.engine = engine
+        self.config_path = log_dir / "centrifugo.json"
+        self.path = centrifugo_codec.WS_PATH
+
+    async def start(self) -> None:
+        self.binary = build_centrifugo()
+        await super().start()
+
+    def command(self) -> tuple[list[str], dict[str, str], Path]:
+        self.config_path.parent.mkdir(parents=True, exist_ok=True)
+        config = centrifugo_config(self.port, self.redis_url if self.engine == "redis" else None)
+        self.config_path.write_text(json.dumps(config, indent=2))
+        return [self.binary, "--config", str(self.config_path)], {}, self.config_path.parent
+
+    def publisher(self) -> publish.Publisher:
+        return publish.CentrifugoPublisher(f"http://127.0.0.1:{self.port}/api", CENTRIFUGO_API_KEY)
+
+
+def centrifugo_config(port: int, redis_url: str | None) -> dict[str, object]:
+    """Centrifugo v6 configuration: HS256 tokens, the bench namespace, HTTP API, engine.
+
+    ``redis_url`` ``None``: the memory engine. The ``rooms`` namespace lets any
+    authenticated client subscribe (fleetcast checks the token's org and role
+    instead; neither costs much next to a delivery). No history, no presence,
+    no join/leave messages: fleetcast's pub/sub path keeps none of those either.
+    """
+    engine: dict[str, object] = {"type": "memory"}
+    if redis_url is not None:
+        engine = {"type": "redis", "redis": {"address": [redis_url]}}
+    return {
+        "http_server": {"address": "127.0.0.1", "port": port},
+        "log": {"level": "warn"},
+        "health": {"enabled": True},
+        "client": {"token": {"hmac_secret_key": tokens.SECRET}},
+        "http_api": {"key": CENTRIFUGO_API_KEY},
+        "engine": engine,
+        "channel": {
+            "namespaces": [{"name": centrifugo_codec.NAMESPACE, "allow_subscribe_for_client": True}]
+        },
+    }
+
+
+def build_centrifugo() -> str:
+    """tools/centrifugo/build.sh: builds it once into the cache, then only prints its path."""
+    out = subprocess.run(
+        [str(REPO / "tools" / "centrifugo" / "build.sh")],
+        check=True,
+        timeout=1800,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    return out.stdout.strip().splitlines()[-1]
+
+
+def centrifugo_version() -> str:
+    """``centrifugo version`` of the built binary, for the report."""
+    done = subprocess.run(
+        [build_centrifugo(), "version"], capture_output=True, text=True, check=False
+    )
+    return done.stdout.strip() or "?"
 
 
 def install_node_reference() -> None:

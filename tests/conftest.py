@@ -11,4 +11,5 @@ pytest_plugins = [
     "tests.harness.gateway",
     "tests.harness.kafka",
     "tests.harness.cluster",
+    "tests.harness.jaeger",
 ]

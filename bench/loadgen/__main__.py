@@ -22,6 +22,7 @@ import uvloop
 
 from bench import stats
 from bench.loadgen import recorder as recording
+from bench.loadgen.centrifugo_client import CentrifugoClient
 from bench.loadgen.client import Client, ClientSpec, Target
 
 #: Attempts per client when the server refuses for a transient reason.
@@ -44,7 +45,14 @@ def raise_fd_limit() -> int:
     return hard
 
 
-def _factory(client: Client) -> Callable[[], Client]:
+#: The client class of each wire protocol a server under test speaks.
+CLIENTS: dict[str, type[Client] | type[CentrifugoClient]] = {
+    "socket.io": Client,
+    "centrifugo": CentrifugoClient,
+}
+
+
+def _factory(client: Client | CentrifugoClient) -> Callable[[], Client | CentrifugoClient]:
     return lambda: client
 
 
@@ -53,7 +61,7 @@ class Worker:
 
     def __init__(self) -> None:
         self.recorder = recording.Recorder()
-        self.clients: list[Client] = []
+        self.clients: list[Client | CentrifugoClient] = []
 
     async def handle(self, cmd: dict[str, Any]) -> dict[str, Any]:
         op = cmd["op"]
@@ -72,6 +80,7 @@ class Worker:
 
     async def connect(self, cmd: dict[str, Any]) -> dict[str, Any]:
         target = Target(cmd["host"], int(cmd["port"]), cmd["path"])
+        kind = CLIENTS[cmd.get("protocol", "socket.io")]
         specs = [ClientSpec.from_json(doc) for doc in cmd["clients"]]
         gate = asyncio.Semaphore(int(cmd.get("concurrency", 100)))
         within_s = float(cmd.get("timeout", 30.0))
@@ -81,7 +90,7 @@ class Worker:
 
         async def one(offset: int, spec: ClientSpec) -> str | None:
             async with gate:
-                return await self._open(base + offset, spec, target, within_s)
+                return await self._open(kind, base + offset, spec, target, within_s)
 
         results = await asyncio.gather(*(one(i, s) for i, s in enumerate(specs)))
         errors: dict[str, int] = {}
@@ -96,12 +105,17 @@ class Worker:
         }
 
     async def _open(
-        self, index: int, spec: ClientSpec, target: Target, within_s: float
+        self,
+        kind: type[Client] | type[CentrifugoClient],
+        index: int,
+        spec: ClientSpec,
+        target: Target,
+        within_s: float,
     ) -> str | None:
         loop = asyncio.get_running_loop()
         error: str | None = None
         for attempt in range(ATTEMPTS):
-            client = Client(index, spec, target, self.recorder)
+            client = kind(index, spec, target, self.recorder)
             try:
                 async with asyncio.timeout(within_s):
                     await loop.create_connection(_factory(client), target.host, target.port)
@@ -121,7 +135,7 @@ class Worker:
             await asyncio.sleep(0.2 * (attempt + 1))
         return error
 
-    def _place(self, index: int, client: Client) -> None:
+    def _place(self, index: int, client: Client | CentrifugoClient) -> None:
         while len(self.clients) <= index:
             self.clients.append(client)
         self.clients[index] = client

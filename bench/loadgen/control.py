@@ -88,11 +88,16 @@ class LoadGen:
         *,
         concurrency: int = 100,
         within_s: float = 120.0,
+        protocol: str = "socket.io",
     ) -> ConnectResult:
-        """Connect and subscribe ``clients``; returns once every one is ready or failed."""
+        """Connect and subscribe ``clients``; returns once every one is ready or failed.
+
+        ``protocol`` is the server's wire protocol (``socket.io`` or ``centrifugo``).
+        """
         reply = await self.call(
             {
                 "op": "connect",
+                "protocol": protocol,
                 "host": host,
                 "port": port,
                 "path": path,

@@ -6,9 +6,10 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 
 from bench import events, measure, tokens
+from bench.context import Context
 from bench.loadgen.client import ClientSpec
 from bench.loadgen.control import LoadGen
-from bench.publish import RedisPublisher
+from bench.publish import Publisher
 from bench.results import ScenarioResult
 from bench.servers import Server
 from fleetcast.protocol import rooms
@@ -40,7 +41,19 @@ def clamp(value: float, bounds: tuple[int, int]) -> int:
     return max(bounds[0], min(bounds[1], round(value)))
 
 
-async def warm_up(server: Server, loadgen: LoadGen, publisher: RedisPublisher) -> None:
+def redis_fed(ctx: Context, result: ScenarioResult) -> tuple[str, ...]:
+    """The servers of this run a scenario fed through fleetcast's Redis wire can drive.
+
+    Centrifugo is published to through its own API, which only the fan-out
+    scenario does so far; elsewhere it is left out, and the report says so.
+    """
+    names = tuple(n for n in ctx.options.servers if n != "centrifugo")
+    if len(names) < len(ctx.options.servers):
+        result.notes.append("centrifugo is measured in the fan-out scenario only (so far)")
+    return names
+
+
+async def warm_up(server: Server, loadgen: LoadGen, publisher: Publisher) -> None:
     """A few clients and events before anything is measured: imports, caches, code paths.
 
     The RSS baseline is read after this, so one-time costs are not charged
@@ -48,7 +61,7 @@ async def warm_up(server: Server, loadgen: LoadGen, publisher: RedisPublisher) -
     """
     org = "org-warm"
     specs = client_specs(20, org=org)
-    await loadgen.connect(server.host, server.port, server.path, specs)
+    await loadgen.connect(server.host, server.port, server.path, specs, protocol=server.protocol)
     await measure.prime(loadgen, specs, batch(1, org=org)[0], publisher.burst)
     warm = batch(20, org=org)
     await loadgen.arm(len(warm))
@@ -64,7 +77,7 @@ async def prepare(
     loadgen: LoadGen,
     specs: Sequence[ClientSpec],
     primers: Sequence[events.BenchEvent],
-    publisher: RedisPublisher,
+    publisher: Publisher,
     send: Callable[[Sequence[events.BenchEvent]], Awaitable[int]] | None = None,
 ) -> bool:
     """Warm up, connect ``specs`` (recording the connection figures), then prime.

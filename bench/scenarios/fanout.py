@@ -13,10 +13,12 @@ from __future__ import annotations
 from bench import measure
 from bench.context import Context
 from bench.loadgen.client import ClientSpec
-from bench.publish import RedisPublisher
+from bench.loadgen.control import LoadGen
+from bench.publish import Publisher
 from bench.registry import Scenario
 from bench.results import ScenarioResult
 from bench.scenarios import common
+from bench.servers import Server
 
 NAME = "fanout"
 ORG = "org-fanout"
@@ -28,56 +30,64 @@ CLIENTS = (1000, 5000, 10_000)
 
 
 async def run(ctx: Context, result: ScenarioResult) -> None:
-    publisher = RedisPublisher(ctx.redis_url)
-    try:
-        for k in ctx.clients(CLIENTS):
-            specs = common.client_specs(k, ORG)
-            for name in ctx.options.servers:
-                await one_server(ctx, result, publisher, name, specs)
-    finally:
-        await publisher.close()
+    for k in ctx.clients(CLIENTS):
+        specs = common.client_specs(k, ORG)
+        for name in ctx.options.servers:
+            await one_server(ctx, result, name, specs)
 
 
 async def one_server(
+    ctx: Context, result: ScenarioResult, name: str, specs: list[ClientSpec]
+) -> None:
+    async with ctx.serving(name) as (server, loadgen):
+        publisher = server.publisher()
+        try:
+            await phases(ctx, result, server, loadgen, publisher, specs)
+        finally:
+            await publisher.close()
+
+
+async def phases(
     ctx: Context,
     result: ScenarioResult,
-    publisher: RedisPublisher,
-    name: str,
+    server: Server,
+    loadgen: LoadGen,
+    publisher: Publisher,
     specs: list[ClientSpec],
 ) -> None:
-    k, opts = len(specs), ctx.options
-    async with ctx.serving(name) as (server, loadgen):
-        primers = common.batch(1, ORG)
-        if not await common.prepare(result, server, loadgen, specs, primers, publisher):
-            return
-        paced = common.batch(common.clamp(opts.rate * opts.seconds / k, PACED_EVENTS), ORG)
-        result.deliveries.append(
-            await measure.deliver(
-                NAME,
-                "paced",
-                server,
-                loadgen,
-                specs,
-                paced,
-                lambda: publisher.paced(paced, opts.rate / k),
-                offered_per_s=opts.rate,
-                raw=ctx.raw_dir / f"{NAME}-{name}-{k}-paced.npz",
-            )
+    """Connect (the connection figures), then a paced and a burst phase."""
+    k, opts, name = len(specs), ctx.options, server.name
+    primers = common.batch(1, ORG)
+    if not await common.prepare(result, server, loadgen, specs, primers, publisher):
+        return
+    paced = common.batch(common.clamp(opts.rate * opts.seconds / k, PACED_EVENTS), ORG)
+    result.deliveries.append(
+        await measure.deliver(
+            NAME,
+            "paced",
+            server,
+            loadgen,
+            specs,
+            paced,
+            lambda: publisher.paced(paced, opts.rate / k),
+            offered_per_s=opts.rate,
+            raw=ctx.raw_dir / f"{NAME}-{name}-{k}-paced.npz",
         )
-        burst = common.batch(common.clamp(BURST_DELIVERIES / k, BURST_EVENTS), ORG)
-        result.deliveries.append(
-            await measure.deliver(
-                NAME,
-                "burst",
-                server,
-                loadgen,
-                specs,
-                burst,
-                lambda: publisher.burst(burst),
-                raw=ctx.raw_dir / f"{NAME}-{name}-{k}-burst.npz",
-            )
+    )
+    burst = common.batch(common.clamp(BURST_DELIVERIES / k, BURST_EVENTS), ORG)
+    result.deliveries.append(
+        await measure.deliver(
+            NAME,
+            "burst",
+            server,
+            loadgen,
+            specs,
+            burst,
+            lambda: publisher.burst(burst),
+            raw=ctx.raw_dir / f"{NAME}-{name}-{k}-burst.npz",
         )
-        await loadgen.close_all()
+    )
+    await loadgen.close_all()
 
 
 SCENARIO = Scenario(

@@ -127,7 +127,7 @@ async def run(ctx: Context, result: ScenarioResult) -> None:
                 f"K={len(specs):,}: {ORGS} orgs, {event_rate:,.0f} events/s, "
                 f"{per_event:.1f} deliveries per event on average"
             )
-            for name in opts.servers:
+            for name in common.redis_fed(ctx, result):
                 async with ctx.serving(name) as (server, loadgen):
                     primers = [events.alert(0, org.name) for org in orgs]
                     if not await common.prepare(result, server, loadgen, specs, primers, publisher):

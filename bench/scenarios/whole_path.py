@@ -87,7 +87,7 @@ async def run(ctx: Context, result: ScenarioResult) -> None:
     redis = RedisPublisher(ctx.redis_url)
     try:
         async with kafka_path(ctx) as (consumer, kafka), RedisTap(ctx.redis_url) as tap:
-            for name in opts.servers:
+            for name in common.redis_fed(ctx, result):
                 async with ctx.serving(name) as (server, loadgen):
                     primers = [events.alert(0, org.name) for org in orgs]
                     if not await common.prepare(

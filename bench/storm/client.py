@@ -36,10 +36,23 @@ class ResumingClient(asyncio.Protocol):
     for any other reason (refused socket, HTTP error, timeout).
     """
 
-    def __init__(self, index: int, token: str, *, path: str = "/ws") -> None:
+    def __init__(
+        self,
+        index: int,
+        token: str,
+        *,
+        path: str = "/ws",
+        auth: dict[str, Any] | None = None,
+        after_session: bytes = b"",
+    ) -> None:
         self.index = index
         self.token = token
         self.path = path.rstrip("/") + "/"
+        #: More of the CONNECT's auth (``state``), and a packet to send once in session.
+        self.auth, self.after_session = auth or {}, after_session
+        #: Bytes received (the upgrade's answer too), and those of ``*_snapshot`` events.
+        self.bytes_in = 0
+        self.snapshots: dict[str, int] = {}
         self.offsets: dict[str, str] = {}
         self.received: set[str] = set()
         self.duplicates = 0
@@ -88,6 +101,7 @@ class ResumingClient(asyncio.Protocol):
             self.on_failed(self, "closed before session")
 
     def data_received(self, data: bytes) -> None:
+        self.bytes_in += len(data)
         buf = self._buf + data if self._buf else data
         if not self._upgraded:
             head, sep, rest = buf.partition(b"\r\n\r\n")
@@ -115,7 +129,7 @@ class ResumingClient(asyncio.Protocol):
         elif kind == codec.EIO_PING:
             self._send(b"3")
         elif kind == codec.EIO_OPEN:
-            auth: dict[str, Any] = {"token": self.token}
+            auth: dict[str, Any] = {"token": self.token, **self.auth}
             if self.offsets:
                 auth["since"] = dict(self.offsets)  # events name the client's own rooms
             self._send(codec.sio_connect(auth))
@@ -140,7 +154,11 @@ class ResumingClient(asyncio.Protocol):
         name, payload = orjson.loads(text)
         if not isinstance(payload, dict):
             return
+        if name.endswith("_snapshot"):
+            self.snapshots[name] = self.snapshots.get(name, 0) + len(text)
         if name == "session":
+            if self.after_session:
+                self._send(self.after_session)
             self.recovered = payload.get("recovered") or {}
             self._ready = self._settled = True
             self.ready_at = time.monotonic()

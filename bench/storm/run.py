@@ -20,6 +20,7 @@ import dataclasses
 import itertools
 import random
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,7 +28,7 @@ from typing import Any
 import orjson
 
 from bench.storm.client import ResumingClient
-from fleetcast.consumer import processing, publishing
+from fleetcast.consumer import processing, publishing, state
 from fleetcast.protocol import routing
 
 HOST = "127.0.0.1"
@@ -88,13 +89,15 @@ class ConsumerScript:
     """Publishes envelopes exactly as the consumer does (its own script), on a real Redis."""
 
     def __init__(self, redis: Any) -> None:
-        self._publisher = publishing.RedisPublisher(redis)
+        self._publisher = publishing.RedisPublisher(redis, cluster_id=f"storm-{uuid.uuid4().hex}")
         self._router = processing.Router(routing.RoutingTable.default())
         self._offsets = itertools.count()  # one partition's, as Kafka would number them
 
     async def __call__(self, docs: list[dict[str, Any]]) -> None:
         records = [_Record(orjson.dumps(doc), offset=next(self._offsets)) for doc in docs]
-        batch = processing.prepare(processing.group(records), self._router)
+        batch = processing.prepare(
+            processing.group(records), self._router, state_rules=state.Rules()
+        )
         if batch.dead:
             raise ValueError(f"bad storm events: {batch.dead[:1]}")
         await self._publisher.publish_events(batch.routed)

@@ -217,11 +217,6 @@ class Recorder:
     def kinds(self, kind: str) -> list[tuple[str, dict[str, object]]]:
         return [(text, fields) for k, text, fields in self.statuses if k == kind]
 
-    def acks(self) -> list[dict[str, Any]]:
-        """The granted subscribe acks, in order (the first, then one per resume)."""
-        acks = (fields.get("ack") for _text, fields in self.kinds("subscribed"))
-        return [ack for ack in acks if isinstance(ack, dict)]
-
 
 @dataclass
 class Client:
@@ -233,6 +228,16 @@ class Client:
 
     def subscribed(self) -> int:
         return len(self.recorder.kinds("subscribed"))
+
+    def session(self) -> dict[str, Any]:
+        """The latest ``session`` event ({} before the first)."""
+        sessions = [fields.get("session") for _text, fields in self.recorder.kinds("session")]
+        last = sessions[-1] if sessions else None
+        return last if isinstance(last, dict) else {}
+
+    def gateway(self) -> str:
+        """The gateway id of the latest session ("" before the first)."""
+        return str(self.session().get("gateway", ""))
 
     def answered(self) -> int:
         """Subscribe acks so far, granted or refused."""
@@ -270,7 +275,7 @@ def lost_report(clients: list[Client], sent: list[str]) -> str:
     for number, client in enumerate(clients):
         got = set(client.recorder.ids("transmission_started"))
         missing = [i for i, event_id in enumerate(sent) if event_id not in got]
-        statuses = [f"{k}: {t}" for k, t, _f in client.recorder.statuses if k != "session"]
+        statuses = [f"{k}: {t}" for k, t, _f in client.recorder.statuses]
         lines.append(
             f"client {number}: {len(missing)} of {len(sent)} lost (indexes {missing[:5]}..."
             f"{missing[-3:]}); other events: "

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
@@ -24,9 +26,9 @@ import pytest
 import redis.asyncio as aioredis
 
 from fleetcast.client import tokens
+from fleetcast.consumer import processing, publishing, state
 from fleetcast.devtools.redis import RedisServer, free_port
-from fleetcast.protocol import events, keys, routing, wire
-from fleetcast.protocol.rooms import RoomKind
+from fleetcast.protocol import keys, routing
 
 SECRET: Final = "fleetcast-client-tests-secret-0123456789"  # noqa: S105 (test key)
 START_TIMEOUT_S: Final = 20.0
@@ -121,44 +123,46 @@ class GatewayProcess:
                 self.kill()
 
 
+@dataclass(frozen=True)
+class _Record:
+    """A Kafka record as the consumer's processing reads one."""
+
+    value: bytes
+    offset: int
+    topic: str = "clients-support"
+    partition: int = 0
+    key: bytes | None = None
+
+
 class Publisher:
-    """Publishes envelopes the way the consumer does, through a real Redis."""
+    """Publishes envelopes through the consumer's own processing and script, on a real Redis.
+
+    No Kafka: each envelope is a record of one partition of its own numbering,
+    fenced under a Kafka cluster id of this publisher's own. So the histories,
+    wire messages, fleet snapshot and state tables are exactly the consumer's.
+    """
 
     def __init__(self, redis: aioredis.Redis) -> None:
         self.redis = redis
-        self.table = routing.RoutingTable.default()
+        self._router = processing.Router(routing.RoutingTable.default())
+        self._script = publishing.RedisPublisher(redis, cluster_id=f"publisher-{uuid.uuid4().hex}")
+        self._offsets = itertools.count()
 
     async def publish(self, doc: Mapping[str, Any]) -> dict[str, str]:
-        """Route, XADD to each room's history (the fleet room keeps none), PUBLISH; the offsets."""
-        envelope = events.validate_envelope(dict(doc))
-        targets = routing.route(envelope, self.table)
-        raw = orjson.dumps(envelope.as_dict())
-        offsets: dict[str, str] = {}
-        for room in targets:
-            if room.kind is RoomKind.FLEET:
-                continue
-            entry = await self.redis.xadd(keys.history_stream(room.name), {keys.HISTORY_FIELD: raw})
-            offsets[room.name] = entry.decode() if isinstance(entry, bytes) else str(entry)
-        await self._keep_snapshot(envelope, raw)
-        routed = wire.RoutedEvent(tuple(room.name for room in targets), offsets, envelope.as_dict())
-        await self.redis.publish(
-            keys.org_channel(envelope.organization_id),
-            wire.encode(envelope.organization_id, [routed]),
+        """Publish one envelope (refused ones raise); the offset of each history room."""
+        record = _Record(orjson.dumps(doc), next(self._offsets))
+        batch = processing.prepare(
+            processing.group([record]), self._router, state_rules=state.Rules()
         )
+        if batch.dead:
+            raise ValueError(f"not an event: {batch.dead[0].reason}: {batch.dead[0].message}")
+        await self._script.publish_events(batch.routed)
+        offsets: dict[str, str] = {}
+        for room in (room for item in batch.routed for room in item.history):
+            top: Any = await self.redis.xrevrange(keys.history_stream(room), count=1)
+            [(entry, _fields)] = top
+            offsets[room] = entry.decode() if isinstance(entry, bytes) else str(entry)
         return offsets
-
-    async def _keep_snapshot(self, envelope: events.Envelope, raw: bytes) -> None:
-        """The latest position/status per asset, as the consumer keeps it for fleet snapshots."""
-        hashes = {
-            "asset_position_updated": keys.fleet_positions,
-            "asset_status_changed": keys.fleet_statuses,
-        }
-        asset = envelope.data.get("asset_id")
-        if envelope.event_type not in hashes or not isinstance(asset, str):
-            return
-        org = envelope.organization_id
-        await self.redis.hset(hashes[envelope.event_type](org), asset, raw)
-        await self.redis.zadd(keys.fleet_last_seen(org), {asset: int(time.time() * 1000)})
 
     async def wait_listener(self, org: str, timeout_s: float = 10.0) -> None:
         """Until a gateway subscribes to the org's channel (it does so for its first client)."""

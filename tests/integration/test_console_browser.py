@@ -212,3 +212,40 @@ async def test_expired_token_is_refused_with_its_code(
     await expect(page.locator("#conn")).to_have_attribute("data-state", "refused")
     await expect(page.locator("#conn")).to_have_attribute("data-code", "token_expired")
     await expect(page.locator("#conn-text")).to_contain_text("token_expired")
+
+
+async def test_a_console_opened_mid_shift_shows_what_is_open_and_again_after_reload(
+    gateway: GatewayProcess, publisher: Publisher, browser: Browser
+) -> None:
+    org = "org-midshift"
+
+    def event(event_type: str, serial: int, **data: str) -> dict[str, object]:
+        return {
+            "event_id": f"mid-{event_type}-{serial}",
+            "event_type": event_type,
+            "organization_id": org,
+            "occurred_at": "2026-12-07T07:00:00Z",
+            "data": data,
+        }
+
+    for n in range(5):
+        await publisher.publish(event("incident_created", n, incident_id=f"i{n}", status="new"))
+    for n in (1, 3):
+        await publisher.publish(
+            event("incident_status_changed", n, incident_id=f"i{n}", status="closed")
+        )
+    for n in range(3):
+        await publisher.publish(event("alert_created", n, alert_id=f"a{n}", severity="high"))
+    await publisher.publish(event("alert_acknowledged", 0, alert_id="a0"))
+    errors: list[str] = []
+    page = await open_console(browser, gateway.url, mint("disp-mid", org), errors)
+    for _ in range(2):  # opened, then reloaded: the same picture, from the state snapshots
+        await expect(page.locator("#conn")).to_have_attribute("data-state", "connected")
+        await expect(page.locator("#incident-count")).to_have_text("3")
+        await expect(page.locator("#alert-count")).to_have_text("2")
+        ids = await page.locator("#incidents li").evaluate_all(
+            "items => items.map(i => i.dataset.id)"
+        )
+        assert sorted(ids) == ["i0", "i2", "i4"]
+        await page.reload()
+    assert errors == []

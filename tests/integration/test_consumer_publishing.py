@@ -150,6 +150,15 @@ async def test_history_streams_outlive_their_last_event_by_the_ttl(redis: Any) -
     assert 1000 <= ttl <= 1100
 
 
+async def test_a_user_rooms_history_outlives_its_last_event_by_the_inbox_ttl(redis: Any) -> None:
+    limits = publishing.Limits(history_ttl_s=1000, inbox_ttl_s=50_000)
+    publisher = publishing.RedisPublisher(redis, limits)
+    data = {"task_id": "t", "user_id": "inbox-1", "incident_id": "inbox-i"}
+    await publisher.publish_events([routed("task_assigned", data, "e-inbox")])
+    assert 50_000 <= await redis.ttl(keys.history_stream("user:inbox-1:org:org-1")) <= 50_100
+    assert 1000 <= await redis.ttl(keys.history_stream("incident:inbox-i:org:org-1")) <= 1100
+
+
 async def test_a_flushed_script_cache_is_reloaded(redis: Any) -> None:
     publisher = publisher_of(redis)
     await redis.script_flush()

@@ -127,7 +127,9 @@ async def test_order_within_a_room(
     samples = await scrape(gateway.url)
     assert metric(samples, "fleetcast_gateway_events_total") == 50
     assert metric(samples, "fleetcast_gateway_deliveries_total") == 50
-    assert metric(samples, "fleetcast_gateway_delivery_latency_seconds_count") == 50
+    latency = "fleetcast_gateway_delivery_latency_seconds_count"
+    assert metric(samples, latency, category="priority") == 50
+    assert metric(samples, latency, category="position") == 0
     assert metric(samples, "fleetcast_gateway_redis_messages_total", org="o1") == 5
 
 

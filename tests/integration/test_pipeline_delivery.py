@@ -278,3 +278,209 @@ async def wait_in_history(
             await asyncio.sleep(0.05)
     finally:
         await redis.aclose()
+
+
+async def snapshot(client: Client, kind: str) -> dict[str, Any]:
+    name = f"{kind}_snapshot"
+    await wait_until(lambda: any(n == name for n, _ in client.events), WAIT_S, name)
+    return next(data for n, data in client.events if n == name)
+
+
+async def test_a_console_opened_after_50_incident_events_sees_exactly_the_open_ones(
+    rig: Rig,
+) -> None:
+    kafka_topics, kafka_producer, redis_url, tmp_path, clients = rig
+    async with whole_path(kafka_topics, redis_url, tmp_path) as url:
+        witness = await dispatcher_in(clients, url, kafka_producer, kafka_topics)
+        sent, open_ = [], set()
+        for n in range(50):
+            incident = f"inc-{n % 13}"
+            if incident in open_ and n % 3 == 0:
+                data = {"incident_id": incident, "status": "closed"}
+                sent.append(envelope("incident_status_changed", "org-a", data))
+                open_.discard(incident)
+            elif incident in open_:
+                data = {"incident_id": incident, "status": "on_scene"}
+                sent.append(envelope("incident_status_changed", "org-a", data))
+            else:
+                sent.append(envelope("incident_created", "org-a", {"incident_id": incident}))
+                open_.add(incident)
+        sent += [
+            envelope("alert_created", "org-a", {"alert_id": "al-1", "severity": "critical"}),
+            envelope("alert_created", "org-a", {"alert_id": "al-2"}),
+            envelope("alert_acknowledged", "org-a", {"alert_id": "al-2"}),
+            envelope("task_assigned", "org-a", {"task_id": "tk-1", "user_id": "usr-1"}),
+        ]
+        await produce_events(kafka_producer, kafka_topics, sent)
+        await wait_for_events(witness, len(sent) - 1)  # (the task goes to usr-1 only)
+        console = clients(url)
+        token = make_token("disp-2", "org-a", ("dispatcher",), ttl=600)
+        assert await console.connect(auth={"token": token, "state": True})
+        incidents = await snapshot(console, "incidents")
+        assert {i["incident_id"] for i in incidents["data"]["incidents"]} == open_
+        assert incidents["data"]["complete"] is True
+        alerts = await snapshot(console, "alerts")
+        assert [a["alert_id"] for a in alerts["data"]["alerts"]] == ["al-1"]
+        unit = clients(url)
+        token = make_token("usr-1", "org-a", ("field_unit",), ttl=600)
+        assert await unit.connect(auth={"token": token, "state": True})
+        tasks = await snapshot(unit, "tasks")
+        assert [t["task_id"] for t in tasks["data"]["tasks"]] == ["tk-1"]
+
+
+async def test_a_unit_back_after_its_history_moved_on_gets_its_open_tasks(rig: Rig) -> None:
+    """A long dead zone: the user room's history no longer reaches back, the tasks still do."""
+    kafka_topics, kafka_producer, redis_url, tmp_path, clients = rig
+    async with whole_path(kafka_topics, redis_url, tmp_path, history_maxlen=10) as url:
+        unit = await connect(clients, url, "usr-1", "org-a", ("field_unit",))
+        await produce_events(
+            kafka_producer,
+            kafka_topics,
+            [envelope("task_assigned", "org-a", {"task_id": "tk-0", "user_id": "usr-1"})],
+        )
+        since = (await wait_for_events(unit, 1))[0]["offset"]
+        await unit.close()
+        while_away = []
+        for n in range(1, 31):  # 30 tasks: every third one still open at the end
+            task = {"task_id": f"tk-{n}", "user_id": "usr-1"}
+            while_away.append(envelope("task_assigned", "org-a", task))
+            if n % 3:
+                while_away.append(envelope("task_completed", "org-a", task))
+        await produce_events(kafka_producer, kafka_topics, while_away)
+        await wait_in_history(
+            redis_url, "user:usr-1:org:org-a", None, last=while_away[-1]["event_id"]
+        )
+        back = clients(url)
+        token = make_token("usr-1", "org-a", ("field_unit",), ttl=600)
+        assert await back.connect(auth={"token": token, "since": {"user:usr-1": since}})
+        [session] = await back.wait_for("session")
+        assert session["recovered"]["user:usr-1"] is False
+        tasks = await snapshot(back, "tasks")
+    open_tasks = {"tk-0"} | {f"tk-{n}" for n in range(3, 31, 3)}
+    assert {t["task_id"] for t in tasks["data"]["tasks"]} == open_tasks
+
+
+async def test_a_unit_back_after_its_rooms_expired_gets_its_tasks_in_order_and_active_alerts(
+    rig: Rig,
+) -> None:
+    """Offline longer than room history lives: tasks from the inbox, alerts from the state."""
+    kafka_topics, kafka_producer, redis_url, tmp_path, clients = rig
+    async with whole_path(kafka_topics, redis_url, tmp_path, history_ttl_s=2) as url:
+        unit = await connect(clients, url, "usr-1", "org-a", ("field_unit",))
+        await warm_up(kafka_producer, kafka_topics, [(unit, "org-a")])
+        first = envelope("task_assigned", "org-a", {"task_id": "tk-0", "user_id": "usr-1"})
+        await produce_events(kafka_producer, kafka_topics, [first])
+        [got] = await wait_for_events(unit, 1)
+        user_since = got["offset"]
+        org_since = await unit_org_offset(redis_url)  # the warm-up alert's
+        await unit.close()
+        missed = [
+            envelope("task_assigned", "org-a", {"task_id": f"tk-{n}", "user_id": "usr-1"})
+            for n in range(1, 6)
+        ]
+        alerts = [
+            envelope("alert_created", "org-a", {"alert_id": "al-1"}),
+            envelope("alert_created", "org-a", {"alert_id": "al-2"}),
+            envelope("alert_acknowledged", "org-a", {"alert_id": "al-1"}),
+        ]
+        await produce_events(kafka_producer, kafka_topics, missed + alerts)
+        await wait_in_history(redis_url, "org:org-a", None, last=alerts[-1]["event_id"])
+        org_stream = keys.history_stream("org:org-a")
+        await wait_gone(redis_url, org_stream)  # 2 s of history TTL (+1 s slack) went by
+        back = clients(url)
+        token = make_token("usr-1", "org-a", ("field_unit",), ttl=600)
+        since = {"user:usr-1": user_since, "org": org_since}
+        assert await back.connect(auth={"token": token, "since": since})
+        [session] = await back.wait_for("session")
+        assert session["recovered"] == {"user:usr-1": True, "org": False}
+        tasks = await wait_for_events(back, len(missed))
+        active = await snapshot(back, "alerts")
+    assert [t["event_id"] for t in tasks] == [m["event_id"] for m in missed]
+    assert [a["alert_id"] for a in active["data"]["alerts"]] == ["al-2"]
+
+
+async def unit_org_offset(redis_url: str) -> str:
+    """The org room's newest offset."""
+    redis: Any = redis_harness.client(redis_url)
+    try:
+        [(entry, _fields)] = await redis.xrevrange(keys.history_stream("org:org-a"), count=1)
+        return str(entry.decode())
+    finally:
+        await redis.aclose()
+
+
+async def wait_gone(redis_url: str, key: str) -> None:
+    redis: Any = redis_harness.client(redis_url)
+    deadline = time.monotonic() + WAIT_S
+    try:
+        while await redis.exists(key):
+            assert time.monotonic() < deadline, f"{key} never expired"
+            await asyncio.sleep(0.2)
+    finally:
+        await redis.aclose()
+
+
+def offset_key(offset: str) -> tuple[int, int]:
+    ms, _, seq = offset.partition("-")
+    return int(ms), int(seq)
+
+
+async def test_snapshot_then_live_under_a_steady_rate_misses_and_doubles_nothing(
+    rig: Rig,
+) -> None:
+    kafka_topics, kafka_producer, redis_url, tmp_path, clients = rig
+    sent: list[dict[str, Any]] = []
+    async with whole_path(kafka_topics, redis_url, tmp_path) as url:
+        witness = await dispatcher_in(clients, url, kafka_producer, kafka_topics)
+
+        async def stream(count: int) -> None:  # ~50 events/s, incidents opening and closing
+            for n in range(count):
+                incident = f"inc-{n % 17}"
+                if n % 4 == 3:
+                    data = {"incident_id": incident, "status": "closed"}
+                    doc = envelope("incident_status_changed", "org-a", data)
+                else:
+                    doc = envelope("incident_created", "org-a", {"incident_id": incident})
+                sent.append(doc)
+                await produce_events(kafka_producer, kafka_topics, [doc])
+                await asyncio.sleep(0.02)
+
+        producing = asyncio.create_task(stream(300))
+        await asyncio.sleep(2.0)  # mid-stream
+        console = clients(url)
+        token = make_token("disp-2", "org-a", ("dispatcher",), ttl=600)
+        assert await console.connect(auth={"token": token, "state": True})
+        await producing
+        await wait_for_events(witness, len(sent))
+        taken = await snapshot(console, "incidents")
+        live = [e for e in received(console) if e["event_type"].startswith("incident_")]
+        await wait_until(
+            lambda: (
+                len(live)
+                >= sum(
+                    1
+                    for e in received(witness)
+                    if offset_key(e["offset"]) > offset_key(taken["offset"])
+                )
+            ),
+            WAIT_S,
+        )
+        live = [e for e in received(console) if e["event_type"].startswith("incident_")]
+    after = [e for e in received(witness) if offset_key(e["offset"]) > offset_key(taken["offset"])]
+    assert [e["event_id"] for e in live] == [
+        e["event_id"] for e in after
+    ]  # none missed, none twice
+    assert 0 < len(after) < len(sent)  # the console came in mid-stream
+    open_ = {i["incident_id"] for i in taken["data"]["incidents"]}
+    for event in live:
+        incident = event["data"]["incident_id"]
+        if event["data"].get("status") == "closed":
+            open_.discard(incident)
+        else:
+            open_.add(incident)
+    final: set[str] = set()
+    for doc in sent:
+        (final.discard if doc["data"].get("status") == "closed" else final.add)(
+            doc["data"]["incident_id"]
+        )
+    assert open_ == final

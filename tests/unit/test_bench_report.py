@@ -86,8 +86,8 @@ def test_no_ratio_without_the_reference() -> None:
 def test_rendered_report_has_tables_ratios_and_run_info() -> None:
     text = report.render(INFO, [fanout_result()])
     assert "Command: `python -m bench --scenario fanout`" in text
-    assert "| fleetcast | 1,000 | 1,000 | 0 | 2.0 | 150 | 80.0 | 29.3 | 1.5 |" in text
-    assert "| 1,000 | paced | 2.00x | 1.50x | 2.00x | 1.00x |" in text
+    assert "| fleetcast | 1,000 | 1,000 | 0 | 2.0 | 500 | 150 | 80.0 | 29.3 | 1.5 |" in text
+    assert "| 1,000 | paced | 2.00x | 1.50x | 2.00x | 1.00x | 1.00x |" in text
     assert "## fanout: Broadcast" in text
     assert "Latency by category" not in text  # one category only: no split table
 
@@ -116,6 +116,25 @@ def test_missing_figures_print_as_dash() -> None:
     assert report.num(None) == "-"
     assert report.num(1234.567, 1) == "1,234.6"
     assert report.num(1234.567, 0) == "1,235"
+
+
+def test_every_server_is_also_compared_with_centrifugo() -> None:
+    result = fanout_result()
+    result.connections.append(
+        dataclasses.replace(connections("centrifugo", 60_000.0), connect_s=0.5)
+    )
+    result.deliveries.append(delivery("centrifugo", 28.0, 1000.0))
+    pairs = [(r.subject, r.reference) for r in report.all_ratios(result)]
+    assert pairs == [
+        ("fleetcast", "socket.io"),
+        ("fleetcast", "centrifugo"),
+        ("socket.io", "centrifugo"),
+    ]
+    ours = report.all_ratios(result)[1]
+    assert (ours.cpu, ours.rss, ours.connects) == pytest.approx((0.5, 0.5, 0.25))
+    text = report.render(INFO, [result])
+    assert "Ratios fleetcast / centrifugo" in text
+    assert "| 1,000 | paced | 0.50x | 0.50x | 4.00x | 1.00x | 0.25x |" in text
 
 
 def test_ratio_lines_for_the_terminal() -> None:

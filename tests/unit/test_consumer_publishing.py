@@ -121,7 +121,7 @@ def test_the_arguments_follow_the_documented_layout() -> None:
         *streams,
     ]
     slack = int(LIMITS.history_ttl_s * publishing.HISTORY_TTL_SLACK)
-    assert got[:13] == [
+    assert got[:14] == [
         b"e",
         b"%d" % LIMITS.history_maxlen,
         b"%d" % (LIMITS.history_ttl_s + slack),
@@ -134,18 +134,31 @@ def test_the_arguments_follow_the_documented_layout() -> None:
         wire.MESSAGE_TIME,
         wire.MESSAGE_EVENTS,
         b"SPUBLISH",
+        b"%d" % (LIMITS.inbox_ttl_s + slack),
         b'{"v":1,"org":"org-1","seq":',
     ]
     # partitions: count, then fence field, first and last offset of the org's events
-    assert got[13:20] == [b"2", b"t:0", b"10", b"12", b"t:1", b"5", b"5"]
-    assert got[20] == b"4"
-    first = got[21:26]  # k = 1, its stream, two pieces, envelope
+    assert got[14:21] == [b"2", b"t:0", b"10", b"12", b"t:1", b"5", b"5"]
+    assert got[21] == b"4"
+    first = got[22:27]  # k = 1, its stream, two pieces, envelope
     assert first[:2] == [b"1", keys.history_stream("asset:u-1:org:org-1").encode()]
     assert first[4] == items[0].envelope_json
-    # then the streams whose TTL to set, and the snapshot by event number: the latest
-    # position of u-1 only (events 1 and 3 are its), and u-2's status (event 4)
-    assert got[-10:-6] == [b"3", *streams]
-    assert got[-6:] == [b"1", b"u-1", b"3", b"1", b"u-2", b"4"]
+    # then the streams whose TTL to set (no inbox among them), the snapshot by event
+    # number: the latest position of u-1 only (events 1 and 3 are its), and u-2's
+    # status (event 4); and no state change
+    assert got[-12:-7] == [b"3", *streams, b"0"]
+    assert got[-7:] == [b"1", b"u-1", b"3", b"1", b"u-2", b"4", b"0"]
+
+
+def test_a_user_rooms_history_is_an_inbox_kept_longer() -> None:
+    item = routed("task_assigned", 1, task_id="t-1", user_id="usr-1", incident_id="i-1")
+    _, got = split(only(publishing.Encoder(LIMITS, CLUSTER).encode([item], now=100.0)))
+    incident, user = (
+        keys.history_stream(room).encode()
+        for room in ("incident:i-1:org:org-1", "user:usr-1:org:org-1")
+    )
+    at = got.index(item.envelope_json) + 1
+    assert got[at : at + 4] == [b"1", incident, b"1", user]
 
 
 def test_a_batch_is_one_call_per_org_each_in_its_orgs_slot() -> None:
@@ -186,3 +199,14 @@ def test_unfenced_keeps_what_lies_above_each_partitions_fence() -> None:
     fences = publishing.fences_of(items, [b"2", None])  # partition 0 up to 2; 1 has none
     assert fences == {("t", 0): 2}
     assert [i.offset for i in publishing.unfenced(items, fences)] == [1, 3, 4, 5]
+
+
+def test_a_traced_event_gets_its_own_pieces_with_its_traceparent() -> None:
+    traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    plain, traced = routed("alert_created", 1), routed("alert_created", 2)
+    traced.traceparent = traceparent
+    _, got = split(only(publishing.Encoder(LIMITS, CLUSTER).encode([plain, traced], now=1.0)))
+    first_pieces = [arg for arg in got if arg.startswith(b'{"rooms":')]
+    assert len(first_pieces) == 2
+    assert b'"tp"' not in first_pieces[0]  # the route's shared pieces stay untraced
+    assert b',"tp":"' + traceparent.encode() + b'",' in first_pieces[1]

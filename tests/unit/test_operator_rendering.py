@@ -451,3 +451,26 @@ def test_a_rotated_secret_value_rolls_only_the_pods_that_read_it() -> None:
     assert hashes("b", "r")[0] != gateway
     assert hashes("a", "s")[0] != gateway
     assert hashes("a", "s")[1] != consumer
+
+
+@pytest.mark.parametrize(
+    ("component", "settings_class", "service"),
+    [
+        ("gateway", gateway_settings.Settings, "fleetcast-gateway"),
+        ("consumer", consumer_settings.Settings, "fleetcast-consumer"),
+    ],
+)
+def test_tracing_in_the_spec_renders_the_standard_otel_variables(
+    component: str, settings_class: Any, service: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert not any(name.startswith("OTEL_") for name in configs.consumer_env(crd.parse(BASE)))
+    tracing = {"enabled": True, "endpoint": "http://tempo:4318", "positionRatio": 0.05}
+    objects = render(monitoring={"tracing": tracing})
+    for name in [n for n in os.environ if n.startswith("OTEL_")]:
+        monkeypatch.delenv(name)
+    env = _settings_from(objects, component, monkeypatch, {"secret": "s" * 40})
+    assert env["OTEL_SERVICE_NAME"] == service
+    loaded = settings_class()
+    assert loaded.tracing_enabled
+    assert loaded.traces_endpoint() == "http://tempo:4318/v1/traces"
+    assert loaded.otel_traces_sampler_arg == 0.05

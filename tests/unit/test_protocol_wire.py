@@ -56,3 +56,14 @@ def test_anything_else_is_a_wire_error(raw: bytes) -> None:
 def test_missing_offsets_mean_none() -> None:
     raw = orjson.dumps({"v": 1, "org": "o", "events": [{"rooms": ["org:o"], "event": EVENT}]})
     assert wire.decode(raw)[1][0].offsets == {}
+
+
+def test_a_traced_item_carries_its_traceparent_to_the_gateway() -> None:
+    traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    item = wire.RoutedEvent(("org:o",), {"org:o": "5-0"}, EVENT, traceparent)
+    raw = wire.encode("o", [item, wire.RoutedEvent(("org:o",), {}, EVENT)])
+    assert b'"rooms":["org:o"],"tp":"' + traceparent.encode() + b'","offsets"' in raw
+    traced, plain = wire.decode(raw)[1]
+    assert traced.traceparent == traceparent
+    assert plain.traceparent is None
+    assert "tp" not in traced.event  # the envelope, which clients get, never holds it

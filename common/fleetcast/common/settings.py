@@ -20,7 +20,9 @@ def describe(program: str, error: ValidationError) -> str:
     lines = []
     for item in error.errors():
         where = "_".join(str(part) for part in item["loc"]).upper()
-        name = f"FLEETCAST_{where}" if where else "configuration"
+        # OTEL_* variables are the OpenTelemetry specification's, unprefixed.
+        name = where if where.startswith("OTEL_") else f"FLEETCAST_{where}"
+        name = name if where else "configuration"
         lines.append(f"  {name}: {item['msg'].removeprefix('Value error, ')}")
     return f"{program}: invalid configuration\n" + "\n".join(lines)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import signal
+import socket
 from collections.abc import Awaitable, Callable
 
 import structlog
@@ -20,7 +21,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from redis.asyncio import Redis
 
-from fleetcast.common import redisurl
+from fleetcast.common import redisurl, tracing
 from fleetcast.consumer import (
     access,
     conditions,
@@ -32,8 +33,10 @@ from fleetcast.consumer import (
     sending,
     shutdown,
 )
+from fleetcast.consumer import tracing as consumer_tracing
 from fleetcast.consumer.metrics import Metrics
 from fleetcast.consumer.settings import Settings
+from fleetcast.consumer.state import Rules as StateRules
 
 log = structlog.stdlib.get_logger(__name__)
 
@@ -54,6 +57,10 @@ def options(settings: Settings) -> pipeline.Options:
         stop_step_timeout_s=settings.shutdown_step_timeout_s,
         control_topic=settings.kafka_control_topic or None,
         access_rules=access.rules_from(settings.access_rules),
+        state_rules=StateRules(
+            closed_statuses=frozenset(settings.state_closed_statuses),
+            alert_end_types=frozenset(settings.state_alert_end_types),
+        ),
     )
 
 
@@ -64,6 +71,8 @@ def limits(settings: Settings) -> publishing.Limits:
         fence_ttl_s=settings.fence_ttl_s,
         fleet_asset_ttl_s=settings.fleet_asset_ttl_s,
         fleet_max_assets=settings.fleet_max_assets,
+        state_ttl_s=settings.state_ttl_s,
+        inbox_ttl_s=settings.inbox_ttl_s,
     )
 
 
@@ -141,8 +150,11 @@ async def run(
         settings.consumer_port,
     )
     log.info("consumer http listening", host=settings.consumer_host, port=settings.consumer_port)
+    traces = tracing.setup(settings, "fleetcast-consumer", socket.gethostname())
     try:
-        await _consume(settings, consumer, producer, sender, metrics, state, stopping, deadline)
+        await _consume(
+            settings, consumer, producer, sender, metrics, state, stopping, deadline, traces
+        )
     finally:
         state.stopping = True
         for name, close in (
@@ -152,6 +164,12 @@ async def run(
             ("close http", runner.cleanup),
         ):
             await shutdown.step(name, close(), deadline.budget(settings.shutdown_step_timeout_s))
+        if traces is not None:  # exports the last spans from the SDK's thread
+            await shutdown.step(
+                "flush traces",
+                asyncio.to_thread(traces.shutdown),
+                deadline.budget(settings.shutdown_step_timeout_s),
+            )
         log.info("consumer stopped")
 
 
@@ -177,6 +195,7 @@ async def _consume(
     state: conditions.State,
     stopping: asyncio.Event,
     deadline: shutdown.HardDeadline,
+    traces: tracing.Tracing | None = None,
 ) -> None:
     """Start the Kafka clients (retrying), then run the pipeline until ``stopping``."""
     cap = settings.retry_backoff_max_s
@@ -198,6 +217,7 @@ async def _consume(
         options(settings),
         state,
         control.ControlWriter(sender, settings.redis_timeout_s),
+        consumer_tracing.BatchTracer(traces) if traces is not None else None,
     )
     # Subscribing before start joins the group at once (after start: ~5 s later).
     consumer.subscribe(settings.subscribed_topics(), listener=pipeline.Listener(loop))

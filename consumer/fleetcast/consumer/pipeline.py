@@ -44,6 +44,8 @@ from fleetcast.consumer import (
     deadletter,
     processing,
     publishing,
+    state,
+    tracing,
     watching,
 )
 from fleetcast.consumer.metrics import Metrics
@@ -107,6 +109,8 @@ class Options:
     control_topic: str | None = None
     #: Events that take access away (consumer/access.py), by event type.
     access_rules: Mapping[str, access.Rule] = field(default_factory=lambda: access.DEFAULT_RULES)
+    #: What closes an incident or ends an alert, for the org state tables.
+    state_rules: state.Rules = field(default_factory=state.Rules)
 
 
 def backoff(attempt: int, cap: float) -> float:
@@ -122,6 +126,8 @@ class Ready:
     batch: processing.Batch
     #: None when no event of the batch goes to Redis.
     call: publishing.Call | None
+    #: The spans of its traced events (None: tracing off, or none sampled).
+    spans: tracing.Spans | None = None
 
 
 class Pipeline:
@@ -134,12 +140,14 @@ class Pipeline:
         options: Options,
         state: conditions.State | None = None,
         controls: ControlSink | None = None,
+        tracer: tracing.BatchTracer | None = None,
     ) -> None:
         if options.control_topic is not None and controls is None:
             raise ValueError("a control topic needs a ControlSink")
         self._source = source
         self._publisher = publisher
         self._controls = controls
+        self._tracer = tracer
         self._metrics = metrics
         self._options = options
         self.state = state or conditions.State()
@@ -201,8 +209,10 @@ class Pipeline:
                         self._undelivered.setdefault(tp, records[0].offset)
                 if polled:
                     batch = await self._prepare(polled)
+                    # Before encoding: a traced event's wire item carries its span.
+                    spans = self._tracer.begin(batch, polled) if self._tracer else None
                     call = self._publisher.encode(batch.routed) if batch.routed else None
-                    await queue.put(Ready(generation, batch, call))
+                    await queue.put(Ready(generation, batch, call, spans))
         finally:
             await queue.put(None)
 
@@ -212,8 +222,11 @@ class Pipeline:
         while (ready := await queue.get()) is not None:
             async with self.in_flight:
                 if ready.generation != self.generation:
+                    tracing.BatchTracer.end(ready.spans, published=False)
                     continue  # polled before a rebalance: Kafka will deliver it again
-                if not await self._deliver(ready, stopping):
+                delivered = await self._deliver(ready, stopping)
+                tracing.BatchTracer.end(ready.spans, published=delivered)
+                if not delivered:
                     return
                 self._delivered(ready.batch)
 
@@ -265,6 +278,7 @@ class Pipeline:
                 control_topic=self._options.control_topic,
                 now=time.time(),
                 access_rules=self._options.access_rules if self._controls is not None else {},
+                state_rules=self._options.state_rules,
             )
         self._metrics.batch_size.observe(len(batch))
         for topic, count in batch.consumed.items():

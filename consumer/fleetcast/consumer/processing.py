@@ -31,7 +31,7 @@ from typing import Any, Final, NamedTuple, Protocol
 
 import orjson
 
-from fleetcast.consumer import access
+from fleetcast.consumer import access, state
 from fleetcast.protocol import control, events, routing
 from fleetcast.protocol.rooms import RoomKind
 
@@ -93,6 +93,11 @@ class Routed:
     topic: str
     partition: int
     offset: int
+    #: What the event changes in its org's state (most events: nothing).
+    state: tuple[state.Op, ...] = ()
+    #: The consumer's span of this event (W3C traceparent) when it is traced
+    #: (consumer/tracing.py sets it before encoding); None on the usual path.
+    traceparent: str | None = None
 
     @property
     def org(self) -> str:
@@ -239,6 +244,7 @@ def prepare(
     control_topic: str | None = None,
     now: float = 0.0,
     access_rules: Mapping[str, access.Rule] = _NO_RULES,
+    state_rules: state.Rules | None = None,
 ) -> Batch:
     """Decode, validate and route one poll (aiokafka's partition -> records), in order.
 
@@ -247,7 +253,8 @@ def prepare(
     ``into`` extends a batch (a poll prepared in slices) instead of a new one.
     Records of ``control_topic`` are control messages, not events (``now``
     dates those that carry no time). An event that ``access_rules`` match
-    adds its withdrawals to the batch's control messages.
+    adds its withdrawals to the batch's control messages. With ``state_rules``,
+    an event that changes its org's state carries the changes (``Routed.state``).
     """
     batch = Batch() if into is None else into
     append = batch.routed.append
@@ -272,12 +279,16 @@ def prepare(
                 except orjson.JSONDecodeError:
                     pass
             if route is None:
-                envelope = _prepare_slowly(record, router, max_event_bytes, batch)
+                envelope = _prepare_slowly(record, router, max_event_bytes, batch, state_rules)
                 if envelope is not None and envelope.event_type in access_rules:
                     _withdraw(envelope.as_dict(), access_rules, now, batch)
                 continue
             if route.rooms:
-                append(Routed(route, value, topic, partition, record.offset))  # type: ignore[arg-type]
+                item = Routed(route, value, topic, partition, record.offset)  # type: ignore[arg-type]
+                if state_rules is not None and route.event_type in state.STATEFUL_TYPES:
+                    data = doc["data"]  # type: ignore[index]  # known() checked it
+                    item.state = state.ops(route.event_type, data, state_rules)
+                append(item)
             else:
                 batch.unrouted += 1
             if route.event_type in access_rules:
@@ -303,7 +314,11 @@ def _prepare_control(record: Record, now: float, batch: Batch) -> None:
 
 
 def _prepare_slowly(
-    record: Record, router: Router, max_event_bytes: int, batch: Batch
+    record: Record,
+    router: Router,
+    max_event_bytes: int,
+    batch: Batch,
+    state_rules: state.Rules | None = None,
 ) -> events.Envelope | None:
     """The strict path: a new route, or a record to dead-letter (with its reason).
 
@@ -321,7 +336,10 @@ def _prepare_slowly(
     value = record.value
     assert value is not None  # decode_envelope refuses None
     envelope_json = value if len(orjson.loads(value)) == 5 else orjson.dumps(envelope.as_dict())
-    batch.routed.append(Routed(route, envelope_json, record.topic, record.partition, record.offset))
+    item = Routed(route, envelope_json, record.topic, record.partition, record.offset)
+    if state_rules is not None and route.event_type in state.STATEFUL_TYPES:
+        item.state = state.ops(route.event_type, envelope.data, state_rules)
+    batch.routed.append(item)
     return envelope
 
 

@@ -2,15 +2,19 @@
 -- one round trip.
 --
 -- One call per org and batch: every key it touches is the org's (hash tag {org}), so on a
--- Redis Cluster the call runs on the org's shard. KEYS declares them all: KEYS[1] the
--- org's publish fence, KEYS[2] its channel, KEYS[3] its sequence, KEYS[4..6] its fleet
--- snapshot (positions, statuses, last seen), KEYS[7..] every history stream of the call
--- (each event names its streams again in ARGV, packed once per route: they are among
--- KEYS). ARGV is laid out by fleetcast.consumer.publishing.Encoder (its docstring gives
--- the layout); the bounds, the publish command (PUBLISH on one Redis, SPUBLISH on a
--- cluster) and every byte of the wire message but the stream ids come from Python
--- through it (fleetcast.protocol.wire is the format's one author): nothing of the format
--- is spelled here. Steps:
+-- Redis Cluster the call runs on the org's shard. KEYS declares them: KEYS[1] the org's
+-- publish fence, KEYS[2] its channel, KEYS[3] its sequence, KEYS[4..6] its fleet snapshot
+-- (positions, statuses, last seen), KEYS[7..] every history stream of the call, then
+-- every state key it changes (the org's incidents or alerts table, its task owners, the
+-- task table of each user a change names). ARGV names them again where they are used (an
+-- event's streams are packed once per route): they are among KEYS. One key cannot be
+-- declared: the table of a task's previous owner, known only from the owners hash read
+-- here. Its prefix carries the org's tag, so it is in the call's slot all the same.
+-- ARGV is laid out by fleetcast.consumer.publishing.Encoder (its docstring gives the
+-- layout); the bounds, the publish command (PUBLISH on one Redis, SPUBLISH on a cluster)
+-- and every byte of the wire message but the stream ids come from Python through it
+-- (fleetcast.protocol.wire is the format's one author): nothing of the format is spelled
+-- here. Steps:
 --   1. Fence: read the org's last offset published of each Kafka partition in the call. If
 --      an event is at or below it (a redelivery after a crash, a rebalance, or a retry of
 --      a batch whose call on this shard had succeeded), write nothing and return the
@@ -18,9 +22,11 @@
 --   2. XADD each event to each of its history streams (MAXLEN ~), make its wire item by
 --      putting the new stream ids into the item's template, and publish the items (a
 --      bounded number per message, each numbered by INCR of the org's sequence); EXPIRE
---      the streams the consumer asks to refresh; store the latest position/status per
---      asset of the fleet snapshot, and age the snapshot (assets not seen for the TTL and
---      the oldest beyond the cap leave).
+--      the streams the consumer asks to refresh (user rooms' streams, their inboxes, for
+--      longer); store the latest position/status per asset of the fleet snapshot, and age
+--      the snapshot (assets not seen for the TTL and the oldest beyond the cap leave);
+--      apply the org's state changes (open incidents, active alerts, users' tasks: what
+--      changes is decided in Python, consumer/state.py; a record merges the event's data).
 --   3. Last, move the fences to the call's last offsets: if anything above fails, no
 --      event counts as published, and the consumer's retry loses nothing.
 -- Returns {published, 0}, or {-1, fence, fence, ...} from step 1 (false: no fence).
@@ -41,8 +47,8 @@ local fleet_ttl, fleet_max = tonumber(ARGV[4]), tonumber(ARGV[5])
 local per_message, fence_ttl = tonumber(ARGV[6]), ARGV[7]
 local item_separator, message_tail = ARGV[8], ARGV[9]
 local message_time, message_events = ARGV[10], ARGV[11]
-local publish_command, head = ARGV[12], ARGV[13]
-local a = 14
+local publish_command, inbox_expire, head = ARGV[12], ARGV[13], ARGV[14]
+local a = 15
 
 -- 1. fences
 local partitions = tonumber(ARGV[a])
@@ -155,14 +161,81 @@ local function age_snapshot(touched)
   end
 end
 
+-- A record (JSON or false) with the data fields of an envelope merged over its own.
+local function merged(record, envelope)
+  local fields = record and cjson.decode(record) or {}
+  local data = cjson.decode(envelope).data
+  if type(data) == 'table' then
+    for name, value in pairs(data) do fields[name] = value end
+  end
+  return cjson.encode(fields)
+end
+
+local function merge(key, item, envelope, touched)
+  redis.call('HSET', key, item, merged(redis.call('HGET', key, item), envelope))
+  touched[key] = true
+end
+
+-- A task's change: its table is its owner's (tasks_prefix .. user), on record in `owners`.
+local function change_task(kind, item, owner, envelope, owners, tasks_prefix, touched)
+  local previous = redis.call('HGET', owners, item)
+  if kind == 'drop' then
+    if previous then redis.call('HDEL', tasks_prefix .. previous, item) end
+    redis.call('HDEL', owners, item)
+  elseif kind == 'own' then
+    if previous and previous ~= owner then  -- reassigned: the record moves with it
+      local record = redis.call('HGET', tasks_prefix .. previous, item)
+      redis.call('HDEL', tasks_prefix .. previous, item)
+      if record then redis.call('HSET', tasks_prefix .. owner, item, record) end
+    end
+    redis.call('HSET', owners, item, owner)
+    touched[owners] = true
+  else
+    if owner == '' then owner = previous end  -- an update that does not say whose
+    if owner then
+      if not previous then redis.call('HSET', owners, item, owner) touched[owners] = true end
+      merge(tasks_prefix .. owner, item, envelope, touched)
+    end
+  end
+end
+
+-- The state section at ARGV[at]: count, then (if any) owners key, tasks prefix, TTL and
+-- the changes (kind, table key or '' for a task, item, event number, owner).
+local function apply_state(at, envelopes)
+  local n = tonumber(ARGV[at])
+  if n == 0 then return at + 1 end
+  local owners, tasks_prefix, ttl = ARGV[at + 1], ARGV[at + 2], ARGV[at + 3]
+  local touched = {}
+  at = at + 4
+  for _ = 1, n do
+    local kind, key, item = ARGV[at], ARGV[at + 1], ARGV[at + 2]
+    local envelope, owner = envelopes[tonumber(ARGV[at + 3])], ARGV[at + 4]
+    at = at + 5
+    if key == '' then
+      change_task(kind, item, owner, envelope, owners, tasks_prefix, touched)
+    elseif kind == 'drop' then
+      redis.call('HDEL', key, item)
+    else
+      merge(key, item, envelope, touched)
+    end
+  end
+  for key in pairs(touched) do redis.call('EXPIRE', key, ttl) end
+  return at
+end
+
 -- 2. the org's events
 local count = tonumber(ARGV[a])
 local envelopes
 envelopes, a = add_events(a + 1, count)
-local refresh = tonumber(ARGV[a])
-for i = a + 1, a + refresh do redis.call('EXPIRE', ARGV[i], history_expire) end
-local touched = store_snapshot(a + refresh + 1, envelopes, positions, statuses)
+for _, expire in ipairs({history_expire, inbox_expire}) do
+  local refresh = tonumber(ARGV[a])
+  for i = a + 1, a + refresh do redis.call('EXPIRE', ARGV[i], expire) end
+  a = a + refresh + 1
+end
+local touched
+touched, a = store_snapshot(a, envelopes, positions, statuses)
 age_snapshot(touched)
+apply_state(a, envelopes)
 
 -- 3. fences, last
 if partitions > 0 then

@@ -1,7 +1,8 @@
 """The Redis edge of the consumer: one script call per org per batch.
 
 Everything an org's events of a batch need in Redis (drop redeliveries,
-append to each room's history, publish, update the fleet snapshot) happens
+append to each room's history, publish, update the fleet snapshot and the
+state tables) happens
 in one Lua script call (``publish.lua``); the calls of a batch go in one
 round trip on one Redis, or one per shard on a cluster (sending.py). A
 script, not a pipeline, because the wire message must carry the stream ids
@@ -35,8 +36,8 @@ from typing import Any, Final, NamedTuple, Protocol
 
 from redis.exceptions import RedisError
 
-from fleetcast.consumer import processing, sending
-from fleetcast.protocol import keys, wire
+from fleetcast.consumer import processing, sending, state
+from fleetcast.protocol import keys, rooms, wire
 
 SCRIPT: Final = resources.files("fleetcast.consumer").joinpath("publish.lua").read_text()
 SCRIPT_SHA: Final = hashlib.sha1(SCRIPT.encode(), usedforsecurity=False).hexdigest()
@@ -66,6 +67,10 @@ class Limits:
     fleet_asset_ttl_s: int = keys.FLEET_ASSET_TTL_S
     fleet_max_assets: int = keys.FLEET_MAX_ASSETS
     events_per_message: int = EVENTS_PER_MESSAGE
+    state_ttl_s: int = keys.STATE_TTL_S
+    #: A user room's history (its inbox) outlives its last event this long (at least
+    #: ``history_ttl_s``): a unit back from hours in a dead zone still finds its tasks.
+    inbox_ttl_s: int = keys.INBOX_TTL_S
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,19 +133,23 @@ class PackedRoute(NamedTuple):
     packed: bytes
     arguments: int
     streams: tuple[str, ...]
+    #: Per stream: whether it is a user room's (an inbox, kept longer).
+    inboxes: tuple[bool, ...]
     #: "position" or "status", and the packed asset id, for the fleet snapshot.
     snapshot: str | None
     asset: bytes
 
 
-def pack_route(route: processing.Route) -> PackedRoute:
+def pack_route(route: processing.Route, traceparent: str | None = None) -> PackedRoute:
+    """A route's arguments; with a ``traceparent``, one traced event's (never memoized)."""
     streams = tuple(keys.history_stream(room) for room in route.history)
-    pieces = wire.item_pieces(route.rooms, route.history)
+    pieces = wire.item_pieces(route.rooms, route.history, traceparent)
     arguments = [text(len(streams)), *(text(s) for s in streams), *map(bulk, pieces)]
     return PackedRoute(
         packed=b"".join(arguments),
         arguments=len(arguments) + 1,
         streams=streams,
+        inboxes=tuple(rooms.parse_room(room).kind is rooms.RoomKind.USER for room in route.history),
         snapshot=route.snapshot,
         asset=text(route.asset_id or ""),
     )
@@ -175,15 +184,21 @@ class Encoder:
     """Builds the script's keys (``KEYS``) and arguments (``ARGV``), one call per org.
 
     KEYS: the org's fence, channel, sequence, the three snapshot keys, then
-    every history stream of the call. ARGV: a header (history field, MAXLEN,
-    stream TTL, fleet TTL and cap, events per message, fence TTL, the wire
-    item separator, message tail and the pieces around a message's time, the
-    publish command); the org's wire message head; the partitions (count,
-    then per partition its fence field and first and last offset); the event
-    count, the events, the streams to refresh (count, names), the latest
-    positions and statuses (count, then pairs of asset and the number of its
-    latest event in the call, from 1). An event is its stream count ``k``,
-    ``k`` streams, ``k + 1`` item pieces, envelope.
+    every history stream of the call and every state key its changes name
+    (a table, the task owners, a user's tasks; a task's previous owner's
+    table is found by the script, in the same slot). ARGV: a header (history
+    field, MAXLEN, stream TTL, fleet TTL and cap, events per message, fence
+    TTL, the wire item separator, message tail and the pieces around a
+    message's time, the publish command, the inbox streams' TTL); the org's
+    wire message head; the partitions (count, then per partition its fence
+    field and first and last offset); the event count, the events, the
+    streams to refresh (count, names; then the inbox streams likewise), the
+    latest positions and statuses (count, then pairs of asset and the number
+    of its latest event in the call, from 1), the state changes (count; if
+    any, the task owners key, the prefix of a user's tasks key and the
+    tables' TTL, then per change: kind, table key ("" for tasks: the
+    owner's), item, event number, owner). An event is its stream count
+    ``k``, ``k`` streams, ``k + 1`` item pieces, envelope.
     """
 
     def __init__(
@@ -210,6 +225,7 @@ class Encoder:
             bulk(wire.MESSAGE_TIME),
             bulk(wire.MESSAGE_EVENTS),
             text(publish_command),
+            text(max(limits.inbox_ttl_s, limits.history_ttl_s) + self._slack_s),
         ]
         self._routes: dict[processing.Route, PackedRoute] = {}
         self._orgs: dict[str, tuple[bytes, bytes]] = {}
@@ -229,9 +245,9 @@ class Encoder:
         fixed, head = self._orgs.get(org) or self._pack_org(org)
         parts = [*self._header, head]
         count = len(parts) + self._partitions(items, parts)
-        streams: dict[str, None] = {}
-        count += self._events(items, parts, call, streams, now)
-        stream_keys = [text(stream) for stream in streams]
+        declared: dict[str, None] = {}
+        count += self._events(items, parts, call, declared, now)
+        stream_keys = [text(key) for key in declared]
         nkeys = ORG_KEYS + len(stream_keys)
         call.packed = b"*%d\r\n%b%b%b%b%b" % (
             count + nkeys + 3,
@@ -272,37 +288,71 @@ class Encoder:
         items: Sequence[processing.Routed],
         parts: list[bytes],
         call: OrgCall,
-        streams: dict[str, None],
+        declared: dict[str, None],
         now: float,
     ) -> int:
-        """The events, refreshes and snapshot sections; collects the streams; returns the count."""
+        """The events, refreshes, snapshot and state sections; collects the keys they
+        touch into ``declared``; returns how many arguments."""
         parts.append(text(len(items)))
         count = 1
         latest: dict[str | None, dict[bytes, int]] = {"position": {}, "status": {}, None: {}}
-        refresh: dict[str, None] = {}
+        changes: list[tuple[int, state.Op]] = []
+        refresh: dict[str, bool] = {}  # stream -> it is an inbox
         due = now - self._slack_s
         refreshed, extend = self._refreshed, parts.extend
         for number, item in enumerate(items, 1):  # the hot loop: one event
-            packed = self._routes.get(item.route) or self._pack(item.route)
+            if item.traceparent is None:
+                packed = self._routes.get(item.route) or self._pack(item.route)
+            else:  # a traced event: its wire item carries its span's context
+                packed = pack_route(item.route, item.traceparent)
             envelope = item.envelope_json
             extend((packed.packed, bulk_header(len(envelope)), envelope, CRLF))
             count += packed.arguments
-            for stream in packed.streams:
-                streams[stream] = None
+            for stream, inbox in zip(packed.streams, packed.inboxes, strict=True):
+                declared[stream] = None
                 if refreshed.get(stream, due) <= due:
-                    refresh[stream] = None
+                    refresh[stream] = inbox
             latest[packed.snapshot][packed.asset] = number
+            if item.state:
+                changes += ((number, op) for op in item.state)
         call.refreshed += refresh
-        parts.append(text(len(refresh)))
-        parts += [text(stream) for stream in refresh]
-        count += 1 + len(refresh)
+        for inboxes in (False, True):
+            streams = [stream for stream, inbox in refresh.items() if inbox is inboxes]
+            parts.append(text(len(streams)))
+            parts += [text(stream) for stream in streams]
+        count += 2 + len(refresh)
         for kind in ("position", "status"):
             assets = latest[kind]
             parts.append(text(len(assets)))
             for asset, number in assets.items():
                 parts += [asset, text(number)]
             count += 1 + 2 * len(assets)
-        return count
+        return count + self._state(call.org, changes, parts, declared)
+
+    def _state(
+        self,
+        org: str,
+        changes: list[tuple[int, state.Op]],
+        parts: list[bytes],
+        declared: dict[str, None],
+    ) -> int:
+        """The org's state changes (see the class docstring); returns how many arguments."""
+        parts.append(text(len(changes)))
+        if not changes:
+            return 1
+        owners = keys.task_owners(org)
+        parts += [text(owners), text(keys.user_tasks(org, "")), text(self._limits.state_ttl_s)]
+        for number, op in changes:
+            if op.table == state.TASKS:
+                table = ""
+                declared[owners] = None
+                if op.owner:
+                    declared[keys.user_tasks(org, op.owner)] = None
+            else:
+                table = keys.state_table(org, op.table)
+                declared[table] = None
+            parts += [text(op.kind), text(table), text(op.item), text(number), text(op.owner)]
+        return 4 + 5 * len(changes)
 
     def _pack_org(self, org: str) -> tuple[bytes, bytes]:
         """An org's fixed keys (fence, channel, sequence, snapshot) and wire message head."""

@@ -14,12 +14,13 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from fleetcast.common import envlists, redisurl
 from fleetcast.common.kafka import KafkaSecurity
-from fleetcast.consumer import access
+from fleetcast.common.tracing import TracingSettings
+from fleetcast.consumer import access, state
 from fleetcast.protocol import control, events, keys, routing
 
 
-class Settings(KafkaSecurity, BaseSettings):
-    """Consumer configuration (environment prefix ``FLEETCAST_``)."""
+class Settings(KafkaSecurity, TracingSettings, BaseSettings):
+    """Consumer configuration (environment prefix ``FLEETCAST_``; traces: ``OTEL_*``)."""
 
     model_config = SettingsConfigDict(env_prefix="FLEETCAST_", extra="ignore", frozen=True)
 
@@ -43,6 +44,17 @@ class Settings(KafkaSecurity, BaseSettings):
             for event_type, rule in access.DEFAULT_RULES.items()
         }
     )
+    #: Incident statuses after which an incident leaves the org's open incidents
+    #: (consumer/state.py; ``a,b`` or a JSON list).
+    state_closed_statuses: envlists.EnvList = Field(
+        default_factory=lambda: sorted(state.Rules().closed_statuses)
+    )
+    #: Alert event types after which an alert leaves the org's active alerts.
+    state_alert_end_types: envlists.EnvList = Field(
+        default_factory=lambda: sorted(state.Rules().alert_end_types)
+    )
+    #: Seconds an org's state table outlives its last change.
+    state_ttl_s: int = Field(default=keys.STATE_TTL_S, ge=60)
     #: Consumer group: replicas sharing it split the partitions between them.
     kafka_group_id: str = Field(default="fleetcast-consumer", min_length=1)
     #: Where undeliverable messages go, with the reason in a header.
@@ -108,6 +120,9 @@ class Settings(KafkaSecurity, BaseSettings):
     history_maxlen: int = Field(default=keys.HISTORY_MAXLEN, ge=1)
     #: Seconds a room's history outlives its last event.
     history_ttl_s: int = Field(default=keys.HISTORY_TTL_S, ge=1)
+    #: Seconds a user room's history (its inbox) outlives its last event; at least
+    #: HISTORY_TTL_S is used.
+    inbox_ttl_s: int = Field(default=keys.INBOX_TTL_S, ge=1)
     #: Seconds the publish fences (last offset published per partition, which
     #: drop redeliveries) outlive the last batch that moved them.
     fence_ttl_s: int = Field(default=keys.FENCE_TTL_S, ge=1)

@@ -21,7 +21,7 @@ from typing import Any
 
 from aiohttp import web
 
-from fleetcast.common import redisurl
+from fleetcast.common import redisurl, tracing
 from fleetcast.common.tasks import Supervisor
 from fleetcast.gateway.edge import (
     admin,
@@ -53,6 +53,7 @@ from fleetcast.gateway.rooms.delivery import Delivery
 from fleetcast.gateway.rooms.feed import Feed
 from fleetcast.gateway.rooms.outbox import Outbox
 from fleetcast.gateway.rooms.registry import Registry
+from fleetcast.gateway.rooms.tracing import DeliveryTracer
 from fleetcast.gateway.settings import Settings
 from fleetcast.gateway.transport import engine, guard, sendbuffer
 from fleetcast.gateway.transport.writer import EngineIOTransport
@@ -169,6 +170,8 @@ def create_app(settings: Settings) -> web.Application:
         spawn=supervisor.spawn,
     )
     session_store = sessions.SessionStore(commands, registry, settings.gateway_id)
+    traces = tracing.setup(settings, "fleetcast-gateway", settings.gateway_id)
+    tracer = DeliveryTracer(traces, settings.gateway_id) if traces is not None else None
     hooks: dict[str, Any] = {
         "batch": transport.corked,
         "on_connected": [
@@ -179,7 +182,7 @@ def create_app(settings: Settings) -> web.Application:
         "on_subscribed": [watch.subscribed],
         "on_unsubscribed": [watch.unsubscribed],
     }
-    sink = Feed(delivery, watch, metrics).on_message
+    sink = Feed(delivery, watch, metrics, tracer).on_message
     listener: Listener | Shards
     canary: Canary | Shards
     if target.cluster:  # one sharded pub/sub connection per shard (redis/shards.py)
@@ -304,7 +307,7 @@ def create_app(settings: Settings) -> web.Application:
         "heartbeat": sio.eio.heartbeat.run,
     }
     app.cleanup_ctx.append(
-        _lifetime(supervisor, services, sio, session_store, producer, commands, pubsub)
+        _lifetime(supervisor, services, sio, session_store, producer, commands, pubsub, traces)
     )
     return app
 
@@ -362,6 +365,7 @@ def _lifetime(
     producer: ControlProducer | None,
     commands: Any,
     pubsub: Any,
+    traces: tracing.Tracing | None = None,
 ) -> Any:
     """The aiohttp cleanup context: services run while the app does, then everything stops."""
 
@@ -380,5 +384,7 @@ def _lifetime(
             await commands.aclose()
             if pubsub is not None:
                 await pubsub.aclose()
+            if traces is not None:  # exports the last spans (the SDK's thread)
+                await asyncio.to_thread(traces.shutdown)
 
     return context

@@ -43,7 +43,9 @@ class Metrics:
         self.events = Counter(f"{NS}_events", "Routed events delivered to local rooms", registry=r)
         self.latency = Histogram(
             f"{NS}_delivery_latency_seconds",
-            "From the event's occurred_at to its delivery to local connections",
+            "From the event's occurred_at to its delivery to local connections, by category"
+            " (priority: every type but positions; position)",
+            ["category"],
             buckets=LATENCY_BUCKETS,
             registry=r,
         )

@@ -19,6 +19,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from fleetcast.common import envlists, redisurl
 from fleetcast.common.kafka import KafkaSecurity
+from fleetcast.common.tracing import TracingSettings
 from fleetcast.gateway.edge import policy
 from fleetcast.protocol import control, keys
 
@@ -34,8 +35,8 @@ def _default_gateway_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
-class Settings(KafkaSecurity, BaseSettings):
-    """Gateway configuration (environment prefix ``FLEETCAST_``)."""
+class Settings(KafkaSecurity, TracingSettings, BaseSettings):
+    """Gateway configuration (environment prefix ``FLEETCAST_``; traces: ``OTEL_*``)."""
 
     model_config = SettingsConfigDict(env_prefix="FLEETCAST_", extra="ignore", frozen=True)
 

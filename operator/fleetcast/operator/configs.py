@@ -91,7 +91,20 @@ def gateway_env(spec: FleetBroadcastSpec) -> dict[str, str]:
         env["FLEETCAST_JWT_AUDIENCE"] = auth.audience
     if spec.redis.url is not None:
         env["FLEETCAST_REDIS_URL"] = spec.redis.url
-    return env
+    return env | tracing_env(spec, "fleetcast-gateway")
+
+
+def tracing_env(spec: FleetBroadcastSpec, service: str) -> dict[str, str]:
+    """The standard OTEL_* variables of common/tracing.py, when the spec asks for traces."""
+    tracing = spec.monitoring.tracing
+    if not tracing.enabled:
+        return {}
+    return {
+        "OTEL_TRACES_EXPORTER": "otlp",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": tracing.endpoint,
+        "OTEL_TRACES_SAMPLER_ARG": str(tracing.position_ratio),
+        "OTEL_SERVICE_NAME": service,
+    }
 
 
 def consumer_env(spec: FleetBroadcastSpec) -> dict[str, str]:
@@ -113,7 +126,7 @@ def consumer_env(spec: FleetBroadcastSpec) -> dict[str, str]:
         env["FLEETCAST_ROUTING_OVERRIDES"] = _json(spec.routing.overrides)
     if spec.redis.url is not None:
         env["FLEETCAST_REDIS_URL"] = spec.redis.url
-    return env
+    return env | tracing_env(spec, "fleetcast-consumer")
 
 
 def gateway_secret_env(spec: FleetBroadcastSpec) -> list[dict[str, Any]]:

@@ -165,10 +165,27 @@ class PodMonitor(Model):
     """Labels of the PodMonitor, for the Prometheus that selects it (e.g. release: prometheus)."""
 
 
+class Tracing(Model):
+    """OpenTelemetry traces of the gateways and consumers, exported over OTLP/HTTP.
+
+    Rendered as the standard OTEL_* variables of both components (an
+    OTEL_* variable a platform injects otherwise works the same).
+    """
+
+    enabled: bool = False
+    endpoint: Annotated[str, Field(min_length=1, max_length=512, pattern=r"^https?://")] = (
+        "http://opentelemetry-collector:4318"
+    )
+    """Base URL of the OTLP/HTTP receiver (a collector, Jaeger, Tempo); /v1/traces is added."""
+    position_ratio: Annotated[float, Field(ge=0, le=1)] = 0.01
+    """Share of asset positions traced; every priority event (alerts, incidents, tasks) is."""
+
+
 class Monitoring(Model):
-    """What Prometheus scrapes (needs prometheus-operator's CRDs when enabled)."""
+    """What Prometheus scrapes (needs prometheus-operator's CRDs when enabled), and traces."""
 
     pod_monitor: PodMonitor = Field(default_factory=PodMonitor)
+    tracing: Tracing = Field(default_factory=Tracing)
 
 
 class FleetBroadcastSpec(Model):

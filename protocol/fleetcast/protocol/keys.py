@@ -203,6 +203,16 @@ def task_owners(org: str) -> str:
     return f"{PREFIX}:{tag(org)}:state:task-owners"
 
 
+#: Seconds a user room's history (the user's inbox: tasks and what is sent to them)
+#: outlives its last event: much longer than other rooms', whose history a busy org
+#: turns over in minutes. A unit back after hours offline resumes it in full.
+INBOX_TTL_S: Final = 24 * 3600
+
+#: Seconds a state table outlives its last change: an incident nobody touched for
+#: a week is taken as forgotten, not open (a bound on what a lost close leaves).
+STATE_TTL_S: Final = 7 * 24 * 3600
+
+
 # --- sessions -------------------------------------------------------------------
 
 

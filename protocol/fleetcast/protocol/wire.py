@@ -16,6 +16,12 @@ tells a gateway it missed messages. ``t`` is the Redis clock (milliseconds)
 when the message was made. Both are absent in messages of tools that publish
 without a sequence (tests, benchmarks).
 
+An item may also carry ``"tp"``, the W3C ``traceparent`` of the consumer's
+span of that event (only for an event it traced: common/tracing.py), between
+``rooms`` and ``offsets``. Gateways parent their delivery span on it; it is
+never part of what a client receives (the client payload is built from
+``event``).
+
 ``rooms`` are full room names in routing order. ``offsets`` holds the history
 stream id of the event in each room that keeps history (a room without
 history, such as the fleet room, is absent). ``event`` is the envelope as it
@@ -63,6 +69,8 @@ class RoutedEvent:
     rooms: tuple[str, ...]
     offsets: Mapping[str, str]
     event: Mapping[str, Any]
+    #: The consumer's span of this event as a W3C traceparent (None: not traced).
+    traceparent: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,13 +99,20 @@ def message_head(org: str, *, sequenced: bool = True) -> bytes:
     return b'{"v":%d,"org":%b,"events":[' % (VERSION, org_json)
 
 
-def item_pieces(rooms: Sequence[str], history: Sequence[str]) -> list[bytes]:
+def item_pieces(
+    rooms: Sequence[str], history: Sequence[str], traceparent: str | None = None
+) -> list[bytes]:
     """An item cut where the stream ids of its ``history`` rooms go, up to its envelope.
 
     ``len(history) + 1`` pieces: ``piece[0] id[0] piece[1] ... id[k-1] piece[k]``,
     then the envelope's JSON, then :data:`ITEM_SEPARATOR` or :data:`MESSAGE_TAIL`.
+    A ``traceparent`` goes into the first piece (the consumer packs a traced
+    event's pieces for it alone; an untraced one's are shared by its route).
     """
-    head = b'{"rooms":' + orjson.dumps(list(rooms)) + b',"offsets":{'
+    head = b'{"rooms":' + orjson.dumps(list(rooms))
+    if traceparent is not None:
+        head += b',"tp":' + orjson.dumps(traceparent)
+    head += b',"offsets":{'
     if not history:
         return [head + b'},"event":']
     names = [orjson.dumps(room) for room in history]
@@ -120,7 +135,7 @@ def encode(
         return head + b"]}"
     parts = [head]
     for n, item in enumerate(batch, 1):
-        pieces = item_pieces(item.rooms, list(item.offsets))
+        pieces = item_pieces(item.rooms, list(item.offsets), item.traceparent)
         parts.append(pieces[0])
         for offset, piece in zip(item.offsets.values(), pieces[1:], strict=True):
             parts += [offset.encode(), piece]
@@ -148,7 +163,9 @@ def decode_message(raw: bytes | str) -> Message:
     try:
         org = doc["org"]
         batch = [
-            RoutedEvent(tuple(item["rooms"]), item.get("offsets") or {}, item["event"])
+            RoutedEvent(
+                tuple(item["rooms"]), item.get("offsets") or {}, item["event"], item.get("tp")
+            )
             for item in doc["events"]
         ]
     except (KeyError, TypeError) as exc:

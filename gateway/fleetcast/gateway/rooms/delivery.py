@@ -118,6 +118,11 @@ class Delivery:
         self._fleet = fleet
         self._paused: dict[str, Paused] = {}
         self.delivered = 0
+        #: The latency histogram's two children, bound once (no label lookup per event).
+        self._latency = {
+            True: metrics.latency.labels("priority"),
+            False: metrics.latency.labels("position"),
+        }
 
     # --- the live path --------------------------------------------------------------
 
@@ -188,7 +193,8 @@ class Delivery:
         self._metrics.events.inc()
         occurred = _timestamp(event.get("occurred_at"))
         if occurred is not None:
-            self._metrics.latency.observe(max(0.0, time.time() - occurred))
+            priority = events.is_priority(str(event.get("event_type")))
+            self._latency[priority].observe(max(0.0, time.time() - occurred))
 
     # --- pausing an org for a gap recovery ----------------------------------------------
 

@@ -14,6 +14,7 @@ from typing import Protocol
 import structlog
 
 from fleetcast.gateway.metrics import Metrics
+from fleetcast.gateway.rooms.tracing import DeliveryTracer
 from fleetcast.protocol import wire
 
 log = structlog.stdlib.get_logger(__name__)
@@ -34,10 +35,17 @@ class Numbering(Protocol):
 class Feed:
     """Decodes org-channel messages, checks their numbering, delivers their events."""
 
-    def __init__(self, delivery: Deliverer, watch: Numbering, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        delivery: Deliverer,
+        watch: Numbering,
+        metrics: Metrics,
+        tracer: DeliveryTracer | None = None,
+    ) -> None:
         self._delivery = delivery
         self._watch = watch
         self._metrics = metrics
+        self._tracer = tracer
 
     def on_message(self, org: str, data: bytes) -> None:
         try:
@@ -54,7 +62,10 @@ class Feed:
         self._watch.observe(org, message.seq)
         for routed in message.events:
             try:
-                self._delivery.deliver(org, routed)
+                if routed.traceparent is not None and self._tracer is not None:
+                    self._tracer.deliver(org, routed, self._delivery)
+                else:
+                    self._delivery.deliver(org, routed)
             except Exception:  # one bad event never stops the listener
                 self._metrics.wire_errors.inc()
                 log.exception("delivery failed", org=org)

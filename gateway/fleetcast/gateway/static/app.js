@@ -86,6 +86,23 @@ function onEvent(name, payload, at) {
   const type = payload?.event_type ?? name;
   if (family(type) === "incident") map.incident(type, payload, at);
   if (family(type) === "alert") map.alert(type, payload, at);
+  if (name in STATE_TABLES) applyState(STATE_TABLES[name], payload?.data ?? {}, at);
+}
+
+/** Snapshot event -> [table in its data, the map's collection, the map's method]. */
+const STATE_TABLES = {
+  incidents_snapshot: ["incidents", "incident"],
+  alerts_snapshot: ["alerts", "alert"],
+};
+
+/** The org's open incidents or active alerts as of now: what is not in the snapshot closed. */
+function applyState([table, kind], data, at) {
+  const records = Array.isArray(data[table]) ? data[table] : [];
+  const open = new Set(records.map((r) => r[`${kind}_id`]));
+  for (const record of records) map[kind](`${kind}_snapshot`, { data: record }, at);
+  if (data.complete === false) return; // a capped table: the rest may be open still
+  for (const [id, item] of map[table]) if (!open.has(id)) item.closedAt = item.closedAt ?? at;
+  map.redrawHighlights();
 }
 
 // --- rooms and answers -------------------------------------------------------------

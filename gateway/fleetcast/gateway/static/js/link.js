@@ -31,7 +31,8 @@ export class Link {
     /* global io */
     const socket = io({
       path: this.path,
-      auth: (cb) => cb({ token: this.token }),
+      // state: the open incidents and active alerts come first, at every (re)connect
+      auth: (cb) => cb({ token: this.token, state: true }),
       reconnectionDelay: 500,
       reconnectionDelayMax: 5000,
     });

@@ -1,0 +1,162 @@
+"""The publish script keeps each org's state (open incidents, active alerts, users' tasks)."""
+
+from __future__ import annotations
+
+import itertools
+import random
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import pytest
+from redis.asyncio import Redis
+
+from fleetcast.consumer import processing, publishing, state
+from fleetcast.protocol import keys, routing
+
+pytestmark = pytest.mark.integration
+
+ROUTER = processing.Router(routing.RoutingTable.default())
+RULES = state.Rules()
+ORG = "org-state"
+_offsets = itertools.count()
+
+
+@dataclass(frozen=True)
+class Rec:
+    value: bytes
+    offset: int
+    topic: str = "t"
+    partition: int = 0
+    key: bytes | None = None
+
+
+def routed(event_type: str, data: dict[str, Any], *, slow: bool = False) -> Any:
+    """One routed event, with its state changes (``slow``: through the strict path)."""
+    offset = next(_offsets)
+    doc = {
+        "event_id": f"e-{offset}",
+        "event_type": event_type,
+        "organization_id": ORG,
+        "occurred_at": "2026-12-07T08:00:00Z",
+        "data": data,
+    }
+    if slow:
+        doc["trace"] = "x"  # a sixth field: not the fast path's five-field shape
+    record = Rec(orjson.dumps(doc), offset)
+    (item,) = processing.prepare(processing.group([record]), ROUTER, state_rules=RULES).routed
+    return item
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[Any]:
+    client = Redis.from_url(redis_url)
+    await client.delete(
+        *(keys.state_table(ORG, t) for t in ("incidents", "alerts")),
+        keys.task_owners(ORG),
+        *(keys.user_tasks(ORG, u) for u in ("u1", "u2")),
+    )
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+async def table(redis: Any, key: str) -> dict[str, dict[str, Any]]:
+    return {k.decode(): orjson.loads(v) for k, v in (await redis.hgetall(key)).items()}
+
+
+async def test_after_50_incident_events_exactly_the_open_ones_are_there(redis: Any) -> None:
+    publisher = publishing.RedisPublisher(redis, cluster_id="state-50")
+    shuffle = random.Random(7)
+    items, open_ = [], set()
+    for n in range(50):
+        incident = f"i{shuffle.randrange(12)}"
+        if incident in open_ and shuffle.random() < 0.4:
+            items.append(
+                routed("incident_status_changed", {"incident_id": incident, "status": "closed"})
+            )
+            open_.discard(incident)
+        else:
+            items.append(routed("incident_updated", {"incident_id": incident, "note": f"n{n}"}))
+            open_.add(incident)
+    for start in range(0, 50, 7):  # batches of several events each, as the consumer sends
+        await publisher.publish_events(items[start : start + 7])
+    incidents = await table(redis, keys.state_table(ORG, "incidents"))
+    assert set(incidents) == open_
+    assert 0 < await redis.ttl(keys.state_table(ORG, "incidents")) <= keys.STATE_TTL_S
+
+
+async def test_a_record_merges_every_event_of_its_item(redis: Any) -> None:
+    publisher = publishing.RedisPublisher(redis, cluster_id="state-merge")
+    await publisher.publish_events(
+        [
+            routed(
+                "incident_created", {"incident_id": "i1", "status": "dispatched", "priority": 1}
+            ),
+            routed("incident_updated", {"incident_id": "i1", "units": ["u-7"]}),
+        ]
+    )
+    await publisher.publish_events(
+        [routed("incident_status_changed", {"incident_id": "i1", "status": "on_scene"}, slow=True)]
+    )
+    (record,) = (await table(redis, keys.state_table(ORG, "incidents"))).values()
+    assert record == {"incident_id": "i1", "status": "on_scene", "priority": 1, "units": ["u-7"]}
+
+
+async def test_an_acknowledged_alert_is_no_longer_active(redis: Any) -> None:
+    publisher = publishing.RedisPublisher(redis, cluster_id="state-alerts")
+    await publisher.publish_events(
+        [
+            routed("alert_created", {"alert_id": "a1", "severity": "critical"}),
+            routed("alert_created", {"alert_id": "a2", "severity": "minor"}),
+            routed("alert_acknowledged", {"alert_id": "a1", "user_id": "u1"}),
+        ]
+    )
+    assert set(await table(redis, keys.state_table(ORG, "alerts"))) == {"a2"}
+
+
+async def test_a_task_follows_its_owner_and_leaves_when_completed(redis: Any) -> None:
+    publisher = publishing.RedisPublisher(redis, cluster_id="state-tasks")
+    first, second = keys.user_tasks(ORG, "u1"), keys.user_tasks(ORG, "u2")
+    await publisher.publish_events(
+        [
+            routed("task_assigned", {"task_id": "t1", "user_id": "u1", "title": "check gate"}),
+            routed(
+                "task_updated", {"task_id": "t1", "incident_id": "i1", "progress": 50}
+            ),  # whose: the record's
+        ]
+    )
+    assert await table(redis, first) == {
+        "t1": {
+            "task_id": "t1",
+            "user_id": "u1",
+            "title": "check gate",
+            "incident_id": "i1",
+            "progress": 50,
+        }
+    }
+    await publisher.publish_events(
+        [routed("task_assigned", {"task_id": "t1", "user_id": "u2", "previous_user_id": "u1"})]
+    )
+    assert await table(redis, first) == {}
+    moved = await table(redis, second)
+    assert moved["t1"]["title"] == "check gate"
+    assert moved["t1"]["user_id"] == "u2"
+    assert await redis.hget(keys.task_owners(ORG), "t1") == b"u2"
+    await publisher.publish_events([routed("task_completed", {"task_id": "t1", "user_id": "u2"})])
+    assert await table(redis, second) == {}
+    assert await redis.hget(keys.task_owners(ORG), "t1") is None
+
+
+async def test_a_redelivered_batch_changes_no_state_twice(redis: Any) -> None:
+    publisher = publishing.RedisPublisher(redis, cluster_id="state-fence")
+    batch = [
+        routed("alert_created", {"alert_id": "a9"}),
+        routed("alert_acknowledged", {"alert_id": "a9"}),
+    ]
+    await publisher.publish_events(batch)
+    await publisher.publish_events([routed("alert_created", {"alert_id": "a9", "again": True})])
+    assert await publisher.publish_events(batch) == publishing.Outcome(0, 2)  # fenced
+    assert (await table(redis, keys.state_table(ORG, "alerts")))["a9"]["again"] is True
