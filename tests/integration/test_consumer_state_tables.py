@@ -1,4 +1,9 @@
-"""The publish script keeps each org's state (open incidents, active alerts, users' tasks)."""
+"""The publish script keeps each org's state (open incidents, active alerts, users' tasks).
+
+Every test runs on one Redis and on a Redis Cluster (``any_redis_url``): on a
+cluster a script may touch only its slot's keys, so the tables are the org's
+({org} tag) and declared in the call's KEYS.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +15,10 @@ from typing import Any
 
 import orjson
 import pytest
-from redis.asyncio import Redis
 
 from fleetcast.consumer import processing, publishing, state
 from fleetcast.protocol import keys, routing
+from tests.harness import redis as redis_harness
 
 pytestmark = pytest.mark.integration
 
@@ -50,13 +55,9 @@ def routed(event_type: str, data: dict[str, Any], *, slow: bool = False) -> Any:
 
 
 @pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[Any]:
-    client = Redis.from_url(redis_url)
-    await client.delete(
-        *(keys.state_table(ORG, t) for t in ("incidents", "alerts")),
-        keys.task_owners(ORG),
-        *(keys.user_tasks(ORG, u) for u in ("u1", "u2")),
-    )
+async def redis(any_redis_url: str) -> AsyncIterator[Any]:
+    """A client of one Redis or of the cluster (emptied by the URL fixture)."""
+    client = redis_harness.client(any_redis_url)
     try:
         yield client
     finally:
@@ -68,7 +69,7 @@ async def table(redis: Any, key: str) -> dict[str, dict[str, Any]]:
 
 
 async def test_after_50_incident_events_exactly_the_open_ones_are_there(redis: Any) -> None:
-    publisher = publishing.RedisPublisher(redis, cluster_id="state-50")
+    publisher = redis_harness.publisher(redis, cluster_id="state-50")
     shuffle = random.Random(7)
     items, open_ = [], set()
     for n in range(50):
@@ -89,7 +90,7 @@ async def test_after_50_incident_events_exactly_the_open_ones_are_there(redis: A
 
 
 async def test_a_record_merges_every_event_of_its_item(redis: Any) -> None:
-    publisher = publishing.RedisPublisher(redis, cluster_id="state-merge")
+    publisher = redis_harness.publisher(redis, cluster_id="state-merge")
     await publisher.publish_events(
         [
             routed(
@@ -106,7 +107,7 @@ async def test_a_record_merges_every_event_of_its_item(redis: Any) -> None:
 
 
 async def test_an_acknowledged_alert_is_no_longer_active(redis: Any) -> None:
-    publisher = publishing.RedisPublisher(redis, cluster_id="state-alerts")
+    publisher = redis_harness.publisher(redis, cluster_id="state-alerts")
     await publisher.publish_events(
         [
             routed("alert_created", {"alert_id": "a1", "severity": "critical"}),
@@ -118,7 +119,7 @@ async def test_an_acknowledged_alert_is_no_longer_active(redis: Any) -> None:
 
 
 async def test_a_task_follows_its_owner_and_leaves_when_completed(redis: Any) -> None:
-    publisher = publishing.RedisPublisher(redis, cluster_id="state-tasks")
+    publisher = redis_harness.publisher(redis, cluster_id="state-tasks")
     first, second = keys.user_tasks(ORG, "u1"), keys.user_tasks(ORG, "u2")
     await publisher.publish_events(
         [
@@ -151,7 +152,7 @@ async def test_a_task_follows_its_owner_and_leaves_when_completed(redis: Any) ->
 
 
 async def test_a_redelivered_batch_changes_no_state_twice(redis: Any) -> None:
-    publisher = publishing.RedisPublisher(redis, cluster_id="state-fence")
+    publisher = redis_harness.publisher(redis, cluster_id="state-fence")
     batch = [
         routed("alert_created", {"alert_id": "a9"}),
         routed("alert_acknowledged", {"alert_id": "a9"}),

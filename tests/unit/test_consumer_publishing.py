@@ -6,8 +6,9 @@ from typing import Any
 
 import orjson
 import pytest
+from redis.crc import key_slot
 
-from fleetcast.consumer import processing, publishing
+from fleetcast.consumer import processing, publishing, state
 from fleetcast.protocol import keys, routing, wire
 
 ROUTER = processing.Router(routing.RoutingTable.default())
@@ -173,6 +174,33 @@ def test_a_batch_is_one_call_per_org_each_in_its_orgs_slot() -> None:
         tags = {key.decode().split("{")[1].split("}")[0] for key in got_keys}
         assert tags == {org.org}  # one hash tag: one slot
         assert got[11] == b"PUBLISH"
+
+
+def test_the_state_keys_a_call_changes_are_declared_and_in_the_orgs_slot() -> None:
+    changes = [
+        ("incident_created", {"incident_id": "i-1"}),
+        ("alert_created", {"alert_id": "a-1"}),
+        ("task_assigned", {"task_id": "t-1", "user_id": "usr-1"}),
+        ("task_completed", {"task_id": "t-2", "user_id": "usr-2"}),  # whose: the owners hash
+    ]
+    items = []
+    for offset, (event_type, data) in enumerate(changes):
+        item = routed(event_type, offset, **data)
+        item.state = state.ops(event_type, data, state.Rules())
+        items.append(item)
+    got_keys, got = split(only(publishing.Encoder(LIMITS, CLUSTER).encode(items, now=1.0)))
+    declared = {key.decode() for key in got_keys}
+    assert {
+        keys.state_table("org-1", "incidents"),
+        keys.state_table("org-1", "alerts"),
+        keys.task_owners("org-1"),
+        keys.user_tasks("org-1", "usr-1"),
+    } <= declared
+    # a previous owner's table is made in the script from this prefix: the org's slot too
+    prefix = got[got.index(keys.task_owners("org-1").encode()) + 1].decode()
+    assert prefix == keys.user_tasks("org-1", "")
+    slot = key_slot(keys.publish_fence(CLUSTER, "org-1").encode())
+    assert {key_slot(key.encode()) for key in (*declared, prefix + "usr-9")} == {slot}
 
 
 def refreshed(call: publishing.Call) -> list[str]:
