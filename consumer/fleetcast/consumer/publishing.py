@@ -391,8 +391,8 @@ class RedisPublisher:
 
     ``cluster_id`` is the Kafka cluster's: it names the fence hashes. Each call
     gives up after ``timeout_s`` (the client itself should have no
-    ``socket_timeout``: see :meth:`SingleSender._send`). A Redis client
-    (``redis.asyncio.Redis``) is wrapped in a :class:`SingleSender`.
+    ``socket_timeout``: see :meth:`SingleSender._send`). A redis-py client is
+    wrapped in its sender (:func:`fleetcast.consumer.sending.sender_for`).
     """
 
     def __init__(
@@ -403,7 +403,7 @@ class RedisPublisher:
         timeout_s: float = 5.0,
     ) -> None:
         if not hasattr(sender, "send"):
-            sender = sending.SingleSender(sender, timeout_s)
+            sender = sending.sender_for(sender, timeout_s)
         self._sender: sending.Sender = sender
         self._timeout_s = timeout_s
         self._cluster_id = cluster_id

@@ -67,6 +67,13 @@ async def _exchange(connection: Any, packed: Sequence[bytes]) -> list[Any]:
     return replies
 
 
+def sender_for(client: Any, timeout_s: float) -> Sender:
+    """The sender of a redis-py client: a cluster's (``RedisCluster``) or one server's."""
+    if isinstance(client, RedisCluster):
+        return ClusterSender(client, timeout_s)
+    return SingleSender(client, timeout_s)
+
+
 class SingleSender:
     """One Redis: every call of a batch in one write, on one pooled connection."""
 
