@@ -7,6 +7,7 @@ cluster a script may touch only its slot's keys, so the tables are the org's
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import random
 from collections.abc import AsyncIterator
@@ -15,8 +16,11 @@ from typing import Any
 
 import orjson
 import pytest
+from redis.crc import key_slot
+from redis.exceptions import TryAgainError
 
 from fleetcast.consumer import processing, publishing, state
+from fleetcast.devtools.redis import RedisClusterServer
 from fleetcast.protocol import keys, routing
 from tests.harness import redis as redis_harness
 
@@ -161,3 +165,64 @@ async def test_a_redelivered_batch_changes_no_state_twice(redis: Any) -> None:
     await publisher.publish_events([routed("alert_created", {"alert_id": "a9", "again": True})])
     assert await publisher.publish_events(batch) == publishing.Outcome(0, 2)  # fenced
     assert (await table(redis, keys.state_table(ORG, "alerts")))["a9"]["again"] is True
+
+
+async def test_a_task_reassigned_while_its_slot_migrates_is_published_once(
+    own_cluster: RedisClusterServer,
+) -> None:
+    """A reassignment whose previous owner's table moved first: applied once, after.
+
+    While a slot migrates, Redis runs no call of the org on either node: each
+    call declares the org's channel, never a key, so it counts as missing; the
+    source answers ASK and the target TRYAGAIN. The call fails having written
+    nothing and, sent again once the slot has moved, is applied once, the
+    record moving from the old owner's table to the new one's.
+    """
+    redis: Any = redis_harness.client(own_cluster.url)
+    publisher = redis_harness.publisher(redis, cluster_id="state-migrate")
+    setup = [
+        routed("asset_position_updated", {"asset_id": "a1"}),
+        routed("asset_status_changed", {"asset_id": "a1", "status": "busy"}),
+        routed("task_assigned", {"task_id": "t1", "user_id": "u1", "title": "gate"}),
+        routed("task_assigned", {"task_id": "t2", "user_id": "u2"}),
+    ]
+    try:
+        await publisher.publish_events(setup)
+        inbox, sequence = keys.history_stream(f"user:u2:org:{ORG}"), keys.org_sequence(ORG)
+        before = (await redis.xlen(inbox), await redis.get(sequence))
+        slot = key_slot(keys.tag(ORG).encode())
+        source = own_cluster.master_of(slot)
+        target = next(n for n in masters(own_cluster) if n is not source)
+        await asyncio.to_thread(
+            begin_migration, own_cluster, slot, target, keys.user_tasks(ORG, "u1")
+        )
+        reassign = publisher.encode([routed("task_assigned", {"task_id": "t1", "user_id": "u2"})])
+        with pytest.raises(TryAgainError):  # the call waits for the slot's other keys
+            await publisher.publish(reassign)
+        await asyncio.to_thread(own_cluster.migrate_slot, slot, target)
+        assert await publisher.publish(reassign) == publishing.Outcome(1, 0)
+        assert (await redis.xlen(inbox), await redis.get(sequence)) == (
+            before[0] + 1,
+            str(int(before[1]) + 1).encode(),
+        )
+        assert set(await table(redis, keys.user_tasks(ORG, "u2"))) == {"t1", "t2"}
+        assert (await table(redis, keys.user_tasks(ORG, "u2")))["t1"]["title"] == "gate"
+        assert await table(redis, keys.user_tasks(ORG, "u1")) == {}
+    finally:
+        await redis.aclose()
+
+
+def begin_migration(cluster: RedisClusterServer, slot: int, target: Any, key: str) -> None:
+    """Mark ``slot`` migrating to ``target`` and move only ``key`` there."""
+    source = cluster.master_of(slot)
+    cluster.command(target, "CLUSTER", "SETSLOT", str(slot), "IMPORTING", cluster.node_id(source))
+    cluster.command(source, "CLUSTER", "SETSLOT", str(slot), "MIGRATING", cluster.node_id(target))
+    assert target.port is not None
+    moved = cluster.command(source, "MIGRATE", "127.0.0.1", str(target.port), key, "0", "5000")
+    assert moved.strip() == "OK", moved
+
+
+def masters(cluster: RedisClusterServer) -> list[Any]:
+    return [
+        n for n in cluster.nodes if n.running and cluster.command(n, "ROLE").startswith("master")
+    ]

@@ -140,15 +140,15 @@ def test_the_arguments_follow_the_documented_layout() -> None:
     ]
     # partitions: count, then fence field, first and last offset of the org's events
     assert got[14:21] == [b"2", b"t:0", b"10", b"12", b"t:1", b"5", b"5"]
-    assert got[21] == b"4"
-    first = got[22:27]  # k = 1, its stream, two pieces, envelope
+    assert got[21:23] == [b"0", b"4"]  # no state change; four events
+    first = got[23:28]  # k = 1, its stream, two pieces, envelope
     assert first[:2] == [b"1", keys.history_stream("asset:u-1:org:org-1").encode()]
     assert first[4] == items[0].envelope_json
     # then the streams whose TTL to set (no inbox among them), the snapshot by event
     # number: the latest position of u-1 only (events 1 and 3 are its), and u-2's
-    # status (event 4); and no state change
-    assert got[-12:-7] == [b"3", *streams, b"0"]
-    assert got[-7:] == [b"1", b"u-1", b"3", b"1", b"u-2", b"4", b"0"]
+    # status (event 4)
+    assert got[-11:-6] == [b"3", *streams, b"0"]
+    assert got[-6:] == [b"1", b"u-1", b"3", b"1", b"u-2", b"4"]
 
 
 def test_a_user_rooms_history_is_an_inbox_kept_longer() -> None:
@@ -181,7 +181,7 @@ def test_the_state_keys_a_call_changes_are_declared_and_in_the_orgs_slot() -> No
         ("incident_created", {"incident_id": "i-1"}),
         ("alert_created", {"alert_id": "a-1"}),
         ("task_assigned", {"task_id": "t-1", "user_id": "usr-1"}),
-        ("task_completed", {"task_id": "t-2", "user_id": "usr-2"}),  # whose: the owners hash
+        ("task_completed", {"task_id": "t-2", "user_id": "usr-2"}),
     ]
     items = []
     for offset, (event_type, data) in enumerate(changes):
@@ -195,8 +195,9 @@ def test_the_state_keys_a_call_changes_are_declared_and_in_the_orgs_slot() -> No
         keys.state_table("org-1", "alerts"),
         keys.task_owners("org-1"),
         keys.user_tasks("org-1", "usr-1"),
+        keys.user_tasks("org-1", "usr-2"),  # a completion names no owner: its room's user
     } <= declared
-    # a previous owner's table is made in the script from this prefix: the org's slot too
+    # an owner on record the call did not declare is made from this prefix: the org's slot
     prefix = got[got.index(keys.task_owners("org-1").encode()) + 1].decode()
     assert prefix == keys.user_tasks("org-1", "")
     slot = key_slot(keys.publish_fence(CLUSTER, "org-1").encode())

@@ -2,24 +2,26 @@
 -- one round trip.
 --
 -- One call per org and batch: every key it touches is the org's (hash tag {org}), so on a
--- Redis Cluster the call runs on the org's shard. KEYS declares them: KEYS[1] the org's
--- publish fence, KEYS[2] its channel, KEYS[3] its sequence, KEYS[4..6] its fleet snapshot
--- (positions, statuses, last seen), KEYS[7..] every history stream of the call, then
--- every state key it changes (the org's incidents or alerts table, its task owners, the
--- task table of each user a change names). ARGV names them again where they are used (an
--- event's streams are packed once per route): they are among KEYS. One key cannot be
--- declared: the table of a task's previous owner, known only from the owners hash read
--- here. Its prefix carries the org's tag, so it is in the call's slot all the same.
+-- Redis Cluster the call runs on the org's shard, and every key it touches is in KEYS
+-- (on a cluster, an undeclared key whose slot is migrating would fail the call half
+-- done): KEYS[1] the org's publish fence, KEYS[2] its channel, KEYS[3] its sequence,
+-- KEYS[4..6] its fleet snapshot (positions, statuses, last seen), KEYS[7..] every history
+-- stream of the call, then every state key its changes may touch (the org's incidents or
+-- alerts table, its task owners, the task table of each user a task event names). ARGV
+-- names them again where they are used (an event's streams are packed once per route).
 -- ARGV is laid out by fleetcast.consumer.publishing.Encoder (its docstring gives the
 -- layout); the bounds, the publish command (PUBLISH on one Redis, SPUBLISH on a cluster)
 -- and every byte of the wire message but the stream ids come from Python through it
 -- (fleetcast.protocol.wire is the format's one author): nothing of the format is spelled
--- here. Steps:
+-- here. Steps, writing nothing before step 3:
 --   1. Fence: read the org's last offset published of each Kafka partition in the call. If
 --      an event is at or below it (a redelivery after a crash, a rebalance, or a retry of
---      a batch whose call on this shard had succeeded), write nothing and return the
---      fences: the consumer drops those events and calls again.
---   2. XADD each event to each of its history streams (MAXLEN ~), make its wire item by
+--      a batch whose call on this shard had succeeded), return the fences: the consumer
+--      drops those events and calls again.
+--   2. Undeclared keys: a task's change touches its owner's table, and its owner on record
+--      (the owners hash) may be one the event does not name (a reassignment). If such a
+--      table is not in KEYS, return its name: the consumer calls again declaring it.
+--   3. XADD each event to each of its history streams (MAXLEN ~), make its wire item by
 --      putting the new stream ids into the item's template, and publish the items (a
 --      bounded number per message, each numbered by INCR of the org's sequence); EXPIRE
 --      the streams the consumer asks to refresh (user rooms' streams, their inboxes, for
@@ -27,9 +29,10 @@
 --      the snapshot (assets not seen for the TTL and the oldest beyond the cap leave);
 --      apply the org's state changes (open incidents, active alerts, users' tasks: what
 --      changes is decided in Python, consumer/state.py; a record merges the event's data).
---   3. Last, move the fences to the call's last offsets: if anything above fails, no
+--   4. Last, move the fences to the call's last offsets: if anything above fails, no
 --      event counts as published, and the consumer's retry loses nothing.
--- Returns {published, 0}, or {-1, fence, fence, ...} from step 1 (false: no fence).
+-- Returns {published, 0}, {-1, fence, fence, ...} from step 1 (false: no fence), or
+-- {-2, table, ...} from step 2.
 
 -- Redis' Lua unpack() is limited to a few thousand values: variadic calls go in chunks.
 local CHUNK = 500
@@ -65,6 +68,32 @@ if partitions > 0 then
       return {-1, unpack(fences)}
     end
   end
+end
+
+-- 2. undeclared keys: the script touches only keys in KEYS (on a cluster, an undeclared
+-- one whose slot is migrating would fail the call half-done). A task's change touches
+-- the table of its owner on record, which the consumer may not know (a reassignment):
+-- if that table is not among KEYS, write nothing and name it; the consumer calls again
+-- declaring it. The state section (count, owners, tasks prefix, TTL, then 5 per change).
+local state_at = a
+local changes = tonumber(ARGV[a])
+if changes > 0 then
+  local owners, tasks_prefix = ARGV[a + 1], ARGV[a + 2]
+  local declared, missing = {}, {}
+  for _, key in ipairs(KEYS) do declared[key] = true end
+  for i = a + 4, a + 4 + 5 * (changes - 1), 5 do
+    if ARGV[i + 1] == '' then
+      local owner = redis.call('HGET', owners, ARGV[i + 2])
+      if owner and not declared[tasks_prefix .. owner] then
+        declared[tasks_prefix .. owner] = true
+        missing[#missing + 1] = tasks_prefix .. owner
+      end
+    end
+  end
+  if #missing > 0 then return {-2, unpack(missing)} end
+  a = a + 4 + 5 * changes
+else
+  a = a + 1
 end
 
 local time = redis.call('TIME')
@@ -203,7 +232,7 @@ end
 -- the changes (kind, table key or '' for a task, item, event number, owner).
 local function apply_state(at, envelopes)
   local n = tonumber(ARGV[at])
-  if n == 0 then return at + 1 end
+  if n == 0 then return end
   local owners, tasks_prefix, ttl = ARGV[at + 1], ARGV[at + 2], ARGV[at + 3]
   local touched = {}
   at = at + 4
@@ -220,10 +249,9 @@ local function apply_state(at, envelopes)
     end
   end
   for key in pairs(touched) do redis.call('EXPIRE', key, ttl) end
-  return at
 end
 
--- 2. the org's events
+-- 3. the org's events and state
 local count = tonumber(ARGV[a])
 local envelopes
 envelopes, a = add_events(a + 1, count)
@@ -235,9 +263,9 @@ end
 local touched
 touched, a = store_snapshot(a, envelopes, positions, statuses)
 age_snapshot(touched)
-apply_state(a, envelopes)
+apply_state(state_at, envelopes)
 
--- 3. fences, last
+-- 4. fences, last
 if partitions > 0 then
   local moved = {}
   for i = 1, partitions do

@@ -53,6 +53,11 @@ HISTORY_TTL_SLACK: Final = 0.1
 FENCE_ATTEMPTS: Final = 3
 #: The script's answer when part of the batch was published before.
 FENCED: Final = -1
+#: The script's answer when a task's owner on record has a table the call did not
+#: declare (a reassignment the event does not tell): it wrote nothing and names the
+#: tables; the call is sent again declaring them. A script touches only declared
+#: keys: on a cluster, one whose slot is migrating would fail the call half-done.
+UNDECLARED: Final = -2
 #: How many keys every org call has before its streams (fence, channel, sequence, snapshot).
 ORG_KEYS: Final = 6
 
@@ -164,6 +169,8 @@ class OrgCall:
     packed: bytes = b""
     #: Streams whose TTL this call sets.
     refreshed: list[str] = field(default_factory=list)
+    #: Task tables the script asked to be declared (a task's owner on record).
+    extra: tuple[str, ...] = ()
 
     @property
     def key(self) -> str:
@@ -184,21 +191,23 @@ class Encoder:
     """Builds the script's keys (``KEYS``) and arguments (``ARGV``), one call per org.
 
     KEYS: the org's fence, channel, sequence, the three snapshot keys, then
-    every history stream of the call and every state key its changes name
-    (a table, the task owners, a user's tasks; a task's previous owner's
-    table is found by the script, in the same slot). ARGV: a header (history
-    field, MAXLEN, stream TTL, fleet TTL and cap, events per message, fence
-    TTL, the wire item separator, message tail and the pieces around a
-    message's time, the publish command, the inbox streams' TTL); the org's
-    wire message head; the partitions (count, then per partition its fence
-    field and first and last offset); the event count, the events, the
-    streams to refresh (count, names; then the inbox streams likewise), the
-    latest positions and statuses (count, then pairs of asset and the number
-    of its latest event in the call, from 1), the state changes (count; if
-    any, the task owners key, the prefix of a user's tasks key and the
-    tables' TTL, then per change: kind, table key ("" for tasks: the
-    owner's), item, event number, owner). An event is its stream count
-    ``k``, ``k`` streams, ``k + 1`` item pieces, envelope.
+    every history stream of the call and every state key its changes may
+    touch (a table, the task owners, the task tables of the users a task
+    event names; a task's owner on record the event does not name, the
+    script asks for: :data:`UNDECLARED`). ARGV: a header (history field,
+    MAXLEN, stream TTL, fleet TTL and cap, events per message, fence TTL,
+    the wire item separator, message tail and the pieces around a message's
+    time, the publish command, the inbox streams' TTL); the org's wire
+    message head; the partitions (count, then per partition its fence field
+    and first and last offset); the state changes (count; if any, the task
+    owners key, the prefix of a user's tasks key and the tables' TTL, then
+    per change: kind, table key ("" for tasks: the owner's), item, event
+    number, owner), ahead of the events so the script checks them before it
+    writes; the event count, the events, the streams to refresh (count,
+    names; then the inbox streams likewise), the latest positions and
+    statuses (count, then pairs of asset and the number of its latest event
+    in the call, from 1). An event is its stream count ``k``, ``k`` streams,
+    ``k + 1`` item pieces, envelope.
     """
 
     def __init__(
@@ -239,14 +248,23 @@ class Encoder:
             call.orgs.append(self.encode_org(org, items, now))
         return call
 
-    def encode_org(self, org: str, items: Sequence[processing.Routed], now: float) -> OrgCall:
-        """One org's EVALSHA (see the class docstring)."""
-        call = OrgCall(org, items)
+    def encode_org(
+        self,
+        org: str,
+        items: Sequence[processing.Routed],
+        now: float,
+        extra: tuple[str, ...] = (),
+    ) -> OrgCall:
+        """One org's EVALSHA (see the class docstring); ``extra``: more keys to declare."""
+        call = OrgCall(org, items, extra=extra)
         fixed, head = self._orgs.get(org) or self._pack_org(org)
         parts = [*self._header, head]
         count = len(parts) + self._partitions(items, parts)
-        declared: dict[str, None] = {}
-        count += self._events(items, parts, call, declared, now)
+        declared: dict[str, None] = dict.fromkeys(extra)
+        body: list[bytes] = []
+        events, changes = self._events(items, body, call, declared, now)
+        count += self._state(org, changes, parts, declared) + events
+        parts += body
         stream_keys = [text(key) for key in declared]
         nkeys = ORG_KEYS + len(stream_keys)
         call.packed = b"*%d\r\n%b%b%b%b%b" % (
@@ -290,13 +308,14 @@ class Encoder:
         call: OrgCall,
         declared: dict[str, None],
         now: float,
-    ) -> int:
-        """The events, refreshes, snapshot and state sections; collects the keys they
-        touch into ``declared``; returns how many arguments."""
+    ) -> tuple[int, list[tuple[int, processing.Routed, state.Op]]]:
+        """The events, refreshes and snapshot sections; collects the streams into
+        ``declared``; returns how many arguments, and the state changes (event number,
+        event, change)."""
         parts.append(text(len(items)))
         count = 1
         latest: dict[str | None, dict[bytes, int]] = {"position": {}, "status": {}, None: {}}
-        changes: list[tuple[int, state.Op]] = []
+        changes: list[tuple[int, processing.Routed, state.Op]] = []
         refresh: dict[str, bool] = {}  # stream -> it is an inbox
         due = now - self._slack_s
         refreshed, extend = self._refreshed, parts.extend
@@ -314,7 +333,7 @@ class Encoder:
                     refresh[stream] = inbox
             latest[packed.snapshot][packed.asset] = number
             if item.state:
-                changes += ((number, op) for op in item.state)
+                changes += ((number, item, op) for op in item.state)
         call.refreshed += refresh
         for inboxes in (False, True):
             streams = [stream for stream, inbox in refresh.items() if inbox is inboxes]
@@ -327,27 +346,28 @@ class Encoder:
             for asset, number in assets.items():
                 parts += [asset, text(number)]
             count += 1 + 2 * len(assets)
-        return count + self._state(call.org, changes, parts, declared)
+        return count, changes
 
     def _state(
         self,
         org: str,
-        changes: list[tuple[int, state.Op]],
+        changes: list[tuple[int, processing.Routed, state.Op]],
         parts: list[bytes],
         declared: dict[str, None],
     ) -> int:
-        """The org's state changes (see the class docstring); returns how many arguments."""
+        """The org's state changes (see the class docstring); declares the tables they
+        name; returns how many arguments."""
         parts.append(text(len(changes)))
         if not changes:
             return 1
         owners = keys.task_owners(org)
         parts += [text(owners), text(keys.user_tasks(org, "")), text(self._limits.state_ttl_s)]
-        for number, op in changes:
+        for number, item, op in changes:
             if op.table == state.TASKS:
                 table = ""
                 declared[owners] = None
-                if op.owner:
-                    declared[keys.user_tasks(org, op.owner)] = None
+                for user in _task_users(item, op):
+                    declared[keys.user_tasks(org, user)] = None
             else:
                 table = keys.state_table(org, op.table)
                 declared[table] = None
@@ -384,6 +404,18 @@ def unfenced(
 ) -> list[processing.Routed]:
     """The events above their partition's fence (the others were published before)."""
     return [item for item in routed if item.offset > fences.get((item.topic, item.partition), -1)]
+
+
+def _task_users(item: processing.Routed, op: state.Op) -> list[str]:
+    """The users whose task tables a task change may touch, as far as the event tells:
+    its owner and the users of its rooms (a completion names no owner, its room does).
+    The owner on record may be another (a reassignment): the script then asks for it."""
+    users = [op.owner] if op.owner else []
+    for name in item.route.rooms:
+        room = rooms.parse_room(name)
+        if room.kind is rooms.RoomKind.USER and room.entity is not None:
+            users.append(room.entity)
+    return users
 
 
 class RedisPublisher:
@@ -423,33 +455,41 @@ class RedisPublisher:
         Raises when any org's call failed (after the others were sent): the
         retry of the whole batch finds the orgs that succeeded fenced.
         """
-        published = duplicates = 0
+        outcome = Outcome(0, 0)
         pending = [org for org in call.orgs if org.routed]
         await self._register([org.org for org in pending])
         for _ in range(FENCE_ATTEMPTS):
             if not pending:
-                return Outcome(published, duplicates)
+                return outcome
             replies = await self._send(pending)
             failed = next((r for r in replies if isinstance(r, BaseException)), None)
-            fenced = []
+            again: list[OrgCall] = []
             for org, reply in zip(pending, replies, strict=True):
-                if isinstance(reply, BaseException):
-                    continue
-                if reply[0] != FENCED:
-                    self._encoder.confirm(org, call.at)
-                    published += int(reply[0])
-                    continue
-                kept = unfenced(org.routed, fences_of(org.routed, reply[1:]))
-                duplicates += len(org.routed) - len(kept)
-                if kept:
-                    fenced.append(self._encoder.encode_org(org.org, kept, call.at))
+                if not isinstance(reply, BaseException):
+                    outcome = self._answered(org, reply, call.at, again, outcome)
             if failed is not None:
                 self._encoder.forget_refreshes()
                 raise failed
-            pending = fenced
+            pending = again
         if not pending:
-            return Outcome(published, duplicates)
+            return outcome
         raise FenceMoving(f"the publish fence moved under {FENCE_ATTEMPTS} attempts")
+
+    def _answered(
+        self, org: OrgCall, reply: list[Any], at: float, again: list[OrgCall], outcome: Outcome
+    ) -> Outcome:
+        """Count one org's reply; what is to be sent again goes to ``again``."""
+        if reply[0] == UNDECLARED:  # nothing written: declare the owners' tables
+            extra = (*org.extra, *(_text(key) for key in reply[1:]))
+            again.append(self._encoder.encode_org(org.org, org.routed, at, extra))
+            return outcome
+        if reply[0] != FENCED:
+            self._encoder.confirm(org, at)
+            return Outcome(outcome.published + int(reply[0]), outcome.duplicates)
+        kept = unfenced(org.routed, fences_of(org.routed, reply[1:]))
+        if kept:
+            again.append(self._encoder.encode_org(org.org, kept, at, org.extra))
+        return Outcome(outcome.published, outcome.duplicates + len(org.routed) - len(kept))
 
     async def publish_events(self, routed: Sequence[processing.Routed]) -> Outcome:
         """Encode and publish at once (tests and tools that write as the consumer does)."""
