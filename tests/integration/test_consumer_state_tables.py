@@ -10,16 +10,17 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 import pytest
+from redis.asyncio import Redis, RedisCluster
 from redis.crc import key_slot
 from redis.exceptions import TryAgainError
 
-from fleetcast.consumer import processing, publishing, state
+from fleetcast.consumer import processing, publishing, sending, state
 from fleetcast.devtools.redis import RedisClusterServer
 from fleetcast.protocol import keys, routing
 from tests.harness import redis as redis_harness
@@ -165,6 +166,94 @@ async def test_a_redelivered_batch_changes_no_state_twice(redis: Any) -> None:
     await publisher.publish_events([routed("alert_created", {"alert_id": "a9", "again": True})])
     assert await publisher.publish_events(batch) == publishing.Outcome(0, 2)  # fenced
     assert (await table(redis, keys.state_table(ORG, "alerts")))["a9"]["again"] is True
+
+
+class Recording:
+    """The consumer's own sender, keeping every packed call it sends (to read its KEYS)."""
+
+    def __init__(self, sender: sending.Sender) -> None:
+        self._sender, self.sent = sender, list[bytes]()
+        self.publish_command, self.client = sender.publish_command, sender.client
+
+    async def send(self, calls: Sequence[tuple[str, bytes]], script: str) -> list[Any]:
+        self.sent += [packed for _, packed in calls]
+        return await self._sender.send(calls, script)
+
+    async def aclose(self) -> None:
+        await self._sender.aclose()
+
+    def declared(self) -> set[str]:
+        """The KEYS of the last call sent (a small RESP reader)."""
+        words, packed, cursor = [], self.sent[-1], self.sent[-1].index(b"\r\n") + 2
+        while cursor < len(packed):
+            end = packed.index(b"\r\n", cursor)
+            size = int(packed[cursor + 1 : end])
+            words.append(packed[end + 2 : end + 2 + size].decode())
+            cursor = end + 4 + size
+        return set(words[3 : 3 + int(words[2])])
+
+
+async def written_keys(node: Any, write: Any) -> set[str]:
+    """The org's keys Redis notifies as written while ``write`` runs (keyspace events)."""
+    marker = f"fleetcast:{keys.tag(ORG)}:test-marker"
+    async with node.pubsub() as pubsub:
+        await pubsub.psubscribe("__keyspace@0__:*")
+        await write
+        await node.set(marker, 1)
+        found: set[str] = set()
+        async with asyncio.timeout(5):
+            while marker not in found:
+                message = await pubsub.get_message(timeout=1)
+                if message and message["type"] == "pmessage":
+                    found.add(message["channel"].decode().removeprefix("__keyspace@0__:"))
+    return {key for key in found if keys.tag(ORG) in key and key != marker}
+
+
+async def test_a_call_writes_only_keys_it_declares(redis: Any) -> None:
+    """Every key the script writes is in its call's KEYS, task owners on record included.
+
+    On a cluster a script may touch only keys it declares (a key whose slot is
+    migrating is refused mid-call). Reassignments, and updates or completions
+    naming another user than the owner on record, touch a table the event does
+    not name: the script asks for it before writing anything.
+    """
+    sender = Recording(sending.sender_for(redis, 5.0))
+    publisher = publishing.RedisPublisher(sender, cluster_id="state-declared")
+    node = await node_of(redis, keys.task_owners(ORG))
+    await node.config_set("notify-keyspace-events", "KA")
+    batches = [
+        [
+            routed("task_assigned", {"task_id": "t1", "user_id": "u1", "title": "gate"}),
+            routed("task_assigned", {"task_id": "t2", "user_id": "u1"}),
+            routed("incident_created", {"incident_id": "i1"}),
+        ],
+        [routed("task_assigned", {"task_id": "t1", "user_id": "u2"})],  # from u1: not named
+        [routed("task_updated", {"task_id": "t2", "incident_id": "i1", "progress": 50})],
+        [routed("task_completed", {"task_id": "t1", "user_id": "u2"})],
+        [routed("task_completed", {"task_id": "t2", "user_id": "u9"})],  # u1's on record
+    ]
+    try:
+        for batch in batches:
+            written = await written_keys(node, publisher.publish_events(batch))
+            assert written, "no keyspace event: the check would prove nothing"
+            assert written <= sender.declared(), written - sender.declared()
+        assert await table(redis, keys.user_tasks(ORG, "u1")) == {}
+        assert await table(redis, keys.user_tasks(ORG, "u2")) == {}
+        assert len(sender.sent) == len(batches) + 3  # three asked for an owner's table
+    finally:
+        await node.config_set("notify-keyspace-events", "")
+        if node is not redis:
+            await node.aclose()
+
+
+async def node_of(redis: Any, key: str) -> Any:
+    """A plain client of the server holding ``key`` (keyspace events are per node)."""
+    if not isinstance(redis, RedisCluster):
+        return redis
+    await redis.initialize()
+    node = redis.get_node_from_key(key)
+    assert node is not None
+    return Redis(host=node.host, port=int(node.port))
 
 
 async def test_a_task_reassigned_while_its_slot_migrates_is_published_once(

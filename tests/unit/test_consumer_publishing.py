@@ -177,7 +177,7 @@ def test_a_batch_is_one_call_per_org_each_in_its_orgs_slot() -> None:
 
 
 def test_the_state_keys_a_call_changes_are_declared_and_in_the_orgs_slot() -> None:
-    changes = [
+    changes: list[tuple[str, dict[str, Any]]] = [
         ("incident_created", {"incident_id": "i-1"}),
         ("alert_created", {"alert_id": "a-1"}),
         ("task_assigned", {"task_id": "t-1", "user_id": "usr-1"}),
