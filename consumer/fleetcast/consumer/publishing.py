@@ -265,15 +265,15 @@ class Encoder:
         events, changes = self._events(items, body, call, declared, now)
         count += self._state(org, changes, parts, declared) + events
         parts += body
-        stream_keys = [text(key) for key in declared]
-        nkeys = ORG_KEYS + len(stream_keys)
+        declared_keys = [text(key) for key in declared]
+        nkeys = ORG_KEYS + len(declared_keys)
         call.packed = b"*%d\r\n%b%b%b%b%b" % (
             count + nkeys + 3,
             bulk(b"EVALSHA"),
             text(SCRIPT_SHA),
             text(nkeys),
             fixed,
-            b"".join(stream_keys),
+            b"".join(declared_keys),
         ) + b"".join(parts)
         return call
 
