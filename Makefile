@@ -35,7 +35,7 @@ deps: install ## Fetch and build test infrastructure: Debian packages, Kafka jar
 	@scripts/web-deps.sh
 
 # Only what `make run` needs: redis-server, the Kafka jars and the console's
-# Socket.IO bundle (cache hits after the first time); not chromium.
+# Socket.IO and Leaflet bundles (cache hits after the first time); not chromium.
 run: install ## Start Redis, Kafka, consumer, gateway, a demo fleet and the console on 127.0.0.1 (Ctrl-C stops all)
 	@scripts/system-deps.sh redis
 	@tools/kafka/fetch.sh >/dev/null

@@ -1,4 +1,4 @@
-"""A bare aiokafka consumer timing produce → consume: Kafka's own share of the whole path.
+"""A bare Kafka consumer timing produce → consume: Kafka's own share of the whole path.
 
 The whole-path scenario runs it in a phase of its own, beside the fleetcast
 consumer and reading the same topics, so the report can put side by side, for
@@ -7,7 +7,12 @@ cost before fleetcast does any work. It reads without a group (it commits
 nothing and takes no partition from the consumer's group), from the end of
 each partition, with the consumer's fetch settings.
 
-    python -m bench.kafka_probe BOOTSTRAP PHASE COUNT WITHIN_S OUT
+Two clients: ``aiokafka`` (the one fleetcast's consumer is built on) and
+``librdkafka`` (confluent-kafka's C client, its fetch loop in threads of its
+own): the same events read by both say whether a C client would change the
+Kafka leg's latency or its CPU by a large factor.
+
+    python -m bench.kafka_probe BOOTSTRAP CLIENT PHASE COUNT WITHIN_S OUT
 
 It creates ``OUT.ready`` once positioned, then writes ``OUT`` (JSON: each
 latency in µs and its own CPU seconds meanwhile) after ``COUNT`` events of
@@ -22,6 +27,7 @@ import sys
 import time
 from pathlib import Path
 
+import confluent_kafka
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -36,6 +42,9 @@ FETCH = {
     "fetch_max_wait_ms": Settings.model_fields["kafka_fetch_max_wait_ms"].default,
     "max_partition_fetch_bytes": 4 * 1024 * 1024,
 }
+
+
+CLIENTS = ("aiokafka", "librdkafka")
 
 
 def cpu_seconds() -> float:
@@ -66,10 +75,62 @@ async def collect(
         now = time.monotonic_ns()
         for records in fetched.values():
             for record in records:
-                found = codec.PROBE.search(record.value or b"")
-                if found is not None and int(found[1]) == phase:
-                    latencies.append((now - int(found[3])) / 1000)
+                latency = phase_latency_us(record.value, phase, now)
+                if latency is not None:
+                    latencies.append(latency)
     return latencies
+
+
+def phase_latency_us(value: bytes | None, phase: int, now_ns: int) -> float | None:
+    """Produce → consume µs of a benchmark event of ``phase`` (None for any other record)."""
+    found = codec.PROBE.search(value or b"")
+    if found is None or int(found[1]) != phase:
+        return None
+    return (now_ns - int(found[3])) / 1000
+
+
+def rdkafka_positioned(bootstrap: str) -> confluent_kafka.Consumer:
+    """A librdkafka consumer assigned every fleetcast partition at its current end."""
+    consumer = confluent_kafka.Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "bench-kafka-probe",  # required by the client; nothing is committed
+            "enable.auto.commit": False,
+            "fetch.min.bytes": FETCH["fetch_min_bytes"],
+            "fetch.wait.max.ms": FETCH["fetch_max_wait_ms"],
+            "max.partition.fetch.bytes": FETCH["max_partition_fetch_bytes"],
+        }
+    )
+    assigned = []
+    for topic in events.DEFAULT_TOPICS:
+        for partition in range(PARTITIONS):
+            tp = confluent_kafka.TopicPartition(topic, partition)
+            _, high = consumer.get_watermark_offsets(tp, timeout=10.0)
+            assigned.append(confluent_kafka.TopicPartition(topic, partition, high))
+    consumer.assign(assigned)
+    return consumer
+
+
+def rdkafka_measure(bootstrap: str, phase: int, count: int, within_s: float, ready: Path) -> bytes:
+    """As :func:`measure`, with librdkafka (synchronous: the probe is a process of its own)."""
+    consumer = rdkafka_positioned(bootstrap)
+    try:
+        ready.touch()
+        before = cpu_seconds()
+        latencies: list[float] = []
+        end = time.monotonic() + within_s
+        while len(latencies) < count and time.monotonic() < end:
+            # poll, not consume(n): consume waits until n messages or the timeout,
+            # which would time the batch, not the message.
+            message = consumer.poll(0.2)
+            if message is not None and message.error() is None:
+                latency = phase_latency_us(message.value(), phase, time.monotonic_ns())
+                if latency is not None:
+                    latencies.append(latency)
+        used = cpu_seconds() - before
+    finally:
+        consumer.close()
+    return orjson.dumps({"latency_us": latencies, "cpu_s": used})
 
 
 async def measure(bootstrap: str, phase: int, count: int, within_s: float, ready: Path) -> bytes:
@@ -86,8 +147,12 @@ async def measure(bootstrap: str, phase: int, count: int, within_s: float, ready
 
 
 if __name__ == "__main__":
-    bootstrap, phase, count, within_s, out = sys.argv[1:]
-    result = asyncio.run(
-        measure(bootstrap, int(phase), int(count), float(within_s), Path(f"{out}.ready"))
-    )
+    bootstrap, client, phase, count, within_s, out = sys.argv[1:]
+    args = (bootstrap, int(phase), int(count), float(within_s), Path(f"{out}.ready"))
+    if client == "librdkafka":
+        result = rdkafka_measure(*args)
+    elif client == "aiokafka":
+        result = asyncio.run(measure(*args))
+    else:
+        raise SystemExit(f"kafka_probe: unknown client {client!r} (one of {CLIENTS})")
     Path(out).write_bytes(result)

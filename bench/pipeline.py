@@ -35,7 +35,9 @@ HANDLED = ("published", "duplicates", "unrouted", "dead_lettered")
 class Broker:
     """A single-node KRaft broker with fleetcast's topics; :meth:`stop` removes its data."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, fast_start: bool = False) -> None:
+        #: False: tuned as a production broker runs (C2 JIT, G1); True: the tests' fast start.
+        self.fast_start = fast_start
         self.broker: kafka.KafkaBroker | None = None
 
     @property
@@ -44,7 +46,7 @@ class Broker:
         return self.broker.bootstrap
 
     async def start(self) -> str:
-        self.broker = kafka.KafkaBroker.create(fast_start=False)
+        self.broker = kafka.KafkaBroker.create(fast_start=self.fast_start)
         await asyncio.to_thread(self.broker.start)
         await kafka.create_topics(self.broker.bootstrap, TOPICS, partitions=PARTITIONS)
         return self.broker.bootstrap
@@ -114,16 +116,25 @@ class KafkaProbe:
     """
 
     def __init__(
-        self, bootstrap: str, phase: int, count: int, cpus: Sequence[int] | None, log_dir: Path
+        self,
+        bootstrap: str,
+        client: str,
+        phase: int,
+        count: int,
+        cpus: Sequence[int] | None,
+        log_dir: Path,
     ) -> None:
-        self.out = log_dir / f"kafka-probe-{phase}.json"
+        self.client = client
+        self.out = log_dir / f"kafka-probe-{client}-{phase}.json"
         self.out.unlink(missing_ok=True)
         self.ready_file = log_dir / f"{self.out.name}.ready"
         self.ready_file.unlink(missing_ok=True)
         self.within_s = count / 100 + 30.0  # far longer than a phase at any paced rate
-        argv = [sys.executable, "-m", "bench.kafka_probe", bootstrap, str(phase), str(count)]
-        argv = procs.pinned([*argv, str(self.within_s), str(self.out)], cpus)
-        self.proc = procs.Proc("kafka-probe", argv, log=log_dir / "kafka-probe.log")
+        argv = [sys.executable, "-m", "bench.kafka_probe", bootstrap, client, str(phase)]
+        argv = procs.pinned([*argv, str(count), str(self.within_s), str(self.out)], cpus)
+        self.proc = procs.Proc(
+            f"kafka-probe-{client}", argv, log=log_dir / f"kafka-probe-{client}.log"
+        )
 
     async def ready(self) -> None:
         await self._wait_for(self.ready_file, servers.START_TIMEOUT_S)

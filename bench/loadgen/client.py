@@ -9,14 +9,15 @@ ack) and afterwards only counts the benchmark events it receives.
 
 from __future__ import annotations
 
-import asyncio
-import enum
 import time
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 from bench.loadgen import codec
 from bench.loadgen.recorder import Recorder
+from bench.loadgen.websocket import Frame, State, WebSocketClient
+
+__all__ = ["Client", "ClientSpec", "Outcome", "State", "Target"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,15 +38,6 @@ class ClientSpec:
         return cls(doc["token"], tuple(doc["subscribe"]), tuple(doc["rooms"]))
 
 
-class State(enum.Enum):
-    UPGRADING = 1
-    OPENING = 2
-    CONNECTING = 3
-    SUBSCRIBING = 4
-    READY = 5
-    CLOSED = 6
-
-
 @dataclass(slots=True)
 class Target:
     host: str
@@ -63,74 +55,34 @@ class Outcome:
     closes: dict[str, int] = field(default_factory=dict)
 
 
-class Client(asyncio.Protocol):
+class Client(WebSocketClient):
     """A Socket.IO client that subscribes and then records benchmark events."""
 
     def __init__(self, index: int, spec: ClientSpec, target: Target, recorder: Recorder) -> None:
-        self.index = index
-        self.spec = spec
-        self.target = target
-        self.recorder = recorder
-        self.state = State.UPGRADING
-        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.error: str | None = None
-        self.close_reason: str | None = None
-        self._transport: asyncio.Transport | None = None
-        self._buf = b""
-        self._fragments: list[bytes] = []
+        super().__init__(index, spec, target, recorder)
         self._pending_acks: set[int] = set()
 
-    # --- asyncio.Protocol -----------------------------------------------------
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
-        self._transport = transport
+    def _upgrade_request(self) -> bytes:
         t = self.target
         path = t.path.rstrip("/") + "/"  # engine.io servers mount at "<path>/"
-        transport.write(codec.upgrade_request(t.host, t.port, path, t.query))
+        return codec.upgrade_request(t.host, t.port, path, t.query)
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self.state is not State.CLOSED:
-            self._closed(self.close_reason or ("reset" if exc else "eof"))
+    def _upgraded(self) -> None:
+        self.state = State.OPENING  # the server's Engine.IO OPEN comes next
 
-    def data_received(self, data: bytes) -> None:
-        buf = self._buf + data if self._buf else data
-        if self.state is State.UPGRADING:
-            head, sep, rest = buf.partition(b"\r\n\r\n")
-            if not sep:
-                self._buf = buf
-                return
-            status = codec.upgrade_status(head)
-            if status != 101:
-                self._fail(f"http_{status}")
-                return
-            self.state, buf = State.OPENING, rest
-        frames, self._buf = codec.split_frames(buf)
-        if self.state is State.READY:
-            self.recorder.receive(self.index, frames, time.monotonic_ns())
-            for frame in frames:
-                if frame[1] and frame[2][:2] != b"42":
-                    self._control(*frame)
-            return
+    def _deliver(self, frames: list[Frame]) -> None:
+        self.recorder.receive(self.index, frames, time.monotonic_ns())
         for frame in frames:
-            self._control(*frame)
+            if frame[1] and frame[2][:2] != b"42":
+                self._control(*frame)
+
+    def _text(self, payload: bytes) -> None:
+        self._engineio(payload)
+
+    def _goodbye(self) -> None:
+        self._send(b"41")  # Socket.IO disconnect
 
     # --- protocol steps --------------------------------------------------------
-
-    def _control(self, opcode: int, fin: bool, payload: bytes) -> None:
-        if opcode == codec.OP_CONT or not fin:
-            self._fragments.append(payload)
-            if not fin:
-                return
-            payload, self._fragments = b"".join(self._fragments), []
-        if opcode == codec.OP_PING:
-            self._send(payload, codec.OP_PONG)
-        elif opcode == codec.OP_CLOSE:
-            code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 1005
-            self.close_reason = f"ws_close_{code}"
-            self._abort()
-        elif opcode == codec.OP_TEXT and payload:
-            self._engineio(payload)
 
     def _engineio(self, payload: bytes) -> None:
         kind = payload[0]
@@ -172,40 +124,3 @@ class Client(asyncio.Protocol):
         for ack_id, room in enumerate(self.spec.subscribe):
             self._pending_acks.add(ack_id)
             self._send(codec.sio_event("subscribe", {"room": room}, ack_id))
-
-    def _ready(self) -> None:
-        self.state = State.READY
-        if not self.ready.done():
-            self.ready.set_result(None)
-
-    # --- I/O helpers ----------------------------------------------------------------
-
-    def _send(self, payload: bytes, opcode: int = codec.OP_TEXT) -> None:
-        if self._transport is not None and not self._transport.is_closing():
-            self._transport.write(codec.client_frame(payload, opcode))
-
-    def _fail(self, error: str) -> None:
-        self.error = error
-        self._abort()
-
-    def _abort(self) -> None:
-        if self._transport is not None:
-            self._transport.abort()
-        self._closed(self.close_reason or self.error or "aborted")
-
-    def _closed(self, reason: str) -> None:
-        was_ready = self.state is State.READY
-        self.state = State.CLOSED
-        if not self.ready.done():
-            self.ready.set_exception(ConnectionError(self.error or reason))
-        if was_ready:
-            self.recorder.closed(self.index, reason)
-
-    def close(self) -> None:
-        """Leave politely: Socket.IO disconnect, then close the socket."""
-        if self.state is State.READY and self._transport is not None:
-            self._send(b"41")
-            self._send(b"\x03\xe8", codec.OP_CLOSE)
-        self.state = State.CLOSED
-        if self._transport is not None:
-            self._transport.close()

@@ -58,6 +58,14 @@ def upgrade_status(head: bytes) -> int:
         return 0
 
 
+def take_upgrade(buf: bytes) -> tuple[int | None, bytes]:
+    """(status, what follows the head) once the response head is complete, else (None, buf)."""
+    head, sep, rest = buf.partition(b"\r\n\r\n")
+    if not sep:
+        return None, buf
+    return upgrade_status(head), rest
+
+
 def client_frame(payload: bytes, opcode: int = OP_TEXT) -> bytes:
     """One final, masked frame, as RFC 6455 requires of clients."""
     size = len(payload)

@@ -10,9 +10,13 @@ server core beside the server (fleetcast's own processes on one core);
 Kafka, Redis, the producer and the load generator share the other. The
 broker first takes 20 s of traffic so that its JIT has compiled the hot
 paths, as on a broker that has been up for a while. A last phase replays the
-same events with no server running while a bare aiokafka client (no group, no
-work) reads the topics beside the consumer: the floor any Python consumer
-starts from here, measured in the same run as fleetcast's path.
+same events with no server running while two bare clients (no group, no
+work: aiokafka, and librdkafka through confluent-kafka) read the topics beside
+the consumer: the floor a consumer starts from here, measured in the same run
+as fleetcast's path. The broker runs as a production broker would (C2 JIT, G1,
+a 1 GB heap: Kafka's own start-script settings); a last step starts a second
+broker with the tests' fast-start flags (C1 only, serial GC, 512 MB) and times
+the same events through it, so the report shows the floor both ways.
 """
 
 from __future__ import annotations
@@ -41,6 +45,8 @@ WARM_S = 20.0
 #: from run to run.
 MIN_PHASE_S = 10.0
 QUICK_WARM_S = 3.0
+#: The bare clients of the Kafka floor (bench.kafka_probe).
+PROBE_CLIENTS = ("aiokafka", "librdkafka")
 
 
 @contextlib.asynccontextmanager
@@ -123,9 +129,12 @@ async def run(ctx: Context, result: ScenarioResult) -> None:
                 "its CPU µs/event",
             ],
             legs,
-            note="*bare aiokafka*: a consumer with no group and no work, reading the same "
-            "topics beside the fleetcast consumer in the no-server phase (the floor any "
-            "Python consumer starts from on this machine); *fleetcast consumer*: a pub/sub "
+            note="*bare aiokafka* / *bare librdkafka* (confluent-kafka): a consumer with no "
+            "group and no work, reading the same topics beside the fleetcast consumer in the "
+            "no-server phase (the floor a consumer starts from on this machine); *fast-start "
+            "broker*: the same events through a second broker with the tests' JVM flags (C1 "
+            "only, serial GC, 512 MB), where the others run Kafka's production settings (C2, "
+            "G1, 1 GB); *fleetcast consumer*: a pub/sub "
             "listener in the benchmark timing each event's arrival in Redis. The rest of the "
             "produce → client latency above is the server's and the clients'.",
         )
@@ -149,28 +158,62 @@ async def kafka_floor(
     in this phase but for the consumer), so the machine carries what it
     carries in the servers' phases minus the server and its clients.
     """
-    measure.say("timing the Kafka leg with no server (bare aiokafka client beside the consumer)")
+    measure.say("timing the Kafka leg with no server (bare clients beside the consumer)")
     number = events.new_phase()
-    probe = KafkaProbe(kafka.bootstrap, number, len(batch), ctx.plan.server, ctx.log_dir)
-    try:
-        await probe.ready()
-        before = procs.CpuSample.take([consumer.pid])
-        await kafka.paced(batch, EVENTS_PER_S)
-        bare, bare_cpu = await probe.result()
-    finally:
-        probe.stop()
+    before = procs.CpuSample.take([consumer.pid])
+    bare = await probed(ctx, kafka, batch, number, "no server")
     await tap.wait_seen(number, len(batch), within_s=10.0)
     used = procs.CpuSample.take([consumer.pid]).since(before, consumer.pid)
     fleetcast = tap.summary(number)
     return [
-        leg_row("no server", "bare aiokafka: produce → consume", bare, bare_cpu),
+        *bare,
         leg_row(
             "no server",
             "fleetcast consumer: produce → Redis",
             fleetcast,
             stats.cpu_us_per_delivery(used, len(batch)),
         ),
+        *await fast_start_floor(ctx, batch),
     ]
+
+
+async def probed(
+    ctx: Context, kafka: KafkaPublisher, batch: Sequence[BenchEvent], number: int, phase: str
+) -> list[list[str]]:
+    """``batch`` produced at the scenario's rate, read by each bare client; their rows."""
+    probes = [
+        KafkaProbe(kafka.bootstrap, client, number, len(batch), ctx.plan.server, ctx.log_dir)
+        for client in PROBE_CLIENTS
+    ]
+    try:
+        for probe in probes:
+            await probe.ready()
+        await kafka.paced(batch, EVENTS_PER_S)
+        rows = []
+        for probe in probes:
+            latency, cpu = await probe.result()
+            rows.append(leg_row(phase, f"bare {probe.client}: produce → consume", latency, cpu))
+        return rows
+    finally:
+        for probe in probes:
+            probe.stop()
+
+
+async def fast_start_floor(ctx: Context, batch: Sequence[BenchEvent]) -> list[list[str]]:
+    """The same events through a broker with the tests' fast-start JVM flags."""
+    measure.say("timing the Kafka leg on a fast-start broker (the tests' JVM flags)")
+    broker = Broker(fast_start=True)
+    producer: KafkaPublisher | None = None
+    try:
+        producer = KafkaPublisher(await broker.start())
+        await producer.start()
+        warmup = mix.batch(mix.orgs_for(100), round(EVENTS_PER_S * QUICK_WARM_S), seed=2)
+        await producer.paced(warmup, EVENTS_PER_S)
+        return await probed(ctx, producer, batch, events.new_phase(), "fast-start broker")
+    finally:
+        if producer is not None:
+            await producer.close()
+        broker.stop()
 
 
 def leg_row(phase: str, measured_by: str, leg: stats.LatencySummary, cpu: float) -> list[str]:

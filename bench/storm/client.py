@@ -104,15 +104,14 @@ class ResumingClient(asyncio.Protocol):
         self.bytes_in += len(data)
         buf = self._buf + data if self._buf else data
         if not self._upgraded:
-            head, sep, rest = buf.partition(b"\r\n\r\n")
-            if not sep:
+            status, buf = codec.take_upgrade(buf)
+            if status is None:
                 self._buf = buf
                 return
-            status = codec.upgrade_status(head)
             if status != 101:
                 self._fail(f"http_{status}")
                 return
-            self._upgraded, buf = True, rest
+            self._upgraded = True
         frames, self._buf = codec.split_frames(buf)
         for opcode, _fin, payload in frames:
             if opcode == codec.OP_TEXT and payload:

@@ -190,8 +190,11 @@ def _healthy(port: int) -> bool:
 
 
 @pytest.fixture(scope="module")
-def crds_served(cluster: cluster_access.ClusterAccess) -> Iterator[None]:
+def crds_served(cluster: cluster_access.ClusterAccess, engine_crds: list[str]) -> Iterator[None]:
     """The chart's CRDs exist and are served; those this fixture created are deleted after.
+
+    KEDA's and prometheus-operator's (``engine_crds``) stay for the session: the
+    chart's monitoring and autoscaling scenarios render objects of their kinds.
 
     Created with server-side apply from the same files the chart includes, so a
     later `helm install` can adopt them (see test_chart_lifecycle).

@@ -4,7 +4,8 @@
 and kwok (two fake nodes) once per session from the binaries tools/k8s/build.sh
 built; `node_cluster` starts another control plane with a real node instead
 (containerd, kubelet, kube-proxy, CoreDNS: `fleetcast.devtools.node`), whose
-pods run, from the images `make images` built. Each yields a `ClusterAccess`:
+pods run, from the images `make images` built; `engine_crds` installs KEDA's
+and prometheus-operator's CRDs on `cluster` for the session. Each yields a `ClusterAccess`:
 
     cluster.kubeconfig                  admin kubeconfig (Path)
     cluster.bin_dir                     folder with kubectl and helm of the pinned versions
@@ -21,11 +22,13 @@ from __future__ import annotations
 
 import re
 import secrets
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from fleetcast.devtools import cluster as control_plane
@@ -33,6 +36,8 @@ from fleetcast.devtools import cluster_access
 
 #: How long a new namespace may take to get its `default` ServiceAccount.
 NAMESPACE_READY_TIMEOUT = 30.0
+#: The checkout (tools/k8s/crds.sh lives there).
+REPO = Path(__file__).resolve().parents[2]
 #: Label on every namespace the fixture creates, to find leftovers.
 TEST_LABEL = "fleetcast.io/test=true"
 
@@ -92,6 +97,27 @@ def _bin_dir_if_built() -> Path | None:
         return control_plane.Binaries.locate().bin_dir
     except control_plane.ClusterError:
         return None  # an external cluster may come with kubectl/helm on PATH
+
+
+@pytest.fixture(scope="session")
+def engine_crds(cluster: cluster_access.ClusterAccess) -> list[str]:
+    """KEDA's and prometheus-operator's real CRDs (tools/k8s/crds.sh), installed and served.
+
+    Left installed for the session: other tests' operators then render into
+    real schemas too, and CRDs are cluster-wide (deleting one mid-session
+    would delete other tests' objects).
+    """
+    found = subprocess.run(
+        [REPO / "tools/k8s/crds.sh", "--check"], capture_output=True, text=True, check=False
+    )
+    if found.returncode:
+        pytest.fail(f"the engines' CRDs are not fetched: {found.stderr.strip()}", pytrace=False)
+    names = []
+    for path in sorted(Path(found.stdout.strip()).glob("*.yaml")):
+        cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(path))
+        names.append(f"crd/{yaml.safe_load(path.read_text())['metadata']['name']}")
+    cluster.kubectl("wait", "--for=condition=Established", *names, "--timeout=60s")
+    return names
 
 
 @pytest.fixture

@@ -39,6 +39,8 @@ STEP_TIMEOUT_S: Final = 5.0
 #: Backoff between reconnect attempts: first, cap (seconds; jittered).
 BACKOFF_S: Final = (0.05, 1.0)
 SUBSCRIBE_TRIES: Final = 5
+#: Tries of the first connection (start) before the stack gives up.
+START_TRIES: Final = 4
 #: A run lasts a few minutes at most; a short lifetime stays within any maximum.
 TOKEN_TTL_S: Final = 600.0
 
@@ -105,6 +107,7 @@ class CountingClient:
         self._lost = asyncio.Event()
         self._closing = False
         self._task: asyncio.Task[None] | None = None
+        self._last_failure = ""
 
     @property
     def connected(self) -> bool:
@@ -119,9 +122,22 @@ class CountingClient:
         return [room for room in self.spec.rooms if room not in self.offsets]
 
     async def start(self) -> None:
-        """First connection to the home gateway, in every room; then armed."""
-        if not await self._attempt(self.gateway, resuming=False):
-            raise AssertionError(f"{self.spec.name}: cannot connect to {self.gateway}")
+        """First connection to the home gateway, in every room; then armed.
+
+        A few tries: the whole stack's clients connect at once, and on a busy
+        machine one handshake can miss its step timeout without anything wrong.
+        """
+        delay = BACKOFF_S[0]
+        for _ in range(START_TRIES):
+            if await self._attempt(self.gateway, resuming=False):
+                break
+            await asyncio.sleep(delay)
+            delay = min(BACKOFF_S[1], delay * 2)
+        else:
+            raise AssertionError(
+                f"{self.spec.name}: cannot connect to {self.gateway} in {START_TRIES} tries"
+                f" (last: {self._last_failure}; refusals: {self.record.connect_refusals[-3:]})"
+            )
         self.record.armed_at = self._clock()
         self._task = asyncio.create_task(self._keep_connected(), name=f"client-{self.spec.name}")
 
@@ -172,6 +188,7 @@ class CountingClient:
                 info = await session
                 await self._join(sio, info)
         except Exception as exc:  # any failure is one failed attempt; the next may succeed
+            self._last_failure = repr(exc)
             if not isinstance(exc, socketio.exceptions.SocketIOError | TimeoutError | OSError):
                 self.record.errors.append(f"attempt failed: {exc!r}")
             self._sio = None

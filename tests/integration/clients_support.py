@@ -32,6 +32,9 @@ from fleetcast.protocol import keys, routing
 
 SECRET: Final = "fleetcast-client-tests-secret-0123456789"  # noqa: S105 (test key)
 START_TIMEOUT_S: Final = 20.0
+#: The console's map tiles in tests: a loopback port nothing listens on (the
+#: discard port), so no test browser ever asks the internet for a tile.
+OFFLINE_TILES: Final = "http://127.0.0.1:9/tiles/{z}/{x}/{y}.png"
 ROOT: Final = Path(__file__).resolve().parents[2]
 
 
@@ -70,14 +73,17 @@ class GatewayProcess:
     def start(self) -> GatewayProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("FLEETCAST_")}
         env.update(
-            FLEETCAST_HOST="127.0.0.1",
-            FLEETCAST_PORT=str(self.port),
-            FLEETCAST_REDIS_URL=self.redis_url,
-            FLEETCAST_JWT_SECRET=SECRET,
-            FLEETCAST_GATEWAY_ID=f"test-gw-{self.port}",
-            FLEETCAST_DRAIN_SECONDS="1",
-            FLEETCAST_LOG_LEVEL="WARNING",
-            **self.extra_env,
+            {
+                "FLEETCAST_HOST": "127.0.0.1",
+                "FLEETCAST_PORT": str(self.port),
+                "FLEETCAST_REDIS_URL": self.redis_url,
+                "FLEETCAST_JWT_SECRET": SECRET,
+                "FLEETCAST_GATEWAY_ID": f"test-gw-{self.port}",
+                "FLEETCAST_DRAIN_SECONDS": "1",
+                "FLEETCAST_LOG_LEVEL": "WARNING",
+                "FLEETCAST_MAP_TILE_URL": OFFLINE_TILES,
+            }
+            | self.extra_env
         )
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(

@@ -31,6 +31,7 @@ import psutil  # type: ignore[import-untyped]
 
 from fleetcast.devtools import kafka, redis, scratch
 from fleetcast.devtools.redis import free_port
+from tests.integration.clients_support import OFFLINE_TILES
 
 ROOT: Final = Path(__file__).resolve().parents[2]
 BANNER_END: Final = "Ctrl-C stops everything"
@@ -85,6 +86,8 @@ def run_env(ports: Ports, run_dir: Path, **extra: str) -> dict[str, str]:
         "FLEETCAST_CACHE", str(Path.home() / ".cache" / "fleetcast")
     )
     env |= ports.env() | {"FLEETCAST_RUN_DIR": str(run_dir), "FLEETCAST_DEMO_RATE": "20"}
+    # The console's map tiles from a loopback port nothing listens on, never the internet.
+    env["FLEETCAST_MAP_TILE_URL"] = OFFLINE_TILES
     return env | extra
 
 

@@ -3,10 +3,13 @@
 Debian's chromium, driven by Playwright (no browser download). The page is
 served by the gateway at /, takes its token from ?token=, connects through
 the public protocol, and is fed by the demo fleet simulator whose events go
-through Redis exactly as the consumer publishes them. The screenshot of the
-main test goes to .artifacts/console.png; with FLEETCAST_UPDATE_SCREENSHOT=1
-also to docs/console.png (the README's picture), so a plain test run never
-modifies a committed file.
+through Redis exactly as the consumer publishes them. The map's tiles come
+from loopback only: a port nothing listens on (the offline grid stands in,
+as on a machine without internet) or a tiny tile server the test starts;
+the browser resolves no other name. The screenshot of the main test goes to
+.artifacts/console.png; with FLEETCAST_UPDATE_SCREENSHOT=1 also to
+docs/console.png (the README's picture), so a plain test run never modifies
+a committed file.
 """
 
 from __future__ import annotations
@@ -23,7 +26,11 @@ import pytest
 from playwright.async_api import Browser, Page, expect
 
 from fleetcast.devtools import demo
-from tests.integration.browser_support import browser_fixture  # noqa: F401 (registers browser)
+from tests.integration.browser_support import (  # the fixtures register as browser, tile_server
+    TileServer,
+    browser_fixture,  # noqa: F401
+    tile_server_fixture,  # noqa: F401
+)
 from tests.integration.clients_support import (  # the fixtures register as gateway, publisher
     ROOT,
     GatewayProcess,
@@ -87,8 +94,30 @@ async def ge(value: Awaitable[float], least: float) -> bool:
     return await value >= least
 
 
-async def changed(value: Awaitable[str], before: str) -> bool:
+async def changed(value: Awaitable[str | None], before: str | None) -> bool:
     return await value != before
+
+
+async def position(page: Page, asset: str) -> str:
+    """Where the map's dot of ``asset`` stands (the lat,lon it was last drawn at)."""
+    dot = page.locator(f'#map path.asset[data-asset="{asset}"]')
+    return f"{await dot.get_attribute('data-lat')},{await dot.get_attribute('data-lon')}"
+
+
+async def clickable_unit(page: Page) -> str:
+    """The id of a unit whose dot is on top where it is drawn (not under a panel)."""
+    found: str | None = await page.locator("#map path.asset").evaluate_all(
+        """dots => {
+          for (const dot of dots) {
+            const box = dot.getBoundingClientRect();
+            const hit = document.elementFromPoint(box.x + box.width / 2, box.y + box.height / 2);
+            if (hit === dot) return dot.dataset.asset;
+          }
+          return null;
+        }"""
+    )
+    assert found, "no unit dot is visible on the map"
+    return found
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], what: str) -> None:
@@ -128,8 +157,22 @@ async def test_dispatcher_sees_live_events_map_and_refusals(
 
     async with feeding(publisher):
         await expect(page.locator("#feed tr").first).to_be_visible()
-        await eventually(lambda: ge(count(page, "#map g.asset"), 40), "40 assets on the map")
+        await eventually(lambda: ge(count(page, "#map path.asset"), 40), "40 assets on the map")
+        # No tiles on loopback's closed port: the plain background and its lat/lon grid.
+        await expect(page.locator("#map")).to_have_attribute("data-tiles", "offline")
+        assert await count(page, "#map img.leaflet-tile") > 0, "tiles were never asked for"
+        await expect(page.locator("#map .offline-notice")).to_be_visible()
+        assert await count(page, "#map path.grid-line") >= 4
+        assert await count(page, "#map .grid-label") >= 4
+        # Units move, and are coloured by status once one is known.
+        before = await position(page, "unit-001")
+        await eventually(lambda: changed(position(page, "unit-001"), before), "unit-001 moving")
+        await eventually(
+            lambda: ge(count(page, "#map path.asset:not(.st-unknown)"), 1), "a unit with a status"
+        )
         await eventually(lambda: ge(number(page, "#incident-count"), 1), "an open incident")
+        await eventually(lambda: ge(count(page, "#map .mark.incident"), 1), "an incident marked")
+        await eventually(lambda: ge(count(page, "#map .mark.alert"), 1), "an alert marked")
         await expect(page.locator('#counters tr[data-type="alert_created"]')).to_have_count(1)
         await expect(page.locator("#lat-readout")).to_contain_text("p99")
         assert await number(page, "#rate") > 0
@@ -154,6 +197,17 @@ async def test_dispatcher_sees_live_events_map_and_refusals(
             lambda: changed(page.locator("#feed tr").first.inner_text(), top), "rows after resume"
         )
 
+        # Click a unit: a popup with its details, and the Selected panel shows it too.
+        unit = await clickable_unit(page)
+        await page.locator(f'#map path.asset[data-asset="{unit}"]').click()
+        popup = page.locator(f'#map .leaflet-popup .unit-popup[data-asset="{unit}"]')
+        await expect(popup).to_be_visible()
+        await expect(popup).to_contain_text(unit)
+        await expect(popup).to_contain_text("status")
+        await expect(popup).to_contain_text("s ago")
+        await expect(popup).to_contain_text("km/h")
+        await expect(page.locator("#selected")).to_contain_text(unit)
+
         # Click an open incident: its details, and one click to follow its room.
         incident = page.locator("#incidents li").first
         incident_id = await incident.get_attribute("data-id")
@@ -171,6 +225,32 @@ async def test_dispatcher_sees_live_events_map_and_refusals(
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(shot)
     assert errors == []
+
+
+async def test_map_draws_tiles_from_the_configured_tile_server(
+    redis_url: str, tmp_path: Path, tile_server: TileServer, browser: Browser
+) -> None:
+    gateway = GatewayProcess(
+        redis_url, tmp_path, FLEETCAST_MAP_TILE_URL=tile_server.template
+    ).start()
+    try:
+        errors: list[str] = []
+        page = await open_console(browser, gateway.url, mint("disp-tiles", ORG), errors)
+        await expect(page.locator("#map")).to_have_attribute("data-tiles", "online")
+        await eventually(
+            lambda: ge(count(page, "#map img.leaflet-tile-loaded"), 4), "tiles drawn on the map"
+        )
+        await expect(page.locator("#map .offline-notice")).to_have_count(0)
+        await expect(page.locator("#map .leaflet-control-attribution")).to_contain_text(
+            "OpenStreetMap"
+        )
+        assert tile_server.requests
+        assert all(path.startswith("/tiles/") for path, _ in tile_server.requests)
+        # The tile server learns the console's origin, never its address (nor a ?token=).
+        assert {referer for _, referer in tile_server.requests} == {f"{gateway.url}/"}
+        assert errors == []
+    finally:
+        gateway.stop()
 
 
 async def test_console_reconnects_and_resumes_after_a_gateway_crash(

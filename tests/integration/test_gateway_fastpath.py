@@ -94,7 +94,11 @@ class RawSocket:
     async def frame(self) -> tuple[int, int, bytes]:
         """(first byte, opcode, payload) of the next server frame; (-1, -1, b"") at EOF."""
         while (parsed := server_frame(self._buf)) is None:
-            data = await asyncio.wait_for(self.reader.read(65536), WAIT_S)
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a
+            # cancel that lands as the read completes, and a cancelled reader
+            # loop would then go on forever.
+            async with asyncio.timeout(WAIT_S):
+                data = await self.reader.read(65536)
             if not data:
                 return -1, -1, b""
             self._buf += data

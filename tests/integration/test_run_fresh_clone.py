@@ -38,6 +38,7 @@ from tests.integration.runner_support import (
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
 VENDOR_BUNDLE = Path("gateway/fleetcast/gateway/static/vendor/socket.io.min.js")
+MAP_BUNDLE = Path("gateway/fleetcast/gateway/static/vendor/leaflet.js")
 STEP_MS = 60_000  # the first events go through a broker that has just started
 
 
@@ -66,6 +67,7 @@ async def test_make_run_on_a_fresh_clone_serves_a_working_console(
     clone: Path, tmp_path: Path, browser: Browser
 ) -> None:
     assert not (clone / VENDOR_BUNDLE).exists()
+    assert not (clone / MAP_BUNDLE).exists()
     assert not (clone / ".venv").exists()
     ports = Ports.free()
     run = Run.make(tmp_path, ports, cwd=clone, run_dir=clone / ".run").start()  # the default
@@ -82,9 +84,11 @@ async def test_make_run_on_a_fresh_clone_serves_a_working_console(
             "data-state", "ok"
         )
         await expect(page.locator("#feed tr").first).to_be_visible()  # live demo events
+        await expect(page.locator("#map path.asset").first).to_be_attached()  # units on the map
         assert errors == []
         await page.close()
-        assert (clone / VENDOR_BUNDLE).exists()  # make run put it there
+        assert (clone / VENDOR_BUNDLE).exists()  # make run put them there
+        assert (clone / MAP_BUNDLE).exists()
         started = time.monotonic()
         run.signal_group(signal.SIGINT)  # Ctrl-C in its terminal
         await gone_within(procs, STOPPED_WITHIN_S)

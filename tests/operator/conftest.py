@@ -13,9 +13,7 @@ from the files fails here.
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -67,27 +65,6 @@ def operator_cluster(cluster: cluster_access.ClusterAccess) -> cluster_access.Cl
     ]
     support.apply(cluster, *roles)
     return cluster
-
-
-@pytest.fixture(scope="session")
-def engine_crds(operator_cluster: cluster_access.ClusterAccess) -> list[str]:
-    """KEDA's and prometheus-operator's real CRDs (tools/k8s/crds.sh), installed and served.
-
-    Left installed for the session: other tests' operators then render into
-    real schemas too, and CRDs are cluster-wide (deleting one mid-session
-    would delete other tests' objects).
-    """
-    found = subprocess.run(
-        [support.REPO / "tools/k8s/crds.sh", "--check"], capture_output=True, text=True, check=False
-    )
-    if found.returncode:
-        pytest.fail(f"the engines' CRDs are not fetched: {found.stderr.strip()}", pytrace=False)
-    names = []
-    for path in sorted(Path(found.stdout.strip()).glob("*.yaml")):
-        operator_cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(path))
-        names.append(f"crd/{yaml.safe_load(path.read_text())['metadata']['name']}")
-    operator_cluster.kubectl("wait", "--for=condition=Established", *names, "--timeout=60s")
-    return names
 
 
 @pytest.fixture

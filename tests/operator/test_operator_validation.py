@@ -69,6 +69,14 @@ def refusal(cluster: cluster_access.ClusterAccess, body: dict[str, Any]) -> str:
         ({"kafka": {"bootstrapServers": "k:9092", "topics": ["bad topic"]}}, "should match"),
         ({"gateway": {"resources": {"requests": {"cpu": "lots"}}}}, "should match"),
         ({"gateway": {"replicaCount": 2}}, "unknown field"),
+        (
+            {"gateway": {"console": {"map": {"tileUrl": "https://tiles.example/{z}/{x}.png"}}}},
+            "console.map.tileUrl must contain {z}, {x} and {y}",
+        ),
+        (
+            {"gateway": {"console": {"map": {"tileUrl": "https://t.example/{z}/{x}/{y} *"}}}},
+            "should match",
+        ),
     ],
     ids=lambda value: value if isinstance(value, str) else json.dumps(value)[:40],
 )
@@ -81,6 +89,18 @@ def test_invalid_specs_are_refused_with_a_useful_message(
     body = support.fleetbroadcast(namespace)
     body["spec"].update(change)
     assert message in refusal(operator_cluster, body)
+
+
+def test_an_agencys_own_tile_server_is_accepted(
+    operator_cluster: cluster_access.ClusterAccess, namespace: str
+) -> None:
+    body = support.fleetbroadcast(namespace)
+    tiles = {"tileUrl": "https://{s}.tiles.agency.example/{z}/{x}/{y}.png", "maxZoom": 18}
+    body["spec"]["gateway"]["console"] = {"map": tiles}
+    out = operator_cluster.kubectl(
+        "apply", "--dry-run=server", "-f", "-", input=json.dumps(body), check=False
+    )
+    assert out.returncode == 0, out.stderr
 
 
 def test_names_too_long_for_the_owned_objects_are_refused(

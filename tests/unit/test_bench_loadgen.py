@@ -61,6 +61,12 @@ def test_upgrade_status() -> None:
     assert codec.upgrade_status(b"garbage") == 0
 
 
+def test_take_upgrade_waits_for_the_whole_head() -> None:
+    assert codec.take_upgrade(b"HTTP/1.1 101 Switching") == (None, b"HTTP/1.1 101 Switching")
+    assert codec.take_upgrade(b"HTTP/1.1 101 OK\r\nA: b\r\n\r\n\x81\x01x") == (101, b"\x81\x01x")
+    assert codec.take_upgrade(b"HTTP/1.1 403 No\r\n\r\n") == (403, b"")
+
+
 def test_recorder_counts_probes_only_when_armed() -> None:
     rec = recorder.Recorder()
     rec.size(2)

@@ -40,6 +40,8 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     assert s.redis_url == "redis://127.0.0.1:6379/0"
     assert "viewer" in s.role_policy
     assert s.gateway_id.endswith(f"-{os.getpid()}")
+    assert s.map_tile_url == "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
+    assert "OpenStreetMap" in s.map_tile_attribution
 
 
 def test_lists_from_commas_or_json(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -66,6 +68,8 @@ def test_secret_is_not_in_repr(monkeypatch: pytest.MonkeyPatch) -> None:
         ({"JWT_SECRET": SECRET, "WS_PATH": "ws"}, "must start with"),
         ({"JWT_SECRET": SECRET, "ROLE_POLICY": '{"x": ["all"]}'}, "unknown grant"),
         ({"JWT_SECRET": SECRET, "MAX_CONNECTIONS": "0"}, "max_connections"),
+        ({"JWT_SECRET": SECRET, "MAP_TILE_URL": "https://tiles.example/{z}/{x}.png"}, "lacks"),
+        ({"JWT_SECRET": SECRET, "MAP_MAX_ZOOM": "30"}, "map_max_zoom"),
     ],
 )
 def test_invalid(monkeypatch: pytest.MonkeyPatch, env: dict[str, str], message: str) -> None:

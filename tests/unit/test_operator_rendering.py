@@ -8,13 +8,15 @@ side fails here instead of in a pod.
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 import pytest
 
 from fleetcast.consumer import settings as consumer_settings
 from fleetcast.gateway import settings as gateway_settings
-from fleetcast.operator import configs, rendering
+from fleetcast.gateway.edge import console
+from fleetcast.operator import configs, rendering, workloads
 from fleetcast.operator import spec as crd
 
 OWNER = rendering.Owner("dispatch", "fleet", "0b9f6a1c-uid")
@@ -220,6 +222,13 @@ def test_the_gateway_reads_every_variable_the_operator_renders(
         },
         gateway={
             "cors": {"allowedOrigins": ["https://console.example"]},
+            "console": {
+                "map": {
+                    "tileUrl": "https://{s}.tiles.agency.example/{z}/{x}/{y}.png",
+                    "attribution": "&copy; Agency",
+                    "maxZoom": 18,
+                }
+            },
             "path": "/socket",
             "drainSeconds": 20,
         },
@@ -237,6 +246,40 @@ def test_the_gateway_reads_every_variable_the_operator_renders(
     assert loaded.cors_origins == ["https://console.example"]
     assert loaded.drain_seconds == 20
     assert loaded.max_connections == 10_000
+    assert loaded.map_tile_url == "https://{s}.tiles.agency.example/{z}/{x}/{y}.png"
+    assert (loaded.map_tile_attribution, loaded.map_max_zoom) == ("&copy; Agency", 18)
+
+
+def test_the_console_keeps_the_gateways_defaults_unless_the_spec_says_otherwise() -> None:
+    """No FLEETCAST_MAP_* by default: adding the field rolls no existing gateway."""
+    plain = crd.parse(BASE)
+    assert configs.console_env(plain) == {}
+    assert not any(name.startswith("FLEETCAST_MAP_") for name in configs.gateway_env(plain))
+    off = crd.parse({**BASE, "gateway": {"console": {"enabled": False}}})
+    assert configs.console_env(off) == {"FLEETCAST_CONSOLE_ENABLED": "false"}
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://tile.openstreetmap.org/{z}/{x}/{y}.png",
+        "https://{s}.tiles.agency.example/{z}/{x}/{y}{r}.png",
+        "http://10.0.0.7:8080/osm/{z}/{x}/{y}.png?key=k",
+        "/tiles/{z}/{x}/{y}.png",
+        "//tiles.example/{z}/{x}/{y}.png",
+        "https://a.{s}.example/{z}/{x}/{y}.png",
+        "https://tiles.example/{z}/{x}/{y}.png; script-src *",
+        "ftp://tiles.example/{z}/{x}/{y}.png",
+    ],
+)
+def test_the_crd_takes_the_tile_urls_the_gateway_takes(url: str) -> None:
+    try:
+        console.tile_source(url)
+    except ValueError:
+        gateway_takes = False
+    else:
+        gateway_takes = True
+    assert bool(re.fullmatch(workloads.TILE_URL_PATTERN, url)) == gateway_takes
 
 
 def test_the_consumer_reads_every_variable_the_operator_renders(

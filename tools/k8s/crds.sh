@@ -7,16 +7,18 @@
 #
 # Output: $FLEETCAST_CACHE/crds/keda-<v>-prometheus-operator-<v>/ with KEDA's
 # ScaledObject, TriggerAuthentication (and their cluster/job siblings) and
-# prometheus-operator's PodMonitor and ServiceMonitor, copied as they are from the
+# prometheus-operator's PodMonitor, ServiceMonitor and PrometheusRule, copied as they are from the
 # modules' config/crd/bases and example/prometheus-operator-crd folders. The
-# operator tests install them on the test control plane, so the objects the
-# operator and the chart render are checked by the real schemas.
+# tests install them on the test control plane (tests/harness/cluster.py), so
+# the objects the operator and the chart render are checked by the real schemas.
+# FILES_REVISION names the set of files, so a cache made with fewer is refetched.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=crd-versions.env
 source "$here/crd-versions.env"
 mode="${1:-fetch}"
-out="${FLEETCAST_CACHE:-$HOME/.cache/fleetcast}/crds/keda-${KEDA_VERSION}-prometheus-operator-${PROMETHEUS_OPERATOR_VERSION}"
+FILES_REVISION=2
+out="${FLEETCAST_CACHE:-$HOME/.cache/fleetcast}/crds/keda-${KEDA_VERSION}-prometheus-operator-${PROMETHEUS_OPERATOR_VERSION}-r${FILES_REVISION}"
 
 if [[ -f "$out/.complete" ]]; then echo "$out"; exit 0; fi
 if [[ "$mode" == "--check" ]]; then
@@ -38,7 +40,7 @@ for f in keda.sh_scaledobjects keda.sh_triggerauthentications keda.sh_clustertri
     install -m 0644 "$keda/config/crd/bases/$f.yaml" "$tmp/"
 done
 prom="$(module_dir "github.com/prometheus-operator/prometheus-operator@${PROMETHEUS_OPERATOR_VERSION}")"
-for f in monitoring.coreos.com_podmonitors monitoring.coreos.com_servicemonitors; do
+for f in monitoring.coreos.com_podmonitors monitoring.coreos.com_servicemonitors monitoring.coreos.com_prometheusrules; do
     install -m 0644 "$prom/example/prometheus-operator-crd/$f.yaml" "$tmp/"
 done
 rm -rf "$out"

@@ -284,7 +284,10 @@ def create_app(settings: Settings) -> web.Application:
     app[REDIS] = commands
     cluster_stats = functools.partial(sessions.cluster_stats, commands)
     app.add_routes(http.Endpoints(status, metrics, cluster_stats).routes())
-    console.add_routes(app, settings.console_enabled)
+    tiles = console.MapConfig(
+        settings.map_tile_url, settings.map_tile_attribution, settings.map_max_zoom
+    )
+    console.add_routes(app, settings.console_enabled, tiles)
     producer = _control_producer(settings)
     admin_token = settings.admin_token.get_secret_value() if settings.admin_token else None
     app.add_routes(admin.Admin(admin_token, producer).routes())

@@ -20,7 +20,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from fleetcast.common import envlists, redisurl
 from fleetcast.common.kafka import KafkaSecurity
 from fleetcast.common.tracing import TracingSettings
-from fleetcast.gateway.edge import policy
+from fleetcast.gateway.edge import console, policy
 from fleetcast.protocol import control, keys
 
 HMAC_ALGORITHMS: Final = frozenset({"HS256", "HS384", "HS512"})
@@ -120,6 +120,15 @@ class Settings(KafkaSecurity, TracingSettings, BaseSettings):
     log_level: str = "INFO"
     #: Serve the browser dispatch console (static files, a plain protocol client) at /.
     console_enabled: bool = True
+    #: Tile URL template of the console's map (Leaflet's ``{z}/{x}/{y}``, optional
+    #: ``{s}`` subdomains and ``{r}``): OpenStreetMap's by default, as users expect;
+    #: an agency's own tile server, or a path on this origin. The page's
+    #: Content-Security-Policy lets images come from this origin only.
+    map_tile_url: str = console.DEFAULT_TILE_URL
+    #: Credit shown in the map's corner (HTML; the tile provider's licence asks for it).
+    map_tile_attribution: str = console.DEFAULT_ATTRIBUTION
+    #: Highest zoom level the tile server serves (OpenStreetMap's: 19).
+    map_max_zoom: int = Field(default=19, ge=1, le=24)
 
     # --- control: revocations and withdrawals (edge/admin.py, edge/revocation.py) ----------
     #: Bearer token of the admin API (POST /admin/revoke, /admin/withdraw), at least
@@ -211,6 +220,12 @@ class Settings(KafkaSecurity, TracingSettings, BaseSettings):
         if not value.startswith("/") or value == "/":
             raise ValueError("must start with '/' and name a path, e.g. /ws")
         return value.rstrip("/")
+
+    @field_validator("map_tile_url")
+    @classmethod
+    def _tile_url(cls, value: str) -> str:
+        console.tile_source(value)  # raises ValueError saying what is wrong
+        return value
 
     @field_validator("role_policy")
     @classmethod

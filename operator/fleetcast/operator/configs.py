@@ -85,6 +85,7 @@ def gateway_env(spec: FleetBroadcastSpec) -> dict[str, str]:
         env["FLEETCAST_DRAIN_RATE"] = str(timing.rate)
     if gateway.cors.allowed_origins:
         env["FLEETCAST_CORS_ORIGINS"] = ",".join(gateway.cors.allowed_origins)
+    env |= console_env(spec)
     if auth.issuer is not None:
         env["FLEETCAST_JWT_ISSUER"] = auth.issuer
     if auth.audience is not None:
@@ -92,6 +93,20 @@ def gateway_env(spec: FleetBroadcastSpec) -> dict[str, str]:
     if spec.redis.url is not None:
         env["FLEETCAST_REDIS_URL"] = spec.redis.url
     return env | tracing_env(spec, "fleetcast-gateway")
+
+
+def console_env(spec: FleetBroadcastSpec) -> dict[str, str]:
+    """The console's settings that differ from the gateway's defaults (so others keep theirs)."""
+    console = spec.gateway.console
+    env = {} if console.enabled else {"FLEETCAST_CONSOLE_ENABLED": "false"}
+    tiles = console.map
+    if tiles.tile_url is not None:
+        env["FLEETCAST_MAP_TILE_URL"] = tiles.tile_url
+    if tiles.attribution is not None:
+        env["FLEETCAST_MAP_TILE_ATTRIBUTION"] = tiles.attribution
+    if tiles.max_zoom is not None:
+        env["FLEETCAST_MAP_MAX_ZOOM"] = str(tiles.max_zoom)
+    return env
 
 
 def tracing_env(spec: FleetBroadcastSpec, service: str) -> dict[str, str]:

@@ -53,6 +53,45 @@ class Cors(Model):
     """Allowed origins; "*" allows any. Empty keeps the gateway's default."""
 
 
+#: A map tile URL template the gateway accepts (its edge/console.py checks the same):
+#: http(s) on a host whose leftmost label alone may be ``{s}``, or a path on the gateway's
+#: own origin; no character that would change the page's Content-Security-Policy.
+TILE_URL_PATTERN = (
+    r"^(https?://([{]s[}][.])?[A-Za-z0-9.-]+(:[0-9]+)?)?"
+    r"/[A-Za-z0-9._~:?#\[\]@!$&()*+=%{}-][A-Za-z0-9._~:/?#\[\]@!$&()*+=%{}-]*$"
+)
+
+
+class ConsoleMap(Model):
+    """The map of the console: where its tiles come from. Unset fields keep the gateway's
+    defaults (OpenStreetMap's tiles and attribution)."""
+
+    model_config = rules(
+        (
+            "!has(self.tileUrl) || (self.tileUrl.contains('{z}')"
+            " && self.tileUrl.contains('{x}') && self.tileUrl.contains('{y}'))",
+            "console.map.tileUrl must contain {z}, {x} and {y}",
+        )
+    )
+
+    tile_url: Annotated[str, Field(max_length=2048, pattern=TILE_URL_PATTERN)] | None = None
+    """Tile URL template, e.g. https://tiles.agency.example/{z}/{x}/{y}.png (optional {s}
+    subdomains and {r}): an agency's own tile server; the page may load images from its
+    origin only."""
+    attribution: Annotated[str, Field(max_length=1024)] | None = None
+    """Credit shown in the map's corner (HTML), as the tile provider's licence asks."""
+    max_zoom: Annotated[int, Field(ge=1, le=24)] | None = None
+    """Highest zoom level the tile server serves."""
+
+
+class Console(Model):
+    """The browser dispatch console the gateways serve at /."""
+
+    enabled: bool = True
+    """Serve the console (static files, a plain client of the public protocol)."""
+    map: ConsoleMap = Field(default_factory=ConsoleMap)
+
+
 class Service(Model):
     """The Service in front of the gateways."""
 
@@ -197,6 +236,7 @@ class Gateway(Model):
     limits: Limits = Field(default_factory=Limits)
     ping: Ping = Field(default_factory=Ping)
     cors: Cors = Field(default_factory=Cors)
+    console: Console = Field(default_factory=Console)
     path: Annotated[str, Field(max_length=256, pattern=r"^/[A-Za-z0-9._~/-]*$")] = "/ws"
     """HTTP path of the Socket.IO endpoint."""
     drain_seconds: Annotated[int, Field(ge=0, le=3600)] = 30

@@ -256,6 +256,9 @@ setInterval(() => {
 
 // --- start -------------------------------------------------------------------------------
 
+// The map's tile server is the gateway's setting; without it the offline grid stays.
+fetch("config.json").then((answer) => answer.json()).then((config) => map.tiles(config.map), () => {});
+
 for (const room of (params.get("rooms") ?? "fleet").split(",").map((r) => r.trim()).filter(Boolean)) {
   link.subscribe(room);
 }

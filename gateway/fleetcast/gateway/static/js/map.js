@@ -1,16 +1,22 @@
-// The live map: every asset of the org drawn from positions (single events,
-// fleet batches, the snapshot), incidents and alerts highlighted while open.
-// Plain SVG over a lat/lon grid: no tiles, nothing fetched from the internet.
-// Positions only mark the map dirty; one animation frame draws all changes.
+// The live map on Leaflet (vendor/leaflet.js): every asset of the org drawn from
+// positions (single events, fleet batches, the snapshot) as a dot coloured by
+// its status, incidents and alerts marked while open, and a unit's details in
+// a popup when it is clicked. Tiles come from the gateway's tile server
+// (config.json); when they cannot be loaded the offline grid (offline.js)
+// stands in. Positions only mark the map dirty; one animation frame moves all.
 
-import { coordinates, isClosed } from "./events.js";
+import { coordinates, isClosed, parseTime } from "./events.js";
+import { OfflineGrid } from "./offline.js";
 
-const SVG_NS = "http://www.w3.org/2000/svg";
 const TRAIL = 6;
 const CLOSED_LINGER_MS = 8000;
+const FIT_MAX_ZOOM = 15;
+const DOT_RADIUS = 5;
+/** Where a popup may open: clear of the map's edges and of the incidents/alerts panel (top right). */
+const POPUP_ROOM = { autoPanPaddingTopLeft: [40, 40], autoPanPaddingBottomRight: [280, 40] };
 const STATUS_CLASSES = [
   [/emerg|panic|distress/, "st-emergency"],
-  [/out|offline|off_duty|unavailable|maint/, "st-out"],
+  [/(^|[^a-z])out([^a-z]|$)|offline|off_duty|unavailable|maint/, "st-out"], // not en_r-out-e
   [/on_scene|onscene|busy|engaged|at_scene/, "st-busy"],
   [/route|dispatch|respond|assigned|transport/, "st-enroute"],
   [/avail|idle|in_service|patrol|ready|free/, "st-available"],
@@ -22,19 +28,6 @@ export function statusClass(status) {
   return "st-unknown";
 }
 
-function el(name, attrs = {}, parent = null) {
-  const node = document.createElementNS(SVG_NS, name);
-  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
-  if (parent) parent.appendChild(node);
-  return node;
-}
-
-function niceStep(span) {
-  const raw = span / 6;
-  const power = 10 ** Math.floor(Math.log10(raw));
-  return [1, 2, 5, 10].map((m) => m * power).find((s) => s >= raw);
-}
-
 function assetIds(data) {
   const ids = [];
   if (typeof data.asset_id === "string") ids.push(data.asset_id);
@@ -44,34 +37,89 @@ function assetIds(data) {
   return ids;
 }
 
+function clock(ms) {
+  return new Date(ms).toISOString().slice(11, 19);
+}
+
+/** What a unit's popup says, as [label, text] rows: who, status, last position time, speed. */
+export function unitDetails(asset, now = Date.now()) {
+  const name = asset.callsign ?? asset.name ?? asset.id;
+  const at = parseTime(asset.occurred_at) ?? asset.seenAt ?? null;
+  const ago = at === null ? "" : ` (${Math.max(0, Math.round((now - at) / 1000))} s ago)`;
+  const speed = typeof asset.speed_kmh === "number" ? `${asset.speed_kmh} km/h`
+    : typeof asset.speed === "number" ? `${asset.speed} m/s` : "–";
+  const rows = [["unit", name]];
+  if (name !== asset.id) rows.push(["id", asset.id]);
+  rows.push(
+    ["status", asset.status ?? "no status yet"],
+    ["position", at === null ? "–" : `${clock(at)}${ago}`],
+    ["speed", speed],
+  );
+  if (typeof asset.heading === "number") rows.push(["heading", `${Math.round(asset.heading)}°`]);
+  return rows;
+}
+
+function popupContent(asset) {
+  const box = document.createElement("div");
+  box.className = "unit-popup";
+  box.dataset.asset = asset.id;
+  const dl = document.createElement("dl");
+  for (const [label, text] of unitDetails(asset)) {
+    dl.append(Object.assign(document.createElement("dt"), { textContent: label }));
+    dl.append(Object.assign(document.createElement("dd"), { textContent: String(text) }));
+  }
+  box.append(dl);
+  return box;
+}
+
 export class FleetMap {
-  constructor(svg, hooks) {
-    this.svg = svg;
+  constructor(container, hooks) {
+    this.container = container;
     this.hooks = hooks; // onSelect(kind, id), onChange(stats)
     this.assets = new Map();
     this.incidents = new Map();
     this.alerts = new Map();
-    this.bounds = null;
-    this.size = { w: 800, h: 500 };
-    this.layers = {};
-    for (const name of ["grid", "trails", "incidents", "assets", "alerts", "labels"]) {
-      this.layers[name] = el("g", { class: `layer-${name}` }, svg);
-    }
+    this.dots = new Map(); // asset id -> {dot, trail}: Leaflet layers, kept out of the records
+    this.marks = { incident: new Map(), alert: new Map() };
     this.dirty = new Set();
-    this.reprojectAll = true;
     this.frame = null;
     this.selected = null;
-    new ResizeObserver(() => this.resize()).observe(svg);
-    this.resize();
+    this.autoFit = true;
+    this.leaflet = typeof L === "object" ? this.create() : null;
+    if (!this.leaflet) container.textContent = "vendor/leaflet.js missing: run scripts/web-deps.sh (make run does)";
   }
 
-  resize() {
-    const w = Math.max(200, this.svg.clientWidth);
-    const h = Math.max(150, this.svg.clientHeight);
-    this.size = { w, h };
-    this.svg.setAttribute("viewBox", `0 0 ${w} ${h}`);
-    this.reprojectAll = true;
-    this.schedule();
+  create() {
+    const map = L.map(this.container, { worldCopyJump: true, zoomSnap: 0.25 }).setView([20, 0], 2);
+    map.attributionControl.setPrefix('<a href="https://leafletjs.com">Leaflet</a>');
+    this.layers = {};
+    for (const name of ["trails", "incidents", "assets", "alerts"]) this.layers[name] = L.layerGroup().addTo(map);
+    this.offline = new OfflineGrid(map);
+    this.offline.show(); // until a tile server answers
+    const manual = () => (this.autoFit = false);
+    map.on("dragstart popupopen", manual);
+    this.container.addEventListener("wheel", manual, { passive: true });
+    new ResizeObserver(() => map.invalidateSize()).observe(this.container);
+    return map;
+  }
+
+  /** Use the gateway's tile server ({tileUrl, attribution, maxZoom}, from config.json). */
+  tiles(config) {
+    if (!this.leaflet || !config?.tileUrl) return;
+    const layer = L.tileLayer(config.tileUrl, {
+      maxZoom: config.maxZoom ?? 19,
+      attribution: config.attribution ?? "",
+      referrerPolicy: "strict-origin", // the tile server learns the origin, never a ?token=
+    });
+    let failed = 0;
+    layer.on("loading", () => (failed = 0));
+    layer.on("tileerror", () => {
+      failed += 1;
+      this.offline.show();
+    });
+    layer.on("load", () => failed === 0 && this.offline.hide());
+    this.leaflet.setMaxZoom(config.maxZoom ?? 19);
+    layer.addTo(this.leaflet);
   }
 
   // --- input ------------------------------------------------------------------
@@ -88,7 +136,6 @@ export class FleetMap {
       const { asset_id: _id, status, ...fields } = p;
       Object.assign(asset, fields, { seenAt: at });
       if (status) asset.status = status;
-      this.include(p.lat, p.lon);
       this.dirty.add(asset);
     }
     this.schedule();
@@ -123,7 +170,6 @@ export class FleetMap {
     inc.closedAt = isClosed(inc.status) ? (inc.closedAt ?? at) : null;
     for (const assetId of assetIds(data)) inc.assets.add(assetId);
     inc.flashAt = at;
-    if (where) this.include(where.lat, where.lon);
     this.redrawHighlights();
   }
 
@@ -152,40 +198,11 @@ export class FleetMap {
     this.redrawHighlights();
   }
 
+  /** Frame every asset and incident, and keep doing so as they move (until the user pans). */
   fit() {
-    this.bounds = null;
-    for (const a of this.assets.values()) this.include(a.lat, a.lon);
-    for (const i of this.incidents.values()) if (i.lat !== undefined) this.include(i.lat, i.lon);
+    this.autoFit = true;
+    this.fitted = false;
     this.schedule();
-  }
-
-  // --- projection -----------------------------------------------------------------
-
-  include(lat, lon) {
-    const b = this.bounds;
-    if (b && lat >= b.minLat && lat <= b.maxLat && lon >= b.minLon && lon <= b.maxLon) return;
-    const pad = 0.004;
-    this.bounds = b
-      ? {
-          minLat: Math.min(b.minLat, lat - pad), maxLat: Math.max(b.maxLat, lat + pad),
-          minLon: Math.min(b.minLon, lon - pad), maxLon: Math.max(b.maxLon, lon + pad),
-        }
-      : { minLat: lat - pad, maxLat: lat + pad, minLon: lon - pad, maxLon: lon + pad };
-    this.reprojectAll = true;
-  }
-
-  /** Equirectangular, longitude shrunk by cos(latitude), fitted into the panel. */
-  projector() {
-    const b = this.bounds;
-    const { w, h } = this.size;
-    const k = Math.cos((((b.minLat + b.maxLat) / 2) * Math.PI) / 180);
-    const spanX = (b.maxLon - b.minLon) * k;
-    const spanY = b.maxLat - b.minLat;
-    const margin = 24;
-    const scale = Math.min((w - 2 * margin) / spanX, (h - 2 * margin) / spanY);
-    const ox = (w - spanX * scale) / 2;
-    const oy = (h - spanY * scale) / 2;
-    return (lat, lon) => [ox + (lon - b.minLon) * k * scale, oy + (b.maxLat - lat) * scale];
   }
 
   // --- drawing --------------------------------------------------------------------
@@ -196,58 +213,51 @@ export class FleetMap {
 
   draw() {
     this.frame = null;
-    if (!this.bounds) return;
-    this.project = this.projector();
-    const todo = this.reprojectAll ? this.assets.values() : this.dirty;
-    if (this.reprojectAll) this.drawGrid();
-    for (const asset of todo) this.drawAsset(asset);
+    if (!this.leaflet) return this.dirty.clear();
+    for (const asset of this.dirty) this.drawAsset(asset);
     this.dirty.clear();
-    if (this.reprojectAll) this.redrawHighlights();
-    this.reprojectAll = false;
+    if (this.autoFit) this.keepInView();
   }
 
-  drawGrid() {
-    const g = this.layers.grid;
-    g.replaceChildren();
-    const b = this.bounds;
-    const { w, h } = this.size;
-    const step = niceStep(Math.max(b.maxLat - b.minLat, b.maxLon - b.minLon));
-    const digits = Math.max(0, -Math.floor(Math.log10(step)));
-    for (let lat = Math.ceil(b.minLat / step) * step; lat <= b.maxLat; lat += step) {
-      const [, y] = this.project(lat, b.minLon);
-      el("line", { x1: 0, x2: w, y1: y, y2: y }, g);
-      el("text", { x: 4, y: y - 3 }, g).textContent = lat.toFixed(digits);
-    }
-    for (let lon = Math.ceil(b.minLon / step) * step; lon <= b.maxLon; lon += step) {
-      const [x] = this.project(b.minLat, lon);
-      el("line", { x1: x, x2: x, y1: 0, y2: h }, g);
-      el("text", { x: x + 3, y: 11 }, g).textContent = lon.toFixed(digits);
-    }
+  keepInView() {
+    const points = [...this.assets.values()].map((a) => [a.lat, a.lon]);
+    for (const inc of this.incidents.values()) if (inc.lat !== undefined && !inc.closedAt) points.push([inc.lat, inc.lon]);
+    if (!points.length) return;
+    const bounds = L.latLngBounds(points);
+    if (this.fitted && this.leaflet.getBounds().contains(bounds)) return;
+    this.fitted = true;
+    this.leaflet.fitBounds(bounds.pad(0.05), { maxZoom: FIT_MAX_ZOOM, animate: false });
   }
 
   drawAsset(asset) {
-    if (!asset.node) {
-      asset.node = el("g", { "data-asset": asset.id }, this.layers.assets);
-      el("circle", { r: 4 }, asset.node);
-      el("title", {}, asset.node).textContent = asset.id;
-      asset.node.addEventListener("click", () => this.hooks.onSelect("asset", asset.id));
-      asset.trailNode = el("polyline", {}, this.layers.trails);
-    }
-    const [x, y] = this.project(asset.lat, asset.lon);
-    asset.x = x;
-    asset.y = y;
-    asset.node.setAttribute("transform", `translate(${x.toFixed(1)} ${y.toFixed(1)})`);
+    const at = [asset.lat, asset.lon];
+    let layers = this.dots.get(asset.id);
+    if (!layers) {
+      const trail = L.polyline([at], { className: "trail", interactive: false, weight: 1 }).addTo(this.layers.trails);
+      const dot = L.circleMarker(at, { radius: DOT_RADIUS, weight: 1, fillOpacity: 1, className: "asset" });
+      dot.bindPopup(() => popupContent(asset), { className: "unit", ...POPUP_ROOM });
+      dot.on("click", () => this.hooks.onSelect("asset", asset.id));
+      dot.addTo(this.layers.assets);
+      dot.getElement().dataset.asset = asset.id;
+      layers = { dot, trail };
+      this.dots.set(asset.id, layers);
+    } else layers.dot.setLatLng(at);
+    layers.trail.setLatLngs([...asset.trail, at]);
+    const el = layers.dot.getElement();
+    el.dataset.lat = String(asset.lat);
+    el.dataset.lon = String(asset.lon);
     this.paint(asset);
-    const points = [...asset.trail, [asset.lat, asset.lon]].map(([la, lo]) => this.project(la, lo).map((v) => v.toFixed(1)).join(","));
-    asset.trailNode.setAttribute("points", points.join(" "));
+    if (layers.dot.isPopupOpen()) layers.dot.getPopup().update();
   }
 
   paint(asset) {
+    const layers = this.dots.get(asset.id);
+    if (!layers) return;
     const cls = `asset ${statusClass(asset.status)}${this.highlightClass(asset)}`;
-    if (cls !== asset.cls) {
-      asset.cls = cls;
-      asset.node.setAttribute("class", cls);
-    }
+    if (cls === asset.cls) return;
+    asset.cls = cls;
+    layers.dot.getElement().setAttribute("class", `${cls} leaflet-interactive`);
+    layers.dot.setRadius(cls.includes(" selected") ? DOT_RADIUS + 2 : DOT_RADIUS);
   }
 
   highlightClass(asset) {
@@ -272,35 +282,74 @@ export class FleetMap {
       if (alert.closedAt && now - alert.closedAt > CLOSED_LINGER_MS) this.alerts.delete(id);
       else for (const a of alert.assets) this.assets.get(a)?.alerts.add(id);
     }
-    if (this.bounds && this.project) {
-      this.drawMarkers(this.layers.incidents, this.incidents, "incident", now);
-      this.drawMarkers(this.layers.alerts, this.alerts, "alert", now);
-      for (const asset of this.assets.values()) if (asset.node) this.paint(asset);
+    if (this.leaflet) {
+      this.drawMarks("incident", this.incidents, this.layers.incidents, now);
+      this.drawMarks("alert", this.alerts, this.layers.alerts, now);
+      for (const asset of this.assets.values()) this.paint(asset);
     }
     this.hooks.onChange(this.stats(now));
   }
 
-  drawMarkers(layer, items, kind, now) {
-    layer.replaceChildren();
-    for (const item of items.values()) {
-      const spot = item.lat !== undefined ? this.project(item.lat, item.lon) : this.anchor(item);
-      if (!spot) continue;
-      const state = item.closedAt ? "closed" : "open";
-      const fresh = now - (item.flashAt ?? 0) < 3000 ? " fresh" : "";
-      const picked = this.selected?.kind === kind && this.selected.id === item.id ? " selected" : "";
-      const g = el("g", { class: `${kind} ${state}${fresh}${picked}`, transform: `translate(${spot[0].toFixed(1)} ${spot[1].toFixed(1)})` }, layer);
-      if (kind === "incident") el("path", { d: "M0,-9 L9,0 L0,9 L-9,0 Z" }, g);
-      else el("circle", { r: 11 }, g);
-      el("text", { x: 12, y: -8 }, g).textContent = item.id;
-      g.addEventListener("click", () => this.hooks.onSelect(kind, item.id));
+  /** One marker per incident or alert, moved and restyled in place (so a click is never lost). */
+  drawMarks(kind, items, layer, now) {
+    const marks = this.marks[kind];
+    for (const [id, mark] of marks) {
+      if (!items.has(id)) {
+        layer.removeLayer(mark);
+        marks.delete(id);
+      }
     }
+    for (const item of items.values()) {
+      const spot = item.lat !== undefined ? [item.lat, item.lon] : this.anchor(item);
+      const mark = marks.get(item.id);
+      if (!spot) {
+        if (mark) layer.removeLayer(mark);
+        marks.delete(item.id);
+        continue;
+      }
+      const cls = this.markClass(kind, item, now);
+      if (!mark) marks.set(item.id, this.newMark(kind, item, spot, cls).addTo(layer));
+      else {
+        if (!mark.getLatLng().equals(spot)) mark.setLatLng(spot);
+        if (mark.cls !== cls) this.restyle(mark, kind, item, cls);
+      }
+    }
+  }
+
+  markClass(kind, item, now) {
+    const state = item.closedAt ? "closed" : "open";
+    const fresh = now - (item.flashAt ?? 0) < 3000 ? " fresh" : "";
+    const picked = this.selected?.kind === kind && this.selected.id === item.id ? " selected" : "";
+    return `${kind} ${state}${fresh}${picked}`;
+  }
+
+  newMark(kind, item, spot, cls) {
+    const mark = L.marker(spot, { icon: this.icon(kind, item, cls), keyboard: false, zIndexOffset: kind === "alert" ? 1000 : 500 });
+    mark.cls = cls;
+    mark.on("click", () => this.hooks.onSelect(kind, item.id));
+    return mark;
+  }
+
+  restyle(mark, kind, item, cls) {
+    mark.cls = cls;
+    mark.setIcon(this.icon(kind, item, cls));
+  }
+
+  icon(kind, item, cls) {
+    const box = document.createElement("div");
+    box.dataset[kind] = item.id;
+    const label = document.createElement("span");
+    label.className = "label";
+    label.textContent = item.id;
+    box.append(Object.assign(document.createElement("i"), { className: "shape" }), label);
+    return L.divIcon({ className: `mark ${cls}`, html: box, iconSize: [22, 22], iconAnchor: [11, 11] });
   }
 
   /** Where to draw an incident or alert that has no coordinates: at its first asset. */
   anchor(item) {
     for (const id of item.assets) {
       const a = this.assets.get(id);
-      if (a && a.x !== undefined) return [a.x, a.y];
+      if (a && a.lat !== undefined) return [a.lat, a.lon];
     }
     return null;
   }
