@@ -24,6 +24,7 @@ from redis.crc import key_slot
 from fleetcast.devtools.redis import ClusterNodeServer, RedisClusterServer
 from fleetcast.gateway.redis.shards import Shards
 from fleetcast.protocol import keys
+from tests.harness import redis as redis_harness
 from tests.harness.gateway import (
     Client,
     RunningGateway,
@@ -43,12 +44,15 @@ _serial = itertools.count()
 
 
 def alert(org: str) -> dict[str, Any]:
+    """A new alert (its id is the event's): each one also opens an entry of the org's
+    alerts table, so the state tables move with the slot too."""
+    event_id = f"{org}-{next(_serial):06d}"
     return {
-        "event_id": f"{org}-{next(_serial):06d}",
+        "event_id": event_id,
         "event_type": "alert_created",
         "organization_id": org,
         "occurred_at": "2026-11-25T18:00:00Z",
-        "data": {},
+        "data": {"alert_id": event_id},
     }
 
 
@@ -193,7 +197,19 @@ async def test_a_busy_orgs_slot_migrated_mid_stream_loses_and_duplicates_nothing
         await asyncio.sleep(1.0)  # events flow on the new shard
         await settle(flow, connected)
         check(flow, connected)
+        await check_alerts_table(own_cluster, flow)
         print(f"\nmigration: {flow.total} events, 0 lost, 0 duplicates")
+
+
+async def check_alerts_table(cluster: RedisClusterServer, flow: Flow) -> None:
+    """Each org's alerts table holds exactly the alerts sent (state applied once each)."""
+    redis: Any = redis_harness.client(cluster.url)
+    try:
+        for org in ORGS:
+            active = await redis.hkeys(keys.state_table(org, "alerts"))
+            assert sorted(a.decode() for a in active) == sorted(flow.sent[org]), org
+    finally:
+        await redis.aclose()
 
 
 def masters(cluster: RedisClusterServer) -> list[ClusterNodeServer]:
