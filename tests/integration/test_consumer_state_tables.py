@@ -212,8 +212,8 @@ async def written_keys(node: Any, write: Any) -> set[str]:
 async def test_a_call_writes_only_keys_it_declares(redis: Any) -> None:
     """Every key the script writes is in its call's KEYS, task owners on record included.
 
-    On a cluster a script may touch only keys it declares (a key whose slot is
-    migrating is refused mid-call). Reassignments, and updates or completions
+    On a cluster Redis routes a call, and holds it back while its slot
+    migrates, by its KEYS alone (docs/cluster.md). Reassignments, and updates or completions
     naming another user than the owner on record, touch a table the event does
     not name: the script asks for it before writing anything.
     """

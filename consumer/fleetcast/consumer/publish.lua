@@ -3,12 +3,13 @@
 --
 -- One call per org and batch: every key it touches is the org's (hash tag {org}), so on a
 -- Redis Cluster the call runs on the org's shard, and every key it touches is in KEYS
--- (on a cluster, an undeclared key whose slot is migrating would fail the call half
--- done): KEYS[1] the org's publish fence, KEYS[2] its channel, KEYS[3] its sequence,
--- KEYS[4..6] its fleet snapshot (positions, statuses, last seen), KEYS[7..] every history
--- stream of the call, then every state key its changes may touch (the org's incidents or
--- alerts table, its task owners, the task table of each user a task event names). ARGV
--- names them again where they are used (an event's streams are packed once per route).
+-- (Redis routes a call, and decides ASK or TRYAGAIN during a migration, by its KEYS
+-- only; a key touched undeclared is one it never checked): KEYS[1] the org's publish
+-- fence, KEYS[2] its channel, KEYS[3] its sequence, KEYS[4..6] its fleet snapshot
+-- (positions, statuses, last seen), KEYS[7..] every history stream of the call, then
+-- every state key its changes may touch (the org's incidents or alerts table, its task
+-- owners, the task table of each user a task event names). ARGV names them again where
+-- they are used (an event's streams are packed once per route).
 -- ARGV is laid out by fleetcast.consumer.publishing.Encoder (its docstring gives the
 -- layout); the bounds, the publish command (PUBLISH on one Redis, SPUBLISH on a cluster)
 -- and every byte of the wire message but the stream ids come from Python through it
@@ -70,11 +71,11 @@ if partitions > 0 then
   end
 end
 
--- 2. undeclared keys: the script touches only keys in KEYS (on a cluster, an undeclared
--- one whose slot is migrating would fail the call half-done). A task's change touches
--- the table of its owner on record, which the consumer may not know (a reassignment):
--- if that table is not among KEYS, write nothing and name it; the consumer calls again
--- declaring it. The state section (count, owners, tasks prefix, TTL, then 5 per change).
+-- 2. undeclared keys: the script touches only keys in KEYS (what Redis checks a call by,
+-- on a cluster). A task's change touches the table of its owner on record, which the
+-- consumer may not know (a reassignment): if that table is not among KEYS, write nothing
+-- and name it; the consumer calls again declaring it. The state section: count, owners,
+-- tasks prefix, TTL, then 5 arguments per change.
 local state_at = a
 local changes = tonumber(ARGV[a])
 if changes > 0 then

@@ -56,7 +56,7 @@ FENCED: Final = -1
 #: The script's answer when a task's owner on record has a table the call did not
 #: declare (a reassignment the event does not tell): it wrote nothing and names the
 #: tables; the call is sent again declaring them. A script touches only declared
-#: keys: on a cluster, one whose slot is migrating would fail the call half-done.
+#: keys: a cluster routes a call, and holds it back while its slot migrates, by them.
 UNDECLARED: Final = -2
 #: How many keys every org call has before its streams (fence, channel, sequence, snapshot).
 ORG_KEYS: Final = 6
