@@ -10,6 +10,9 @@ redis-server its CPU per event (utime+stime from /proc/<pid>/stat over the
 run, divided by the events of the run) and its share of the events (keys
 per master from DBSIZE-free counting: the orgs' slots), so the split across
 shards shows. Replicas' CPU is reported too: replication is part of the cost.
+Two workloads, each on both: plain events, then the same with every alert
+also merging its record into the org's alerts table (the state tables the
+gateways serve on connect), so the cost of a state change shows.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from bench.registry import Scenario
 from bench.results import ScenarioResult, Table
 from bench.scenarios import common
 from fleetcast.common import redisurl
-from fleetcast.consumer import processing, publishing, sending
+from fleetcast.consumer import processing, publishing, sending, state
 from fleetcast.devtools.redis import RedisClusterServer, RedisServer
 from fleetcast.protocol import events, keys, routing
 
@@ -39,10 +42,19 @@ BATCH = 500
 ORGS = 30
 ROUTER = processing.Router(routing.RoutingTable.default())
 TICKS = os.sysconf("SC_CLK_TCK")
+COLUMNS = [
+    "workload",
+    "setup",
+    "role",
+    "share of events",
+    "events/s (all)",
+    "CPU µs per event it served",
+]
 
 
-def batches(count: int) -> list[list[processing.Routed]]:
-    """``count`` events in batches: every 4th an alert, the rest positions, orgs in turn."""
+def batches(count: int, stateful: bool = False) -> list[list[processing.Routed]]:
+    """``count`` events in batches: every 4th an alert, the rest positions, orgs in turn;
+    ``stateful``: each alert opens (merges) an entry of its org's alerts table."""
     out, batch = [], []
     for n in range(count):
         org = f"org-{n % ORGS}"
@@ -52,7 +64,10 @@ def batches(count: int) -> list[list[processing.Routed]]:
                "data": {"asset_id": f"u-{n % 500}", "lat": 1.0, "lon": 2.0}}  # fmt: skip
         raw = orjson.dumps(doc)
         route = ROUTER.route(events.decode_envelope(raw))
-        batch.append(processing.Routed(route, raw, "t", n % 3, n))
+        item = processing.Routed(route, raw, "t", n % 3, n)
+        if stateful and kind == "alert_created":
+            item.state = (state.Op(state.MERGE, state.ALERTS, f"a-{n % 200}"),)
+        batch.append(item)
         if len(batch) == BATCH:
             out.append(batch)
             batch = []
@@ -75,7 +90,24 @@ async def drive(sender: Any, work: list[list[processing.Routed]]) -> float:
 
 async def run(ctx: Context, result: ScenarioResult) -> None:
     count = QUICK_EVENTS if ctx.options.quick else EVENTS
-    work = batches(count)
+    rows = []
+    for workload, stateful in (("events", False), ("alerts keep state", True)):
+        rows += await measure_workload(workload, batches(count, stateful), count)
+    result.tables.append(
+        Table(
+            "Publish path (consumer's publisher, no Kafka): 1 Redis vs 3 masters",
+            COLUMNS,
+            rows,
+            note=f"{count:,} events, batches of {BATCH}, {ORGS} orgs; one asyncio task; "
+            "'alerts keep state': every alert (1 in 4 events) merges its state record.",
+        )
+    )
+
+
+async def measure_workload(
+    workload: str, work: list[list[processing.Routed]], count: int
+) -> list[list[str]]:
+    """One workload on a fresh Redis, then on a fresh 3+3 cluster: a row per server."""
     rows = []
     with RedisServer() as single:
         assert single.pid is not None
@@ -84,9 +116,9 @@ async def run(ctx: Context, result: ScenarioResult) -> None:
         seconds = await drive(sending.SingleSender(client, 5.0), work)
         used = cpu_s(single.pid) - before
         await client.aclose()
-        rows.append(["1 Redis", "master", "100 %", report.num(count / seconds, 0),
+        rows.append([workload, "1 Redis", "master", "100 %", report.num(count / seconds, 0),
                      report.num(used / count * 1e6, 1)])  # fmt: skip
-        measure.say(f"1 Redis: {count / seconds:,.0f} events/s")
+        measure.say(f"{workload}, 1 Redis: {count / seconds:,.0f} events/s")
     with RedisClusterServer() as cluster:
         target = redisurl.parse(cluster.url)
         cluster_client = redisurl.cluster_client(target)
@@ -96,24 +128,17 @@ async def run(ctx: Context, result: ScenarioResult) -> None:
         after_all = {port: cpu_s(pid) for port, pid in pids.items() if pid}
         await cluster_client.aclose()
         share = shares(cluster)
-        measure.say(f"3 masters: {count / seconds:,.0f} events/s")
+        measure.say(f"{workload}, 3 masters: {count / seconds:,.0f} events/s")
         for node in cluster.nodes:
             role = "master" if cluster.command(node, "ROLE").startswith("master") else "replica"
             used = after_all[node.port] - before_all[node.port]
             events = share.get(node.port, 0) * count if role == "master" else 0
-            rows.append([f"3 masters :{node.port}", role,
+            rows.append([workload, f"3 masters :{node.port}", role,
                          f"{share.get(node.port, 0) * 100:.0f} %" if role == "master" else "—",
                          report.num(count / seconds, 0) if role == "master" else "—",
                          report.num(used / events * 1e6, 1) if events else
                          report.num(used / count * 1e6, 1) + " (per event of all)"])  # fmt: skip
-    result.tables.append(
-        Table(
-            "Publish path (consumer's publisher, no Kafka): 1 Redis vs 3 masters",
-            ["setup", "role", "share of events", "events/s (all)", "CPU µs per event it served"],
-            rows,
-            note=f"{count:,} events, batches of {BATCH}, {ORGS} orgs; one asyncio task.",
-        )
-    )
+    return rows
 
 
 def shares(cluster: RedisClusterServer) -> dict[int | None, float]:
