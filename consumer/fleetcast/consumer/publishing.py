@@ -1,13 +1,16 @@
-"""The Redis edge of the consumer: one script call per batch.
+"""The Redis edge of the consumer: one script call per org per batch.
 
-Everything a batch needs in Redis (drop redeliveries, append to each room's
-history, publish per org, update the fleet snapshot) happens in one Lua
-script (``publish.lua``) in one round trip. One script, not a pipeline,
-because the wire message must carry the stream ids XADD just created, and
-because a script is atomic: a consumer killed mid-batch leaves either all of
-a batch's effects or none.
+Everything an org's events of a batch need in Redis (drop redeliveries,
+append to each room's history, publish, update the fleet snapshot and the
+state tables) happens
+in one Lua script call (``publish.lua``); the calls of a batch go in one
+round trip on one Redis, or one per shard on a cluster (sending.py). A
+script, not a pipeline, because the wire message must carry the stream ids
+XADD just created, and because a script is atomic: a consumer killed
+mid-batch leaves each org's part of it whole or absent, and the org fences
+drop on the retry what was already published.
 
-Redeliveries are dropped by a per-partition offset fence (see
+Redeliveries are dropped by a per-org, per-partition offset fence (see
 :func:`fleetcast.protocol.keys.publish_fence`), not by remembering event ids:
 a fence costs one hash field per partition where ids cost a key per event
 (45 million keys for 15 minutes at 50,000 events/s).
@@ -31,9 +34,9 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, Final, NamedTuple, Protocol
 
-from redis.exceptions import NoScriptError, RedisError, ResponseError
+from redis.exceptions import RedisError
 
-from fleetcast.consumer import processing, state
+from fleetcast.consumer import processing, sending, state
 from fleetcast.protocol import keys, rooms, wire
 
 SCRIPT: Final = resources.files("fleetcast.consumer").joinpath("publish.lua").read_text()
@@ -50,6 +53,13 @@ HISTORY_TTL_SLACK: Final = 0.1
 FENCE_ATTEMPTS: Final = 3
 #: The script's answer when part of the batch was published before.
 FENCED: Final = -1
+#: The script's answer when a task's owner on record has a table the call did not
+#: declare (a reassignment the event does not tell): it wrote nothing and names the
+#: tables; the call is sent again declaring them. A script touches only declared
+#: keys: a cluster routes a call, and holds it back while its slot migrates, by them.
+UNDECLARED: Final = -2
+#: How many keys every org call has before its streams (fence, channel, sequence, snapshot).
+ORG_KEYS: Final = 6
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,37 +161,65 @@ def pack_route(route: processing.Route, traceparent: str | None = None) -> Packe
 
 
 @dataclass(slots=True)
-class Call:
-    """One packed EVALSHA of a batch's events, and the history streams it refreshes."""
+class OrgCall:
+    """One packed EVALSHA: one org's events of a batch, and the history streams it refreshes."""
 
+    org: str
     routed: Sequence[processing.Routed]
     packed: bytes = b""
-    #: Streams whose TTL this call sets, and when it was encoded (monotonic seconds).
+    #: Streams whose TTL this call sets.
     refreshed: list[str] = field(default_factory=list)
+    #: Task tables the script asked to be declared (a task's owner on record).
+    extra: tuple[str, ...] = ()
+
+    @property
+    def key(self) -> str:
+        """A key of the call's slot (where a cluster sends it): the org's sequence."""
+        return keys.org_sequence(self.org)
+
+
+@dataclass(slots=True)
+class Call:
+    """A batch's events as one script call per org, and when it was encoded (monotonic s)."""
+
+    routed: Sequence[processing.Routed]
+    orgs: list[OrgCall] = field(default_factory=list)
     at: float = 0.0
 
 
 class Encoder:
-    """Builds the script's arguments (``ARGV``) for a batch.
+    """Builds the script's keys (``KEYS``) and arguments (``ARGV``), one call per org.
 
-    Layout: a header (history field, MAXLEN, stream TTL, fleet TTL and cap,
-    events per message, fence key and TTL, the wire item separator, message
-    tail and the pieces around a message's time, the inbox streams' TTL); the
-    partitions (count, then per partition its fence field and first and last
-    offset); the orgs (count,
-    then per org: wire message head, channel, the three snapshot keys, the
-    org's sequence key, event count, the events, the streams to refresh (count, names;
-    then the inbox streams likewise), the latest
-    positions and statuses (count, then pairs of asset and the number of its
-    latest event in the org, from 1), the state changes (count; if any, the
-    task owners key, the prefix of a user's tasks key and the tables' TTL,
-    then per change: kind, table key ("" for tasks: the owner's), item,
-    event number, owner)). An event is its stream count ``k``, ``k``
-    streams, ``k + 1`` item pieces, envelope.
+    KEYS: the org's fence, channel, sequence, the three snapshot keys, then
+    every history stream of the call and every state key its changes may
+    touch (a table, the task owners, the task tables of the users a task
+    event names; a task's owner on record the event does not name, the
+    script asks for: :data:`UNDECLARED`). ARGV: a header (history field,
+    MAXLEN, stream TTL, fleet TTL and cap, events per message, fence TTL,
+    the wire item separator, message tail and the pieces around a message's
+    time, the publish command, the inbox streams' TTL); the org's wire
+    message head; the partitions (count, then per partition its fence field
+    and first and last offset); the state changes (count; if any, the task
+    owners key, the prefix of a user's tasks key and the tables' TTL, then
+    per change: kind, table key ("" for tasks: the owner's), item, event
+    number, owner), ahead of the events so the script checks them before it
+    writes; the event count, the events, the streams to refresh (count,
+    names; then the inbox streams likewise), the latest positions and
+    statuses (count, then pairs of asset and the number of its latest event
+    in the call, from 1). An event is its stream count ``k``, ``k`` streams,
+    ``k + 1`` item pieces, envelope.
     """
 
-    def __init__(self, limits: Limits, fence_key: str, max_routes: int = 100_000) -> None:
+    def __init__(
+        self,
+        limits: Limits,
+        cluster_id: str,
+        publish_command: str = "PUBLISH",
+        max_routes: int = 100_000,
+    ) -> None:
         self._limits = limits
+        self._cluster_id = cluster_id
+        self.fence_ttl_s = limits.fence_ttl_s
         self._slack_s = max(1, int(limits.history_ttl_s * HISTORY_TTL_SLACK))
         self._header = [
             text(keys.HISTORY_FIELD),
@@ -190,41 +228,59 @@ class Encoder:
             text(limits.fleet_asset_ttl_s),
             text(limits.fleet_max_assets),
             text(limits.events_per_message),
-            text(fence_key),
             text(limits.fence_ttl_s),
             bulk(wire.ITEM_SEPARATOR),
             bulk(wire.MESSAGE_TAIL),
             bulk(wire.MESSAGE_TIME),
             bulk(wire.MESSAGE_EVENTS),
+            text(publish_command),
             text(max(limits.inbox_ttl_s, limits.history_ttl_s) + self._slack_s),
         ]
         self._routes: dict[processing.Route, PackedRoute] = {}
-        self._orgs: dict[str, bytes] = {}
+        self._orgs: dict[str, tuple[bytes, bytes]] = {}
         self._max_routes = max_routes
         #: stream -> when this process last set its TTL (monotonic seconds).
         self._refreshed: dict[str, float] = {}
 
     def encode(self, routed: Sequence[processing.Routed], now: float) -> Call:
         call = Call(routed, at=now)
-        parts = [*self._header]
-        count = len(parts) + self._partitions(routed, parts)
-        groups = processing.by_org(routed)
-        parts.append(text(len(groups)))
-        count += 1
-        for org, items in groups.items():
-            count += self._org(org, items, parts, call, now)
-        call.packed = b"*%d\r\n%b%b%b" % (
-            count + 3,
+        for org, items in processing.by_org(routed).items():
+            call.orgs.append(self.encode_org(org, items, now))
+        return call
+
+    def encode_org(
+        self,
+        org: str,
+        items: Sequence[processing.Routed],
+        now: float,
+        extra: tuple[str, ...] = (),
+    ) -> OrgCall:
+        """One org's EVALSHA (see the class docstring); ``extra``: more keys to declare."""
+        call = OrgCall(org, items, extra=extra)
+        fixed, head = self._orgs.get(org) or self._pack_org(org)
+        parts = [*self._header, head]
+        count = len(parts) + self._partitions(items, parts)
+        declared: dict[str, None] = dict.fromkeys(extra)
+        body: list[bytes] = []
+        events, changes = self._events(items, body, call, declared, now)
+        count += self._state(org, changes, parts, declared) + events
+        parts += body
+        declared_keys = [text(key) for key in declared]
+        nkeys = ORG_KEYS + len(declared_keys)
+        call.packed = b"*%d\r\n%b%b%b%b%b" % (
+            count + nkeys + 3,
             bulk(b"EVALSHA"),
             text(SCRIPT_SHA),
-            bulk(b"0"),
+            text(nkeys),
+            fixed,
+            b"".join(declared_keys),
         ) + b"".join(parts)
         return call
 
-    def confirm(self, call: Call) -> None:
+    def confirm(self, call: OrgCall, at: float) -> None:
         """The call succeeded: its streams' TTLs are set until the next slack."""
         for stream in call.refreshed:
-            self._refreshed[stream] = call.at
+            self._refreshed[stream] = at
 
     def forget_refreshes(self) -> None:
         """Redis may have lost state (it failed or restarted): set every TTL again."""
@@ -232,6 +288,7 @@ class Encoder:
 
     @staticmethod
     def _partitions(routed: Sequence[processing.Routed], parts: list[bytes]) -> int:
+        """The fence section; returns how many arguments."""
         spans: dict[tuple[str, int], list[int]] = {}
         for item in routed:
             span = spans.get((item.topic, item.partition))
@@ -244,15 +301,21 @@ class Encoder:
             parts += [text(fence_field(topic, partition)), text(first), text(last)]
         return 1 + 3 * len(spans)
 
-    def _org(
-        self, org: str, items: list[processing.Routed], parts: list[bytes], call: Call, now: float
-    ) -> int:
-        """One org's arguments (see the class docstring); returns how many."""
-        parts.append(self._orgs.get(org) or self._pack_org(org))
+    def _events(
+        self,
+        items: Sequence[processing.Routed],
+        parts: list[bytes],
+        call: OrgCall,
+        declared: dict[str, None],
+        now: float,
+    ) -> tuple[int, list[tuple[int, processing.Routed, state.Op]]]:
+        """The events, refreshes and snapshot sections; collects the streams into
+        ``declared``; returns how many arguments, and the state changes (event number,
+        event, change)."""
         parts.append(text(len(items)))
-        count = 7
+        count = 1
         latest: dict[str | None, dict[bytes, int]] = {"position": {}, "status": {}, None: {}}
-        changes: list[tuple[int, state.Op]] = []
+        changes: list[tuple[int, processing.Routed, state.Op]] = []
         refresh: dict[str, bool] = {}  # stream -> it is an inbox
         due = now - self._slack_s
         refreshed, extend = self._refreshed, parts.extend
@@ -265,11 +328,12 @@ class Encoder:
             extend((packed.packed, bulk_header(len(envelope)), envelope, CRLF))
             count += packed.arguments
             for stream, inbox in zip(packed.streams, packed.inboxes, strict=True):
+                declared[stream] = None
                 if refreshed.get(stream, due) <= due:
                     refresh[stream] = inbox
             latest[packed.snapshot][packed.asset] = number
             if item.state:
-                changes += ((number, op) for op in item.state)
+                changes += ((number, item, op) for op in item.state)
         call.refreshed += refresh
         for inboxes in (False, True):
             streams = [stream for stream, inbox in refresh.items() if inbox is inboxes]
@@ -282,37 +346,50 @@ class Encoder:
             for asset, number in assets.items():
                 parts += [asset, text(number)]
             count += 1 + 2 * len(assets)
-        return count + self._state(org, changes, parts)
+        return count, changes
 
-    def _state(self, org: str, changes: list[tuple[int, state.Op]], parts: list[bytes]) -> int:
-        """The org's state changes (see the class docstring); returns how many arguments."""
+    def _state(
+        self,
+        org: str,
+        changes: list[tuple[int, processing.Routed, state.Op]],
+        parts: list[bytes],
+        declared: dict[str, None],
+    ) -> int:
+        """The org's state changes (see the class docstring); declares the tables they
+        name; returns how many arguments."""
         parts.append(text(len(changes)))
         if not changes:
             return 1
-        parts += [
-            text(keys.task_owners(org)),
-            text(keys.user_tasks(org, "")),
-            text(self._limits.state_ttl_s),
-        ]
-        for number, op in changes:
-            table = "" if op.table == state.TASKS else keys.state_table(org, op.table)
+        owners = keys.task_owners(org)
+        parts += [text(owners), text(keys.user_tasks(org, "")), text(self._limits.state_ttl_s)]
+        for number, item, op in changes:
+            if op.table == state.TASKS:
+                table = ""
+                declared[owners] = None
+                for user in _task_users(item, op):
+                    declared[keys.user_tasks(org, user)] = None
+            else:
+                table = keys.state_table(org, op.table)
+                declared[table] = None
             parts += [text(op.kind), text(table), text(op.item), text(number), text(op.owner)]
         return 4 + 5 * len(changes)
 
-    def _pack_org(self, org: str) -> bytes:
-        """An org's fixed arguments: wire message head, channel, snapshot keys, sequence."""
+    def _pack_org(self, org: str) -> tuple[bytes, bytes]:
+        """An org's fixed keys (fence, channel, sequence, snapshot) and wire message head."""
         if len(self._orgs) >= self._max_routes:
             self._orgs.clear()
-        packed = self._orgs[org] = bulk(wire.message_head(org)) + b"".join(
-            text(key(org))
+        fixed = b"".join(
+            text(key)
             for key in (
-                keys.org_channel,
-                keys.fleet_positions,
-                keys.fleet_statuses,
-                keys.fleet_last_seen,
-                keys.org_sequence,
+                keys.publish_fence(self._cluster_id, org),
+                keys.org_channel(org),
+                keys.org_sequence(org),
+                keys.fleet_positions(org),
+                keys.fleet_statuses(org),
+                keys.fleet_last_seen(org),
             )
         )
+        packed = self._orgs[org] = (fixed, bulk(wire.message_head(org)))
         return packed
 
     def _pack(self, route: processing.Route) -> PackedRoute:
@@ -329,53 +406,97 @@ def unfenced(
     return [item for item in routed if item.offset > fences.get((item.topic, item.partition), -1)]
 
 
-class RedisPublisher:
-    """Publisher over redis-py's asyncio client (``redis.asyncio.Redis``).
+def _task_users(item: processing.Routed, op: state.Op) -> list[str]:
+    """The users whose task tables a task change may touch, as far as the event tells:
+    its owner and the users of its rooms (a completion names no owner, its room does).
+    The owner on record may be another (a reassignment): the script then asks for it."""
+    users = [op.owner] if op.owner else []
+    for name in item.route.rooms:
+        room = rooms.parse_room(name)
+        if room.kind is rooms.RoomKind.USER and room.entity is not None:
+            users.append(room.entity)
+    return users
 
-    ``cluster_id`` is the Kafka cluster's: it names the fence hash. Each call
+
+class RedisPublisher:
+    """Publisher over a :class:`fleetcast.consumer.sending.Sender` (one Redis or a cluster).
+
+    ``cluster_id`` is the Kafka cluster's: it names the fence hashes. Each call
     gives up after ``timeout_s`` (the client itself should have no
-    ``socket_timeout``: see :meth:`_send`).
+    ``socket_timeout``: see :meth:`SingleSender._send`). A redis-py client is
+    wrapped in its sender (:func:`fleetcast.consumer.sending.sender_for`).
     """
 
     def __init__(
         self,
-        redis: Any,
+        sender: Any,
         limits: Limits | None = None,
         cluster_id: str = "local",
         timeout_s: float = 5.0,
     ) -> None:
-        self._redis = redis
+        if not hasattr(sender, "send"):
+            sender = sending.sender_for(sender, timeout_s)
+        self._sender: sending.Sender = sender
         self._timeout_s = timeout_s
-        self.fence_key = keys.publish_fence(cluster_id)
-        self._encoder = Encoder(limits or Limits(), self.fence_key)
+        self._cluster_id = cluster_id
+        self._encoder = Encoder(limits or Limits(), cluster_id, sender.publish_command)
+        #: Orgs this process has added to keys.fenced_orgs (so once each).
+        self._registered: set[str] = set()
+
+    def fence_key(self, org: str) -> str:
+        return keys.publish_fence(self._cluster_id, org)
 
     def encode(self, routed: Sequence[processing.Routed]) -> Call:
         return self._encoder.encode(routed, time.monotonic())
 
     async def publish(self, call: Call) -> Outcome:
-        duplicates = 0
+        """Every org's call; a fenced org is sent again without its published events.
+
+        Raises when any org's call failed (after the others were sent): the
+        retry of the whole batch finds the orgs that succeeded fenced.
+        """
+        outcome = Outcome(0, 0)
+        pending = [org for org in call.orgs if org.routed]
+        await self._register([org.org for org in pending])
         for _ in range(FENCE_ATTEMPTS):
-            if not call.routed:
-                return Outcome(0, duplicates)
-            try:
-                reply = await self._evalsha(call.packed)
-            except BaseException:  # Redis may have lost state (restarted): set TTLs again
+            if not pending:
+                return outcome
+            replies = await self._send(pending)
+            failed = next((r for r in replies if isinstance(r, BaseException)), None)
+            again: list[OrgCall] = []
+            for org, reply in zip(pending, replies, strict=True):
+                if not isinstance(reply, BaseException):
+                    outcome = self._answered(org, reply, call.at, again, outcome)
+            if failed is not None:
                 self._encoder.forget_refreshes()
-                raise
-            if reply[0] != FENCED:
-                self._encoder.confirm(call)
-                return Outcome(int(reply[0]), duplicates)
-            kept = unfenced(call.routed, fences_of(call.routed, reply[1:]))
-            duplicates += len(call.routed) - len(kept)
-            call = self.encode(kept)
+                raise failed
+            pending = again
+        if not pending:
+            return outcome
         raise FenceMoving(f"the publish fence moved under {FENCE_ATTEMPTS} attempts")
+
+    def _answered(
+        self, org: OrgCall, reply: list[Any], at: float, again: list[OrgCall], outcome: Outcome
+    ) -> Outcome:
+        """Count one org's reply; what is to be sent again goes to ``again``."""
+        if reply[0] == UNDECLARED:  # nothing written: declare the owners' tables
+            extra = (*org.extra, *(_text(key) for key in reply[1:]))
+            again.append(self._encoder.encode_org(org.org, org.routed, at, extra))
+            return outcome
+        if reply[0] != FENCED:
+            self._encoder.confirm(org, at)
+            return Outcome(outcome.published + int(reply[0]), outcome.duplicates)
+        kept = unfenced(org.routed, fences_of(org.routed, reply[1:]))
+        if kept:
+            again.append(self._encoder.encode_org(org.org, kept, at, org.extra))
+        return Outcome(outcome.published, outcome.duplicates + len(org.routed) - len(kept))
 
     async def publish_events(self, routed: Sequence[processing.Routed]) -> Outcome:
         """Encode and publish at once (tests and tools that write as the consumer does)."""
         return await self.publish(self.encode(routed))
 
     async def drop_stale_fences(self, ends: Mapping[tuple[str, int], int]) -> list[str]:
-        """Remove fences at or past their partition's end offset; returns their fields.
+        """Remove fences at or past their partition's end offset; returns ``org/field`` names.
 
         Such a fence belongs to an earlier incarnation of the topic (deleted and
         created again): left alone, it would drop the new topic's first records.
@@ -383,45 +504,45 @@ class RedisPublisher:
         fields = [fence_field(topic, partition) for topic, partition in ends]
         if not fields:
             return []
+        client, stale = self._sender.client, []
         async with asyncio.timeout(self._timeout_s):
-            values = await self._redis.hmget(self.fence_key, fields)
-        stale = [
-            name
-            for name, end, value in zip(fields, ends.values(), values, strict=True)
-            if value is not None and int(value) >= end
-        ]
-        if stale:
-            async with asyncio.timeout(self._timeout_s):
-                await self._redis.hdel(self.fence_key, *stale)
+            orgs = sorted(_text(org) for org in await client.smembers(self._registry))
+            for org in orgs:
+                values = await client.hmget(self.fence_key(org), fields)
+                names = [
+                    name
+                    for name, end, value in zip(fields, ends.values(), values, strict=True)
+                    if value is not None and int(value) >= end
+                ]
+                if names:
+                    await client.hdel(self.fence_key(org), *names)
+                    stale += [f"{org}/{name}" for name in names]
         return stale
 
-    async def _evalsha(self, packed: bytes) -> Any:
-        try:
-            return await self._send(packed)
-        except NoScriptError:  # a new or restarted Redis: load the script, once
-            await self._redis.script_load(SCRIPT)
-            return await self._send(packed)
+    @property
+    def _registry(self) -> str:
+        return keys.fenced_orgs(self._cluster_id)
 
-    async def _send(self, packed: bytes) -> Any:
-        """One packed command on a pooled connection (redis-py's own retries are not used).
+    async def _register(self, orgs: Sequence[str]) -> None:
+        """Name new orgs in the fence registry before their first fence exists."""
+        new = [org for org in orgs if org not in self._registered]
+        if not new:
+            return
+        async with asyncio.timeout(self._timeout_s):
+            await self._sender.client.sadd(self._registry, *new)
+            await self._sender.client.expire(self._registry, self._encoder.fence_ttl_s)
+        self._registered.update(new)
 
-        Timed here with one ``asyncio.timeout``: with a ``socket_timeout``, redis-py
-        writes from a task of its own, so the request left one loop turn late,
-        behind whatever the poller was decoding (measured: 58-65k -> 75-86k events/s).
-        """
-        pool = self._redis.connection_pool
-        connection = await pool.get_connection()
+    async def _send(self, calls: Sequence[OrgCall]) -> list[Any]:
         try:
-            async with asyncio.timeout(self._timeout_s):
-                await connection.send_packed_command(packed)
-                return await connection.read_response()
-        except ResponseError:  # an error reply: the connection is fine
+            return await self._sender.send([(c.key, c.packed) for c in calls], SCRIPT)
+        except BaseException:  # Redis may have lost state (restarted): set TTLs again
+            self._encoder.forget_refreshes()
             raise
-        except BaseException:  # timeout, cancellation, I/O: its state is unknown
-            await connection.disconnect()
-            raise
-        finally:
-            await pool.release(connection)
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def fences_of(
