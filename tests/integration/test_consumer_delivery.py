@@ -9,7 +9,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from fleetcast.consumer.publishing import HISTORY_TTL_SLACK
+from fleetcast.consumer.encoding import HISTORY_TTL_SLACK
 from fleetcast.protocol import events, keys, routing
 from tests.harness import redis as redis_harness
 from tests.harness.kafka import (

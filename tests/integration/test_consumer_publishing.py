@@ -13,7 +13,7 @@ import pytest
 from redis.asyncio import RedisCluster
 from redis.exceptions import ResponseError
 
-from fleetcast.consumer import processing, publishing, sending
+from fleetcast.consumer import encoding, processing, publishing, sending
 from fleetcast.protocol import keys, routing, wire
 from tests.harness import redis as redis_harness
 
@@ -95,7 +95,7 @@ async def test_the_message_is_exactly_what_wire_encode_makes(redis: Any) -> None
 
 async def test_every_message_of_an_org_is_numbered_in_order(redis: Any) -> None:
     """A gateway sees a missing number as a gap: the numbers run on across calls and messages."""
-    publisher = publisher_of(redis, publishing.Limits(events_per_message=2), timeout_s=5.0)
+    publisher = publisher_of(redis, encoding.Limits(events_per_message=2), timeout_s=5.0)
     first = [routed("alert_created", {}, f"e-{n}", offset=n) for n in range(3)]
     second = [routed("alert_created", {}, f"e-{n}", offset=n) for n in range(3, 4)]
     messages = await publish_and_listen(redis, publisher, first)
@@ -144,14 +144,14 @@ async def test_a_fence_past_the_end_of_its_partition_is_dropped(redis: Any) -> N
 
 
 async def test_history_streams_outlive_their_last_event_by_the_ttl(redis: Any) -> None:
-    publisher = publisher_of(redis, publishing.Limits(history_ttl_s=1000))
+    publisher = publisher_of(redis, encoding.Limits(history_ttl_s=1000))
     await publisher.publish_events([routed("incident_updated", {"incident_id": "ttl"}, "e-t")])
     ttl = await redis.ttl(keys.history_stream("incident:ttl:org:org-1"))
     assert 1000 <= ttl <= 1100
 
 
 async def test_a_user_rooms_history_outlives_its_last_event_by_the_inbox_ttl(redis: Any) -> None:
-    limits = publishing.Limits(history_ttl_s=1000, inbox_ttl_s=50_000)
+    limits = encoding.Limits(history_ttl_s=1000, inbox_ttl_s=50_000)
     publisher = publishing.RedisPublisher(redis, limits)
     data = {"task_id": "t", "user_id": "inbox-1", "incident_id": "inbox-i"}
     await publisher.publish_events([routed("task_assigned", data, "e-inbox")])
@@ -167,7 +167,7 @@ async def test_a_flushed_script_cache_is_reloaded(redis: Any) -> None:
 
 
 async def test_stale_assets_leave_the_snapshot(redis: Any) -> None:
-    publisher = publisher_of(redis, publishing.Limits(fleet_asset_ttl_s=1))
+    publisher = publisher_of(redis, encoding.Limits(fleet_asset_ttl_s=1))
     await publisher.publish_events([routed("asset_position_updated", {"asset_id": "old"}, "e-1")])
     await publisher.publish_events([routed("asset_status_changed", {"asset_id": "old"}, "e-2")])
     await asyncio.sleep(1.2)
@@ -178,7 +178,7 @@ async def test_stale_assets_leave_the_snapshot(redis: Any) -> None:
 
 
 async def test_the_snapshot_keeps_at_most_the_newest_assets(redis: Any) -> None:
-    publisher = publisher_of(redis, publishing.Limits(fleet_max_assets=3))
+    publisher = publisher_of(redis, encoding.Limits(fleet_max_assets=3))
     for n in range(5):
         await publisher.publish_events(
             [routed("asset_position_updated", {"asset_id": f"u-{n}"}, f"e-{n}")]
@@ -189,7 +189,7 @@ async def test_the_snapshot_keeps_at_most_the_newest_assets(redis: Any) -> None:
 
 
 async def test_large_batches_are_split_into_bounded_messages(redis: Any) -> None:
-    publisher = publisher_of(redis, publishing.Limits(events_per_message=100))
+    publisher = publisher_of(redis, encoding.Limits(events_per_message=100))
     items = [routed("alert_created", {}, f"e-{n}") for n in range(250)]
     messages = await publish_and_listen(redis, publisher, items)
     sizes = [len(wire.decode(raw)[1]) for raw in messages]

@@ -8,11 +8,11 @@ import orjson
 import pytest
 from redis.crc import key_slot
 
-from fleetcast.consumer import processing, publishing, state
+from fleetcast.consumer import encoding, processing, publishing, state
 from fleetcast.protocol import keys, routing, wire
 
 ROUTER = processing.Router(routing.RoutingTable.default())
-LIMITS = publishing.Limits()
+LIMITS = encoding.Limits()
 CLUSTER = "c-1"
 
 
@@ -37,7 +37,7 @@ def routed(
     return item
 
 
-def command(call: publishing.OrgCall) -> list[bytes]:
+def command(call: encoding.OrgCall) -> list[bytes]:
     """The words of a packed command (a small RESP reader)."""
     packed = call.packed
     assert packed.startswith(b"*")
@@ -53,15 +53,15 @@ def command(call: publishing.OrgCall) -> list[bytes]:
     return out
 
 
-def split(call: publishing.OrgCall) -> tuple[list[bytes], list[bytes]]:
+def split(call: encoding.OrgCall) -> tuple[list[bytes], list[bytes]]:
     """The KEYS and ARGV of a packed EVALSHA."""
     words = command(call)
-    assert words[:2] == [b"EVALSHA", publishing.SCRIPT_SHA.encode()]
+    assert words[:2] == [b"EVALSHA", encoding.SCRIPT_SHA.encode()]
     nkeys = int(words[2])
     return words[3 : 3 + nkeys], words[3 + nkeys :]
 
 
-def only(call: publishing.Call) -> publishing.OrgCall:
+def only(call: encoding.Call) -> encoding.OrgCall:
     (org,) = call.orgs
     return org
 
@@ -105,7 +105,7 @@ def test_the_arguments_follow_the_documented_layout() -> None:
         routed("asset_position_updated", 12, asset_id="u-1", lat=2),
         routed("asset_status_changed", 5, partition=1, asset_id="u-2", status="busy"),
     ]
-    call = only(publishing.Encoder(LIMITS, CLUSTER, "SPUBLISH").encode(items, now=100.0))
+    call = only(encoding.Encoder(LIMITS, CLUSTER, "SPUBLISH").encode(items, now=100.0))
     assert call.org == "org-1"
     got_keys, got = split(call)
     streams = [
@@ -121,7 +121,7 @@ def test_the_arguments_follow_the_documented_layout() -> None:
         keys.fleet_last_seen("org-1").encode(),
         *streams,
     ]
-    slack = int(LIMITS.history_ttl_s * publishing.HISTORY_TTL_SLACK)
+    slack = int(LIMITS.history_ttl_s * encoding.HISTORY_TTL_SLACK)
     assert got[:14] == [
         b"e",
         b"%d" % LIMITS.history_maxlen,
@@ -153,7 +153,7 @@ def test_the_arguments_follow_the_documented_layout() -> None:
 
 def test_a_user_rooms_history_is_an_inbox_kept_longer() -> None:
     item = routed("task_assigned", 1, task_id="t-1", user_id="usr-1", incident_id="i-1")
-    _, got = split(only(publishing.Encoder(LIMITS, CLUSTER).encode([item], now=100.0)))
+    _, got = split(only(encoding.Encoder(LIMITS, CLUSTER).encode([item], now=100.0)))
     incident, user = (
         keys.history_stream(room).encode()
         for room in ("incident:i-1:org:org-1", "user:usr-1:org:org-1")
@@ -164,7 +164,7 @@ def test_a_user_rooms_history_is_an_inbox_kept_longer() -> None:
 
 def test_a_batch_is_one_call_per_org_each_in_its_orgs_slot() -> None:
     items = [routed("alert_created", n, org=f"org-{n % 3}") for n in range(9)]
-    call = publishing.Encoder(LIMITS, CLUSTER).encode(items, now=1.0)
+    call = encoding.Encoder(LIMITS, CLUSTER).encode(items, now=1.0)
     assert [org.org for org in call.orgs] == ["org-0", "org-1", "org-2"]
     for org in call.orgs:
         assert [item.offset for item in org.routed] == [
@@ -188,7 +188,7 @@ def test_the_state_keys_a_call_changes_are_declared_and_in_the_orgs_slot() -> No
         item = routed(event_type, offset, **data)
         item.state = state.ops(event_type, data, state.Rules())
         items.append(item)
-    got_keys, got = split(only(publishing.Encoder(LIMITS, CLUSTER).encode(items, now=1.0)))
+    got_keys, got = split(only(encoding.Encoder(LIMITS, CLUSTER).encode(items, now=1.0)))
     declared = {key.decode() for key in got_keys}
     assert {
         keys.state_table("org-1", "incidents"),
@@ -204,13 +204,13 @@ def test_the_state_keys_a_call_changes_are_declared_and_in_the_orgs_slot() -> No
     assert {key_slot(key.encode()) for key in (*declared, prefix + "usr-9")} == {slot}
 
 
-def refreshed(call: publishing.Call) -> list[str]:
+def refreshed(call: encoding.Call) -> list[str]:
     return sorted(only(call).refreshed)
 
 
 def test_a_stream_ttl_is_set_once_per_slack_and_again_after_a_failure() -> None:
-    encoder = publishing.Encoder(LIMITS, CLUSTER)
-    slack = LIMITS.history_ttl_s * publishing.HISTORY_TTL_SLACK
+    encoder = encoding.Encoder(LIMITS, CLUSTER)
+    slack = LIMITS.history_ttl_s * encoding.HISTORY_TTL_SLACK
     items = [routed("asset_position_updated", asset_id="u-1")]
     stream = keys.history_stream("asset:u-1:org:org-1")
     first = encoder.encode(items, now=1000.0)
@@ -234,7 +234,7 @@ def test_a_traced_event_gets_its_own_pieces_with_its_traceparent() -> None:
     traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
     plain, traced = routed("alert_created", 1), routed("alert_created", 2)
     traced.traceparent = traceparent
-    _, got = split(only(publishing.Encoder(LIMITS, CLUSTER).encode([plain, traced], now=1.0)))
+    _, got = split(only(encoding.Encoder(LIMITS, CLUSTER).encode([plain, traced], now=1.0)))
     first_pieces = [arg for arg in got if arg.startswith(b'{"rooms":')]
     assert len(first_pieces) == 2
     assert b'"tp"' not in first_pieces[0]  # the route's shared pieces stay untraced

@@ -27,6 +27,7 @@ from fleetcast.consumer import (
     conditions,
     control,
     deadletter,
+    encoding,
     http,
     pipeline,
     publishing,
@@ -64,8 +65,8 @@ def options(settings: Settings) -> pipeline.Options:
     )
 
 
-def limits(settings: Settings) -> publishing.Limits:
-    return publishing.Limits(
+def limits(settings: Settings) -> encoding.Limits:
+    return encoding.Limits(
         history_maxlen=settings.history_maxlen,
         history_ttl_s=settings.history_ttl_s,
         fence_ttl_s=settings.fence_ttl_s,
