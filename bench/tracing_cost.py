@@ -36,7 +36,7 @@ from typing import Any
 import orjson
 
 from fleetcast.common import tracing
-from fleetcast.consumer import processing, publishing
+from fleetcast.consumer import encoding, processing
 from fleetcast.consumer import tracing as consumer_tracing
 from fleetcast.devtools import demo
 from fleetcast.devtools.jaeger import JaegerServer
@@ -46,7 +46,7 @@ from fleetcast.gateway.rooms.feed import Feed
 from fleetcast.gateway.rooms.registry import Connection, Registry
 from fleetcast.gateway.rooms.tracing import DeliveryTracer
 from fleetcast.gateway.transport.packets import Frame
-from fleetcast.protocol import keys, routing, wire
+from fleetcast.protocol import routing, wire
 
 POLL = 2000
 #: mode -> share of positions traced (None: tracing off).
@@ -107,7 +107,7 @@ def consume(
 ) -> tuple[int, list[list[processing.Routed]]]:
     """One pass as the pipeline makes it; returns the traced count and each poll's events."""
     router = processing.Router(routing.RoutingTable.default())
-    encoder = publishing.Encoder(publishing.Limits(), keys.publish_fence("bench"))
+    encoder = encoding.Encoder(encoding.Limits(), "bench")
     tracer = consumer_tracing.BatchTracer(traces) if traces is not None else None
     traced, batches = 0, []
     for poll in polled:

@@ -23,7 +23,7 @@ const REDIS_URL = process.env.REDIS_URL || 'redis://127.0.0.1:6379';
 // it as a public key and catches the failure, ~2-3 ms per handshake.
 const JWT_KEY = crypto.createSecretKey(Buffer.from(process.env.JWT_SECRET || 'dev-secret'));
 const WS_PATH = process.env.WS_PATH || '/ws';
-const CHANNEL_PATTERN = 'fleetcast:events:*';
+const CHANNEL_PATTERN = 'fleetcast:{*}:events';
 
 const ID = /^[A-Za-z0-9._-]{1,128}$/;
 const ENTITY_KINDS = new Set(['user', 'channel', 'incident', 'asset']);

@@ -20,16 +20,12 @@ import dataclasses
 import itertools
 import random
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
 from bench.storm.client import ResumingClient
-from fleetcast.consumer import processing, publishing, state
-from fleetcast.protocol import routing
+from fleetcast.devtools.script_publisher import ScriptPublisher
 
 HOST = "127.0.0.1"
 #: An attempt that has not produced a session by then is dropped and retried.
@@ -94,27 +90,10 @@ class ConsumerScript:
     """Publishes envelopes exactly as the consumer does (its own script), on a real Redis."""
 
     def __init__(self, redis: Any) -> None:
-        self._publisher = publishing.RedisPublisher(redis, cluster_id=f"storm-{uuid.uuid4().hex}")
-        self._router = processing.Router(routing.RoutingTable.default())
-        self._offsets = itertools.count()  # one partition's, as Kafka would number them
+        self._publisher = ScriptPublisher(redis, "storm")
 
     async def __call__(self, docs: list[dict[str, Any]]) -> None:
-        records = [_Record(orjson.dumps(doc), offset=next(self._offsets)) for doc in docs]
-        batch = processing.prepare(
-            processing.group(records), self._router, state_rules=state.Rules()
-        )
-        if batch.dead:
-            raise ValueError(f"bad storm events: {batch.dead[:1]}")
-        await self._publisher.publish_events(batch.routed)
-
-
-@dataclass(frozen=True, slots=True)
-class _Record:
-    value: bytes
-    topic: str = "fleet.incidents"
-    partition: int = 0
-    offset: int = 0
-    key: bytes | None = None
+        await self._publisher.publish(docs)
 
 
 class Storm:

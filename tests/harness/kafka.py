@@ -22,10 +22,10 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import aiohttp
 import orjson
@@ -34,6 +34,7 @@ import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
+from fleetcast.common import redisurl
 from fleetcast.consumer import app
 from fleetcast.consumer.settings import Settings
 from fleetcast.devtools import kafka
@@ -262,32 +263,64 @@ def settings_env(settings: Settings) -> dict[str, str]:
 # --- what reached Redis ------------------------------------------------------------
 
 
-class WireCollector:
-    """Every wire message published on any org channel, decoded, in arrival order."""
+#: Orgs a collector listens to on a cluster (sharded pub/sub has no patterns).
+COLLECTED_ORGS: Final = ("org-1", "org-a", "org-b", "org-c")
 
-    def __init__(self, redis_url: str) -> None:
-        self._redis = aioredis.Redis.from_url(redis_url)
-        self._pubsub = self._redis.pubsub()
+
+class WireCollector:
+    """Every wire message published on any org channel, decoded, in arrival order.
+
+    On one Redis it PSUBSCRIBEs every org channel; on a cluster (sharded
+    pub/sub has no patterns) it SSUBSCRIBEs the channels of ``orgs``, each on
+    the master serving it. Order holds per org (per shard), not across shards.
+    """
+
+    def __init__(self, redis_url: str, orgs: Sequence[str] = COLLECTED_ORGS) -> None:
+        self._url, self._orgs = redis_url, tuple(orgs)
+        self._clients: list[Any] = []
         self.received: list[tuple[str, wire.RoutedEvent]] = []
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self._arrived = asyncio.Event()
 
     async def __aenter__(self) -> WireCollector:
-        await self._pubsub.psubscribe(keys.ORG_CHANNEL_PATTERN)
-        self._task = asyncio.create_task(self._listen())
+        target = redisurl.parse(self._url)
+        if not target.cluster:
+            client = aioredis.Redis.from_url(self._url)
+            pubsub = client.pubsub()
+            await pubsub.psubscribe(keys.ORG_CHANNEL_PATTERN)
+            self._start(client, pubsub)
+            return self
+        cluster = redisurl.cluster_client(target)
+        await cluster.initialize()
+        try:
+            for org in self._orgs:
+                channel = keys.org_channel(org)
+                node = cluster.get_node_from_key(channel)
+                assert node is not None
+                client = aioredis.Redis(host=node.host, port=int(node.port))
+                pubsub = client.pubsub()
+                await pubsub.ssubscribe(channel)
+                self._start(client, pubsub)
+        finally:
+            await cluster.aclose()
         return self
 
-    async def __aexit__(self, *_: object) -> None:
-        assert self._task is not None
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-        await self._pubsub.aclose()  # type: ignore[no-untyped-call]
-        await self._redis.aclose()
+    def _start(self, client: Any, pubsub: Any) -> None:
+        self._clients.append((client, pubsub))
+        self._tasks.append(asyncio.create_task(self._listen(pubsub)))
 
-    async def _listen(self) -> None:
-        async for message in self._pubsub.listen():
-            if message["type"] != "pmessage":
+    async def __aexit__(self, *_: object) -> None:
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for client, pubsub in self._clients:
+            await pubsub.aclose()
+            await client.aclose()
+
+    async def _listen(self, pubsub: Any) -> None:
+        async for message in pubsub.listen():
+            if message["type"] not in ("pmessage", "smessage"):
                 continue
             channel = message["channel"].decode()
             _, batch = wire.decode(message["data"])

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import os
 import subprocess
 import sys
@@ -16,19 +15,17 @@ import time
 import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
-import orjson
 import pytest
 import redis.asyncio as aioredis
 
 from fleetcast.client import tokens
-from fleetcast.consumer import processing, publishing, state
 from fleetcast.devtools.redis import RedisServer, free_port
-from fleetcast.protocol import keys, routing
+from fleetcast.devtools.script_publisher import ScriptPublisher
+from fleetcast.protocol import keys
 
 SECRET: Final = "fleetcast-client-tests-secret-0123456789"  # noqa: S105 (test key)
 START_TIMEOUT_S: Final = 20.0
@@ -129,17 +126,6 @@ class GatewayProcess:
                 self.kill()
 
 
-@dataclass(frozen=True)
-class _Record:
-    """A Kafka record as the consumer's processing reads one."""
-
-    value: bytes
-    offset: int
-    topic: str = "clients-support"
-    partition: int = 0
-    key: bytes | None = None
-
-
 class Publisher:
     """Publishes envelopes through the consumer's own processing and script, on a real Redis.
 
@@ -150,21 +136,13 @@ class Publisher:
 
     def __init__(self, redis: aioredis.Redis) -> None:
         self.redis = redis
-        self._router = processing.Router(routing.RoutingTable.default())
-        self._script = publishing.RedisPublisher(redis, cluster_id=f"publisher-{uuid.uuid4().hex}")
-        self._offsets = itertools.count()
+        self._script = ScriptPublisher(redis, "clients-support")
 
     async def publish(self, doc: Mapping[str, Any]) -> dict[str, str]:
         """Publish one envelope (refused ones raise); the offset of each history room."""
-        record = _Record(orjson.dumps(doc), next(self._offsets))
-        batch = processing.prepare(
-            processing.group([record]), self._router, state_rules=state.Rules()
-        )
-        if batch.dead:
-            raise ValueError(f"not an event: {batch.dead[0].reason}: {batch.dead[0].message}")
-        await self._script.publish_events(batch.routed)
+        routed = await self._script.publish([doc])
         offsets: dict[str, str] = {}
-        for room in (room for item in batch.routed for room in item.history):
+        for room in (room for item in routed for room in item.history):
             top: Any = await self.redis.xrevrange(keys.history_stream(room), count=1)
             [(entry, _fields)] = top
             offsets[room] = entry.decode() if isinstance(entry, bytes) else str(entry)

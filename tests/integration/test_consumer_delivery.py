@@ -8,10 +8,10 @@ from typing import Any
 import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
-from redis.asyncio import Redis
 
-from fleetcast.consumer.publishing import HISTORY_TTL_SLACK
+from fleetcast.consumer.encoding import HISTORY_TTL_SLACK
 from fleetcast.protocol import events, keys, routing
+from tests.harness import redis as redis_harness
 from tests.harness.kafka import (
     KafkaTopics,
     WireCollector,
@@ -27,8 +27,8 @@ ALL_IDS = {"channel_id": "ch-3", "incident_id": "inc-9", "asset_id": "u-7", "use
 
 
 def connect(url: str) -> Any:
-    """A Redis client; typed Any because redis-py's reply types are unions."""
-    return Redis.from_url(url)
+    """A Redis client (one server or a cluster); typed Any: redis-py's replies are unions."""
+    return redis_harness.client(url)
 
 
 async def wait_for_commit(port: int) -> dict[str, float]:
@@ -54,14 +54,14 @@ def envelope(
 
 
 async def test_each_type_reaches_its_org_channel_rooms_and_history(
-    kafka_topics: KafkaTopics, kafka_producer: AIOKafkaProducer, redis_url: str
+    kafka_topics: KafkaTopics, kafka_producer: AIOKafkaProducer, any_redis_url: str
 ) -> None:
     sent = [envelope(t, org, 0) for org in ("org-a", "org-b") for t in sorted(events.EVENT_TYPES)]
     table = routing.RoutingTable.default()
-    redis = connect(redis_url)
+    redis = connect(any_redis_url)
     async with (
-        WireCollector(redis_url) as wire_in,
-        running_consumer(consumer_settings(kafka_topics, redis_url)),
+        WireCollector(any_redis_url) as wire_in,
+        running_consumer(consumer_settings(kafka_topics, any_redis_url)),
     ):
         await produce_events(kafka_producer, kafka_topics, sent)
         await wire_in.wait_for(len(sent))
@@ -87,17 +87,17 @@ async def test_each_type_reaches_its_org_channel_rooms_and_history(
 
 
 async def test_history_keeps_the_order_of_a_partition(
-    kafka_topics: KafkaTopics, kafka_producer: AIOKafkaProducer, redis_url: str
+    kafka_topics: KafkaTopics, kafka_producer: AIOKafkaProducer, any_redis_url: str
 ) -> None:
     sent = [envelope("incident_updated", "org-a", n, {"incident_id": "inc-1"}) for n in range(300)]
     async with (
-        WireCollector(redis_url) as wire_in,
-        running_consumer(consumer_settings(kafka_topics, redis_url, batch_max=37)),
+        WireCollector(any_redis_url) as wire_in,
+        running_consumer(consumer_settings(kafka_topics, any_redis_url, batch_max=37)),
     ):
         await produce_events(kafka_producer, kafka_topics, sent)
         await wire_in.wait_for(len(sent))
     assert wire_in.event_ids() == [e["event_id"] for e in sent]
-    redis = connect(redis_url)
+    redis = connect(any_redis_url)
     entries = await redis.xrange(keys.history_stream("incident:inc-1:org:org-a"))
     await redis.aclose()
     history = [orjson.loads(fields[b"e"])["event_id"] for _, fields in entries]
@@ -107,7 +107,7 @@ async def test_history_keeps_the_order_of_a_partition(
 
 
 async def test_the_fleet_snapshot_holds_the_latest_position_and_status_per_asset(
-    kafka_topics: KafkaTopics, kafka_producer: AIOKafkaProducer, redis_url: str
+    kafka_topics: KafkaTopics, kafka_producer: AIOKafkaProducer, any_redis_url: str
 ) -> None:
     sent = [
         envelope("asset_position_updated", "org-a", n, {"asset_id": f"u-{n % 3}", "lat": n})
@@ -115,12 +115,12 @@ async def test_the_fleet_snapshot_holds_the_latest_position_and_status_per_asset
     ]
     sent.append(envelope("asset_status_changed", "org-a", 0, {"asset_id": "u-1", "status": "busy"}))
     async with (
-        WireCollector(redis_url) as wire_in,
-        running_consumer(consumer_settings(kafka_topics, redis_url)),
+        WireCollector(any_redis_url) as wire_in,
+        running_consumer(consumer_settings(kafka_topics, any_redis_url)),
     ):
         await produce_events(kafka_producer, kafka_topics, sent)
         await wire_in.wait_for(len(sent))
-    redis = connect(redis_url)
+    redis = connect(any_redis_url)
     positions = await redis.hgetall(keys.fleet_positions("org-a"))
     statuses = await redis.hgetall(keys.fleet_statuses("org-a"))
     last_seen = await redis.zrange(keys.fleet_last_seen("org-a"), 0, -1)
@@ -139,11 +139,11 @@ async def test_the_fleet_snapshot_holds_the_latest_position_and_status_per_asset
 
 
 async def test_metrics_count_consumed_published_and_batches(
-    kafka_topics: KafkaTopics, kafka_producer: AIOKafkaProducer, redis_url: str
+    kafka_topics: KafkaTopics, kafka_producer: AIOKafkaProducer, any_redis_url: str
 ) -> None:
     sent = [envelope("alert_created", "org-a", n, {}) for n in range(20)]
-    settings = consumer_settings(kafka_topics, redis_url)
-    async with WireCollector(redis_url) as wire_in, running_consumer(settings):
+    settings = consumer_settings(kafka_topics, any_redis_url)
+    async with WireCollector(any_redis_url) as wire_in, running_consumer(settings):
         await produce_events(kafka_producer, kafka_topics, sent)
         await wire_in.wait_for(len(sent))
         metrics = await wait_for_commit(settings.consumer_port)

@@ -50,15 +50,20 @@ async def ready_status(port: int) -> int:
 
 
 async def published_fences(redis: Any, bootstrap: str) -> dict[str, int]:
-    """The publish fences of the test broker's cluster: partition -> last offset in Redis."""
+    """The publish fences of the test broker's cluster: partition -> last offset in Redis
+    (the highest over the orgs' fences)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
         cluster_id = (await admin.describe_cluster())["cluster_id"]
     finally:
         await admin.close()
-    fences = await redis.hgetall(keys.publish_fence(cluster_id))
-    return {name.decode(): int(value) for name, value in fences.items()}
+    merged: dict[str, int] = {}
+    for org in await redis.smembers(keys.fenced_orgs(cluster_id)):
+        fences = await redis.hgetall(keys.publish_fence(cluster_id, org.decode()))
+        for name, value in fences.items():
+            merged[name.decode()] = max(merged.get(name.decode(), -1), int(value))
+    return merged
 
 
 async def missing_in_history(redis: Any, room: str, event_ids: list[str]) -> list[str]:

@@ -13,10 +13,18 @@ from typing import Any
 
 import orjson
 import pytest
-import redis.asyncio as aioredis
 
 from fleetcast.protocol import keys, wire
-from tests.harness.gateway import Client, RunningGateway, make_token, metric, scrape
+from tests.harness import redis as redis_harness
+from tests.harness.gateway import (
+    Client,
+    RunningGateway,
+    gateway_settings,
+    make_token,
+    metric,
+    scrape,
+    start_gateway,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -31,12 +39,22 @@ def envelope(
 
 
 @pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(redis_url)
+async def redis(any_redis_url: str) -> AsyncIterator[Any]:
+    """One Redis or a cluster: every test here runs on both."""
+    client = redis_harness.client(any_redis_url)
     try:
         yield client
     finally:
         await client.aclose()
+
+
+@pytest.fixture
+async def gateway(any_redis_url: str) -> AsyncIterator[RunningGateway]:
+    running = await start_gateway(gateway_settings(any_redis_url))
+    try:
+        yield running
+    finally:
+        await running.stop()
 
 
 async def connected(factory: ClientFactory, url: str, token: str, *rooms: str) -> Client:
@@ -48,7 +66,7 @@ async def connected(factory: ClientFactory, url: str, token: str, *rooms: str) -
     return client
 
 
-async def add_history(redis: aioredis.Redis, room: str, event: dict[str, Any]) -> str:
+async def add_history(redis: Any, room: str, event: dict[str, Any]) -> str:
     """XADD as the consumer does; returns the entry id (the offset)."""
     entry_id = await redis.xadd(
         keys.history_stream(room), {keys.HISTORY_FIELD: orjson.dumps(event)}
@@ -56,13 +74,15 @@ async def add_history(redis: aioredis.Redis, room: str, event: dict[str, Any]) -
     return entry_id.decode() if isinstance(entry_id, bytes) else entry_id
 
 
-async def publish(redis: aioredis.Redis, org: str, *items: wire.RoutedEvent) -> None:
-    receivers = await redis.publish(keys.org_channel(org), wire.encode(org, list(items)))
+async def publish(redis: Any, org: str, *items: wire.RoutedEvent) -> None:
+    receivers = await redis_harness.publish(
+        redis, keys.org_channel(org), wire.encode(org, list(items))
+    )
     assert receivers >= 1
 
 
 async def test_once_per_connection_across_overlapping_rooms(
-    gateway: RunningGateway, clients: ClientFactory, redis: aioredis.Redis
+    gateway: RunningGateway, clients: ClientFactory, redis: Any
 ) -> None:
     url = gateway.url
     both = await connected(clients, url, make_token("a"), "channel:c1", "incident:i1")
@@ -92,7 +112,7 @@ async def test_once_per_connection_across_overlapping_rooms(
 
 
 async def test_order_within_a_room(
-    gateway: RunningGateway, clients: ClientFactory, redis: aioredis.Redis
+    gateway: RunningGateway, clients: ClientFactory, redis: Any
 ) -> None:
     client = await connected(clients, gateway.url, make_token(), "channel:c1")
     room = "channel:c1:org:o1"
@@ -114,7 +134,7 @@ async def test_order_within_a_room(
 
 
 async def test_recovery_with_since_then_live(
-    gateway: RunningGateway, clients: ClientFactory, redis: aioredis.Redis
+    gateway: RunningGateway, clients: ClientFactory, redis: Any
 ) -> None:
     room = "channel:c1:org:o1"
     ids = [await add_history(redis, room, envelope(f"h{i}")) for i in range(5)]
@@ -135,7 +155,7 @@ async def test_recovery_with_since_then_live(
 
 
 async def test_since_at_the_end_recovers_nothing(
-    gateway: RunningGateway, clients: ClientFactory, redis: aioredis.Redis
+    gateway: RunningGateway, clients: ClientFactory, redis: Any
 ) -> None:
     last = await add_history(redis, "org:o1", envelope("only"))
     client = await connected(clients, gateway.url, make_token())
@@ -145,9 +165,7 @@ async def test_since_at_the_end_recovers_nothing(
     assert client.received("incident_updated") == []
 
 
-async def test_gap_is_reported(
-    gateway: RunningGateway, clients: ClientFactory, redis: aioredis.Redis
-) -> None:
+async def test_gap_is_reported(gateway: RunningGateway, clients: ClientFactory, redis: Any) -> None:
     ids = [await add_history(redis, "incident:i1:org:o1", envelope(f"g{i}")) for i in range(6)]
     await redis.xtrim(keys.history_stream("incident:i1:org:o1"), maxlen=2, approximate=False)
     client = await connected(clients, gateway.url, make_token())
@@ -163,15 +181,15 @@ async def test_gap_is_reported(
 
 
 async def test_unsubscribed_gateway_drops_other_org_messages(
-    gateway: RunningGateway, clients: ClientFactory, redis: aioredis.Redis
+    gateway: RunningGateway, clients: ClientFactory, redis: Any
 ) -> None:
     """A message whose org does not match its channel is refused (defence in depth)."""
     client = await connected(clients, gateway.url, make_token(), "channel:c1")
     forged = wire.encode(
         "o2", [wire.RoutedEvent(("channel:c1:org:o1",), {}, envelope("x", org="o2"))]
     )
-    await redis.publish(keys.org_channel("o1"), forged)
-    await redis.publish(keys.org_channel("o1"), b"not json")
+    await redis_harness.publish(redis, keys.org_channel("o1"), forged)
+    await redis_harness.publish(redis, keys.org_channel("o1"), b"not json")
     samples: dict[Any, float] = {}
     for _ in range(100):
         samples = await scrape(gateway.url)
@@ -183,7 +201,7 @@ async def test_unsubscribed_gateway_drops_other_org_messages(
 
 
 async def test_recovery_of_automatic_rooms_at_connect(
-    gateway: RunningGateway, clients: ClientFactory, redis: aioredis.Redis
+    gateway: RunningGateway, clients: ClientFactory, redis: Any
 ) -> None:
     """auth {"since": {...}} recovers the rooms it names from the moment they are joined."""
     org_ids = [await add_history(redis, "org:o1", envelope(f"o{i}")) for i in range(3)]

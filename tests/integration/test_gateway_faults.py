@@ -16,6 +16,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from fleetcast.devtools.redis import RedisServer, free_port
+from fleetcast.gateway.redis.listener import Listener
 from fleetcast.protocol import keys, wire
 from tests.harness.gateway import (
     Client,
@@ -169,6 +170,7 @@ async def test_silently_lost_subscriptions_are_caught_by_the_canary(
         assert await client.connect(make_token())
         await publish_until_received(redis_url, client, 0)
         fanout = running.gateway.listener
+        assert isinstance(fanout, Listener)
         await fanout._pubsub.unsubscribe()  # deaf, yet the connection is fine
         await running.wait_ready(False, within=5)
         await running.wait_ready(within=5)

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import orjson
 import pytest
 import redis.asyncio as aioredis
 
-from fleetcast.consumer import processing, publishing
+from fleetcast.consumer import processing
 from fleetcast.devtools.redis import RedisServer
 from fleetcast.protocol import events, keys, routing
+from tests.harness import redis as redis_harness
 from tests.harness.gateway import (
     Client,
     gateway_settings,
@@ -44,8 +46,8 @@ def routed(n: int, channel: str = "c1") -> processing.Routed:
     return processing.Routed(ROUTER.route(envelope), raw, "t", 0, n)
 
 
-async def publish(redis: aioredis.Redis, *numbers: int) -> None:
-    await publishing.RedisPublisher(redis).publish_events([routed(n) for n in numbers])
+async def publish(redis: Any, *numbers: int) -> None:
+    await redis_harness.publisher(redis).publish_events([routed(n) for n in numbers])
 
 
 def ids(client: Client) -> list[str]:
@@ -61,18 +63,17 @@ async def connected_client(clients: ClientFactory, url: str) -> Client:
     return client
 
 
-async def kill_pubsub(redis: aioredis.Redis) -> None:
-    killed = await redis.execute_command("CLIENT", "KILL", "TYPE", "pubsub")  # type: ignore[no-untyped-call]
-    assert killed >= 1
+async def kill_pubsub(redis: Any) -> None:
+    assert await redis_harness.kill_pubsub(redis) >= 1
 
 
 async def test_events_published_while_the_subscriber_was_away_reach_connected_clients(
-    redis_url: str, clients: ClientFactory
+    any_redis_url: str, clients: ClientFactory
 ) -> None:
-    running = await start_gateway(gateway_settings(redis_url))
+    running = await start_gateway(gateway_settings(any_redis_url))
     try:
         client = await connected_client(clients, running.url)
-        async with aioredis.Redis.from_url(redis_url) as redis:
+        async with redis_harness.client(any_redis_url) as redis:
             await publish(redis, 1)
             await client.wait_for("incident_status_changed", 1)
             await kill_pubsub(redis)
@@ -90,13 +91,13 @@ async def test_events_published_while_the_subscriber_was_away_reach_connected_cl
 
 
 async def test_a_message_lost_without_a_reconnect_is_seen_by_its_number(
-    redis_url: str, clients: ClientFactory, monkeypatch: pytest.MonkeyPatch
+    any_redis_url: str, clients: ClientFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A message that never arrived (the counter moved, pub/sub said nothing): the next shows it."""
-    running = await start_gateway(gateway_settings(redis_url, position_check_s=60))
+    running = await start_gateway(gateway_settings(any_redis_url, position_check_s=60))
     try:
         client = await connected_client(clients, running.url)
-        async with aioredis.Redis.from_url(redis_url) as redis:
+        async with redis_harness.client(any_redis_url) as redis:
             await publish(redis, 1)
             await client.wait_for("incident_status_changed", 1)
             await lose_next_message(monkeypatch, lambda: publish(redis, 2))
@@ -110,12 +111,12 @@ async def test_a_message_lost_without_a_reconnect_is_seen_by_its_number(
 
 
 async def test_a_lost_last_message_is_found_by_positioning(
-    redis_url: str, clients: ClientFactory, monkeypatch: pytest.MonkeyPatch
+    any_redis_url: str, clients: ClientFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    running = await start_gateway(gateway_settings(redis_url, position_check_s=0.2))
+    running = await start_gateway(gateway_settings(any_redis_url, position_check_s=0.2))
     try:
         client = await connected_client(clients, running.url)
-        async with aioredis.Redis.from_url(redis_url) as redis:
+        async with redis_harness.client(any_redis_url) as redis:
             await publish(redis, 1)
             await client.wait_for("incident_status_changed", 1)
             await lose_next_message(monkeypatch, lambda: publish(redis, 2))  # nothing after
@@ -137,7 +138,8 @@ async def lose_next_message(
     lost without touching the gateway or its connection.
     """
     with monkeypatch.context() as patched:
-        patched.setattr(keys, "org_channel", lambda org: f"nobody-listens:{org}")
+        # in the org's slot (a cluster checks the script's keys), yet not its channel
+        patched.setattr(keys, "org_channel", lambda org: f"fleetcast:{{{org}}}:nobody-listens")
         await publish_one()
 
 

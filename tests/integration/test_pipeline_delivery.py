@@ -21,9 +21,9 @@ from typing import Any
 import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
-from redis.asyncio import Redis
 
 from fleetcast.protocol import events, keys, routing
+from tests.harness import redis as redis_harness
 from tests.harness.gateway import SECRET, Client, GatewayProcess, make_token, wait_until
 from tests.harness.kafka import KafkaTopics, consumer_settings, produce_events, running_consumer
 
@@ -62,11 +62,12 @@ class Rig:
 def rig(
     kafka_topics: KafkaTopics,
     kafka_producer: AIOKafkaProducer,
-    redis_url: str,
+    any_redis_url: str,
     tmp_path: Path,
     clients: Callable[..., Client],
 ) -> Rig:
-    return Rig(kafka_topics, kafka_producer, redis_url, tmp_path, clients)
+    """On one Redis and on a Redis Cluster: every whole-path test runs on both."""
+    return Rig(kafka_topics, kafka_producer, any_redis_url, tmp_path, clients)
 
 
 @contextlib.asynccontextmanager
@@ -261,7 +262,7 @@ async def wait_in_history(
     redis_url: str, room: str, count: int | None = None, last: str | None = None
 ) -> None:
     """Until the room's history holds ``count`` entries and ends with event ``last``."""
-    redis: Any = Redis.from_url(redis_url)  # Any: redis-py's reply types are unions
+    redis: Any = redis_harness.client(redis_url)  # Any: redis-py's reply types are unions
     stream = keys.history_stream(room)
     deadline = time.monotonic() + WAIT_S
     try:
@@ -400,7 +401,7 @@ async def test_a_unit_back_after_its_rooms_expired_gets_its_tasks_in_order_and_a
 
 async def unit_org_offset(redis_url: str) -> str:
     """The org room's newest offset."""
-    redis: Any = Redis.from_url(redis_url)
+    redis: Any = redis_harness.client(redis_url)
     try:
         [(entry, _fields)] = await redis.xrevrange(keys.history_stream("org:org-a"), count=1)
         return str(entry.decode())
@@ -409,7 +410,7 @@ async def unit_org_offset(redis_url: str) -> str:
 
 
 async def wait_gone(redis_url: str, key: str) -> None:
-    redis: Any = Redis.from_url(redis_url)
+    redis: Any = redis_harness.client(redis_url)
     deadline = time.monotonic() + WAIT_S
     try:
         while await redis.exists(key):

@@ -12,7 +12,8 @@ def test_each_message_carries_its_until_and_revocation_entries() -> None:
     )
     withdraw = control.parse({"v": 1, "action": "withdraw", "org": "o1", "room": "org"}, now=5)
     argv = consumer_control.arguments([revoke, withdraw], now=20.0)
-    assert argv[:3] == [keys.control_channel(), keys.CONTROL_LOG_MAXLEN, "20.000"]
+    assert argv[:3] == ["PUBLISH", keys.CONTROL_LOG_MAXLEN, "20.000"]
+    assert consumer_control.KEYS[2] == keys.control_channel()
     assert argv[3:9] == [
         control.encode(revoke), f"{revoke.until:.3f}", 2, "jti:t", "user:o1:u1:10.000",
         control.encode(withdraw),

@@ -17,7 +17,7 @@ from aiokafka import TopicPartition
 from aiokafka.errors import KafkaConnectionError, UnknownTopicOrPartitionError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from fleetcast.consumer import deadletter, pipeline, processing, publishing
+from fleetcast.consumer import deadletter, encoding, pipeline, processing, publishing
 from fleetcast.consumer.metrics import Metrics
 
 
@@ -83,10 +83,10 @@ class FakePublisher:
         self.journal, self.failures = journal, failures
         self.failed = asyncio.Event()
 
-    def encode(self, routed: Sequence[processing.Routed]) -> publishing.Call:
-        return publishing.Call(routed)
+    def encode(self, routed: Sequence[processing.Routed]) -> encoding.Call:
+        return encoding.Call(routed)
 
-    async def publish(self, call: publishing.Call) -> publishing.Outcome:
+    async def publish(self, call: encoding.Call) -> publishing.Outcome:
         if self.failures:
             self.failures -= 1
             self.journal.append("publish failed")
@@ -199,7 +199,7 @@ async def test_batches_polled_before_a_rebalance_are_not_delivered() -> None:
     original = publisher.publish
     revocations = []
 
-    async def publish_then_rebalance(call: publishing.Call) -> publishing.Outcome:
+    async def publish_then_rebalance(call: encoding.Call) -> publishing.Outcome:
         outcome = await original(call)
         if call.routed[0].offset == 0:
             await asyncio.sleep(0.01)  # let the poller queue e-1

@@ -6,13 +6,14 @@ from typing import Any
 
 import orjson
 import pytest
+from redis.crc import key_slot
 
-from fleetcast.consumer import processing, publishing
+from fleetcast.consumer import encoding, processing, publishing, state
 from fleetcast.protocol import keys, routing, wire
 
 ROUTER = processing.Router(routing.RoutingTable.default())
-LIMITS = publishing.Limits()
-FENCE = keys.publish_fence("c-1")
+LIMITS = encoding.Limits()
+CLUSTER = "c-1"
 
 
 class Rec:
@@ -36,8 +37,8 @@ def routed(
     return item
 
 
-def argv(call: publishing.Call) -> list[bytes]:
-    """The ARGV of a packed EVALSHA (a small RESP reader)."""
+def command(call: encoding.OrgCall) -> list[bytes]:
+    """The words of a packed command (a small RESP reader)."""
     packed = call.packed
     assert packed.startswith(b"*")
     end = packed.index(b"\r\n")
@@ -49,8 +50,20 @@ def argv(call: publishing.Call) -> list[bytes]:
         out.append(packed[end + 2 : end + 2 + size])
         cursor = end + 2 + size + 2
     assert cursor == len(packed), "trailing bytes"
-    assert out[:4] == [b"EVALSHA", publishing.SCRIPT_SHA.encode(), b"0", b"e"]
-    return out[3:]
+    return out
+
+
+def split(call: encoding.OrgCall) -> tuple[list[bytes], list[bytes]]:
+    """The KEYS and ARGV of a packed EVALSHA."""
+    words = command(call)
+    assert words[:2] == [b"EVALSHA", encoding.SCRIPT_SHA.encode()]
+    nkeys = int(words[2])
+    return words[3 : 3 + nkeys], words[3 + nkeys :]
+
+
+def only(call: encoding.Call) -> encoding.OrgCall:
+    (org,) = call.orgs
+    return org
 
 
 @pytest.mark.parametrize(
@@ -92,54 +105,55 @@ def test_the_arguments_follow_the_documented_layout() -> None:
         routed("asset_position_updated", 12, asset_id="u-1", lat=2),
         routed("asset_status_changed", 5, partition=1, asset_id="u-2", status="busy"),
     ]
-    args = publishing.Encoder(LIMITS, FENCE).encode(items, now=100.0)
-    got = argv(args)
-    slack = int(LIMITS.history_ttl_s * publishing.HISTORY_TTL_SLACK)
-    assert got[:13] == [
+    call = only(encoding.Encoder(LIMITS, CLUSTER, "SPUBLISH").encode(items, now=100.0))
+    assert call.org == "org-1"
+    got_keys, got = split(call)
+    streams = [
+        keys.history_stream(room).encode()
+        for room in ("asset:u-1:org:org-1", "org:org-1", "asset:u-2:org:org-1")
+    ]
+    assert got_keys == [
+        keys.publish_fence(CLUSTER, "org-1").encode(),
+        keys.org_channel("org-1").encode(),
+        keys.org_sequence("org-1").encode(),
+        keys.fleet_positions("org-1").encode(),
+        keys.fleet_statuses("org-1").encode(),
+        keys.fleet_last_seen("org-1").encode(),
+        *streams,
+    ]
+    slack = int(LIMITS.history_ttl_s * encoding.HISTORY_TTL_SLACK)
+    assert got[:14] == [
         b"e",
         b"%d" % LIMITS.history_maxlen,
         b"%d" % (LIMITS.history_ttl_s + slack),
         b"%d" % LIMITS.fleet_asset_ttl_s,
         b"%d" % LIMITS.fleet_max_assets,
         b"%d" % LIMITS.events_per_message,
-        FENCE.encode(),
         b"%d" % LIMITS.fence_ttl_s,
         wire.ITEM_SEPARATOR,
         wire.MESSAGE_TAIL,
         wire.MESSAGE_TIME,
         wire.MESSAGE_EVENTS,
+        b"SPUBLISH",
         b"%d" % (LIMITS.inbox_ttl_s + slack),
-    ]
-    # partitions: count, then fence field, first and last offset of the batch's events
-    assert got[13:20] == [b"2", b"t:0", b"10", b"12", b"t:1", b"5", b"5"]
-    org = got[20:28]
-    assert org == [
-        b"1",
         b'{"v":1,"org":"org-1","seq":',
-        keys.org_channel("org-1").encode(),
-        keys.fleet_positions("org-1").encode(),
-        keys.fleet_statuses("org-1").encode(),
-        keys.fleet_last_seen("org-1").encode(),
-        keys.org_sequence("org-1").encode(),
-        b"4",
     ]
-    first = got[28:33]  # k = 1, its stream, two pieces, envelope
+    # partitions: count, then fence field, first and last offset of the org's events
+    assert got[14:21] == [b"2", b"t:0", b"10", b"12", b"t:1", b"5", b"5"]
+    assert got[21:23] == [b"0", b"4"]  # no state change; four events
+    first = got[23:28]  # k = 1, its stream, two pieces, envelope
     assert first[:2] == [b"1", keys.history_stream("asset:u-1:org:org-1").encode()]
     assert first[4] == items[0].envelope_json
     # then the streams whose TTL to set (no inbox among them), the snapshot by event
     # number: the latest position of u-1 only (events 1 and 3 are its), and u-2's
-    # status (event 4); and no state change
-    streams = [
-        keys.history_stream(room).encode()
-        for room in ("asset:u-1:org:org-1", "org:org-1", "asset:u-2:org:org-1")
-    ]
-    assert got[-12:-7] == [b"3", *streams, b"0"]
-    assert got[-7:] == [b"1", b"u-1", b"3", b"1", b"u-2", b"4", b"0"]
+    # status (event 4)
+    assert got[-11:-6] == [b"3", *streams, b"0"]
+    assert got[-6:] == [b"1", b"u-1", b"3", b"1", b"u-2", b"4"]
 
 
 def test_a_user_rooms_history_is_an_inbox_kept_longer() -> None:
     item = routed("task_assigned", 1, task_id="t-1", user_id="usr-1", incident_id="i-1")
-    got = argv(publishing.Encoder(LIMITS, FENCE).encode([item], now=100.0))
+    _, got = split(only(encoding.Encoder(LIMITS, CLUSTER).encode([item], now=100.0)))
     incident, user = (
         keys.history_stream(room).encode()
         for room in ("incident:i-1:org:org-1", "user:usr-1:org:org-1")
@@ -148,19 +162,61 @@ def test_a_user_rooms_history_is_an_inbox_kept_longer() -> None:
     assert got[at : at + 4] == [b"1", incident, b"1", user]
 
 
-def refreshed(call: publishing.Call) -> list[str]:
-    return sorted(call.refreshed)
+def test_a_batch_is_one_call_per_org_each_in_its_orgs_slot() -> None:
+    items = [routed("alert_created", n, org=f"org-{n % 3}") for n in range(9)]
+    call = encoding.Encoder(LIMITS, CLUSTER).encode(items, now=1.0)
+    assert [org.org for org in call.orgs] == ["org-0", "org-1", "org-2"]
+    for org in call.orgs:
+        assert [item.offset for item in org.routed] == [
+            n for n in range(9) if n % 3 == int(org.org[-1])
+        ]
+        got_keys, got = split(org)
+        tags = {key.decode().split("{")[1].split("}")[0] for key in got_keys}
+        assert tags == {org.org}  # one hash tag: one slot
+        assert got[11] == b"PUBLISH"
+
+
+def test_the_state_keys_a_call_changes_are_declared_and_in_the_orgs_slot() -> None:
+    changes: list[tuple[str, dict[str, Any]]] = [
+        ("incident_created", {"incident_id": "i-1"}),
+        ("alert_created", {"alert_id": "a-1"}),
+        ("task_assigned", {"task_id": "t-1", "user_id": "usr-1"}),
+        ("task_completed", {"task_id": "t-2", "user_id": "usr-2"}),
+    ]
+    items = []
+    for offset, (event_type, data) in enumerate(changes):
+        item = routed(event_type, offset, **data)
+        item.state = state.ops(event_type, data, state.Rules())
+        items.append(item)
+    got_keys, got = split(only(encoding.Encoder(LIMITS, CLUSTER).encode(items, now=1.0)))
+    declared = {key.decode() for key in got_keys}
+    assert {
+        keys.state_table("org-1", "incidents"),
+        keys.state_table("org-1", "alerts"),
+        keys.task_owners("org-1"),
+        keys.user_tasks("org-1", "usr-1"),
+        keys.user_tasks("org-1", "usr-2"),  # a completion names no owner: its room's user
+    } <= declared
+    # an owner on record the call did not declare is made from this prefix: the org's slot
+    prefix = got[got.index(keys.task_owners("org-1").encode()) + 1].decode()
+    assert prefix == keys.user_tasks("org-1", "")
+    slot = key_slot(keys.publish_fence(CLUSTER, "org-1").encode())
+    assert {key_slot(key.encode()) for key in (*declared, prefix + "usr-9")} == {slot}
+
+
+def refreshed(call: encoding.Call) -> list[str]:
+    return sorted(only(call).refreshed)
 
 
 def test_a_stream_ttl_is_set_once_per_slack_and_again_after_a_failure() -> None:
-    encoder = publishing.Encoder(LIMITS, FENCE)
-    slack = LIMITS.history_ttl_s * publishing.HISTORY_TTL_SLACK
+    encoder = encoding.Encoder(LIMITS, CLUSTER)
+    slack = LIMITS.history_ttl_s * encoding.HISTORY_TTL_SLACK
     items = [routed("asset_position_updated", asset_id="u-1")]
     stream = keys.history_stream("asset:u-1:org:org-1")
     first = encoder.encode(items, now=1000.0)
     assert refreshed(first) == [stream]
     assert refreshed(encoder.encode(items, now=1001.0)) == [stream]  # not confirmed yet
-    encoder.confirm(first)
+    encoder.confirm(only(first), first.at)
     assert refreshed(encoder.encode(items, now=1000.0 + slack - 1)) == []
     assert refreshed(encoder.encode(items, now=1000.0 + slack)) == [stream]
     encoder.forget_refreshes()  # Redis failed: it may have lost the TTLs
@@ -178,7 +234,7 @@ def test_a_traced_event_gets_its_own_pieces_with_its_traceparent() -> None:
     traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
     plain, traced = routed("alert_created", 1), routed("alert_created", 2)
     traced.traceparent = traceparent
-    got = argv(publishing.Encoder(LIMITS, FENCE).encode([plain, traced], now=1.0))
+    _, got = split(only(encoding.Encoder(LIMITS, CLUSTER).encode([plain, traced], now=1.0)))
     first_pieces = [arg for arg in got if arg.startswith(b'{"rooms":')]
     assert len(first_pieces) == 2
     assert b'"tp"' not in first_pieces[0]  # the route's shared pieces stay untraced

@@ -22,16 +22,18 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from redis.asyncio import Redis
 
-from fleetcast.common import tracing
+from fleetcast.common import redisurl, tracing
 from fleetcast.consumer import (
     access,
     conditions,
     control,
     deadletter,
+    encoding,
     escalating,
     http,
     pipeline,
     publishing,
+    sending,
     shutdown,
 )
 from fleetcast.consumer import tracing as consumer_tracing
@@ -65,8 +67,8 @@ def options(settings: Settings) -> pipeline.Options:
     )
 
 
-def limits(settings: Settings) -> publishing.Limits:
-    return publishing.Limits(
+def limits(settings: Settings) -> encoding.Limits:
+    return encoding.Limits(
         history_maxlen=settings.history_maxlen,
         history_ttl_s=settings.history_ttl_s,
         fence_ttl_s=settings.fence_ttl_s,
@@ -141,7 +143,8 @@ async def run(
     state = conditions.State()
     # No socket_timeout: redis-py would then send every command from a task of its
     # own (asyncio.wait_for), a loop turn late; the publisher times its calls itself.
-    redis = Redis.from_url(settings.redis_url, socket_connect_timeout=settings.redis_timeout_s)
+    sender = redis_sender(settings)
+    redis = sender.client
     consumer = make_consumer(settings)
     producer = make_producer(settings)
     runner = await http.start(
@@ -153,7 +156,7 @@ async def run(
     traces = tracing.setup(settings, "fleetcast-consumer", socket.gethostname())
     try:
         await _consume(
-            settings, consumer, producer, redis, metrics, state, stopping, deadline, traces
+            settings, consumer, producer, sender, metrics, state, stopping, deadline, traces
         )
     finally:
         state.stopping = True
@@ -173,11 +176,24 @@ async def run(
         log.info("consumer stopped")
 
 
+def redis_sender(settings: Settings) -> sending.Sender:
+    """One Redis or a cluster (FLEETCAST_REDIS_URL), and how the publisher reaches it."""
+    target = redisurl.parse(settings.redis_url)
+    timeout = settings.redis_timeout_s
+    if target.cluster:
+        return sending.ClusterSender(
+            redisurl.cluster_client(target, socket_connect_timeout=timeout), timeout
+        )
+    return sending.SingleSender(
+        Redis.from_url(settings.redis_url, socket_connect_timeout=timeout), timeout
+    )
+
+
 async def _consume(
     settings: Settings,
     consumer: AIOKafkaConsumer,
     producer: AIOKafkaProducer,
-    redis: Redis,
+    sender: sending.Sender,
     metrics: Metrics,
     state: conditions.State,
     stopping: asyncio.Event,
@@ -200,7 +216,7 @@ async def _consume(
     escalations = None
     if rules:
         escalations = escalating.Escalations(
-            redis,
+            sender.client,
             producer,
             rules,
             topic=settings.kafka_escalation_topic,
@@ -208,12 +224,12 @@ async def _consume(
         )
     loop = pipeline.Pipeline(
         consumer,
-        publishing.RedisPublisher(redis, limits(settings), cluster[0], settings.redis_timeout_s),
+        publishing.RedisPublisher(sender, limits(settings), cluster[0], settings.redis_timeout_s),
         deadletter.KafkaDeadLetters(producer, settings.kafka_dlq_topic),
         metrics,
         options(settings),
         state,
-        control.ControlWriter(redis, settings.redis_timeout_s),
+        control.ControlWriter(sender, settings.redis_timeout_s),
         escalations,
         consumer_tracing.BatchTracer(traces) if traces is not None else None,
     )

@@ -24,9 +24,15 @@ SCRIPT: Final = resources.files("fleetcast.consumer").joinpath("control.lua").re
 SCRIPT_SHA: Final = hashlib.sha1(SCRIPT.encode(), usedforsecurity=False).hexdigest()
 
 
-def arguments(controls: Sequence[control.Control], now: float) -> list[Any]:
+#: The script's KEYS (one slot: the ``{control}`` tag).
+KEYS: Final = (keys.control_log(), keys.revocations(), keys.control_channel())
+
+
+def arguments(
+    controls: Sequence[control.Control], now: float, publish_command: str = "PUBLISH"
+) -> list[Any]:
     """The script's ARGV for ``controls`` (pure)."""
-    argv: list[Any] = [keys.control_channel(), keys.CONTROL_LOG_MAXLEN, f"{now:.3f}"]
+    argv: list[Any] = [publish_command, keys.CONTROL_LOG_MAXLEN, f"{now:.3f}"]
     for message in controls:
         entries = control.members(message)
         argv += [control.encode(message), f"{message.until:.3f}", len(entries), *entries]
@@ -34,17 +40,21 @@ def arguments(controls: Sequence[control.Control], now: float) -> list[Any]:
 
 
 class ControlWriter:
-    """Applies control messages to Redis (raises on failure; the pipeline retries)."""
+    """Applies control messages to Redis (raises on failure; the pipeline retries).
+
+    Takes a sending.Sender (its client, and PUBLISH or SPUBLISH) or a plain client.
+    """
 
     def __init__(self, redis: Any, timeout_s: float) -> None:
-        self._redis = redis
+        self._publish = getattr(redis, "publish_command", "PUBLISH")
+        self._redis = getattr(redis, "client", redis)
         self._timeout_s = timeout_s
 
     async def apply(self, controls: Sequence[control.Control]) -> None:
         if not controls:
             return
-        argv = arguments(controls, time.time())
-        redis_keys = [keys.control_log(), keys.revocations()]
+        argv = arguments(controls, time.time(), self._publish)
+        redis_keys = list(KEYS)
         async with asyncio.timeout(self._timeout_s):
             try:
                 await self._redis.evalsha(SCRIPT_SHA, len(redis_keys), *redis_keys, *argv)

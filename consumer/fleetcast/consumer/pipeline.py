@@ -42,6 +42,7 @@ from fleetcast.consumer import (
     access,
     conditions,
     deadletter,
+    encoding,
     processing,
     publishing,
     state,
@@ -131,7 +132,7 @@ class Ready:
     generation: int
     batch: processing.Batch
     #: None when no event of the batch goes to Redis.
-    call: publishing.Call | None
+    call: encoding.Call | None
     #: The spans of its traced events (None: tracing off, or none sampled).
     spans: tracing.Spans | None = None
 
@@ -365,7 +366,7 @@ class Pipeline:
             await asyncio.sleep(backoff(tries, self._options.backoff_max_s))
             tries += 1
 
-    async def _publish(self, call: publishing.Call) -> None:
+    async def _publish(self, call: encoding.Call) -> None:
         started = time.perf_counter()
         outcome = await self._publisher.publish(call)
         self._metrics.publish_latency.observe(time.perf_counter() - started)

@@ -1,23 +1,39 @@
--- fleetcast consumer: publish one batch of routed events, atomically, in one round trip.
+-- fleetcast consumer: publish one org's part of a batch of routed events, atomically, in
+-- one round trip.
 --
+-- One call per org and batch: every key it touches is the org's (hash tag {org}), so on a
+-- Redis Cluster the call runs on the org's shard, and every key it touches is in KEYS
+-- (Redis routes a call, and decides ASK or TRYAGAIN during a migration, by its KEYS
+-- only; a key touched undeclared is one it never checked): KEYS[1] the org's publish
+-- fence, KEYS[2] its channel, KEYS[3] its sequence, KEYS[4..6] its fleet snapshot
+-- (positions, statuses, last seen), KEYS[7..] every history stream of the call, then
+-- every state key its changes may touch (the org's incidents or alerts table, its task
+-- owners, the task table of each user a task event names). ARGV names them again where
+-- they are used (an event's streams are packed once per route).
 -- ARGV is laid out by fleetcast.consumer.publishing.Encoder (its docstring gives the
--- layout); key names, the bounds and every byte of the wire message but the stream ids
--- come from Python through it (fleetcast.protocol.wire is the format's one author):
--- nothing of the format is spelled here. Steps:
---   1. Fence: read the last offset published of each Kafka partition in the batch. If an
---      event of the batch is at or below it (a redelivery after a crash or a rebalance),
---      write nothing and return the fences: the consumer drops those events and calls
---      again.
---   2. Per org: XADD each event to each of its history streams (MAXLEN ~), make its wire
---      item by putting the new stream ids into the item's template, and PUBLISH the
---      items (a bounded number per message, each numbered by INCR of the org's sequence); EXPIRE the streams the consumer asks to
---      refresh; store the latest position/status per asset of the fleet snapshot, and
---      age the snapshot (assets not seen for the TTL and the oldest beyond the cap leave);
+-- layout); the bounds, the publish command (PUBLISH on one Redis, SPUBLISH on a cluster)
+-- and every byte of the wire message but the stream ids come from Python through it
+-- (fleetcast.protocol.wire is the format's one author): nothing of the format is spelled
+-- here. Steps, writing nothing before step 3:
+--   1. Fence: read the org's last offset published of each Kafka partition in the call. If
+--      an event is at or below it (a redelivery after a crash, a rebalance, or a retry of
+--      a batch whose call on this shard had succeeded), return the fences: the consumer
+--      drops those events and calls again.
+--   2. Undeclared keys: a task's change touches its owner's table, and its owner on record
+--      (the owners hash) may be one the event does not name (a reassignment). If such a
+--      table is not in KEYS, return its name: the consumer calls again declaring it.
+--   3. XADD each event to each of its history streams (MAXLEN ~), make its wire item by
+--      putting the new stream ids into the item's template, and publish the items (a
+--      bounded number per message, each numbered by INCR of the org's sequence); EXPIRE
+--      the streams the consumer asks to refresh (user rooms' streams, their inboxes, for
+--      longer); store the latest position/status per asset of the fleet snapshot, and age
+--      the snapshot (assets not seen for the TTL and the oldest beyond the cap leave);
 --      apply the org's state changes (open incidents, active alerts, users' tasks: what
 --      changes is decided in Python, consumer/state.py; a record merges the event's data).
---   3. Last, move the fences to the batch's last offsets: if anything above fails, no
+--   4. Last, move the fences to the call's last offsets: if anything above fails, no
 --      event counts as published, and the consumer's retry loses nothing.
--- Returns {published, 0}, or {-1, fence, fence, ...} from step 1 (false: no fence).
+-- Returns {published, 0}, {-1, fence, fence, ...} from step 1 (false: no fence), or
+-- {-2, table, ...} from step 2.
 
 -- Redis' Lua unpack() is limited to a few thousand values: variadic calls go in chunks.
 local CHUNK = 500
@@ -28,12 +44,15 @@ local function call_chunked(command, key, values, first, last)
   end
 end
 
+local fence_key, channel, seq_key = KEYS[1], KEYS[2], KEYS[3]
+local positions, statuses, last_seen = KEYS[4], KEYS[5], KEYS[6]
 local history_field, maxlen, history_expire = ARGV[1], ARGV[2], ARGV[3]
 local fleet_ttl, fleet_max = tonumber(ARGV[4]), tonumber(ARGV[5])
-local per_message, fence_key, fence_ttl = tonumber(ARGV[6]), ARGV[7], ARGV[8]
-local item_separator, message_tail = ARGV[9], ARGV[10]
-local message_time, message_events, inbox_expire = ARGV[11], ARGV[12], ARGV[13]
-local a = 14
+local per_message, fence_ttl = tonumber(ARGV[6]), ARGV[7]
+local item_separator, message_tail = ARGV[8], ARGV[9]
+local message_time, message_events = ARGV[10], ARGV[11]
+local publish_command, inbox_expire, head = ARGV[12], ARGV[13], ARGV[14]
+local a = 15
 
 -- 1. fences
 local partitions = tonumber(ARGV[a])
@@ -50,6 +69,32 @@ if partitions > 0 then
       return {-1, unpack(fences)}
     end
   end
+end
+
+-- 2. undeclared keys: the script touches only keys in KEYS (what Redis checks a call by,
+-- on a cluster). A task's change touches the table of its owner on record, which the
+-- consumer may not know (a reassignment): if that table is not among KEYS, write nothing
+-- and name it; the consumer calls again declaring it. The state section: count, owners,
+-- tasks prefix, TTL, then 5 arguments per change.
+local state_at = a
+local changes = tonumber(ARGV[a])
+if changes > 0 then
+  local owners, tasks_prefix = ARGV[a + 1], ARGV[a + 2]
+  local declared, missing = {}, {}
+  for _, key in ipairs(KEYS) do declared[key] = true end
+  for i = a + 4, a + 4 + 5 * (changes - 1), 5 do
+    if ARGV[i + 1] == '' then
+      local owner = redis.call('HGET', owners, ARGV[i + 2])
+      if owner and not declared[tasks_prefix .. owner] then
+        declared[tasks_prefix .. owner] = true
+        missing[#missing + 1] = tasks_prefix .. owner
+      end
+    end
+  end
+  if #missing > 0 then return {-2, unpack(missing)} end
+  a = a + 4 + 5 * changes
+else
+  a = a + 1
 end
 
 local time = redis.call('TIME')
@@ -81,17 +126,17 @@ local function add_event(at, parts)
   return envelope, at + 2 * k + 3
 end
 
--- An org's events, published as they are added: at most per_message events a message,
+-- The org's events, published as they are added: at most per_message events a message,
 -- each numbered by the org's sequence (gateways see a missing number as a gap).
 -- Returns their envelopes (the snapshot refers to them by number) and where they end.
-local function add_events(at, count, channel, head, seq_key)
+local function add_events(at, count)
   local envelopes, parts = {}, {head, 0, message_now}
   for i = 1, count do
     envelopes[i], at = add_event(at, parts)
     if i % per_message == 0 or i == count then
       parts[#parts + 1] = message_tail
       parts[2] = redis.call('INCR', seq_key)
-      redis.call('PUBLISH', channel, table.concat(parts))
+      redis.call(publish_command, channel, table.concat(parts))
       parts = {head, 0, message_now}
     else
       parts[#parts + 1] = item_separator
@@ -121,7 +166,7 @@ local function store_snapshot(at, envelopes, positions, statuses)
   return touched, at
 end
 
-local function age_snapshot(positions, statuses, last_seen, touched)
+local function age_snapshot(touched)
   local scores = {}
   for asset in pairs(touched) do
     scores[#scores + 1] = now_ms
@@ -188,7 +233,7 @@ end
 -- the changes (kind, table key or '' for a task, item, event number, owner).
 local function apply_state(at, envelopes)
   local n = tonumber(ARGV[at])
-  if n == 0 then return at + 1 end
+  if n == 0 then return end
   local owners, tasks_prefix, ttl = ARGV[at + 1], ARGV[at + 2], ARGV[at + 3]
   local touched = {}
   at = at + 4
@@ -205,34 +250,23 @@ local function apply_state(at, envelopes)
     end
   end
   for key in pairs(touched) do redis.call('EXPIRE', key, ttl) end
-  return at
 end
 
--- 2. per org
-local published = 0
-local orgs = tonumber(ARGV[a])
-a = a + 1
-for _ = 1, orgs do
-  local head, channel = ARGV[a], ARGV[a + 1]
-  local positions, statuses, last_seen = ARGV[a + 2], ARGV[a + 3], ARGV[a + 4]
-  local seq_key = ARGV[a + 5]
-  local count = tonumber(ARGV[a + 6])
-  a = a + 7
-  local envelopes
-  envelopes, a = add_events(a, count, channel, head, seq_key)
-  published = published + count
-  for _, expire in ipairs({history_expire, inbox_expire}) do
-    local refresh = tonumber(ARGV[a])
-    for i = a + 1, a + refresh do redis.call('EXPIRE', ARGV[i], expire) end
-    a = a + refresh + 1
-  end
-  local touched
-  touched, a = store_snapshot(a, envelopes, positions, statuses)
-  age_snapshot(positions, statuses, last_seen, touched)
-  a = apply_state(a, envelopes)
+-- 3. the org's events and state
+local count = tonumber(ARGV[a])
+local envelopes
+envelopes, a = add_events(a + 1, count)
+for _, expire in ipairs({history_expire, inbox_expire}) do
+  local refresh = tonumber(ARGV[a])
+  for i = a + 1, a + refresh do redis.call('EXPIRE', ARGV[i], expire) end
+  a = a + refresh + 1
 end
+local touched
+touched, a = store_snapshot(a, envelopes, positions, statuses)
+age_snapshot(touched)
+apply_state(state_at, envelopes)
 
--- 3. fences, last
+-- 4. fences, last
 if partitions > 0 then
   local moved = {}
   for i = 1, partitions do
@@ -243,4 +277,4 @@ if partitions > 0 then
   redis.call('EXPIRE', fence_key, fence_ttl)
 end
 
-return {published, 0}
+return {count, 0}

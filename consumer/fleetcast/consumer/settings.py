@@ -7,12 +7,12 @@ field says its unit, its default and why.
 
 from __future__ import annotations
 
-from typing import Any, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from fleetcast.common import envlists
+from fleetcast.common import envlists, redisurl
 from fleetcast.common.kafka import KafkaSecurity
 from fleetcast.common.tracing import TracingSettings
 from fleetcast.consumer import access, state
@@ -93,7 +93,10 @@ class Settings(KafkaSecurity, TracingSettings, BaseSettings):
 
     # --- Redis ---------------------------------------------------------------------
     #: Redis shared with the gateways (pub/sub, room history, fleet snapshot).
-    redis_url: str = "redis://127.0.0.1:6379/0"
+    #: One Redis (``redis://host:port/db``) or a Redis Cluster's seed list
+    #: (``redis+cluster://host:port,host:port``): common/redisurl.py. Gateways and
+    #: consumers of one deployment must use the same Redis and version (key names).
+    redis_url: Annotated[str, AfterValidator(redisurl.validated)] = "redis://127.0.0.1:6379/0"
     #: Longest wait for one Redis call before it counts as failed (seconds).
     redis_timeout_s: float = Field(default=5.0, gt=0)
 

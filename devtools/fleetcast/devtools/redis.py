@@ -19,6 +19,7 @@ async tests may call it directly. ``RedisServer`` is also a context manager.
 from __future__ import annotations
 
 import contextlib
+import random
 import shutil
 import socket
 import subprocess
@@ -29,7 +30,7 @@ from typing import Final, Self
 
 from fleetcast.devtools import lifetime, scratch
 
-__all__ = ["DIR_PREFIX", "RedisServer", "RedisServerError", "free_port"]
+__all__ = ["DIR_PREFIX", "RedisClusterServer", "RedisServer", "RedisServerError", "free_port"]
 
 #: Name prefix of the servers' temp dirs (what a sweep looks for).
 DIR_PREFIX: Final = "fleetcast-redis-"
@@ -176,6 +177,221 @@ class RedisServer:
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        with contextlib.suppress(RedisServerError):
+            self.cleanup()
+
+
+#: Masters of a test cluster (each with one replica): 3 is the least Redis accepts.
+CLUSTER_MASTERS: Final = 3
+#: How long a cluster may take to agree on its slots, and a failover to complete.
+CLUSTER_READY_TIMEOUT_S = 30.0
+#: cluster-node-timeout (ms): how soon a dead master is failed over (tests kill them).
+CLUSTER_NODE_TIMEOUT_MS = 1000
+
+
+def free_cluster_port() -> int:
+    """A free port whose bus port (+10000) is free too; Redis wants it at most 55535."""
+    rng = random.SystemRandom()
+    for _ in range(200):
+        port = rng.randrange(20_000, 55_535)
+        try:
+            for candidate in (port, port + 10_000):
+                with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                    sock.bind(("127.0.0.1", candidate))
+        except OSError:
+            continue
+        return port
+    raise RedisServerError("no free port pair for a cluster node")
+
+
+class ClusterNodeServer(RedisServer):
+    """One redis-server of a cluster (``--cluster-enabled yes``)."""
+
+    def start(self) -> Self:
+        self.port = self.port or free_cluster_port()
+        return super().start()
+
+    def _arguments(self) -> list[str]:
+        assert self._dir is not None
+        return [
+            *super()._arguments(),
+            "--cluster-enabled", "yes",
+            "--cluster-config-file", str(self._dir / "nodes.conf"),
+            "--cluster-node-timeout", str(CLUSTER_NODE_TIMEOUT_MS),
+            # A killed master's replica takes over at once (tests kill masters).
+            "--cluster-replica-validity-factor", "0",
+            "--cluster-allow-pubsubshard-when-down", "yes",
+        ]  # fmt: skip
+
+    def stop(self) -> None:
+        super().stop()
+        if self._dir is not None:  # a restart joins as a new, empty node
+            (self._dir / "nodes.conf").unlink(missing_ok=True)
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash: no goodbye to the cluster."""
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait(STOP_TIMEOUT_S)
+
+
+class RedisClusterServer:
+    """A Redis Cluster on loopback: ``masters`` masters with ``replicas`` replicas each.
+
+    Created with ``redis-cli --cluster create --cluster-yes``; dies with its
+    parent when asked (``die_with_parent``) and leaves nothing behind after
+    :meth:`cleanup`. ``url`` is the seed list fleetcast reads
+    (``redis+cluster://127.0.0.1:p1,127.0.0.1:p2,...``).
+    """
+
+    def __init__(
+        self,
+        masters: int = CLUSTER_MASTERS,
+        replicas: int = 1,
+        *,
+        die_with_parent: bool = False,
+        cli: str = "redis-cli",
+    ) -> None:
+        self.masters, self.replicas, self.cli = masters, replicas, cli
+        self.nodes = [
+            ClusterNodeServer(die_with_parent=die_with_parent)
+            for _ in range(masters * (1 + replicas))
+        ]
+
+    @property
+    def ports(self) -> list[int]:
+        return [node.port for node in self.nodes if node.port is not None]
+
+    @property
+    def url(self) -> str:
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{port}" for port in self.ports)
+
+    @property
+    def running(self) -> bool:
+        return all(node.running for node in self.nodes)
+
+    def start(self) -> Self:
+        """Start every node, create the cluster and wait until every slot is served."""
+        for node in self.nodes:
+            node.start()
+        self._cli(
+            "--cluster", "create", *(f"127.0.0.1:{port}" for port in self.ports),
+            "--cluster-replicas", str(self.replicas), "--cluster-yes",
+        )  # fmt: skip
+        self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout_s: float = CLUSTER_READY_TIMEOUT_S) -> None:
+        """Until every running node says cluster_state:ok and every slot's master is running
+        (after a kill: until its replica took over)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if all(self._ok(node) for node in self.nodes if node.running) and self._served():
+                return
+            time.sleep(0.05)
+        raise RedisServerError(f"redis cluster not ready in {timeout_s}s: {self.describe()}")
+
+    def _ok(self, node: ClusterNodeServer) -> bool:
+        info = self.command(node, "CLUSTER", "INFO")
+        return "cluster_state:ok" in info and f"cluster_size:{self.masters}" in info
+
+    def _served(self) -> bool:
+        running = {node.port for node in self.nodes if node.running}
+        for node in self.nodes:
+            if not node.running:
+                continue
+            for line in self.command(node, "CLUSTER", "NODES").splitlines():
+                fields = line.split()
+                port = int(fields[1].split(":")[1].split("@")[0])
+                if len(fields) > 8 and ("fail" in fields[2] or port not in running):
+                    return False
+        return True
+
+    def command(self, node: ClusterNodeServer, *args: str) -> str:
+        """One redis-cli command against ``node``; its output ('' when it fails)."""
+        assert node.port is not None
+        done = subprocess.run(
+            [self.cli, "-p", str(node.port), *args],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+        return done.stdout
+
+    def _cli(self, *args: str) -> str:
+        path = shutil.which(self.cli)
+        if path is None:
+            raise RedisServerError(f"{self.cli} not found: run scripts/system-deps.sh")
+        done = subprocess.run(
+            [path, *args], capture_output=True, text=True, timeout=60, check=False
+        )
+        if done.returncode != 0:
+            raise RedisServerError(f"redis-cli {' '.join(args[:2])} failed: {done.stderr}")
+        return done.stdout
+
+    def describe(self) -> str:
+        """CLUSTER NODES as one running node sees it."""
+        for node in self.nodes:
+            if node.running:
+                return self.command(node, "CLUSTER", "NODES")
+        return "no node running"
+
+    def master_of(self, slot: int) -> ClusterNodeServer:
+        """The running node serving ``slot`` as master now."""
+        for line in self.describe().splitlines():
+            fields = line.split()
+            if "master" not in fields[2] or "fail" in fields[2]:
+                continue
+            for spec in fields[8:]:
+                low, _, high = spec.partition("-")
+                if spec[0] != "[" and int(low) <= slot <= int(high or low):
+                    port = int(fields[1].split(":")[1].split("@")[0])
+                    return next(node for node in self.nodes if node.port == port)
+        raise RedisServerError(f"no master serves slot {slot}")
+
+    def node_id(self, node: ClusterNodeServer) -> str:
+        return self.command(node, "CLUSTER", "MYID").strip()
+
+    def migrate_slot(self, slot: int, target: ClusterNodeServer, batch: int = 100) -> None:
+        """Move ``slot`` and its keys to ``target`` (IMPORTING, MIGRATING, MIGRATE, NODE)."""
+        source = self.master_of(slot)
+        source_id, target_id = self.node_id(source), self.node_id(target)
+        self.command(target, "CLUSTER", "SETSLOT", str(slot), "IMPORTING", source_id)
+        self.command(source, "CLUSTER", "SETSLOT", str(slot), "MIGRATING", target_id)
+        assert target.port is not None
+        while names := self.command(
+            source, "CLUSTER", "GETKEYSINSLOT", str(slot), str(batch)
+        ).split():
+            self.command(
+                source, "MIGRATE", "127.0.0.1", str(target.port), "", "0", "5000", "KEYS", *names
+            )
+        for node in (target, source):
+            self.command(node, "CLUSTER", "SETSLOT", str(slot), "NODE", target_id)
+        for node in self.nodes:
+            if node.running and node not in (source, target):
+                self.command(node, "CLUSTER", "SETSLOT", str(slot), "NODE", target_id)
+
+    def flushall(self) -> None:
+        """Empty every master (replicas follow)."""
+        for node in self.nodes:
+            if node.running:
+                self.command(node, "FLUSHALL")
+
+    def cleanup(self) -> None:
+        for node in self.nodes:
+            node.cleanup()
 
     def __enter__(self) -> Self:
         return self.start()

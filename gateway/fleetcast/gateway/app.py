@@ -19,10 +19,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-import redis.asyncio as aioredis
 from aiohttp import web
 
-from fleetcast.common import tracing
+from fleetcast.common import redisurl, tracing
 from fleetcast.common.tasks import Supervisor
 from fleetcast.gateway.edge import (
     admin,
@@ -43,9 +42,10 @@ from fleetcast.gateway.kafka.producer import ControlProducer
 from fleetcast.gateway.metrics import Metrics
 from fleetcast.gateway.redis import sessions
 from fleetcast.gateway.redis.canary import Canary, Echoes
-from fleetcast.gateway.redis.clients import redis_client
+from fleetcast.gateway.redis.clients import cluster_client, node_kwargs, redis_client
 from fleetcast.gateway.redis.control import RedisControlReader
 from fleetcast.gateway.redis.listener import Listener
+from fleetcast.gateway.redis.shards import ShardOptions, Shards
 from fleetcast.gateway.redis.snapshots import RedisSnapshotSource
 from fleetcast.gateway.redis.state import RedisStateSource
 from fleetcast.gateway.redis.streams import RedisStreamReader
@@ -70,8 +70,8 @@ class Gateway:
     registry: Registry
     clients: Clients
     delivery: Delivery
-    listener: Listener
-    canary: Canary
+    listener: Listener | Shards
+    canary: Canary | Shards
     closer: Closer
     server: Server
     status: http.GatewayStatus
@@ -87,7 +87,8 @@ class Gateway:
 
 
 GATEWAY = web.AppKey("gateway", Gateway)
-REDIS = web.AppKey("redis", aioredis.Redis)
+#: The commands client: ``redis.asyncio.Redis``, or ``RedisCluster`` on a cluster.
+REDIS = web.AppKey("redis", object)
 
 
 def _socketio_server(settings: Settings) -> Any:
@@ -112,15 +113,8 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application()
     metrics, registry, clients = Metrics(), Registry(), Clients()
     supervisor = Supervisor()
-    commands, pubsub = (
-        redis_client(
-            settings.redis_url,
-            gateway_id=settings.gateway_id,
-            timeout_s=settings.redis_timeout_s,
-            for_pubsub=for_pubsub,
-        )
-        for for_pubsub in (False, True)
-    )
+    target = redisurl.parse(settings.redis_url)
+    commands, pubsub = _redis_clients(settings, target)
     role_policy = policy.Policy.from_grants(settings.role_policy)
 
     # transport
@@ -183,37 +177,55 @@ def create_app(settings: Settings) -> web.Application:
         spawn=supervisor.spawn,
     )
     session_store = sessions.SessionStore(commands, registry, settings.gateway_id)
-    echoes = Echoes()
-    canary_channel = keys.canary_channel(settings.gateway_id)
     traces = tracing.setup(settings, "fleetcast-gateway", settings.gateway_id)
     tracer = DeliveryTracer(traces, settings.gateway_id) if traces is not None else None
-    listener = Listener(
-        pubsub,
-        metrics,
-        sink=Feed(delivery, watch, metrics, tracer).on_message,
-        channels={
-            canary_channel: echoes.back,
-            keys.control_channel(): revocations.on_message,
-        },
-        backoff_max_s=settings.redis_backoff_max_s,
-        batch=transport.corked,
-        on_connected=[
+    hooks: dict[str, Any] = {
+        "batch": transport.corked,
+        "on_connected": [
             lambda _: session_store.restore(),
             watch.connected,
             revocations.connected,
         ],
-        on_subscribed=[watch.subscribed],
-        on_unsubscribed=[watch.unsubscribed],
-    )
-    canary = Canary(
-        commands,
-        listener,
-        echoes,
-        metrics,
-        channel=canary_channel,
-        interval_s=settings.canary_interval_s,
-        timeout_s=settings.canary_timeout_s,
-    )
+        "on_subscribed": [watch.subscribed],
+        "on_unsubscribed": [watch.unsubscribed],
+    }
+    sink = Feed(delivery, watch, metrics, tracer).on_message
+    listener: Listener | Shards
+    canary: Canary | Shards
+    if target.cluster:  # one sharded pub/sub connection per shard (redis/shards.py)
+        listener = canary = Shards(
+            commands,
+            metrics,
+            _shard_options(settings, target),
+            sink=sink,
+            control=revocations.on_message,
+            recover=gaps.request,
+            on_control_moved=lambda: revocations.connected(0),
+            **hooks,
+        )
+    else:
+        echoes = Echoes()
+        canary_channel = keys.canary_channel(settings.gateway_id)
+        listener = Listener(
+            pubsub,
+            metrics,
+            sink=sink,
+            channels={
+                canary_channel: echoes.back,
+                keys.control_channel(): revocations.on_message,
+            },
+            backoff_max_s=settings.redis_backoff_max_s,
+            **hooks,
+        )
+        canary = Canary(
+            commands,
+            listener,
+            echoes,
+            metrics,
+            channel=canary_channel,
+            interval_s=settings.canary_interval_s,
+            timeout_s=settings.canary_timeout_s,
+        )
 
     # edge
     replays = replay.Replays(streams, outbox, metrics)
@@ -301,7 +313,7 @@ def create_app(settings: Settings) -> web.Application:
 
     services = {
         "listener": listener.run,
-        "canary": canary.run,
+        **({"canary": canary.run} if isinstance(canary, Canary) else {}),
         "outbox": outbox.run,
         "fleet": batcher.run,
         "loop-lag": lag.run,
@@ -326,6 +338,30 @@ def create_app(settings: Settings) -> web.Application:
         )
     )
     return app
+
+
+def _redis_clients(settings: Settings, target: redisurl.RedisTarget) -> tuple[Any, Any]:
+    """The commands client and the pub/sub client (None on a cluster: shards.py has its own)."""
+    timeout, name = settings.redis_timeout_s, settings.gateway_id
+    if target.cluster:
+        return cluster_client(target, gateway_id=name, timeout_s=timeout), None
+    commands, pubsub = (
+        redis_client(settings.redis_url, gateway_id=name, timeout_s=timeout, for_pubsub=pubsub)
+        for pubsub in (False, True)
+    )
+    return commands, pubsub
+
+
+def _shard_options(settings: Settings, target: redisurl.RedisTarget) -> ShardOptions:
+    return ShardOptions(
+        gateway_id=settings.gateway_id,
+        backoff_max_s=settings.redis_backoff_max_s,
+        canary_interval_s=settings.canary_interval_s,
+        canary_timeout_s=settings.canary_timeout_s,
+        timeout_s=settings.redis_timeout_s,
+        check_s=settings.redis_topology_check_s,
+        node_kwargs=node_kwargs(target),
+    )
 
 
 def _control_producer(settings: Settings) -> ControlProducer | None:
@@ -364,8 +400,8 @@ def _lifetime(
     sio: Any,
     session_store: sessions.SessionStore,
     producer: ControlProducer | None,
-    commands: aioredis.Redis,
-    pubsub: aioredis.Redis,
+    commands: Any,
+    pubsub: Any,
     flusher: receipts.SentFlusher | None,
     traces: tracing.Tracing | None = None,
 ) -> Any:
@@ -388,7 +424,8 @@ def _lifetime(
             if producer is not None:
                 await producer.close()
             await commands.aclose()
-            await pubsub.aclose()
+            if pubsub is not None:
+                await pubsub.aclose()
             if traces is not None:  # exports the last spans (the SDK's thread)
                 await asyncio.to_thread(traces.shutdown)
 

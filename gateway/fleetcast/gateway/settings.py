@@ -10,14 +10,14 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
-from typing import Final, Self
+from typing import Annotated, Final, Self
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import AfterValidator, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from fleetcast.common import envlists
+from fleetcast.common import envlists, redisurl
 from fleetcast.common.kafka import KafkaSecurity
 from fleetcast.common.tracing import TracingSettings
 from fleetcast.gateway.edge import console, policy
@@ -66,12 +66,20 @@ class Settings(KafkaSecurity, TracingSettings, BaseSettings):
 
     # --- redis ---------------------------------------------------------------------
     #: Redis holding pub/sub, room history and sessions.
-    redis_url: str = "redis://127.0.0.1:6379/0"
+    #: One Redis (``redis://host:port/db``) or a Redis Cluster's seed list
+    #: (``redis+cluster://host:port,host:port``): common/redisurl.py. Gateways and
+    #: consumers of one deployment must use the same Redis and version (key names).
+    redis_url: Annotated[str, AfterValidator(redisurl.validated)] = "redis://127.0.0.1:6379/0"
     #: Longest wait for one Redis command before it counts as a failure (seconds).
     redis_timeout_s: float = Field(default=2.0, gt=0)
     #: Cap of the reconnect backoff after Redis went away (seconds): every second
     #: of it is a second of events waiting for the gap recovery after Redis is back.
     redis_backoff_max_s: float = Field(default=1.0, gt=0)
+    #: On a Redis Cluster: how often the slot map is reloaded when nothing asked
+    #: for it (seconds). A lost shard connection or a ``sunsubscribe`` push (a
+    #: slot migrated) reloads it at once; this bounds how long an org whose
+    #: slot moved silently waits for its new shard.
+    redis_topology_check_s: float = Field(default=1.0, gt=0)
     #: How often the gateway proves its subscriber alive through Redis (seconds).
     canary_interval_s: float = Field(default=2.0, gt=0)
     #: How long a canary may take to come back before /ready turns false (seconds).

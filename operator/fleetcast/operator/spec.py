@@ -87,8 +87,9 @@ class Redis(Model):
         ("has(self.url) != has(self.secretRef)", "redis needs exactly one of url and secretRef")
     )
 
-    url: Annotated[str, Field(max_length=2048, pattern=r"^rediss?://")] | None = None
-    """Redis URL without a password (use secretRef for one that has it)."""
+    url: Annotated[str, Field(max_length=2048, pattern=r"^rediss?(\+cluster)?://")] | None = None
+    """Redis URL without a password: one server (``redis://host:6379/0``) or a Redis Cluster
+    seed list (``redis+cluster://host-a:6379,host-b:6379``); secretRef for one with a password."""
     secret_ref: RedisSecretRef | None = None
 
 

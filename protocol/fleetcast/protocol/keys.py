@@ -2,6 +2,16 @@
 
 Both the consumer (writer) and the gateways (readers) import these; nothing
 else spells a key. Names are prefixed so one Redis can be shared.
+
+Every per-org key carries the org as a Redis Cluster hash tag (:func:`tag`):
+an org's channel, sequence, room histories, fleet snapshot, state tables and
+publish fences all hash to one slot, so on a cluster one script call per org
+and batch touches one shard, and the org's pub/sub (SPUBLISH/SSUBSCRIBE)
+stays inside that shard. The control channel, log and revocations share the
+``{control}`` tag. On one Redis the tags are just part of the names.
+
+Changing a key name here is a wire change: gateways and consumers of one
+deployment must run the same version (roll them together).
 """
 
 from __future__ import annotations
@@ -9,6 +19,17 @@ from __future__ import annotations
 from typing import Final
 
 PREFIX: Final = "fleetcast"
+
+
+def tag(org: str) -> str:
+    """The hash tag of an org's keys: ``{org}`` (ids never hold braces, rooms.py checks)."""
+    return f"{{{org}}}"
+
+
+def org_of_room(room_name: str) -> str:
+    """The org a room name belongs to: its last segment (``…:org:{org}`` or ``org:{org}``)."""
+    return room_name.rsplit(":", 1)[-1]
+
 
 # --- pub/sub ---------------------------------------------------------------
 
@@ -20,10 +41,20 @@ def org_channel(org: str) -> str:
     so a gateway's Redis ingress grows with the orgs it serves, not with the
     total traffic.
     """
-    return f"{PREFIX}:events:{org}"
+    return f"{PREFIX}:{tag(org)}:events"
 
 
-ORG_CHANNEL_PATTERN: Final = f"{PREFIX}:events:*"
+#: Matches every org channel (PSUBSCRIBE on one Redis: benchmarks and tools).
+ORG_CHANNEL_PATTERN: Final = f"{PREFIX}:{{*}}:events"
+
+
+def org_of_channel(channel: str) -> str | None:
+    """The org whose :func:`org_channel` this is, or None for any other channel."""
+    head, _, rest = channel.partition(":{")
+    org, _, tail = rest.partition("}:")
+    if head != PREFIX or tail != "events" or not org:
+        return None
+    return org
 
 
 def org_sequence(org: str) -> str:
@@ -35,7 +66,7 @@ def org_sequence(org: str) -> str:
     whether anything was published meanwhile. It never expires (one small key
     per org): a counter that is gone means Redis lost its data.
     """
-    return f"{PREFIX}:seq:{org}"
+    return f"{PREFIX}:{tag(org)}:seq"
 
 
 # --- control: revocations and withdrawals (protocol/control.py) --------------------
@@ -62,9 +93,14 @@ def revocations() -> str:
     return f"{PREFIX}:{{control}}:revoked"
 
 
-def canary_channel(gateway_id: str) -> str:
-    """A gateway publishes to itself here to prove its subscriber is alive."""
-    return f"{PREFIX}:canary:{gateway_id}"
+def canary_channel(gateway_id: str, slot_tag: str = "canary") -> str:
+    """A gateway publishes to itself here to prove its subscriber is alive.
+
+    On a cluster it needs one per shard it listens to: ``slot_tag`` is chosen
+    to hash into that shard (gateway/redis/shards.py), so the canary travels
+    the same shard connection as the orgs it vouches for.
+    """
+    return f"{PREFIX}:canary:{gateway_id}:{{{slot_tag}}}"
 
 
 # --- bounded room history (Redis Streams) -----------------------------------
@@ -72,7 +108,7 @@ def canary_channel(gateway_id: str) -> str:
 
 def history_stream(room_name: str) -> str:
     """Stream holding the recent events of one room; entry ids are the offsets."""
-    return f"{PREFIX}:history:{room_name}"
+    return f"{PREFIX}:{tag(org_of_room(room_name))}:history:{room_name}"
 
 
 #: The one field of each history entry: the envelope JSON exactly as it came
@@ -89,16 +125,30 @@ HISTORY_TTL_S: Final = 3600
 # --- idempotent publish -----------------------------------------------------------
 
 
-def publish_fence(cluster_id: str) -> str:
-    """Hash ``{topic}:{partition}`` -> last offset published, for one Kafka cluster.
+def publish_fence(cluster_id: str, org: str) -> str:
+    """Hash ``{topic}:{partition}`` -> last offset published of one org's events, for one
+    Kafka cluster.
 
-    The consumer's publish script drops any record at or below its partition's
-    fence (a redelivery after a crash or a rebalance) and moves the fence in
-    the same atomic call that publishes, so each Kafka record reaches Redis
-    once. Keyed by the cluster id: a new cluster (or a test broker) starts
-    with no fences, and offsets of one cluster never hide another's records.
+    The consumer's publish script drops any record of the org at or below its
+    partition's fence (a redelivery after a crash or a rebalance) and moves the
+    fence in the same atomic call that publishes, so each Kafka record reaches
+    Redis once. One hash per org, in the org's slot: an org's call touches one
+    shard, and a call that failed on one shard is retried whole, the orgs it
+    already published being fenced. Keyed by the cluster id: a new cluster (or
+    a test broker) starts with no fences, and offsets of one cluster never
+    hide another's records.
     """
-    return f"{PREFIX}:fence:{cluster_id}"
+    return f"{PREFIX}:{tag(org)}:fence:{cluster_id}"
+
+
+def fenced_orgs(cluster_id: str) -> str:
+    """Set of the orgs that have a :func:`publish_fence` of this Kafka cluster.
+
+    The consumer adds an org before its first publish, so a stale fence
+    (a topic deleted and created again) can be found and dropped without
+    scanning every shard.
+    """
+    return f"{PREFIX}:{{fences}}:{cluster_id}"
 
 
 #: A fence hash expires when no batch moved it for this long (seconds): a
@@ -110,12 +160,12 @@ FENCE_TTL_S: Final = 7 * 24 * 3600
 
 def fleet_positions(org: str) -> str:
     """Hash asset_id -> latest position event (JSON) of one org."""
-    return f"{PREFIX}:fleet:{org}:positions"
+    return f"{PREFIX}:{tag(org)}:fleet:positions"
 
 
 def fleet_statuses(org: str) -> str:
     """Hash asset_id -> latest status event (JSON) of one org."""
-    return f"{PREFIX}:fleet:{org}:statuses"
+    return f"{PREFIX}:{tag(org)}:fleet:statuses"
 
 
 def fleet_last_seen(org: str) -> str:
@@ -127,7 +177,7 @@ def fleet_last_seen(org: str) -> str:
     from both hashes and from this set, in the same script that updates them.
     Readers may also ignore hash entries whose asset is absent here.
     """
-    return f"{PREFIX}:fleet:{org}:last_seen"
+    return f"{PREFIX}:{tag(org)}:fleet:last_seen"
 
 
 #: An asset whose last report is older than this drops out of the snapshot (seconds).
@@ -140,17 +190,17 @@ FLEET_MAX_ASSETS: Final = 20_000
 
 def state_table(org: str, table: str) -> str:
     """Hash item id -> its merged record (JSON): ``incidents`` or ``alerts`` of one org."""
-    return f"{PREFIX}:state:{org}:{table}"
+    return f"{PREFIX}:{tag(org)}:state:{table}"
 
 
 def user_tasks(org: str, user: str) -> str:
     """Hash task id -> its merged record (JSON): one user's open tasks."""
-    return f"{PREFIX}:state:{org}:tasks:{user}"
+    return f"{PREFIX}:{tag(org)}:state:tasks:{user}"
 
 
 def task_owners(org: str) -> str:
     """Hash task id -> the user it is assigned to (a reassignment moves it)."""
-    return f"{PREFIX}:state:{org}:task-owners"
+    return f"{PREFIX}:{tag(org)}:state:task-owners"
 
 
 #: Seconds a user room's history (the user's inbox: tasks and what is sent to them)
@@ -185,13 +235,13 @@ GATEWAY_TTL_S: Final = 30
 
 # --- escalation of unacknowledged alerts (consumer/escalating.py) -------------------
 #
-# Written by the consumer only; every key but the org index takes the org first,
-# so it can be hash-tagged by org with the rest of the org's keys.
+# Written by the consumer only; every key but the org index carries the org's
+# hash tag, so one org's escalation state is in its slot with its other keys.
 
 
 def escalation_pending(org: str) -> str:
     """Hash delivery id -> what the deadline owner keeps of it (JSON: event, rule step done)."""
-    return f"{PREFIX}:escalation:{org}:pending"
+    return f"{PREFIX}:{tag(org)}:escalation:pending"
 
 
 def escalation_acks(org: str) -> str:
@@ -200,7 +250,7 @@ def escalation_acks(org: str) -> str:
     Apart from :func:`escalation_pending` so that recording an acknowledgement
     never races with a step being marked done.
     """
-    return f"{PREFIX}:escalation:{org}:acks"
+    return f"{PREFIX}:{tag(org)}:escalation:acks"
 
 
 def escalation_due(org: str) -> str:
@@ -209,7 +259,7 @@ def escalation_due(org: str) -> str:
     A consumer claims a due entry by moving its score a lease ahead, in one
     script: however many consumers tick, each step is taken by one of them.
     """
-    return f"{PREFIX}:escalation:{org}:due"
+    return f"{PREFIX}:{tag(org)}:escalation:due"
 
 
 def escalation_done(org: str) -> str:
@@ -218,7 +268,7 @@ def escalation_done(org: str) -> str:
     Kept :data:`ESCALATION_TTL_S`: a Kafka redelivery of the original alert (a
     consumer that died before its commit) must not start a finished one again.
     """
-    return f"{PREFIX}:escalation:{org}:done"
+    return f"{PREFIX}:{tag(org)}:escalation:done"
 
 
 def escalation_orgs() -> str:

@@ -48,5 +48,4 @@ class SubscriptionBook:
 
     def org_channels_held(self) -> int:
         """Org channels the current connection holds (the subscribed_orgs gauge)."""
-        prefix = keys.org_channel("")
-        return sum(1 for channel in self.subscribed if channel.startswith(prefix))
+        return sum(1 for channel in self.subscribed if keys.org_of_channel(channel) is not None)

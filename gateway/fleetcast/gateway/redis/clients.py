@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import redis.asyncio as aioredis
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.retry import Retry
+
+from fleetcast.common import redisurl
 
 #: Connections of each Redis client; more concurrent commands wait for one.
 REDIS_POOL_SIZE = 100
@@ -35,3 +39,22 @@ def redis_client(
         health_check_interval=0,
     )
     return aioredis.Redis.from_pool(pool)
+
+
+def cluster_client(target: redisurl.RedisTarget, *, gateway_id: str, timeout_s: float) -> Any:
+    """redis-py's cluster client for the gateway's keyed commands (history, snapshot,
+    sessions, stats): it routes each by slot and follows MOVED/ASK after a failover
+    or a slot migration. Pub/sub does not use it (shards.py holds one connection
+    per shard itself)."""
+    return redisurl.cluster_client(
+        target,
+        client_name=f"fleetcast-gateway:{gateway_id}",
+        socket_connect_timeout=timeout_s,
+        socket_timeout=timeout_s,
+        max_connections=REDIS_POOL_SIZE,
+    )
+
+
+def node_kwargs(target: redisurl.RedisTarget) -> dict[str, Any]:
+    """Connection options for a client of one cluster node (shards.py)."""
+    return {"username": target.username, "password": target.password, "ssl": target.tls}

@@ -57,7 +57,15 @@ Batch = Callable[[], AbstractContextManager[None]]
 
 
 class Listener:
-    """Ref-counted org subscriptions on one pub/sub connection at a time."""
+    """Ref-counted org subscriptions on one pub/sub connection at a time.
+
+    Classic pub/sub (SUBSCRIBE, ``message`` pushes) on one Redis; on a cluster,
+    shards.py runs one :class:`ShardListener` (sharded pub/sub) per shard.
+    """
+
+    #: The push type of a delivered message, and of a subscription's confirmation.
+    MESSAGE: bytes = b"message"
+    SUBSCRIBED: str = "subscribe"
 
     def __init__(
         self,
@@ -81,7 +89,6 @@ class Listener:
         self._on_connected = tuple(on_connected)
         self._on_subscribed = tuple(on_subscribed)
         self._on_unsubscribed = tuple(on_unsubscribed)
-        self._prefix = keys.org_channel("")
         self.book = SubscriptionBook()
         self._confirm: dict[str, asyncio.Future[bool]] = {}
         self._lock = asyncio.Lock()
@@ -159,6 +166,39 @@ class Listener:
             except Exception as exc:
                 self._reset_connection(pubsub, exc)
 
+    async def confirmed(self, org: str) -> None:
+        """Return once the org's pending subscription is confirmed (or given up on)."""
+        pending = self._confirm.get(keys.org_channel(org))
+        if pending is not None:
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                async with asyncio.timeout(CONFIRM_WAIT_S):
+                    await asyncio.shield(pending)
+
+    async def carry(self, channel: str, handler: ChannelHandler) -> None:
+        """Listen to one more channel of our own (the control channel moving shards)."""
+        async with self._lock:
+            self._own[channel] = handler
+            if not self.connected or channel in self.book.subscribed:
+                return
+            try:
+                await self._subscribe(self._pubsub, [channel])
+            except Exception as exc:
+                self._reset_connection(self._pubsub, exc)
+                return
+            self.book.subscribed.add(channel)
+
+    async def drop(self, channel: str) -> None:
+        """Stop listening to a channel of our own."""
+        async with self._lock:
+            self._own.pop(channel, None)
+            if not self.connected or channel not in self.book.subscribed:
+                return
+            self.book.subscribed.discard(channel)
+            try:
+                await self._unsubscribe(self._pubsub, [channel])
+            except Exception as exc:
+                self._reset_connection(self._pubsub, exc)
+
     def reset(self, generation: int, why: BaseException) -> None:
         """Drop the connection of ``generation`` (if it is still the current one)."""
         if generation == self.generation and self.connected:
@@ -229,17 +269,23 @@ class Listener:
 
     async def _take(self, pubsub: Any, reply: Any) -> None:
         self.handled += 1
-        if reply[0] == b"message":  # the hot path
+        if reply[0] == self.MESSAGE:  # the hot path
             self._on_message(_text(reply[1]), reply[2])
         else:  # (un)subscribe confirmations: redis-py keeps its channel book with them
             message = await pubsub.handle_message(reply)
-            if message is not None and message.get("type") == "subscribe":
+            if message is not None and message.get("type") == self.SUBSCRIBED:
                 self._confirmed(_text(message.get("channel")))
+            elif message is not None:
+                self._other(message)
+
+    def _other(self, message: Mapping[str, Any]) -> None:
+        """A push other than a message or a confirmation (shards.py watches sunsubscribe)."""
 
     def _on_message(self, channel: str, data: bytes) -> None:
-        if channel.startswith(self._prefix):
-            self._metrics.redis_messages.labels(channel[len(self._prefix) :]).inc()
-            self._sink(channel[len(self._prefix) :], data or b"")
+        org = keys.org_of_channel(channel)
+        if org is not None:
+            self._metrics.redis_messages.labels(org).inc()
+            self._sink(org, data or b"")
             return
         handler = self._own.get(channel)
         if handler is not None:

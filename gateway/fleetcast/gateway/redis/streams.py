@@ -2,7 +2,8 @@
 
 The room streams the consumer XADDs to are read with XINFO STREAM (first
 entry, greatest id ever deleted) and XRANGE after an offset, every room of
-one recovery in one MULTI; the orgs' message counters with one pipelined GET.
+one recovery in one MULTI (one org: one slot, so this holds on a cluster
+too); the orgs' message counters with one MGET (per slot on a cluster).
 """
 
 from __future__ import annotations
@@ -46,5 +47,9 @@ class RedisStreamReader:
         """Each org's message counter (None where it does not exist)."""
         if not orgs:
             return {}
-        values = await self._redis.mget([keys.org_sequence(org) for org in orgs])
+        names = [keys.org_sequence(org) for org in orgs]
+        if hasattr(self._redis, "mget_nonatomic"):  # a cluster: one MGET per slot
+            values = await self._redis.mget_nonatomic(names)
+        else:
+            values = await self._redis.mget(names)
         return {org: int(v) if v is not None else None for org, v in zip(orgs, values, strict=True)}
