@@ -22,6 +22,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from redis.asyncio import Redis
 
+from fleetcast.common import redisurl
 from fleetcast.consumer import escalating, processing
 from fleetcast.protocol import escalation, keys
 from tests.harness.gateway import Client, GatewayProcess
@@ -174,12 +175,21 @@ def routed(doc: dict[str, Any]) -> processing.Routed:
     return processing.Routed(route, orjson.dumps(doc), "fleet.alerts", 0, 1)
 
 
+def redis_client(url: str) -> Any:
+    """The client the consumer makes of FLEETCAST_REDIS_URL (one Redis or a cluster)."""
+    target = redisurl.parse(url)
+    return redisurl.cluster_client(target) if target.cluster else Redis.from_url(url)
+
+
 async def test_an_ended_escalation_is_not_started_again_by_a_redelivered_alert(
-    kafka_topics: KafkaTopics, kafka_producer: AIOKafkaProducer, redis_url: str
+    kafka_topics: KafkaTopics, kafka_producer: AIOKafkaProducer, any_redis_url: str
 ) -> None:
-    """A consumer that died after an escalation ended but before its commit: Kafka redelivers."""
+    """A consumer that died after an escalation ended but before its commit: Kafka redelivers.
+
+    On one Redis and on a Redis Cluster (the escalation keys carry the org's hash tag).
+    """
     now = [1_000_000.0]
-    redis = Redis.from_url(redis_url)
+    redis = redis_client(any_redis_url)
     topic = kafka_topics.for_type("alert_created")
     parsed = [escalation.parse_rule(rule) for rule in rules()]
     owner = escalating.Escalations(redis, kafka_producer, parsed, topic=topic, clock=lambda: now[0])
