@@ -40,6 +40,7 @@ MODULES: Final = {
     "cluster": "bench.scenarios.cluster",
     "state-connect": "bench.scenarios.state_connect",
     "tracing": "bench.scenarios.tracing",
+    "receipts": "bench.scenarios.receipts",
 }
 
 

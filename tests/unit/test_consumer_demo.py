@@ -17,7 +17,7 @@ def test_the_demo_produces_all_fourteen_types_as_valid_routable_envelopes() -> N
         seen[envelope.event_type] += 1
         if envelope.event_type not in {"task_updated", "task_completed"}:
             assert routing.route(envelope, table), doc
-    assert set(seen) == events.EVENT_TYPES
+    assert set(seen) == events.DOMAIN_TYPES
     assert seen["asset_position_updated"] > 0.7 * sum(seen.values())
 
 

@@ -21,7 +21,7 @@ def test_the_mix_is_valid_envelopes_with_unique_ids_of_every_type() -> None:
     for doc in docs:
         events.decode_envelope(orjson.dumps(doc))
     assert len({doc["event_id"] for doc in docs}) == len(docs)
-    assert set(Counter(doc["event_type"] for doc in docs)) == events.EVENT_TYPES
+    assert set(Counter(doc["event_type"] for doc in docs)) == events.DOMAIN_TYPES
     assert {doc["organization_id"] for doc in docs} == set(MODEL.orgs)
     assert docs[0]["occurred_at"] == "2025-11-24T16:00:00.000Z"
 

@@ -25,14 +25,16 @@ def envelope(**overrides: Any) -> dict[str, Any]:
     return doc
 
 
-def test_catalog_has_the_fourteen_types_on_five_topics() -> None:
-    assert len(events.EVENT_TYPES) == 14
+def test_catalog_has_the_fourteen_domain_types_on_five_topics_and_receipts_on_theirs() -> None:
+    assert len(events.DOMAIN_TYPES) == 14
+    assert {"alert_receipt", "alert_escalated"} == events.FLEETCAST_TYPES
     assert events.DEFAULT_TOPICS == (
         "fleet.transmissions",
         "fleet.incidents",
         "fleet.tasks",
         "fleet.assets",
         "fleet.alerts",
+        "fleet.receipts",
     )
 
 

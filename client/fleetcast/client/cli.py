@@ -59,6 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="ask for the org's state at connect (open incidents, active alerts, your tasks)",
     )
+    parser.add_argument(
+        "--ack",
+        metavar="RESPONSE",
+        help="acknowledge every alert with this response, e.g. 'en route' "
+        "(alerts are always answered delivered and displayed)",
+    )
     parser.add_argument("--duration", type=float, help="stop after this many seconds")
     parser.add_argument("--max-events", type=int, help="stop after this many events")
     parser.add_argument("--json", action="store_true", help="one event per line on stdout")
@@ -131,6 +137,7 @@ def listen_command(argv: Sequence[str], settings: ClientSettings, out: TextIO, e
         transports=(args.transport,) if args.transport else None,
         refresh_margin_s=min(60.0, args.ttl / 5) if args.mint else None,
         expiry=tokens.expiry,
+        ack=args.ack,
     )
     color = args.color == "always" or (args.color == "auto" and out.isatty())
     printer = output.Printer(out, err, json_mode=args.json, color=color, quiet=args.quiet)

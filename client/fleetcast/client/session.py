@@ -12,6 +12,10 @@ the ``auth`` payload (``since``), so the gateway replays them together, each
 missed event once; rooms it did not join that way are subscribed again.
 ``resync`` (events of some rooms may be missing) and ``access_changed`` (a
 room taken away) are reported, as are state snapshots (``--state``).
+
+Events of the types ``session.receipts`` names (alerts) are answered with
+``receipt``: ``delivered`` and, once printed, ``displayed``; with
+``--ack RESPONSE`` also ``acknowledged`` with that response.
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ class Signal(enum.Enum):
     DROPPED = "dropped"  # the server closed the session; we reconnect ourselves
     REFUSED = "refused"  # a reconnect was refused for good
     STOP = "stop"
+    RECEIPT = "receipt"  # a receipted event was printed: answer it
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +77,8 @@ class Options:
     #: when tokens are minted locally; a pasted token cannot be renewed).
     refresh_margin_s: float | None = None
     expiry: Callable[[str], float | None] = field(default=lambda _token: None)
+    #: Acknowledge every receipted event with this response (None: do not acknowledge).
+    ack: str | None = None
 
 
 def refusal(data: object) -> tuple[str, str, float | None]:
@@ -105,6 +112,8 @@ class Listener:
         self._last_refusal: object = None
         self._closing: object = None  # the last disconnect_reason notice
         self._refused_rooms = 0
+        #: Event types the gateway wants receipts for (from ``session``).
+        self._receipted: frozenset[str] = frozenset()
         self._received = 0
         self._token = options.token()
         self._sio = socketio.AsyncClient(
@@ -160,6 +169,8 @@ class Listener:
                 code = await self._connect(deadline)
                 if code is not None:
                     return code
+            elif signal is Signal.RECEIPT:
+                await self._answer(str(detail))
             elif signal is Signal.REFUSED:
                 return self._report_refusal(detail)
             else:
@@ -281,6 +292,24 @@ class Listener:
             code=code,
         )
 
+    async def _answer(self, delivery_id: str) -> None:
+        """delivered, displayed (it was printed), and acknowledged when asked to."""
+        kinds: list[dict[str, Any]] = [{"kind": "delivered"}, {"kind": "displayed"}]
+        if self._options.ack is not None:
+            kinds.append({"kind": "acknowledged", "response": self._options.ack})
+        for receipt in kinds:
+            try:
+                ack = await self._sio.call(
+                    "receipt", {"delivery_id": delivery_id, **receipt}, timeout=CALL_TIMEOUT_S
+                )
+            except (socketio.exceptions.SocketIOError, TimeoutError) as exc:
+                ack = {"ok": False, "error": {"code": "unanswered", "message": repr(exc)}}
+            if not (isinstance(ack, Mapping) and ack.get("ok")):
+                error = ack.get("error") if isinstance(ack, Mapping) else None
+                code = error.get("code") if isinstance(error, Mapping) else "error"
+                self._sink.status("receipt", f"receipt {receipt['kind']} refused: {code}")
+                return
+
     def _track(self, payload: Mapping[str, Any]) -> None:
         """Move the position in every room of ours the event names (``offsets``, or ``room``)."""
         positions = payload.get("offsets")
@@ -321,6 +350,8 @@ class Listener:
         if name == "session":
             rooms = payload.get("rooms") if isinstance(payload, Mapping) else None
             self._joined = set(rooms) if isinstance(rooms, list) else set()
+            wanted = payload.get("receipts") if isinstance(payload, Mapping) else None
+            self._receipted = frozenset(wanted) if isinstance(wanted, list) else frozenset()
             self._sink.status("session", output.session_text(payload), session=payload)
             # the rooms it did not join at connect are subscribed now (session comes first)
             self._signals.put_nowait((Signal.CONNECTED, None))
@@ -338,6 +369,8 @@ class Listener:
             self._track(payload)
         self._stats.record(name, payload, received_at)
         self._sink.event(name, payload, received_at)
+        if name in self._receipted and isinstance(payload, Mapping):
+            self._signals.put_nowait((Signal.RECEIPT, payload.get("event_id")))
         self._received += 1
         if self._options.max_events is not None and self._received >= self._options.max_events:
             self._signals.put_nowait((Signal.STOP, None))

@@ -11,6 +11,7 @@ Redis gone or hung, the process still exits within its grace period.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import signal
 import socket
@@ -28,6 +29,7 @@ from fleetcast.consumer import (
     control,
     deadletter,
     encoding,
+    escalating,
     http,
     pipeline,
     publishing,
@@ -210,6 +212,16 @@ async def _consume(
         and await start_with_retry("producer", producer.start, stopping, cap)
     ):
         return
+    rules = settings.parsed_escalation_rules()
+    escalations = None
+    if rules:
+        escalations = escalating.Escalations(
+            sender.client,
+            producer,
+            rules,
+            topic=settings.kafka_escalation_topic,
+            tick_s=settings.escalation_tick_ms / 1000,
+        )
     loop = pipeline.Pipeline(
         consumer,
         publishing.RedisPublisher(sender, limits(settings), cluster[0], settings.redis_timeout_s),
@@ -218,6 +230,7 @@ async def _consume(
         options(settings),
         state,
         control.ControlWriter(sender, settings.redis_timeout_s),
+        escalations,
         consumer_tracing.BatchTracer(traces) if traces is not None else None,
     )
     # Subscribing before start joins the group at once (after start: ~5 s later).
@@ -233,7 +246,16 @@ async def _consume(
             group=settings.kafka_group_id,
             cluster=cluster[0],
         )
-        await _run_pipeline(loop, stopping, settings, deadline)
+        ticking = (
+            asyncio.create_task(escalations.run(), name="escalations") if escalations else None
+        )
+        try:
+            await _run_pipeline(loop, stopping, settings, deadline)
+        finally:
+            if ticking is not None:
+                ticking.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await ticking
 
 
 async def _run_pipeline(

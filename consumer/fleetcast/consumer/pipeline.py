@@ -85,6 +85,12 @@ class Source(Protocol):
     async def end_offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]: ...
 
 
+class EscalationSink(Protocol):
+    """What follows alerts and acknowledgements for escalation (escalating.Escalations)."""
+
+    async def observe(self, routed: Sequence[processing.Routed]) -> None: ...
+
+
 class ControlSink(Protocol):
     """Where control messages go (control.ControlWriter): Redis, before the commit."""
 
@@ -141,6 +147,7 @@ class Pipeline:
         options: Options,
         state: conditions.State | None = None,
         controls: ControlSink | None = None,
+        escalations: EscalationSink | None = None,
         tracer: tracing.BatchTracer | None = None,
     ) -> None:
         if options.control_topic is not None and controls is None:
@@ -148,6 +155,7 @@ class Pipeline:
         self._source = source
         self._publisher = publisher
         self._controls = controls
+        self._escalations = escalations
         self._tracer = tracer
         self._metrics = metrics
         self._options = options
@@ -316,6 +324,15 @@ class Pipeline:
                 return True
 
             if not await self._until_done("control", act, stopping):
+                return False
+        watcher, routed = self._escalations, ready.batch.routed
+        if watcher is not None and routed:
+
+            async def observe() -> bool:
+                await watcher.observe(routed)
+                return True
+
+            if not await self._until_done("escalation", observe, stopping):
                 return False
         letters = ready.batch.dead
 

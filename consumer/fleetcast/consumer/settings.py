@@ -16,7 +16,7 @@ from fleetcast.common import envlists, redisurl
 from fleetcast.common.kafka import KafkaSecurity
 from fleetcast.common.tracing import TracingSettings
 from fleetcast.consumer import access, state
-from fleetcast.protocol import control, events, keys, routing
+from fleetcast.protocol import control, escalation, events, keys, routing
 
 
 class Settings(KafkaSecurity, TracingSettings, BaseSettings):
@@ -147,6 +147,18 @@ class Settings(KafkaSecurity, TracingSettings, BaseSettings):
     #: the consumer ends on its own terms, with a log line, not by SIGKILL.
     shutdown_deadline_s: float = Field(default=25.0, gt=0, le=3600)
 
+    # --- escalation (consumer/escalating.py, protocol/escalation.py) --------------------
+    #: Rules for unacknowledged alerts (JSON list), e.g. [{"event_types":
+    #: ["alert_created"], "steps": [{"after_s": 30, "action": "redeliver"},
+    #: {"after_s": 60, "action": "supervisors", "room": "channel:supervisors"},
+    #: {"after_s": 90, "action": "emit"}], "ack_roles": []}]. Empty: no escalation.
+    escalation_rules: list[dict[str, Any]] = Field(default_factory=list)
+    #: Where escalation steps write their events (redeliveries and alert_escalated):
+    #: a topic this consumer reads, so they are routed like any event.
+    kafka_escalation_topic: str = Field(default="fleet.alerts", min_length=1)
+    #: How often due escalation steps are looked for (milliseconds).
+    escalation_tick_ms: int = Field(default=500, ge=10)
+
     # --- HTTP and logs ---------------------------------------------------------------
     #: Address of /health, /ready and /metrics; loopback by default, 0.0.0.0 in a pod.
     consumer_host: str = "127.0.0.1"
@@ -163,6 +175,16 @@ class Settings(KafkaSecurity, TracingSettings, BaseSettings):
     def _access(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
         access.rules_from(value)  # raises ValueError naming the bad entry
         return value
+
+    @field_validator("escalation_rules")
+    @classmethod
+    def _escalation(cls, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        for rule in value:
+            escalation.parse_rule(rule)  # raises ValueError naming what is wrong
+        return value
+
+    def parsed_escalation_rules(self) -> list[escalation.Rule]:
+        return [escalation.parse_rule(rule) for rule in self.escalation_rules]
 
     @field_validator("routing_overrides")
     @classmethod

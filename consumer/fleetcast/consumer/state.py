@@ -76,6 +76,8 @@ STATEFUL_TYPES: Final = frozenset(
 
 def ops(event_type: str, data: Mapping[str, Any], rules: Rules) -> tuple[Op, ...]:
     """The state operations of one event (none for events that change no state)."""
+    if event_type not in STATEFUL_TYPES:  # receipts and escalations name alerts, change none
+        return ()
     if event_type.startswith("incident_"):
         return _incident(event_type, data, rules)
     if event_type.startswith("alert_"):

@@ -30,6 +30,7 @@ from fleetcast.gateway.edge import (
     console,
     http,
     policy,
+    receipts,
     revocation,
     subscriptions,
 )
@@ -52,6 +53,7 @@ from fleetcast.gateway.rooms import fleet, recovery, replay, snapshots, state
 from fleetcast.gateway.rooms.delivery import Delivery
 from fleetcast.gateway.rooms.feed import Feed
 from fleetcast.gateway.rooms.outbox import Outbox
+from fleetcast.gateway.rooms.receipting import ReceiptingTransport
 from fleetcast.gateway.rooms.registry import Registry
 from fleetcast.gateway.rooms.tracing import DeliveryTracer
 from fleetcast.gateway.settings import Settings
@@ -131,8 +133,13 @@ def create_app(settings: Settings) -> web.Application:
         drain_rate=settings.drain_rate,
         drain_jitter_s=settings.drain_jitter_s,
     )
+    producer = _control_producer(settings)
+    receipting = _receipting(settings, transport, producer)
     outbox = Outbox(
-        transport, metrics, max_buffered=settings.max_buffered_messages, cut_off=closer.cut_off
+        receipting or transport,
+        metrics,
+        max_buffered=settings.max_buffered_messages,
+        cut_off=closer.cut_off,
     )
     fleet_metrics = fleet.FleetMetrics(metrics.registry)
     batcher = fleet.FleetBatcher(
@@ -260,6 +267,13 @@ def create_app(settings: Settings) -> web.Application:
         sessions=session_store,
         transport=transport,
         metrics=metrics,
+        desk=receipts.Desk(
+            producer if receipting else None,
+            topic=settings.kafka_receipts_topic,
+            gateway_id=settings.gateway_id,
+            rate=settings.receipt_rate,
+            burst=settings.receipt_burst,
+        ),
     )
     sio.eio.use_guards(
         guard.Guards(
@@ -288,7 +302,6 @@ def create_app(settings: Settings) -> web.Application:
         settings.map_tile_url, settings.map_tile_attribution, settings.map_max_zoom
     )
     console.add_routes(app, settings.console_enabled, tiles)
-    producer = _control_producer(settings)
     admin_token = settings.admin_token.get_secret_value() if settings.admin_token else None
     app.add_routes(admin.Admin(admin_token, producer).routes())
     lag = admission.LoopLag()
@@ -309,8 +322,20 @@ def create_app(settings: Settings) -> web.Application:
         "positioning": watch.run,
         "heartbeat": sio.eio.heartbeat.run,
     }
+    flusher = None
+    if receipting is not None and producer is not None:
+        flusher = receipts.SentFlusher(
+            receipting,
+            producer,
+            topic=settings.kafka_receipts_topic,
+            gateway_id=settings.gateway_id,
+            interval_s=settings.receipt_flush_ms / 1000,
+        )
+        services["receipts"] = flusher.run
     app.cleanup_ctx.append(
-        _lifetime(supervisor, services, sio, session_store, producer, commands, pubsub, traces)
+        _lifetime(
+            supervisor, services, sio, session_store, producer, commands, pubsub, flusher, traces
+        )
     )
     return app
 
@@ -348,6 +373,15 @@ def _control_producer(settings: Settings) -> ControlProducer | None:
     return ControlProducer(options, settings.kafka_control_topic)
 
 
+def _receipting(
+    settings: Settings, transport: EngineIOTransport, producer: ControlProducer | None
+) -> ReceiptingTransport | None:
+    """The transport seen through receipts, when there are receipted types and a Kafka."""
+    if producer is None or not settings.receipt_events:
+        return None
+    return ReceiptingTransport(transport, frozenset(settings.receipt_events))
+
+
 def _verifier(settings: Settings) -> auth.Verifier:
     return auth.Verifier.create(
         settings.jwt_algorithms,
@@ -368,6 +402,7 @@ def _lifetime(
     producer: ControlProducer | None,
     commands: Any,
     pubsub: Any,
+    flusher: receipts.SentFlusher | None,
     traces: tracing.Tracing | None = None,
 ) -> Any:
     """The aiohttp cleanup context: services run while the app does, then everything stops."""
@@ -382,6 +417,10 @@ def _lifetime(
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(1.0):
                     await session_store.close()
+            if flusher is not None:  # the last sent facts, while Kafka is still ours
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(2.0):
+                        await flusher.flush()
             if producer is not None:
                 await producer.close()
             await commands.aclose()

@@ -21,7 +21,7 @@ from fleetcast.common import envlists, redisurl
 from fleetcast.common.kafka import KafkaSecurity
 from fleetcast.common.tracing import TracingSettings
 from fleetcast.gateway.edge import console, policy
-from fleetcast.protocol import control, keys
+from fleetcast.protocol import control, keys, receipts
 
 HMAC_ALGORITHMS: Final = frozenset({"HS256", "HS384", "HS512"})
 RSA_ALGORITHMS: Final = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"})
@@ -139,6 +139,23 @@ class Settings(KafkaSecurity, TracingSettings, BaseSettings):
     kafka_bootstrap_servers: str | None = None
     #: The control topic (the consumer's FLEETCAST_KAFKA_CONTROL_TOPIC).
     kafka_control_topic: str = Field(default=control.DEFAULT_TOPIC, min_length=1)
+
+    # --- receipts (edge/receipts.py, rooms/receipting.py) --------------------------------
+    #: Event types clients answer with receipts (delivered, displayed, acknowledged)
+    #: and whose writing to a socket the gateway records as ``sent``. Needs Kafka
+    #: (FLEETCAST_KAFKA_BOOTSTRAP_SERVERS); without it receipts are answered
+    #: ``unavailable``. Empty: no receipts.
+    receipt_events: envlists.EnvList = sorted(receipts.DEFAULT_EVENTS)
+    #: The Kafka topic receipts are written to, keyed by org (the consumer's
+    #: FLEETCAST_KAFKA_TOPICS includes it, so consoles get them live).
+    kafka_receipts_topic: str = Field(default=receipts.DEFAULT_TOPIC, min_length=1)
+    #: Receipts per second per connection, and burst (rate_limited beyond): a
+    #: unit answers each alert three times; a burst covers a reconnect's backlog.
+    receipt_rate: float = Field(default=10.0, gt=0)
+    receipt_burst: int = Field(default=60, ge=1)
+    #: How often the ``sent`` facts are written to Kafka (milliseconds): one
+    #: record per alert per flush, whatever its number of recipients.
+    receipt_flush_ms: int = Field(default=200, ge=10)
 
     # --- limits ------------------------------------------------------------------------
     #: Connections per process; beyond it a handshake gets server_full.

@@ -14,7 +14,7 @@ from typing import Any, Final
 
 import orjson
 
-from fleetcast.protocol import rooms
+from fleetcast.protocol import escalation, receipts, rooms
 
 #: Default topic of each event type (DESIGN.md, "Events").
 CATALOG: Final[dict[str, str]] = {
@@ -32,8 +32,13 @@ CATALOG: Final[dict[str, str]] = {
     "asset_status_changed": "fleet.assets",
     "alert_created": "fleet.alerts",
     "alert_acknowledged": "fleet.alerts",
+    escalation.ESCALATED_TYPE: "fleet.alerts",
+    receipts.RECEIPT_TYPE: receipts.DEFAULT_TOPIC,
 }
 EVENT_TYPES: Final = frozenset(CATALOG)
+#: Types fleetcast writes itself (receipts, escalations), not the domain services.
+FLEETCAST_TYPES: Final = frozenset({receipts.RECEIPT_TYPE, escalation.ESCALATED_TYPE})
+DOMAIN_TYPES: Final = EVENT_TYPES - FLEETCAST_TYPES
 DEFAULT_TOPICS: Final = tuple(dict.fromkeys(CATALOG.values()))
 DEFAULT_DLQ_TOPIC: Final = "fleet.dlq"
 

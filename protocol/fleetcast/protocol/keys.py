@@ -232,3 +232,50 @@ def gateway_heartbeat(gateway_id: str) -> str:
 
 GATEWAY_PATTERN: Final = f"{PREFIX}:gateway:*"
 GATEWAY_TTL_S: Final = 30
+
+# --- escalation of unacknowledged alerts (consumer/escalating.py) -------------------
+#
+# Written by the consumer only; every key but the org index carries the org's
+# hash tag, so one org's escalation state is in its slot with its other keys.
+
+
+def escalation_pending(org: str) -> str:
+    """Hash delivery id -> what the deadline owner keeps of it (JSON: event, rule step done)."""
+    return f"{PREFIX}:{tag(org)}:escalation:pending"
+
+
+def escalation_acks(org: str) -> str:
+    """Hash delivery id -> roles of each acknowledgement so far (JSON list of lists).
+
+    Apart from :func:`escalation_pending` so that recording an acknowledgement
+    never races with a step being marked done.
+    """
+    return f"{PREFIX}:{tag(org)}:escalation:acks"
+
+
+def escalation_due(org: str) -> str:
+    """Sorted set delivery id -> when its next step falls due (epoch seconds).
+
+    A consumer claims a due entry by moving its score a lease ahead, in one
+    script: however many consumers tick, each step is taken by one of them.
+    """
+    return f"{PREFIX}:{tag(org)}:escalation:due"
+
+
+def escalation_done(org: str) -> str:
+    """Sorted set delivery id -> when its escalation ended (acknowledged, or every step taken).
+
+    Kept :data:`ESCALATION_TTL_S`: a Kafka redelivery of the original alert (a
+    consumer that died before its commit) must not start a finished one again.
+    """
+    return f"{PREFIX}:{tag(org)}:escalation:done"
+
+
+def escalation_orgs() -> str:
+    """Set of the orgs with pending escalations (what a tick visits)."""
+    return f"{PREFIX}:escalation:orgs"
+
+
+#: A pending escalation is forgotten this long after its last write (seconds):
+#: a rule's steps take minutes, not a day.
+ESCALATION_TTL_S: Final = 24 * 3600

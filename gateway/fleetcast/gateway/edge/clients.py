@@ -37,6 +37,10 @@ class Client:
     state: dict[str, int] | None = None
     #: Rooms taken from it (a withdraw control message): it may not join them again.
     withdrawn: set[str] = field(default_factory=set)
+    #: Receipts it may still send (edge/receipts.py; made at its first receipt).
+    receipt_budget: TokenBucket | None = None
+    #: Receipts accepted from it ("delivery_id/kind"): a repeat is not written twice.
+    answered: set[str] | None = None
 
     @property
     def sid(self) -> str:

@@ -1,4 +1,4 @@
-"""Socket.IO handlers: connect, disconnect, subscribe, unsubscribe, refresh.
+"""Socket.IO handlers: connect, disconnect, subscribe, unsubscribe, refresh, receipt.
 
 The handlers stay thin: checks live in handshake, auth, policy, limits and
 subscriptions; delivery in the rooms layer; closes in closing. A connection
@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 import structlog
 
-from fleetcast.gateway.edge import auth, policy, subscriptions
+from fleetcast.gateway.edge import auth, policy, receipts, subscriptions
 from fleetcast.gateway.edge.clients import Client, Clients
 from fleetcast.gateway.edge.closing import Closer
 from fleetcast.gateway.edge.handshake import Handshake, Refusal
@@ -85,6 +85,7 @@ class Server:
         sessions: SessionMarks,
         transport: Releaser,
         metrics: Metrics,
+        desk: receipts.Desk,
     ) -> None:
         self._sio = sio
         self._settings = settings
@@ -99,6 +100,7 @@ class Server:
         self._sessions = sessions
         self._transport = transport
         self._metrics = metrics
+        self._desk = desk
         sio.manager.on_connected = self._opened
         for name, handler in (
             ("connect", self.on_connect),
@@ -106,6 +108,7 @@ class Server:
             ("subscribe", self.on_subscribe),
             ("unsubscribe", self.on_unsubscribe),
             ("refresh", self.on_refresh),
+            ("receipt", self.on_receipt),
         ):
             sio.on(name, handler)
 
@@ -162,6 +165,7 @@ class Server:
             "rooms": sorted(rooms.client_name(name, conn.org) for name in conn.rooms),
             "gateway": self._settings.gateway_id,
             "expires_at": client.claims.exp,
+            "receipts": list(self._settings.receipt_events),
         }
         if client.recovered is not None:
             info["recovered"] = client.recovered
@@ -206,6 +210,13 @@ class Server:
         if client is None:
             return _not_connected()
         return self._subscriptions.unsubscribe(client, data)
+
+    async def on_receipt(self, sid: str, data: Any = None) -> Ack:
+        """A client's receipt for a receipted event it was sent (edge/receipts.py)."""
+        client = self._clients.get(sid)
+        if client is None:
+            return _not_connected()
+        return await self._desk.answer(client, data)
 
     async def on_refresh(self, sid: str, data: Any = None) -> Ack:
         """Swap in a new token of the same user and org; rooms it no longer allows are left."""

@@ -29,7 +29,7 @@ import structlog
 from fleetcast.gateway.metrics import Metrics
 from fleetcast.gateway.rooms.registry import Connection, Registry
 from fleetcast.gateway.transport.packets import Frame, encode_event
-from fleetcast.protocol import events, rooms
+from fleetcast.protocol import events, receipts, rooms
 from fleetcast.protocol.wire import RoutedEvent
 
 log = structlog.stdlib.get_logger(__name__)
@@ -65,11 +65,13 @@ def make_frame(
         payload["offsets"] = offsets
     event_type = str(event.get("event_type"))
     event_id = event.get("event_id")
+    priority = events.is_priority(event_type)
     return Frame(
         encode_event(event_type, payload),
-        events.is_priority(event_type),
+        priority,
         offset,
         event_id=event_id if isinstance(event_id, str) else None,
+        tag=receipts.tag_of(event) if priority else None,
     )
 
 

@@ -23,7 +23,7 @@ from typing import TypeVar
 
 from fleetcast.gateway.rooms import history
 from fleetcast.gateway.transport.packets import Frame
-from fleetcast.protocol import rooms
+from fleetcast.protocol import receipts, rooms
 
 
 @dataclass(slots=True, eq=False)
@@ -77,6 +77,9 @@ class Connection:
     replays: int = 0
     #: Why the server closed it (metrics label); None when the client left.
     close_reason: str | None = None
+    #: Receipted events really written to it, by delivery id (the newest
+    #: rooms/receipting.MAX_DELIVERIES): the only ones it may send receipts for.
+    deliveries: dict[str, receipts.Tag] | None = None
 
     def end_recovery(self, room_name: str, hold: Hold | None = None) -> None:
         """Stop holding or filtering ``room_name``'s live frames (only ``hold``, if given)."""

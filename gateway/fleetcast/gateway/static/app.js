@@ -8,6 +8,7 @@ import { Feed } from "./js/feed.js";
 import { fmt, LatencyChart } from "./js/latency.js";
 import { Link } from "./js/link.js";
 import { FleetMap } from "./js/map.js";
+import { ReceiptsPanel } from "./js/receipts.js";
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -26,6 +27,10 @@ const feed = new Feed({
 });
 const chart = new LatencyChart($("latency"), $("lat-readout"));
 const map = new FleetMap($("map"), { onSelect: select, onChange: showMapStats });
+const receipts = new ReceiptsPanel(
+  { list: $("receipts"), count: $("receipt-count"), response: $("ack-response") },
+  (body) => link.receipt(body),
+);
 const link = new Link(params.get("path") ?? "/ws", { onState, onSession, onEvent, onAnswer, onRooms });
 let tokenExp = null;
 
@@ -56,6 +61,7 @@ function onSession(payload) {
   $("s-gateway").textContent = s.gateway ?? "–";
   tokenExp = s.expiresAt ?? jwtExp(link.token);
   $("session").dataset.user = s.user;
+  receipts.session(payload);
 }
 
 function jwtExp(token) {
@@ -78,12 +84,13 @@ function chip(text, kind) {
 
 function onEvent(name, payload, at) {
   feed.add(name, payload, at);
+  const type = payload?.event_type ?? name;
+  if (receipts.event(type, payload, at)) return; // a receipt record names an alert, is none
   for (const occurredAt of occurredTimes(name, payload)) chart.add(latencyMs(occurredAt, at), at);
   const positions = positionsOf(name, payload);
   if (positions.length) map.positions(positions, at);
   const statuses = statusesOf(name, payload);
   if (statuses.length) map.statuses(statuses);
-  const type = payload?.event_type ?? name;
   if (family(type) === "incident") map.incident(type, payload, at);
   if (family(type) === "alert") map.alert(type, payload, at);
   if (name in STATE_TABLES) applyState(STATE_TABLES[name], payload?.data ?? {}, at);

@@ -12,6 +12,8 @@ from typing import Any
 
 import orjson
 
+from fleetcast.protocol import receipts
+
 #: Socket.IO packet type EVENT on the default namespace, as text.
 _EVENT_PREFIX = "2"
 
@@ -30,6 +32,7 @@ class Frame:
     a recovery drop live events it has already sent. ``wire`` is its
     websocket frame, built by the first websocket recipient and written as
     is to the others (the packet's encodings are the transport's business).
+    ``tag`` marks a priority event that may be receipted (rooms/receipting.py).
     """
 
     text: str
@@ -37,3 +40,4 @@ class Frame:
     offset: str | None = None
     wire: bytes | None = None
     event_id: str | None = None
+    tag: receipts.Tag | None = None

@@ -1,6 +1,6 @@
 // The console's connection to a gateway, through the public client protocol
 // only (DESIGN.md "Client protocol"): token in the Socket.IO auth payload,
-// subscribe/unsubscribe with acks, refresh, and recovery with `since` after
+// subscribe/unsubscribe with acks, refresh, receipts, and recovery with `since` after
 // any reconnect, from the last offset seen in each room.
 
 const ACK_TIMEOUT_MS = 10000;
@@ -160,6 +160,16 @@ export class Link {
     entry.message = ack?.error?.message ?? null;
     entry.recovered = ack?.recovered ?? null;
     this.hooks.onRooms(this.rooms);
+  }
+
+  /** Send `receipt {delivery_id, kind, response?}`; resolves to its ack (docs/receipts.md). */
+  async receipt(body) {
+    if (!this.connected) return { ok: false, error: { code: "not_connected", message: "" } };
+    try {
+      return await this.socket.timeout(ACK_TIMEOUT_MS).emitWithAck("receipt", body);
+    } catch (err) {
+      return { ok: false, error: { code: "no_answer", message: String(err.message ?? err) } };
+    }
   }
 
   /** Send `refresh` with a new token; future reconnects use it too. */
