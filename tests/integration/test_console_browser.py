@@ -160,10 +160,10 @@ async def test_dispatcher_sees_live_events_map_and_refusals(
         await eventually(lambda: ge(count(page, "#map path.asset"), 40), "40 assets on the map")
         # No tiles on loopback's closed port: the plain background and its lat/lon grid.
         await expect(page.locator("#map")).to_have_attribute("data-tiles", "offline")
-        assert await count(page, "#map img.leaflet-tile") > 0, "tiles were never asked for"
+        await eventually(lambda: ge(count(page, "#map img.leaflet-tile"), 1), "tiles asked for")
         await expect(page.locator("#map .offline-notice")).to_be_visible()
-        assert await count(page, "#map path.grid-line") >= 4
-        assert await count(page, "#map .grid-label") >= 4
+        await eventually(lambda: ge(count(page, "#map path.grid-line"), 4), "the offline grid")
+        await eventually(lambda: ge(count(page, "#map .grid-label"), 4), "the grid's labels")
         # Units move, and are coloured by status once one is known.
         before = await position(page, "unit-001")
         await eventually(lambda: changed(position(page, "unit-001"), before), "unit-001 moving")
