@@ -24,7 +24,7 @@ import math
 import os
 import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -84,6 +84,13 @@ class CityClient(ResumingClient):
         if self.ready:
             self.lost_connections += 1
         super().connection_lost(exc)
+
+
+#: The two kinds of city client, told apart by their rooms.
+KINDS: Final[dict[str, Callable[[CityClient], bool]]] = {
+    "consoles": lambda c: "fleet" in c.rooms,
+    "field units": lambda c: "fleet" not in c.rooms,
+}
 
 
 @dataclass(slots=True)
@@ -160,6 +167,8 @@ class Outcome:
     back_ns: int | None
     produced_ns: int
     time_to: dict[str, float | None]
+    #: The same for A's consoles (their resume carries the fleet snapshot) and field units.
+    time_to_by_kind: dict[str, dict[str, float | None]]
     moved: int
     back: int
     #: By phase (before, storm, after).
@@ -252,6 +261,10 @@ async def storm(
         back_ns=back_ns,
         produced_ns=produced_ns,
         time_to=reconnector.time_to(),
+        time_to_by_kind={
+            kind: reconnector.time_to(among=[c.index for c in groups[0].clients if is_kind(c)])
+            for kind, is_kind in KINDS.items()
+        },
         moved=reconnector.moved,
         back=len(reconnector.back_after),
         usage={

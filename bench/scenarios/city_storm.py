@@ -127,9 +127,10 @@ def storm_table(o: storm.Outcome, groups: Sequence[storm.Group]) -> Table:
     lost = storm.missing(expected, clients)
     lost_alerts = storm.missing(alerts, clients)
 
-    def seconds(share: str) -> str:
-        value = o.time_to.get(share)
-        return "never" if value is None else f"{value:.2f}"
+    def seconds(times: dict[str, float | None]) -> str:
+        return " / ".join(
+            "never" if times.get(s) is None else f"{times[s]:.2f}" for s in ("50%", "99%", "100%")
+        )
 
     rows = [
         [
@@ -137,10 +138,8 @@ def storm_table(o: storm.Outcome, groups: Sequence[storm.Group]) -> Table:
             f"{o.connected['A']:,} / {o.connected['B']:,}",
         ],
         ["A's clients back on B", f"{o.back:,} of {o.moved:,}"],
-        [
-            "time to 50% / 99% / 100% of A's clients back (s)",
-            f"{seconds('50%')} / {seconds('99%')} / {seconds('100%')}",
-        ],
+        ["time to 50% / 99% / 100% of A's clients back (s)", seconds(o.time_to)],
+        *[[f"… of A's {kind}", seconds(times)] for kind, times in o.time_to_by_kind.items()],
         [
             "events produced (priority / positions)",
             f"{len(expected):,} / {len(produced) - len(expected):,}",

@@ -111,10 +111,13 @@ class Reconnector:
                 await self._all_back.wait()
         return self._all_back.is_set()
 
-    def time_to(self, shares: Sequence[int] = (50, 99, 100)) -> dict[str, float | None]:
-        """Seconds from the move until that share of the moved clients was back."""
-        times = sorted(self.back_after.values())
-        return {f"{s}%": share_time(times, len(self._moving), s) for s in shares}
+    def time_to(
+        self, shares: Sequence[int] = (50, 99, 100), among: Collection[int] | None = None
+    ) -> dict[str, float | None]:
+        """Seconds from the move until that share of the moved clients (``among`` them) was back."""
+        moving = self._moving if among is None else self._moving & frozenset(among)
+        times = sorted(t for i, t in self.back_after.items() if i in moving)
+        return {f"{s}%": share_time(times, len(moving), s) for s in shares}
 
     @property
     def moved(self) -> int:
