@@ -201,16 +201,6 @@ async def connect(
     return {g.name: sum(c.ready for c in g.clients) for g in groups}
 
 
-async def produce(
-    kafka: KafkaPublisher, phase: Sequence[BenchEvent], rate: float, stop_at: list[float]
-) -> int:
-    """``phase`` at ``rate``, a second's worth at a time, until ``stop_at[0]`` (monotonic s)."""
-    sent, step = 0, max(1, round(rate))
-    while sent < len(phase) and time.monotonic() < stop_at[0]:
-        sent += await kafka.paced(phase[sent : sent + step], rate)
-    return sent
-
-
 async def storm(
     city: City,
     kafka: KafkaPublisher,
@@ -231,7 +221,9 @@ async def storm(
     start = procs.CpuSample.take(list(pids.values()))
     start_ns, stop_at = time.monotonic_ns(), [math.inf]
     rate = len(phase) / (before_s + BACK_WITHIN_S + after_s)
-    producing = asyncio.create_task(produce(kafka, phase, rate, stop_at))
+    producing = asyncio.create_task(
+        kafka.paced(phase, rate, until=lambda: time.monotonic() >= stop_at[0])
+    )
     try:
         await asyncio.sleep(before_s)
         killed = procs.CpuSample.take(list(pids.values()))
