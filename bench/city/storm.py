@@ -134,6 +134,23 @@ def missing(expected: set[int], clients: Sequence[CityClient]) -> list[int]:
     return [len(expected - c.seqs) for c in clients]
 
 
+def sort_out(
+    moved: Sequence[CityClient], stayed: Sequence[CityClient], returned: frozenset[int]
+) -> dict[str, list[CityClient]]:
+    """Who may miss what: a client still served, or back with its history complete, must
+    miss nothing; one told of a gap (``recovered: false``, then sent the org's snapshots)
+    or never back has a reason the table gives apart."""
+    groups: dict[str, list[CityClient]] = {"complete": [*stayed], "gap": [], "never back": []}
+    for client in moved:
+        if client.index not in returned:
+            groups["never back"].append(client)
+        elif client.recovered and not all(client.recovered.values()):
+            groups["gap"].append(client)
+        else:
+            groups["complete"].append(client)
+    return groups
+
+
 @dataclass(frozen=True, slots=True)
 class Usage:
     """CPU over one phase, in % of a core: each process's use and its wait for a core."""
@@ -171,6 +188,8 @@ class Outcome:
     time_to_by_kind: dict[str, dict[str, float | None]]
     moved: int
     back: int
+    #: Indices of the moved clients that had a session on B again.
+    returned: frozenset[int]
     #: By phase (before, storm, after).
     usage: dict[str, Usage]
     #: B's CPU seconds from the kill until every client was back.
@@ -259,6 +278,7 @@ async def storm(
         },
         moved=reconnector.moved,
         back=len(reconnector.back_after),
+        returned=frozenset(reconnector.back_after),
         usage={
             "before": usage(killed, start, {"A": a.pid, **pids}),
             "storm": usage(stormed, killed, pids),

@@ -124,8 +124,6 @@ def storm_table(o: storm.Outcome, groups: Sequence[storm.Group]) -> Table:
     expected = {e.seq for e in produced if e.category == events.PRIORITY}
     alerts = {e.seq for e in produced if e.envelope["event_type"] == ALERT}
     clients = storm.everyone(groups)
-    lost = storm.missing(expected, clients)
-    lost_alerts = storm.missing(alerts, clients)
 
     def seconds(times: dict[str, float | None]) -> str:
         return " / ".join(
@@ -144,13 +142,11 @@ def storm_table(o: storm.Outcome, groups: Sequence[storm.Group]) -> Table:
             "events produced (priority / positions)",
             f"{len(expected):,} / {len(produced) - len(expected):,}",
         ],
+        *_loss_rows(o, groups, expected, alerts),
         [
-            "priority events lost, all clients (of which alerts)",
-            f"{sum(lost):,} ({sum(lost_alerts):,})",
+            "duplicates (same event id twice), all clients",
+            f"{sum(c.duplicates for c in clients):,}",
         ],
-        ["clients that lost any", f"{sum(1 for n in lost if n):,}"],
-        ["duplicates (same event id twice)", f"{sum(c.duplicates for c in clients):,}"],
-        ["resumes that found a gap (recovered: false)", f"{_gaps(groups[0].clients):,}"],
         ["sessions lost by B's own clients (cut off)", f"{o.stayed_lost:,}"],
         *[[f"refusals during the storm: {k}", f"{v:,}"] for k, v in o.refusals.items()],
         [
@@ -173,8 +169,29 @@ def storm_table(o: storm.Outcome, groups: Sequence[storm.Group]) -> Table:
     )
 
 
-def _gaps(clients: Sequence[storm.CityClient]) -> int:
-    return sum(1 for c in clients if c.recovered and not all(c.recovered.values()))
+LOSS_LABELS = {
+    "complete": "priority events lost by clients served throughout or resumed complete",
+    "gap": "… by A's clients whose resume found a gap (told: recovered false, sent snapshots)",
+    "never back": "… by A's clients never back on B within the bound",
+}
+
+
+def _loss_rows(
+    o: storm.Outcome, groups: Sequence[storm.Group], expected: set[int], alerts: set[int]
+) -> list[list[str]]:
+    """Events missed, alerts among them, and by how many clients: per reason (must be 0 first)."""
+    rows = []
+    for reason, clients in storm.sort_out(groups[0].clients, groups[1].clients, o.returned).items():
+        lost = storm.missing(expected, clients)
+        lost_alerts = sum(storm.missing(alerts, clients))
+        losing = sum(1 for n in lost if n)
+        rows.append(
+            [
+                f"{LOSS_LABELS[reason]} (alerts among them; clients)",
+                f"{sum(lost):,} ({lost_alerts:,}; {losing:,} of {len(clients):,})",
+            ]
+        )
+    return rows
 
 
 SCENARIO = Scenario(

@@ -96,3 +96,12 @@ def test_share_time_is_the_nth_clients_time() -> None:
     assert share_time(times, 4, 50) == 1.0
     assert share_time(times, 4, 100) == 4.0
     assert share_time(times, 5, 100) is None  # one never came back
+
+
+def test_loss_is_sorted_by_whether_the_client_could_have_it_all() -> None:
+    member = Member("token", ("fleet",))
+    stayed = [storm.CityClient(1, member, Tally())]
+    complete, gap, away = (storm.CityClient(i, member, Tally()) for i in (0, 2, 4))
+    complete.recovered, gap.recovered = {"org": True}, {"org": False}
+    groups = storm.sort_out([complete, gap, away], stayed, frozenset({0, 2}))
+    assert groups == {"complete": [stayed[0], complete], "gap": [gap], "never back": [away]}
