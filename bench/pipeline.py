@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import aiohttp
@@ -232,9 +232,14 @@ class KafkaPublisher:
         await self.producer.flush()
         return len(batch)
 
-    async def paced(self, batch: Sequence[BenchEvent], rate_per_s: float) -> int:
+    async def paced(
+        self,
+        batch: Sequence[BenchEvent],
+        rate_per_s: float,
+        until: Callable[[], bool] | None = None,
+    ) -> int:
         """Produce ``batch`` at ``rate_per_s`` events per second (catching up when late)."""
-        sent = await publish.pace(batch, rate_per_s, self._send)
+        sent = await publish.pace(batch, rate_per_s, self._send, until)
         await self.producer.flush()
         return sent
 

@@ -37,15 +37,18 @@ async def pace(
     batch: Sequence[BenchEvent],
     rate_per_s: float,
     send: Callable[[Sequence[BenchEvent]], Awaitable[None]],
+    until: Callable[[], bool] | None = None,
 ) -> int:
     """Hand ``batch`` to ``send`` at ``rate_per_s`` events per second, catching up when late.
 
-    Bounded: gives up :data:`OVERRUN_S` after the schedule's end. Returns the count sent.
+    Bounded: gives up :data:`OVERRUN_S` after the schedule's end, or stops
+    early once ``until()`` says so (a load that lasts as long as a storm).
+    Returns the count sent.
     """
     start = time.monotonic()
     deadline = start + len(batch) / rate_per_s + OVERRUN_S
     sent = 0
-    while sent < len(batch) and time.monotonic() < deadline:
+    while sent < len(batch) and time.monotonic() < deadline and not (until and until()):
         due = min(len(batch), int((time.monotonic() - start) * rate_per_s) + 1)
         if due > sent:
             await send(batch[sent:due])

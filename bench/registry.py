@@ -36,6 +36,7 @@ MODULES: Final = {
     "two-gateways": "bench.scenarios.two_gateways",
     "city-steady": "bench.scenarios.city_steady",
     "city-peak": "bench.scenarios.city_peak",
+    "city-storm": "bench.scenarios.city_storm",
     "storm-pod": "bench.scenarios.storm_pod",
     "cluster": "bench.scenarios.cluster",
     "state-connect": "bench.scenarios.state_connect",

@@ -28,7 +28,7 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Final, Protocol
 
 import aiohttp
 
@@ -79,6 +79,10 @@ class Server(Protocol):
         ...
 
     def stop(self) -> None: ...
+
+
+#: The gateway's own admission defaults (its settings), for the scenarios that measure storms.
+DEFAULT_ADMISSION: Final = {"FLEETCAST_HANDSHAKE_RATE": "500", "FLEETCAST_HANDSHAKE_BURST": "1000"}
 
 
 def gateway_env(

@@ -39,7 +39,10 @@ class Tally:
     snapshots: int = 0
     priority: int = 0
     alert_latency_us: array[float] = field(default_factory=lambda: array("d"))
+    #: When each alert of ``alert_latency_us`` was produced (its probe, monotonic ns).
+    alert_sent_ns: array[int] = field(default_factory=lambda: array("q"))
     priority_latency_us: array[float] = field(default_factory=lambda: array("d"))
+    priority_sent_ns: array[int] = field(default_factory=lambda: array("q"))
     #: Produce -> receive of positions inside batches (sampled clients only).
     position_age_us: array[float] = field(default_factory=lambda: array("d"))
     closed: int = 0
@@ -112,27 +115,7 @@ class MapClient(asyncio.Protocol):
             self.ready.set_exception(ConnectionError(f"refused: {packet.data}"))
 
     def _count(self, text: bytes, now: int) -> None:
-        tally = self.tally
-        tally.frames += 1
-        if text.startswith(BATCH_PREFIX) or text.startswith(SNAPSHOT_PREFIX):
-            stamps = PROBE_TIME.findall(text)
-            tally.positions += len(stamps)
-            if text.startswith(BATCH_PREFIX):
-                tally.batches += 1
-            else:
-                tally.snapshots += 1
-            if self.sample:
-                tally.position_age_us.extend((now - int(t)) / 1000 for t in stamps)
-        elif text.startswith(POSITION_PREFIX):
-            tally.positions += 1
-        elif text.startswith(PRIORITY_PREFIXES):
-            tally.priority += 1
-            found = PROBE_TIME.search(text)
-            if found is not None:
-                latency = (now - int(found[1])) / 1000
-                tally.priority_latency_us.append(latency)
-                if text.startswith(b'42["alert_'):
-                    tally.alert_latency_us.append(latency)
+        count_frame(self.tally, text, now, sample=self.sample)
 
     def _send(self, payload: bytes) -> None:
         if self._transport is not None and not self._transport.is_closing():
@@ -141,6 +124,33 @@ class MapClient(asyncio.Protocol):
     def close(self) -> None:
         if self._transport is not None:
             self._transport.abort()
+
+
+def count_frame(tally: Tally, text: bytes, now: int, *, sample: bool) -> None:
+    """Tally one event frame (``42[...]``) received at ``now``; ``sample``: positions' ages too."""
+    tally.frames += 1
+    if text.startswith(BATCH_PREFIX) or text.startswith(SNAPSHOT_PREFIX):
+        stamps = PROBE_TIME.findall(text)
+        tally.positions += len(stamps)
+        if text.startswith(BATCH_PREFIX):
+            tally.batches += 1
+        else:
+            tally.snapshots += 1
+        if sample:
+            tally.position_age_us.extend((now - int(t)) / 1000 for t in stamps)
+    elif text.startswith(POSITION_PREFIX):
+        tally.positions += 1
+    elif text.startswith(PRIORITY_PREFIXES):
+        tally.priority += 1
+        found = PROBE_TIME.search(text)
+        if found is not None:
+            sent = int(found[1])
+            latency = (now - sent) / 1000
+            tally.priority_latency_us.append(latency)
+            tally.priority_sent_ns.append(sent)
+            if text.startswith(b'42["alert_'):
+                tally.alert_latency_us.append(latency)
+                tally.alert_sent_ns.append(sent)
 
 
 async def connect_all(

@@ -15,9 +15,10 @@ share it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -91,34 +92,58 @@ def _event(city: City, kind: str, seq: int, n: int) -> BenchEvent:
     return events.alert(seq, ORG)
 
 
-def clients(city: City) -> tuple[list[MapClient], list[MapClient], Tally, Tally]:
-    consoles_tally, field_tally = Tally(), Tally()
+@dataclass(frozen=True, slots=True)
+class Member:
+    """One client of the city: its token, its rooms, whether its positions' ages are read."""
+
+    token: str
+    rooms: tuple[str, ...]
+    sample: bool = False
+
+
+def members(city: City) -> tuple[list[Member], list[Member]]:
+    """The city's consoles (fleet room) and field units (their own asset's room)."""
     consoles = [
-        MapClient(
+        Member(
             tokens.token(f"console-{i}", ORG, ["dispatcher"]),
             ("fleet",),
-            consoles_tally,
             sample=i < SAMPLED_CONSOLES,
         )
         for i in range(city.consoles)
     ]
     field = [
-        MapClient(
+        Member(
             tokens.token(f"unit-{i}", ORG, ["field_unit"], assets=[f"unit-{i}"]),
             (rooms.Room(rooms.RoomKind.ASSET, ORG, f"unit-{i}").client_name,),
-            field_tally,
-            sample=False,
         )
         for i in range(city.field_units)
     ]
-    return consoles, field, consoles_tally, field_tally
+    return consoles, field
 
 
-async def run_city(ctx: Context, city: City, result: ScenarioResult) -> None:
+def clients(city: City) -> tuple[list[MapClient], list[MapClient], Tally, Tally]:
+    consoles_tally, field_tally = Tally(), Tally()
+    consoles, field = members(city)
+    return (
+        [MapClient(m.token, m.rooms, consoles_tally, sample=m.sample) for m in consoles],
+        [MapClient(m.token, m.rooms, field_tally, sample=m.sample) for m in field],
+        consoles_tally,
+        field_tally,
+    )
+
+
+@contextlib.asynccontextmanager
+async def city_path(ctx: Context, city: City) -> AsyncIterator[KafkaPublisher]:
+    """Kafka, the consumer and its fleet snapshot (a position per unit) for one city run."""
     async with kafka_path(ctx) as (consumer, kafka):
         measure.say(f"{city.name}: one position per unit first (the snapshot consoles start from)")
         await kafka.burst([events.position(i, ORG, f"unit-{i}") for i in range(city.assets)])
         await consumer.wait_handled(await consumer.handled() + city.assets, within_s=60.0)
+        yield kafka
+
+
+async def run_city(ctx: Context, city: City, result: ScenarioResult) -> None:
+    async with city_path(ctx, city) as kafka:
         server = servers.FleetcastGateway(
             ctx.redis_url, ctx.plan.server, ctx.log_dir, gateway_id=f"bench-{city.name}"
         )
@@ -184,7 +209,7 @@ async def _measure(
     measure.say(f"{city.name}: {measured.sent:,} events in {measured.produce_s:.1f}s")
 
 
-def _pct(values: Sequence[float], q: float) -> float:
+def pct(values: Sequence[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q)) if len(values) else math.nan
 
 
@@ -206,12 +231,12 @@ def table(city: City, m: Measured, consoles: Tally, field: Tally) -> Table:
             report.num((consoles.positions + field.positions) / window),
         ],
         ["batches per console / s", report.num(consoles.batches / window / city.consoles)],
-        ["alert produce -> client p50 / p99 / max (ms)", _ms3(alerts)],
-        ["all priority events produce -> client p99 (ms)", report.num(_pct(priority, 99) / 1000)],
+        ["alert produce -> client p50 / p99 / max (ms)", ms3(alerts)],
+        ["all priority events produce -> client p99 (ms)", report.num(pct(priority, 99) / 1000)],
         [
             "position age in a batch p50 / p99 (ms)",
-            f"{_pct(consoles.position_age_us, 50) / 1000:.0f} / "
-            f"{_pct(consoles.position_age_us, 99) / 1000:.0f}",
+            f"{pct(consoles.position_age_us, 50) / 1000:.0f} / "
+            f"{pct(consoles.position_age_us, 99) / 1000:.0f}",
         ],
         ["gateway CPU, % of its core", report.num(100 * m.cpu_s / window)],
         ["gateway RSS per connection (KiB)", report.num(m.rss_per_conn / 1024)],
@@ -229,10 +254,10 @@ def table(city: City, m: Measured, consoles: Tally, field: Tally) -> Table:
     )
 
 
-def _ms3(values: Sequence[float]) -> str:
+def ms3(values: Sequence[float]) -> str:
     if not len(values):
         return "n/a"
-    return " / ".join(f"{_pct(values, q) / 1000:.1f}" for q in (50, 99, 100))
+    return " / ".join(f"{pct(values, q) / 1000:.1f}" for q in (50, 99, 100))
 
 
 def counter(text: str, name: str) -> float:

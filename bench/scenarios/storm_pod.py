@@ -30,10 +30,9 @@ from bench.storm.run import ConsumerScript, Plan, Report, Storm
 NAME = "storm-pod"
 CLIENTS = 5000
 ORG = "org-storm"
-B_ADMISSION = {"FLEETCAST_HANDSHAKE_RATE": "500", "FLEETCAST_HANDSHAKE_BURST": "1000"}
 #: B's admission in each storm: the defaults, then nothing held back.
 ADMISSIONS = {
-    "defaults (500 handshakes/s after a burst of 1,000)": B_ADMISSION,
+    "defaults (500 handshakes/s after a burst of 1,000)": servers.DEFAULT_ADMISSION,
     "opened wide": {"FLEETCAST_HANDSHAKE_RATE": "1000000", "FLEETCAST_HANDSHAKE_BURST": "1000000"},
 }
 

@@ -3,9 +3,13 @@
 It speaks what a field client needs through a reconnect storm: the WebSocket
 upgrade, Engine.IO open and pings, Socket.IO CONNECT with ``auth.since`` (the
 last offset it saw in each of its automatic rooms: ``org`` and ``user:<sub>``),
-``session`` (with the server's ``recovered`` answer), events, and the
-``rate_limited`` refusal whose ``retry_after`` it honours. It records every
-event id it received, so a run can count what was lost. The frames come from
+``session`` (with the server's ``recovered`` answer), ``subscribe`` for the
+rooms it asked for that the gateway did not join (the first time: all of
+them), events, and the ``rate_limited`` refusal whose ``retry_after`` it
+honours. It keeps the greatest offset it saw per room, whichever room an
+event came through (``offsets``), resumes every room from it (``fleet``, which
+keeps no history, with ``null``: its snapshot is the recovery), and records
+every event id it received, so a run can count what was lost. The frames come from
 the load generator's codec (:mod:`bench.loadgen.codec`).
 """
 
@@ -21,10 +25,21 @@ import orjson
 from bench.loadgen import codec
 
 QUERY = "EIO=4&transport=websocket"
+#: Rooms without history: resumed with ``null`` (the gateway sends a snapshot).
+NO_HISTORY = ("fleet",)
 
 
 def _nothing(*_: object) -> None:
     return None
+
+
+def _after(offset: str, than: str | None) -> bool:
+    """Whether stream id ``offset`` (``<ms>-<seq>``) comes after ``than``."""
+    if than is None:
+        return True
+    ms, _, seq = offset.partition("-")
+    ms_then, _, seq_then = than.partition("-")
+    return (int(ms), int(seq or 0)) > (int(ms_then), int(seq_then or 0))
 
 
 class ResumingClient(asyncio.Protocol):
@@ -33,7 +48,8 @@ class ResumingClient(asyncio.Protocol):
     ``on_ready`` fires when ``session`` arrives, ``on_lost`` when a ready
     connection ends, ``on_refused(client, retry_after)`` on ``rate_limited``,
     ``on_failed(client, error)`` when a connection ends before it was ready
-    for any other reason (refused socket, HTTP error, timeout).
+    for any other reason (refused socket, HTTP error, timeout). With
+    ``rooms``, ready means subscribed to every one of them too.
     """
 
     def __init__(
@@ -44,9 +60,12 @@ class ResumingClient(asyncio.Protocol):
         path: str = "/ws",
         auth: dict[str, Any] | None = None,
         after_session: bytes = b"",
+        rooms: tuple[str, ...] = (),
     ) -> None:
         self.index = index
         self.token = token
+        #: Rooms besides the automatic ``org`` and ``user:<sub>`` (client names).
+        self.rooms = rooms
         self.path = path.rstrip("/") + "/"
         #: More of the CONNECT's auth (``state``), and a packet to send once in session.
         self.auth, self.after_session = auth or {}, after_session
@@ -59,6 +78,8 @@ class ResumingClient(asyncio.Protocol):
         self.recovered: dict[str, bool] = {}
         self.refusals: list[float] = []
         self.errors: list[str] = []
+        #: Subscribe acks that said no (code), over every connection.
+        self.subscribe_refusals: list[str] = []
         #: Connection attempts made before the last refusal's retry_after had passed.
         self.retried_early = 0
         self.ready_at: float | None = None
@@ -72,6 +93,9 @@ class ResumingClient(asyncio.Protocol):
         self._ready = False
         self._settled = False  # this attempt already reported its end
         self._not_before = 0.0
+        self._unacked = 0  # subscribes sent in this session, not yet answered
+        #: Rooms of this connection (an event's ``offsets`` name all its rooms').
+        self._joined: set[str] = set()
         #: Set while the client has a session (waiters use it instead of polling).
         self.session = asyncio.Event()
 
@@ -128,14 +152,21 @@ class ResumingClient(asyncio.Protocol):
         elif kind == codec.EIO_PING:
             self._send(b"3")
         elif kind == codec.EIO_OPEN:
-            auth: dict[str, Any] = {"token": self.token, **self.auth}
-            if self.offsets:
-                auth["since"] = dict(self.offsets)  # events name the client's own rooms
-            self._send(codec.sio_connect(auth))
+            self._send(codec.sio_connect(self._auth()))
         elif kind == codec.EIO_MESSAGE and len(payload) > 1:
             self._packet(codec.parse_sio(payload[1:]))
 
+    def _auth(self) -> dict[str, Any]:
+        auth: dict[str, Any] = {"token": self.token, **self.auth}
+        if self.offsets:  # a reconnect: every room it was in, from its offsets
+            since: dict[str, str | None] = {r: None for r in self.rooms if r in NO_HISTORY}
+            auth["since"] = since | dict(self.offsets)  # events name the client's own rooms
+        return auth
+
     def _packet(self, packet: codec.SioPacket) -> None:
+        if packet.kind == 3 and self._unacked:
+            self._subscribed(packet.data)
+            return
         if packet.kind != 4:
             return
         data = packet.data if isinstance(packet.data, dict) else {}
@@ -156,22 +187,54 @@ class ResumingClient(asyncio.Protocol):
         if name.endswith("_snapshot"):
             self.snapshots[name] = self.snapshots.get(name, 0) + len(text)
         if name == "session":
-            if self.after_session:
-                self._send(self.after_session)
-            self.recovered = payload.get("recovered") or {}
-            self._ready = self._settled = True
-            self.ready_at = time.monotonic()
-            self.session.set()
-            self.on_ready(self)
-            return
-        event_id, room, offset = payload.get("event_id"), payload.get("room"), payload.get("offset")
+            self._session(payload)
+        else:
+            self._delivered(payload)
+
+    def _session(self, payload: dict[str, Any]) -> None:
+        if self.after_session:
+            self._send(self.after_session)
+        self.recovered = payload.get("recovered") or {}
+        joined = set(payload.get("rooms") or ())
+        missing = [room for room in self.rooms if room not in joined]
+        self._joined = joined | set(self.rooms)
+        self._unacked = len(missing)
+        for ack_id, room in enumerate(missing):
+            self._send(codec.sio_event("subscribe", {"room": room}, ack_id))
+        if not missing:
+            self._in_session()
+
+    def _subscribed(self, data: object) -> None:
+        ack = data[0] if isinstance(data, list) and data else {}
+        if not (isinstance(ack, dict) and ack.get("ok")):
+            error = ack.get("error") if isinstance(ack, dict) else None
+            self.subscribe_refusals.append(str((error or {}).get("code")))
+        self._unacked -= 1
+        if not self._unacked:
+            self._in_session()
+
+    def _in_session(self) -> None:
+        self._ready = self._settled = True
+        self.ready_at = time.monotonic()
+        self.session.set()
+        self.on_ready(self)
+
+    def _delivered(self, payload: dict[str, Any]) -> None:
+        """An event: its id (lost and duplicates), the offsets it carries (the resume)."""
+        event_id = payload.get("event_id")
         if isinstance(event_id, str):
             if event_id in self.received:
                 self.duplicates += 1
             else:
                 self.received.add(event_id)
-        if isinstance(room, str) and isinstance(offset, str):
-            self.offsets[room] = offset
+        offsets = payload.get("offsets")
+        if not isinstance(offsets, dict):
+            room, offset = payload.get("room"), payload.get("offset")
+            offsets = {room: offset} if isinstance(room, str) else {}
+        for room, offset in offsets.items():
+            mine = room in self._joined
+            if mine and isinstance(offset, str) and _after(offset, self.offsets.get(room)):
+                self.offsets[room] = offset
 
     # --- helpers ------------------------------------------------------------------------
 

@@ -15,7 +15,6 @@ Used by ``tests/integration/test_storm.py`` (1,000 clients) and the
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import itertools
 import random
@@ -25,13 +24,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench.storm.client import ResumingClient
+from bench.storm.reconnect import Backoff, Reconnector
 from fleetcast.devtools.script_publisher import ScriptPublisher
 
-HOST = "127.0.0.1"
-#: An attempt that has not produced a session by then is dropped and retried.
-ATTEMPT_TIMEOUT_S = 20.0
-#: Attempts per client while the storm is set up (before the kill).
-CONNECT_TRIES = 5
 #: Ticks per second of the publisher during the run.
 PUBLISH_TICKS_PER_S = 50
 
@@ -106,48 +101,19 @@ class Storm:
         self._publish = publish
         self._rng = random.Random(plan.seed)
         self._ids = itertools.count()
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._timers: set[asyncio.TimerHandle] = set()
-        self._port = 0
-        self._killed_at = 0.0
-        self._reconnected_at: dict[int, float] = {}
-        #: Failed attempts of each client since it lost its connection (its backoff).
-        self._failures: dict[int, int] = {}
-        self._expected = len(self.clients)
-        self._all_back = asyncio.Event()
+        backoff = Backoff(
+            plan.reconnect_delay_s, plan.reconnect_delay_max_s, plan.randomization, plan.seed
+        )
+        self._reconnector = Reconnector(self.clients, backoff, concurrency=plan.connect_concurrency)
         self.org_ids: list[str] = []
         self.user_ids: dict[int, list[str]] = {}
-        self.connect_failures = 0
-        for client in self.clients:
-            client.on_ready = self._ready
-            client.on_lost = self._lost
-            client.on_refused = self._refused
-            client.on_failed = self._failed
 
     # --- phases ---------------------------------------------------------------------------
 
     async def connect(self, port: int, within_s: float) -> int:
         """Connect every client to ``port`` (gateway A); returns how many have a session."""
-        self._port = port
-        gate = asyncio.Semaphore(self.plan.connect_concurrency)
-
-        async def one(client: ResumingClient) -> None:
-            # A loaded gateway may refuse or drop a first attempt (503 while its
-            # loop lags): retry, as a real client would, until ``within_s``.
-            async with gate:
-                for _ in range(CONNECT_TRIES):
-                    await self._attempt(client)
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(ATTEMPT_TIMEOUT_S):
-                            await client.session.wait()
-                    if client.ready:
-                        return
-                    await asyncio.sleep(self._backoff(0))
-
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(within_s):
-                await asyncio.gather(*(one(c) for c in self.clients))
-        return sum(c.ready for c in self.clients)
+        self._reconnector.ports = dict.fromkeys(range(len(self.clients)), port)
+        return await self._reconnector.connect(within_s)
 
     async def prime(self, within_s: float = 30.0) -> bool:
         """One org event and one event per user, so every client holds an offset per room."""
@@ -166,87 +132,17 @@ class Storm:
         connected_before = sum(c.ready for c in self.clients)
         publisher = asyncio.create_task(self._publish_for(self.plan.before_kill_s))
         await publisher
-        self._port = port_b
-        self._killed_at = time.monotonic()
+        self._reconnector.move(range(len(self.clients)), port_b)
+        end = time.monotonic() + self.plan.deadline_s
         kill()
         publisher = asyncio.create_task(self._publish_for(self.plan.after_kill_s))
-        end = self._killed_at + self.plan.deadline_s
-        self._expected = connected_before
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(self.plan.deadline_s):
-                await self._all_back.wait()
+        await self._reconnector.all_back(self.plan.deadline_s)
         await publisher
         await self._settle(end)
         return self._report(connected_before)
 
     async def close(self) -> None:
-        for timer in self._timers:
-            timer.cancel()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        for client in self.clients:
-            client.on_lost = client.on_failed = _ignore
-            client.abort()
-
-    # --- connecting ----------------------------------------------------------------------
-
-    async def _attempt(self, client: ResumingClient) -> None:
-        loop = asyncio.get_running_loop()
-        try:
-            async with asyncio.timeout(ATTEMPT_TIMEOUT_S):
-                await loop.create_connection(lambda: client, HOST, self._port)
-        except (OSError, TimeoutError) as exc:
-            client.errors.append(f"connect:{type(exc).__name__}")
-            self._failed(client, "connect")
-            return
-        self._later(ATTEMPT_TIMEOUT_S, self._expire, client)
-
-    def _expire(self, client: ResumingClient) -> None:
-        if not client.ready:
-            client.errors.append("timeout")
-            client.abort()  # on_failed follows from connection_lost
-
-    def _start(self, client: ResumingClient) -> None:
-        task = asyncio.get_running_loop().create_task(self._attempt(client))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    def _later(self, delay: float, callback: Callable[..., None], *args: Any) -> None:
-        loop = asyncio.get_running_loop()
-        handle: asyncio.TimerHandle
-
-        def fire() -> None:
-            self._timers.discard(handle)
-            callback(*args)
-
-        handle = loop.call_later(delay, fire)
-        self._timers.add(handle)
-
-    def _ready(self, client: ResumingClient) -> None:
-        if self._killed_at and client.index not in self._reconnected_at:
-            self._reconnected_at[client.index] = time.monotonic() - self._killed_at
-            if len(self._reconnected_at) >= self._expected:
-                self._all_back.set()
-
-    def _backoff(self, failures: int) -> float:
-        """socket.io-client's delay before the next attempt after ``failures`` failed ones."""
-        plan = self.plan
-        delay = min(plan.reconnect_delay_max_s, plan.reconnect_delay_s * 2.0**failures)
-        return delay * self._rng.uniform(1 - plan.randomization, 1 + plan.randomization)
-
-    def _lost(self, client: ResumingClient) -> None:
-        self._failures[client.index] = 0
-        self._later(self._backoff(0), self._start, client)
-
-    def _refused(self, client: ResumingClient, retry_after: float) -> None:
-        self._later(retry_after, self._start, client)
-
-    def _failed(self, client: ResumingClient, error: str) -> None:
-        self.connect_failures += 1
-        if self._killed_at:  # during the storm: retry as socket.io-client would
-            failures = self._failures[client.index] = self._failures.get(client.index, 0) + 1
-            self._later(self._backoff(failures), self._start, client)
+        await self._reconnector.close()
 
     # --- events --------------------------------------------------------------------------
 
@@ -282,16 +178,8 @@ class Storm:
                 await self._publish(docs)
             await asyncio.sleep(tick)
 
-    async def _settle(self, end: float, idle_s: float = 3.0) -> None:
-        """Until every client received everything, nothing arrived for ``idle_s``, or ``end``."""
-        last, since = -1, time.monotonic()
-        while time.monotonic() < end and self._missing() > 0:
-            total = sum(len(c.received) for c in self.clients)
-            if total != last:
-                last, since = total, time.monotonic()
-            elif time.monotonic() - since > idle_s:
-                return
-            await asyncio.sleep(0.1)
+    async def _settle(self, end: float) -> None:
+        await settle(self._missing, lambda: sum(len(c.received) for c in self.clients), end)
 
     def _missing(self, client: ResumingClient | None = None) -> int:
         clients = self.clients if client is None else [client]
@@ -299,23 +187,20 @@ class Storm:
         return sum(len((org | set(self.user_ids.get(c.index, ()))) - c.received) for c in clients)
 
     def _report(self, connected_before: int) -> Report:
-        times = sorted(self._reconnected_at.values())
         refusals = [len(c.refusals) for c in self.clients]
         hints = sorted(h for c in self.clients for h in c.refusals)
         losses = [self._missing(c) for c in self.clients]
         return Report(
             clients=len(self.clients),
             connected_before=connected_before,
-            reconnected=len(times),
-            time_to={
-                f"{share}%": _share_time(times, connected_before, share) for share in (50, 99, 100)
-            },
+            reconnected=len(self._reconnector.back_after),
+            time_to=self._reconnector.time_to(),
             refusals=sum(refusals),
             refused_clients=sum(1 for r in refusals if r),
             max_refusals_per_client=max(refusals, default=0),
             retried_early=sum(c.retried_early for c in self.clients),
             overloaded=sum(c.errors.count("http_503") for c in self.clients),
-            connect_failures=self.connect_failures,
+            connect_failures=self._reconnector.connect_failures,
             published_org=len(self.org_ids),
             published_user=sum(len(ids) for ids in self.user_ids.values()),
             lost=sum(losses),
@@ -329,9 +214,22 @@ class Storm:
         )
 
 
-def _share_time(times: Sequence[float], total: int, share: int) -> float | None:
-    needed = max(1, -(-total * share // 100))
-    return round(times[needed - 1], 3) if len(times) >= needed else None
+async def settle(
+    missing: Callable[[], int], received: Callable[[], int], end: float, idle_s: float = 3.0
+) -> None:
+    """Until nothing is ``missing``, nothing more was ``received`` for ``idle_s``, or ``end``.
+
+    What is still on its way after a storm arrives; a count that stopped
+    moving means the rest is lost, not late.
+    """
+    last, since = -1, time.monotonic()
+    while time.monotonic() < end and missing() > 0:
+        total = received()
+        if total != last:
+            last, since = total, time.monotonic()
+        elif time.monotonic() - since > idle_s:
+            return
+        await asyncio.sleep(0.1)
 
 
 def _envelope(event_type: str, org: str, n: int, **data: Any) -> dict[str, Any]:
@@ -342,7 +240,3 @@ def _envelope(event_type: str, org: str, n: int, **data: Any) -> dict[str, Any]:
         "occurred_at": "2026-11-25T18:00:00.000Z",
         "data": data,
     }
-
-
-def _ignore(*_: object) -> None:
-    return None
