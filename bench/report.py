@@ -78,7 +78,8 @@ def _failed(count: int, errors: dict[str, int]) -> str:
 
 
 def deliveries_table(items: Sequence[Delivery]) -> str:
-    headers = ["server", "K", "phase", "events", "deliveries", "lost", "dup", "leaked", "cut off"]
+    headers = ["server", "K", "phase", "events", "deliveries", "lost", "dup", "room copies"]
+    headers += ["leaked", "cut off"]
     headers += ["deliveries/s", "CPU µs/delivery", "server CPU %", "loadgen CPU %"]
     headers += ["server/loadgen waited %", "others cores"]
     headers += ["p50 ms", "p99 ms", "max ms"]
@@ -94,6 +95,7 @@ def deliveries_table(items: Sequence[Delivery]) -> str:
                 f"{d.received:,}",
                 _lost(d),
                 f"{d.duplicated:,}",
+                f"{d.room_copies:,}",
                 f"{d.unexpected:,}",
                 f"{d.closed_clients:,}",
                 num(d.deliveries_per_s, 0),
@@ -266,7 +268,11 @@ def render(info: RunInfo, results: Sequence[ScenarioResult]) -> str:
         "CPU µs/delivery = server process user+sys CPU over the phase / deliveries counted by "
         "the clients. RSS/conn = (server RSS with K idle clients - RSS before) / K. Latency = "
         "publish (or Kafka produce) to client receive, monotonic clock. lost = expected "
-        "deliveries that never came (must be 0); leaked = deliveries to a client outside the "
+        "deliveries that never came (must be 0); deliveries count a (client, event) pair once, "
+        "at its first copy; dup = further copies; room copies = the extra copies a per-channel "
+        "server (Centrifugo's broadcast) sends a client in several of an event's rooms (not "
+        "deliveries, not duplicates; their cost is in its CPU); "
+        "leaked = deliveries to a client outside the "
         "event's rooms; cut off = clients the server disconnected during the phase; "
         "waited % = share of the phase the server's (load generator's) event loop was "
         "runnable but had no CPU, "

@@ -157,7 +157,12 @@ class Worker:
         categories = np.asarray(cmd["categories"], dtype=np.int64)
         clients = [c.spec.rooms for c in self.clients]
         acc = recording.account(
-            rec.counts[: len(clients)], clients, cmd["event_rooms"], cmd["categories"], names
+            rec.counts[: len(clients)],
+            clients,
+            cmd["event_rooms"],
+            cmd["categories"],
+            names,
+            per_channel=bool(cmd.get("per_channel")),
         )
         seqs = np.frombuffer(rec.seqs, dtype=np.int64)
         lat_us = np.frombuffer(rec.latencies_ns, dtype=np.int64) / 1000.0
@@ -172,6 +177,7 @@ class Worker:
             "accounting": dataclasses.asdict(acc),
             "latency_us": latency,
             "stray": rec.stray,
+            "copies": rec.copies,
             "first_ns": rec.first_ns,
             "last_ns": rec.last_ns,
             "closes": dict(rec.closes),

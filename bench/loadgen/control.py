@@ -144,7 +144,10 @@ class LoadGen:
         categories: Sequence[int],
         category_names: Sequence[str],
         raw: str | None = None,
+        *,
+        per_channel: bool = False,
     ) -> dict[str, Any]:
+        """Account for the armed phase (``per_channel``: see :func:`recorder.account`)."""
         return await self.call(
             {
                 "op": "collect",
@@ -152,6 +155,7 @@ class LoadGen:
                 "categories": categories,
                 "category_names": category_names,
                 "raw": raw,
+                "per_channel": per_channel,
             },
             within_s=120.0,
         )
