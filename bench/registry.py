@@ -37,6 +37,7 @@ MODULES: Final = {
     "city-steady": "bench.scenarios.city_steady",
     "city-peak": "bench.scenarios.city_peak",
     "storm-pod": "bench.scenarios.storm_pod",
+    "connect-storm": "bench.scenarios.connect_storm",
     "cluster": "bench.scenarios.cluster",
     "state-connect": "bench.scenarios.state_connect",
     "tracing": "bench.scenarios.tracing",

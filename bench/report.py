@@ -216,13 +216,21 @@ def ratios_table(items: Sequence[Ratio]) -> str:
     headers = ["K", "phase", "CPU/delivery", "RSS/conn", "p99 latency", "deliveries/s"]
     headers += ["connects/s"]
     rows = [
-        [f"{r.clients:,}", r.phase, _x(r.cpu), _x(r.rss), _x(r.p99), _x(r.rate), _x(r.connects)]
+        [
+            f"{r.clients:,}",
+            r.phase,
+            ratio_text(r.cpu),
+            ratio_text(r.rss),
+            ratio_text(r.p99),
+            ratio_text(r.rate),
+            ratio_text(r.connects),
+        ]
         for r in items
     ]
     return markdown_table(headers, rows)
 
 
-def _x(value: float) -> str:
+def ratio_text(value: float) -> str:
     return "-" if math.isnan(value) else f"{value:.2f}x"
 
 
@@ -290,7 +298,8 @@ def ratio_lines(results: Sequence[ScenarioResult]) -> list[str]:
         for r in all_ratios(result):
             lines.append(
                 f"{result.name:<12} K={r.clients:<6,} {r.phase:<6} {r.subject}/{r.reference}: "
-                f"CPU/delivery {_x(r.cpu)}  RSS/conn {_x(r.rss)}  p99 {_x(r.p99)}  "
-                f"deliveries/s {_x(r.rate)}  connects/s {_x(r.connects)}"
+                f"CPU/delivery {ratio_text(r.cpu)}  RSS/conn {ratio_text(r.rss)}  "
+                f"p99 {ratio_text(r.p99)}  "
+                f"deliveries/s {ratio_text(r.rate)}  connects/s {ratio_text(r.connects)}"
             )
     return lines

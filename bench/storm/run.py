@@ -24,6 +24,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from bench import stats
+from bench.loadgen.backoff import Backoff
 from bench.storm.client import ResumingClient
 from fleetcast.devtools.script_publisher import ScriptPublisher
 
@@ -232,8 +234,8 @@ class Storm:
     def _backoff(self, failures: int) -> float:
         """socket.io-client's delay before the next attempt after ``failures`` failed ones."""
         plan = self.plan
-        delay = min(plan.reconnect_delay_max_s, plan.reconnect_delay_s * 2.0**failures)
-        return delay * self._rng.uniform(1 - plan.randomization, 1 + plan.randomization)
+        rule = Backoff(plan.reconnect_delay_s, plan.reconnect_delay_max_s, plan.randomization)
+        return rule.delay(failures, self._rng)
 
     def _lost(self, client: ResumingClient) -> None:
         self._failures[client.index] = 0
@@ -307,9 +309,7 @@ class Storm:
             clients=len(self.clients),
             connected_before=connected_before,
             reconnected=len(times),
-            time_to={
-                f"{share}%": _share_time(times, connected_before, share) for share in (50, 99, 100)
-            },
+            time_to=stats.times_to_shares(times, connected_before),
             refusals=sum(refusals),
             refused_clients=sum(1 for r in refusals if r),
             max_refusals_per_client=max(refusals, default=0),
@@ -327,11 +327,6 @@ class Storm:
                 "max": hints[-1] if hints else None,
             },
         )
-
-
-def _share_time(times: Sequence[float], total: int, share: int) -> float | None:
-    needed = max(1, -(-total * share // 100))
-    return round(times[needed - 1], 3) if len(times) >= needed else None
 
 
 def _envelope(event_type: str, org: str, n: int, **data: Any) -> dict[str, Any]:
