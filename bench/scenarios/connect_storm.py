@@ -185,7 +185,8 @@ def figures_table(found: list[StormFigures]) -> Table:
         note="Centrifugo uses both cores (taskset 0,1, GOMAXPROCS 2; it shares core 1 with "
         "the load generator); fleetcast and Node one (core 0). fleetcast's admission is opened "
         "wide (bench/servers.py gateway_env); its overload guard (503 while the loop lags "
-        "> 0.25 s) keeps its default, except in the 'guard off' row. connects/s = ready clients / time to 100%. "
+        "> 0.25 s) keeps its default, except in the 'guard off' row. "
+        "connects/s = ready clients / time to 100%. "
         "Failed attempts are retried after socket.io-client's backoff (1 s doubling to 5 s, "
         "±50%), so a refused or dropped attempt costs a client seconds.",
     )
