@@ -101,10 +101,18 @@ class ConsumerScript:
 class Storm:
     """Drives the clients; every task it starts is its own and ends with :meth:`close`."""
 
-    def __init__(self, plan: Plan, tokens: Sequence[str], users: Sequence[str], publish: Publish):
+    def __init__(
+        self,
+        plan: Plan,
+        tokens: Sequence[str],
+        users: Sequence[str],
+        publish: Publish,
+        make_client: Callable[[int, str], ResumingClient] = ResumingClient,
+    ):
+        """``make_client(index, token)``: fleetcast's client, or another protocol's (Centrifugo)."""
         self.plan = plan
         self.users = list(users)
-        self.clients = [ResumingClient(i, token) for i, token in enumerate(tokens)]
+        self.clients = [make_client(i, token) for i, token in enumerate(tokens)]
         self._publish = publish
         self._rng = random.Random(plan.seed)
         self._ids = itertools.count()
