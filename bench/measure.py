@@ -160,6 +160,7 @@ async def deliver(
     say(
         f"{server.name} K={len(specs)} {phase}: {acc['received']}/{want} deliveries, "
         f"{acc['lost']} lost, {report['closed_clients']} cut off"
+        + (f", {acc['room_copies']} room copies" if acc["room_copies"] else "")
     )
     start_ns = int(before.at * 1e9)
     window_s = max(1e-9, (report["last_ns"] - start_ns) / 1e9) if report["last_ns"] else math.nan
