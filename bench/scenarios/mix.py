@@ -129,22 +129,28 @@ class Plan:
     event_rate: float
 
 
+def plan_for(clients: int, rate: float, seconds: float) -> tuple[Plan, float]:
+    """The clients and the paced phase offering ``rate`` deliveries/s; and deliveries per event."""
+    orgs = orgs_for(clients)
+    specs = client_specs(orgs)
+    sample = batch(orgs, 2000)
+    per_event = measure.expected_deliveries(specs, sample) / len(sample)
+    event_rate = rate / per_event
+    phase = batch(orgs, min(MAX_EVENTS, round(event_rate * seconds)))
+    return Plan(specs, orgs, phase, event_rate), per_event
+
+
 async def run(ctx: Context, result: ScenarioResult) -> None:
     opts = ctx.options
     for k in ctx.clients(CLIENTS):
-        orgs = orgs_for(k)
-        specs = client_specs(orgs)
-        sample = batch(orgs, 2000)
-        per_event = measure.expected_deliveries(specs, sample) / len(sample)
-        event_rate = opts.rate / per_event
-        phase = batch(orgs, min(MAX_EVENTS, round(event_rate * opts.seconds)))
+        plan, per_event = plan_for(k, opts.rate, opts.seconds)
         result.notes.append(
-            f"K={len(specs):,}: {ORGS} orgs, {event_rate:,.0f} events/s, "
+            f"K={len(plan.specs):,}: {ORGS} orgs, {plan.event_rate:,.0f} events/s, "
             f"{per_event:.1f} deliveries per event on average"
         )
         for name in opts.servers:
             async with ctx.serving(name) as (server, loadgen):
-                await one_server(ctx, result, server, loadgen, Plan(specs, orgs, phase, event_rate))
+                await one_server(ctx, result, server, loadgen, plan)
     if "centrifugo" in opts.servers:
         result.notes.append(
             "room copies: extra copies Centrifugo's per-channel broadcast sent consoles in "
