@@ -85,8 +85,9 @@ class CentrifugoResumingClient(ResumingClient):
             self.recovered[channel] = bool(reply.get("recovered"))
         for pub in reply.get("publications", ()):
             self._publication(channel, pub, epoch)
-        if channel not in self.positions and "offset" in reply:
-            self.positions[channel] = (int(reply["offset"]), epoch)
+        if channel not in self.positions and epoch:
+            # A channel's position; JSON leaves a zero offset out (nothing published yet)
+            self.positions[channel] = (int(reply.get("offset", 0)), epoch)
         if not self._pending:
             self._in_session()
 

@@ -54,3 +54,12 @@ def test_a_refused_connect_fails_the_attempt() -> None:
     client.on_failed = lambda _client, error: failed.append(error)
     client._line({"id": 1, "error": {"code": 109, "message": "token expired"}})
     assert failed == ["connect_error:109"]
+
+
+def test_a_channel_with_nothing_published_yet_is_recovered_from_offset_zero() -> None:
+    client = CentrifugoResumingClient(0, "tok", CHANNELS)
+    client._line({"id": 1, "connect": {}})
+    client._line({"id": 2, "subscribe": {"epoch": "ep", "offset": 4}})
+    client._line({"id": 3, "subscribe": {"epoch": "ep"}})  # offset 0 is left out of the JSON
+    assert client.positions[CHANNELS[1]] == (0, "ep")
+    assert client._ask(CHANNELS[1])["offset"] == 0
