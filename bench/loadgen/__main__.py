@@ -62,6 +62,10 @@ class Attempts:
     timeout_s: float
     backoff: Backoff | None = None
 
+    def retries(self, error: str) -> bool:
+        """With a backoff (socket.io-client's rule) any failure is retried, as its clients do."""
+        return self.backoff is not None or error.startswith(TRANSIENT)
+
     def wait_s(self, failures: int, rng: random.Random) -> float:
         if self.backoff is None:
             return 0.2 * (failures + 1)
@@ -161,7 +165,7 @@ class Worker:
             else:
                 self._place(index, client)
                 return None
-            if not error.startswith(TRANSIENT) or attempt == attempts.count - 1:
+            if not attempts.retries(error) or attempt == attempts.count - 1:
                 break
             retried[error] = retried.get(error, 0) + 1
             await asyncio.sleep(attempts.wait_s(attempt, self._rng))

@@ -102,7 +102,8 @@ class LoadGen:
         """Connect and subscribe ``clients``; returns once every one is ready or failed.
 
         ``protocol`` is the server's wire protocol (``socket.io`` or ``centrifugo``);
-        ``backoff`` the wait between a client's failed attempts (default: 0.2 s more
+        ``backoff`` the wait between a client's failed attempts, any failure then
+        retried as socket.io-client does (default: transient ones only, 0.2 s more
         each), ``attempts`` their number; ``times``: return every client's time to ready.
         """
         options: dict[str, Any] = {"times": times}
