@@ -197,6 +197,8 @@ def write(
         if has_plot:
             shutil.copyfile(raw_dir / "report.png", RESULTS / "report.png")
     print("\n".join(["", *report.ratio_lines(results)]) or "no ratios measured")
+    for table in (t for r in results for t in r.tables):
+        print(f"\n{report.custom_table(table)}")
     where = RESULTS if publish else raw_dir
     print(
         f"bench: report {where / 'report.md'}"

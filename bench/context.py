@@ -58,11 +58,17 @@ class Context:
             return self.options.clients
         return QUICK_CLIENTS if self.options.quick else default
 
-    def server(self, name: str, **kwargs: object) -> servers.Server:
+    def server(
+        self, name: str, *, gateway_id: str = "bench-gw", extra_env: dict[str, str] | None = None
+    ) -> servers.Server:
+        """A server of ``name``; ``gateway_id`` and ``extra_env`` (FLEETCAST_*) are fleetcast's."""
         if name == "fleetcast":
-            gateway_id = str(kwargs.get("gateway_id", "bench-gw"))
             return servers.FleetcastGateway(
-                self.redis_url, self.plan.server, self.log_dir, gateway_id=gateway_id
+                self.redis_url,
+                self.plan.server,
+                self.log_dir,
+                gateway_id=gateway_id,
+                extra_env=extra_env,
             )
         if name == "socket.io":
             return servers.NodeReference(self.redis_url, self.plan.server, self.log_dir)
@@ -74,9 +80,11 @@ class Context:
         return LoadGen(self.plan.rest)
 
     @contextlib.asynccontextmanager
-    async def serving(self, name: str) -> AsyncIterator[tuple[servers.Server, LoadGen]]:
+    async def serving(
+        self, name: str, extra_env: dict[str, str] | None = None
+    ) -> AsyncIterator[tuple[servers.Server, LoadGen]]:
         """A fresh server of ``name`` and a fresh load generator, both stopped on exit."""
-        server = self.server(name)
+        server = self.server(name, extra_env=extra_env)
         loadgen = self.loadgen()
         try:
             await server.start()

@@ -48,6 +48,15 @@ def expected_deliveries(specs: Sequence[ClientSpec], batch: Sequence[BenchEvent]
     return total
 
 
+def delivers_per_channel(server: Server) -> bool:
+    """Whether the server sends one copy per channel a client shares with an event.
+
+    Centrifugo's broadcast is one publication per channel; fleetcast and Node
+    deliver an event once per client, so copies stay duplicates for them.
+    """
+    return server.protocol == "centrifugo"
+
+
 async def connect(
     scenario: str,
     server: Server,
@@ -141,12 +150,17 @@ async def deliver(
     after = procs.CpuSample.take(pids)
     moved = prom.changes(counters, await server.counters())
     report = await loadgen.collect(
-        [e.rooms for e in batch], [e.category for e in batch], CATEGORIES, str(raw) if raw else None
+        [e.rooms for e in batch],
+        [e.category for e in batch],
+        CATEGORIES,
+        str(raw) if raw else None,
+        per_channel=delivers_per_channel(server),
     )
     acc = report["accounting"]
     say(
         f"{server.name} K={len(specs)} {phase}: {acc['received']}/{want} deliveries, "
         f"{acc['lost']} lost, {report['closed_clients']} cut off"
+        + (f", {acc['room_copies']} room copies" if acc["room_copies"] else "")
     )
     start_ns = int(before.at * 1e9)
     window_s = max(1e-9, (report["last_ns"] - start_ns) / 1e9) if report["last_ns"] else math.nan
@@ -163,6 +177,7 @@ async def deliver(
         received=acc["received"],
         lost=acc["lost"],
         duplicated=acc["duplicated"],
+        room_copies=acc["room_copies"],
         unexpected=acc["unexpected"],
         clients_with_loss=acc["clients_with_loss"],
         lost_by_category=acc["lost_by_category"],

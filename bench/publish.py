@@ -119,6 +119,10 @@ class CentrifugoPublisher:
         await self._send(batch)
         return len(batch)
 
+    async def commands(self, commands: Sequence[dict[str, Any]]) -> None:
+        """Server API commands as one ``/api/batch`` call (the storm's envelopes)."""
+        await self._call("batch", {"commands": list(commands)})
+
     async def _send(self, batch: Sequence[BenchEvent]) -> None:
         now = time.monotonic_ns()
         commands = [centrifugo_command(event, now) for event in batch]

@@ -38,6 +38,7 @@ MODULES: Final = {
     "city-peak": "bench.scenarios.city_peak",
     "city-storm": "bench.scenarios.city_storm",
     "storm-pod": "bench.scenarios.storm_pod",
+    "connect-storm": "bench.scenarios.connect_storm",
     "cluster": "bench.scenarios.cluster",
     "state-connect": "bench.scenarios.state_connect",
     "tracing": "bench.scenarios.tracing",

@@ -78,7 +78,8 @@ def _failed(count: int, errors: dict[str, int]) -> str:
 
 
 def deliveries_table(items: Sequence[Delivery]) -> str:
-    headers = ["server", "K", "phase", "events", "deliveries", "lost", "dup", "leaked", "cut off"]
+    headers = ["server", "K", "phase", "events", "deliveries", "lost", "dup", "room copies"]
+    headers += ["leaked", "cut off"]
     headers += ["deliveries/s", "CPU µs/delivery", "server CPU %", "loadgen CPU %"]
     headers += ["server/loadgen waited %", "others cores"]
     headers += ["p50 ms", "p99 ms", "max ms"]
@@ -94,6 +95,7 @@ def deliveries_table(items: Sequence[Delivery]) -> str:
                 f"{d.received:,}",
                 _lost(d),
                 f"{d.duplicated:,}",
+                f"{d.room_copies:,}",
                 f"{d.unexpected:,}",
                 f"{d.closed_clients:,}",
                 num(d.deliveries_per_s, 0),
@@ -214,13 +216,21 @@ def ratios_table(items: Sequence[Ratio]) -> str:
     headers = ["K", "phase", "CPU/delivery", "RSS/conn", "p99 latency", "deliveries/s"]
     headers += ["connects/s"]
     rows = [
-        [f"{r.clients:,}", r.phase, _x(r.cpu), _x(r.rss), _x(r.p99), _x(r.rate), _x(r.connects)]
+        [
+            f"{r.clients:,}",
+            r.phase,
+            ratio_text(r.cpu),
+            ratio_text(r.rss),
+            ratio_text(r.p99),
+            ratio_text(r.rate),
+            ratio_text(r.connects),
+        ]
         for r in items
     ]
     return markdown_table(headers, rows)
 
 
-def _x(value: float) -> str:
+def ratio_text(value: float) -> str:
     return "-" if math.isnan(value) else f"{value:.2f}x"
 
 
@@ -266,7 +276,11 @@ def render(info: RunInfo, results: Sequence[ScenarioResult]) -> str:
         "CPU µs/delivery = server process user+sys CPU over the phase / deliveries counted by "
         "the clients. RSS/conn = (server RSS with K idle clients - RSS before) / K. Latency = "
         "publish (or Kafka produce) to client receive, monotonic clock. lost = expected "
-        "deliveries that never came (must be 0); leaked = deliveries to a client outside the "
+        "deliveries that never came (must be 0); deliveries count a (client, event) pair once, "
+        "at its first copy; dup = further copies; room copies = the extra copies a per-channel "
+        "server (Centrifugo's broadcast) sends a client in several of an event's rooms (not "
+        "deliveries, not duplicates; their cost is in its CPU); "
+        "leaked = deliveries to a client outside the "
         "event's rooms; cut off = clients the server disconnected during the phase; "
         "waited % = share of the phase the server's (load generator's) event loop was "
         "runnable but had no CPU, "
@@ -284,7 +298,8 @@ def ratio_lines(results: Sequence[ScenarioResult]) -> list[str]:
         for r in all_ratios(result):
             lines.append(
                 f"{result.name:<12} K={r.clients:<6,} {r.phase:<6} {r.subject}/{r.reference}: "
-                f"CPU/delivery {_x(r.cpu)}  RSS/conn {_x(r.rss)}  p99 {_x(r.p99)}  "
-                f"deliveries/s {_x(r.rate)}  connects/s {_x(r.connects)}"
+                f"CPU/delivery {ratio_text(r.cpu)}  RSS/conn {ratio_text(r.rss)}  "
+                f"p99 {ratio_text(r.p99)}  "
+                f"deliveries/s {ratio_text(r.rate)}  connects/s {ratio_text(r.connects)}"
             )
     return lines

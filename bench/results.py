@@ -65,6 +65,9 @@ class Delivery:
     server_wait_pct: float
     loadgen_wait_pct: float
     latency_us: dict[str, LatencySummary]
+    #: Extra copies a per-channel server (Centrifugo) sent clients in several of an
+    #: event's rooms: neither deliveries nor duplicates, but in its CPU.
+    room_copies: int = 0
     #: Server counters that moved during the phase (reconnects, shed, cut-offs...).
     server_counters: dict[str, float] = field(default_factory=dict)
 

@@ -41,6 +41,9 @@ WS_PATH = "/ws"
 #: Centrifugo's HTTP server API key (a benchmark value, not a credential).
 CENTRIFUGO_API_KEY = "fleetcast-bench-api-key"
 START_TIMEOUT_S = 60.0
+#: Centrifugo's channel history when a scenario resumes from it (publications, duration).
+HISTORY_SIZE = 1000
+HISTORY_TTL = "600s"
 #: Gateway counters that explain a loss or a slow phase.
 WATCHED = tuple(
     f"fleetcast_gateway_{name}"
@@ -227,10 +230,13 @@ class CentrifugoServer(_ServerProcess):
         log_dir: Path,
         *,
         engine: str = "redis",
+        history: bool = False,
+        instance: str = "centrifugo",
     ) -> None:
-        super().__init__(cpus, log_dir / "centrifugo.log", redis_url)
+        super().__init__(cpus, log_dir / f"{instance}.log", redis_url)
         self.engine = engine
-        self.config_path = log_dir / "centrifugo.json"
+        self.history = history
+        self.config_path = log_dir / f"{instance}.json"
         self.path = centrifugo_codec.WS_PATH
 
     async def start(self) -> None:
@@ -239,7 +245,8 @@ class CentrifugoServer(_ServerProcess):
 
     def command(self) -> tuple[list[str], dict[str, str], Path]:
         self.config_path.parent.mkdir(parents=True, exist_ok=True)
-        config = centrifugo_config(self.port, self.redis_url if self.engine == "redis" else None)
+        redis_url = self.redis_url if self.engine == "redis" else None
+        config = centrifugo_config(self.port, redis_url, history=self.history)
         self.config_path.write_text(json.dumps(config, indent=2))
         return [self.binary, "--config", str(self.config_path)], {}, self.config_path.parent
 
@@ -247,17 +254,34 @@ class CentrifugoServer(_ServerProcess):
         return publish.CentrifugoPublisher(f"http://127.0.0.1:{self.port}/api", CENTRIFUGO_API_KEY)
 
 
-def centrifugo_config(port: int, redis_url: str | None) -> dict[str, object]:
+def centrifugo_config(
+    port: int, redis_url: str | None, *, history: bool = False
+) -> dict[str, object]:
     """Centrifugo v6 configuration: HS256 tokens, the bench namespace, HTTP API, engine.
 
     ``redis_url`` ``None``: the memory engine. The ``rooms`` namespace lets any
     authenticated client subscribe (fleetcast checks the token's org and role
-    instead; neither costs much next to a delivery). No history, no presence,
-    no join/leave messages: fleetcast's pub/sub path keeps none of those either.
+    instead; neither costs much next to a delivery). No presence, no
+    join/leave messages, and no history unless ``history``: fleetcast's
+    pub/sub path keeps none. With ``history`` (the storm's resume) every
+    channel keeps its last :data:`HISTORY_SIZE` publications for
+    :data:`HISTORY_TTL`, and ``force_recovery`` lets a client resubscribing
+    with ``recover``/``offset``/``epoch`` get what it missed, as fleetcast's
+    ``auth.since`` does from its room history.
     """
     engine: dict[str, object] = {"type": "memory"}
     if redis_url is not None:
         engine = {"type": "redis", "redis": {"address": [redis_url]}}
+    namespace: dict[str, object] = {
+        "name": centrifugo_codec.NAMESPACE,
+        "allow_subscribe_for_client": True,
+    }
+    if history:
+        namespace |= {
+            "history_size": HISTORY_SIZE,
+            "history_ttl": HISTORY_TTL,
+            "force_recovery": True,
+        }
     return {
         "http_server": {"address": "127.0.0.1", "port": port},
         "log": {"level": "warn"},
@@ -265,9 +289,7 @@ def centrifugo_config(port: int, redis_url: str | None) -> dict[str, object]:
         "client": {"token": {"hmac_secret_key": tokens.SECRET}},
         "http_api": {"key": CENTRIFUGO_API_KEY},
         "engine": engine,
-        "channel": {
-            "namespaces": [{"name": centrifugo_codec.NAMESPACE, "allow_subscribe_for_client": True}]
-        },
+        "channel": {"namespaces": [namespace]},
     }
 
 

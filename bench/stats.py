@@ -85,3 +85,18 @@ def ratio(ours: float, reference: float) -> float:
 
 def rate(count: int, seconds: float) -> float:
     return math.nan if seconds <= 0 else count / seconds
+
+
+def times_to_shares(
+    times: Sequence[float], total: int, shares: Sequence[int] = (50, 99, 100)
+) -> dict[str, float | None]:
+    """Seconds until each share of ``total`` clients was ready (``times`` sorted).
+
+    ``None`` for a share that was never reached: a storm that left clients
+    out says so instead of reporting the last one that made it.
+    """
+    out: dict[str, float | None] = {}
+    for share in shares:
+        needed = max(1, -(-total * share // 100))
+        out[f"{share}%"] = round(times[needed - 1], 3) if len(times) >= needed else None
+    return out

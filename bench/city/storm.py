@@ -32,11 +32,12 @@ from bench import events, measure, procs
 from bench.city.client import BATCH_PREFIX, SNAPSHOT_PREFIX, Tally, count_frame
 from bench.city.run import City, Member, members, schedule
 from bench.events import BenchEvent
+from bench.loadgen.backoff import Backoff
 from bench.pipeline import KafkaPublisher
 from bench.servers import FleetcastGateway
 from bench.storm import run
 from bench.storm.client import ResumingClient
-from bench.storm.reconnect import Backoff, Reconnector
+from bench.storm.reconnect import Reconnector
 from fleetcast.protocol import events as protocol_events
 
 PHASES: Final = ("before", "storm", "after")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import random
 import resource
 import sys
 import time
@@ -22,6 +23,7 @@ import uvloop
 
 from bench import stats
 from bench.loadgen import recorder as recording
+from bench.loadgen.backoff import Backoff
 from bench.loadgen.centrifugo_client import CentrifugoClient
 from bench.loadgen.client import Client, ClientSpec, Target
 
@@ -52,6 +54,24 @@ CLIENTS: dict[str, type[Client] | type[CentrifugoClient]] = {
 }
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Attempts:
+    """How a client retries: how often, each attempt's time limit, the wait between."""
+
+    count: int
+    timeout_s: float
+    backoff: Backoff | None = None
+
+    def retries(self, error: str) -> bool:
+        """With a backoff (socket.io-client's rule) any failure is retried, as its clients do."""
+        return self.backoff is not None or error.startswith(TRANSIENT)
+
+    def wait_s(self, failures: int, rng: random.Random) -> float:
+        if self.backoff is None:
+            return 0.2 * (failures + 1)
+        return self.backoff.delay(failures, rng)
+
+
 def _factory(client: Client | CentrifugoClient) -> Callable[[], Client | CentrifugoClient]:
     return lambda: client
 
@@ -62,6 +82,7 @@ class Worker:
     def __init__(self) -> None:
         self.recorder = recording.Recorder()
         self.clients: list[Client | CentrifugoClient] = []
+        self._rng = random.Random(1)
 
     async def handle(self, cmd: dict[str, Any]) -> dict[str, Any]:
         op = cmd["op"]
@@ -79,18 +100,28 @@ class Worker:
         raise ValueError(f"unknown op {op!r}")
 
     async def connect(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        """Open every client of ``cmd``; with ``backoff``, failed attempts wait as
+        socket.io-client's do (see :mod:`bench.loadgen.backoff`), else 0.2 s more each."""
         target = Target(cmd["host"], int(cmd["port"]), cmd["path"])
         kind = CLIENTS[cmd.get("protocol", "socket.io")]
         specs = [ClientSpec.from_json(doc) for doc in cmd["clients"]]
         gate = asyncio.Semaphore(int(cmd.get("concurrency", 100)))
-        within_s = float(cmd.get("timeout", 30.0))
+        rule = Backoff(**cmd["backoff"]) if cmd.get("backoff") else None
+        attempts = Attempts(
+            int(cmd.get("attempts", ATTEMPTS)), float(cmd.get("timeout", 30.0)), rule
+        )
         base = len(self.clients)
         self.recorder.size(base + len(specs))
         started = time.monotonic()
+        ready_s: list[float] = []
+        retried: dict[str, int] = {}
 
         async def one(offset: int, spec: ClientSpec) -> str | None:
             async with gate:
-                return await self._open(kind, base + offset, spec, target, within_s)
+                error = await self._open(kind, base + offset, spec, target, attempts, retried)
+            if error is None:
+                ready_s.append(time.monotonic() - started)
+            return error
 
         results = await asyncio.gather(*(one(i, s) for i, s in enumerate(specs)))
         errors: dict[str, int] = {}
@@ -101,7 +132,9 @@ class Worker:
             "connected": sum(e is None for e in results),
             "failed": sum(errors.values()),
             "errors": errors,
+            "retried": retried,
             "elapsed_s": time.monotonic() - started,
+            "ready_s": sorted(ready_s) if cmd.get("times") else [],
         }
 
     async def _open(
@@ -110,14 +143,16 @@ class Worker:
         index: int,
         spec: ClientSpec,
         target: Target,
-        within_s: float,
+        attempts: Attempts,
+        retried: dict[str, int],
     ) -> str | None:
+        """One client, retried on transient errors (each retried one counted in ``retried``)."""
         loop = asyncio.get_running_loop()
         error: str | None = None
-        for attempt in range(ATTEMPTS):
+        for attempt in range(attempts.count):
             client = kind(index, spec, target, self.recorder)
             try:
-                async with asyncio.timeout(within_s):
+                async with asyncio.timeout(attempts.timeout_s):
                     await loop.create_connection(_factory(client), target.host, target.port)
                     await client.ready
             except TimeoutError:
@@ -130,9 +165,10 @@ class Worker:
             else:
                 self._place(index, client)
                 return None
-            if not error.startswith(TRANSIENT) or attempt == ATTEMPTS - 1:
+            if not attempts.retries(error) or attempt == attempts.count - 1:
                 break
-            await asyncio.sleep(0.2 * (attempt + 1))
+            retried[error] = retried.get(error, 0) + 1
+            await asyncio.sleep(attempts.wait_s(attempt, self._rng))
         return error
 
     def _place(self, index: int, client: Client | CentrifugoClient) -> None:
@@ -157,7 +193,12 @@ class Worker:
         categories = np.asarray(cmd["categories"], dtype=np.int64)
         clients = [c.spec.rooms for c in self.clients]
         acc = recording.account(
-            rec.counts[: len(clients)], clients, cmd["event_rooms"], cmd["categories"], names
+            rec.counts[: len(clients)],
+            clients,
+            cmd["event_rooms"],
+            cmd["categories"],
+            names,
+            per_channel=bool(cmd.get("per_channel")),
         )
         seqs = np.frombuffer(rec.seqs, dtype=np.int64)
         lat_us = np.frombuffer(rec.latencies_ns, dtype=np.int64) / 1000.0
@@ -172,6 +213,7 @@ class Worker:
             "accounting": dataclasses.asdict(acc),
             "latency_us": latency,
             "stray": rec.stray,
+            "copies": rec.copies,
             "first_ns": rec.first_ns,
             "last_ns": rec.last_ns,
             "closes": dict(rec.closes),

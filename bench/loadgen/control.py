@@ -9,6 +9,7 @@ process it started.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sys
 import time
 from collections.abc import Sequence
@@ -18,6 +19,7 @@ from typing import Any
 import orjson
 
 from bench import events, procs
+from bench.loadgen.backoff import Backoff
 from bench.loadgen.client import ClientSpec
 
 
@@ -31,6 +33,10 @@ class ConnectResult:
     failed: int
     errors: dict[str, int]
     elapsed_s: float
+    #: Failed attempts that were retried, by error (refusals, timeouts, 503s).
+    retried: dict[str, int] = dataclasses.field(default_factory=dict)
+    #: Seconds from the start until each client was ready, sorted (when asked for).
+    ready_s: list[float] = dataclasses.field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,13 +95,25 @@ class LoadGen:
         concurrency: int = 100,
         within_s: float = 120.0,
         protocol: str = "socket.io",
+        backoff: Backoff | None = None,
+        attempts: int | None = None,
+        times: bool = False,
     ) -> ConnectResult:
         """Connect and subscribe ``clients``; returns once every one is ready or failed.
 
-        ``protocol`` is the server's wire protocol (``socket.io`` or ``centrifugo``).
+        ``protocol`` is the server's wire protocol (``socket.io`` or ``centrifugo``);
+        ``backoff`` the wait between a client's failed attempts, any failure then
+        retried as socket.io-client does (default: transient ones only, 0.2 s more
+        each), ``attempts`` their number; ``times``: return every client's time to ready.
         """
+        options: dict[str, Any] = {"times": times}
+        if backoff is not None:
+            options["backoff"] = backoff.as_dict()
+        if attempts is not None:
+            options["attempts"] = attempts
         reply = await self.call(
             {
+                **options,
                 "op": "connect",
                 "protocol": protocol,
                 "host": host,
@@ -110,7 +128,12 @@ class LoadGen:
             within_s=within_s,
         )
         return ConnectResult(
-            reply["connected"], reply["failed"], reply["errors"], reply["elapsed_s"]
+            reply["connected"],
+            reply["failed"],
+            reply["errors"],
+            reply["elapsed_s"],
+            reply.get("retried", {}),
+            reply.get("ready_s", []),
         )
 
     async def arm(self, nseq: int) -> None:
@@ -144,7 +167,10 @@ class LoadGen:
         categories: Sequence[int],
         category_names: Sequence[str],
         raw: str | None = None,
+        *,
+        per_channel: bool = False,
     ) -> dict[str, Any]:
+        """Account for the armed phase (``per_channel``: see :func:`recorder.account`)."""
         return await self.call(
             {
                 "op": "collect",
@@ -152,6 +178,7 @@ class LoadGen:
                 "categories": categories,
                 "category_names": category_names,
                 "raw": raw,
+                "per_channel": per_channel,
             },
             within_s=120.0,
         )

@@ -44,12 +44,15 @@ def clamp(value: float, bounds: tuple[int, int]) -> int:
 def redis_fed(ctx: Context, result: ScenarioResult) -> tuple[str, ...]:
     """The servers of this run a scenario fed through fleetcast's Redis wire can drive.
 
-    Centrifugo is published to through its own API, which only the fan-out
-    scenario does so far; elsewhere it is left out, and the report says so.
+    Centrifugo is published to through its own API, which the fan-out, mix
+    and connect-storm scenarios do; elsewhere it is left out, and the report
+    says so.
     """
     names = tuple(n for n in ctx.options.servers if n != "centrifugo")
     if len(names) < len(ctx.options.servers):
-        result.notes.append("centrifugo is measured in the fan-out scenario only (so far)")
+        result.notes.append(
+            "centrifugo is measured in the fanout, mix and connect-storm scenarios only (so far)"
+        )
     return names
 
 

@@ -8,7 +8,13 @@ and the consoles watching it), transmissions 8% (channel room), incident
 updates 6% (incident + channel rooms: a console in both gets it once),
 alerts 1% (org room: everyone). The event rate is set so the offered
 deliveries/s match `--rate`; latency is reported per category (alerts and
-other priority events vs positions).
+other priority events vs positions). Each server is published to the way its
+users publish (fleetcast and Node: Redis; Centrifugo: its HTTP API, an event
+for several rooms as one `/api/broadcast`, on its Redis engine). A (client,
+event) pair counts once, at its first copy; Centrifugo's broadcast sends a
+console in both rooms of an incident update one copy per channel: those are
+*room copies*, counted apart (neither deliveries nor duplicates, but in its
+CPU).
 """
 
 from __future__ import annotations
@@ -21,10 +27,11 @@ from bench import events, measure, tokens
 from bench.context import Context
 from bench.events import BenchEvent
 from bench.loadgen.client import ClientSpec
-from bench.publish import RedisPublisher
+from bench.loadgen.control import LoadGen
 from bench.registry import Scenario
 from bench.results import ScenarioResult
 from bench.scenarios import common
+from bench.servers import Server
 from fleetcast.protocol.rooms import Room, RoomKind, org_room, user_room
 
 NAME = "mix"
@@ -112,40 +119,70 @@ def batch(orgs: list[Org], count: int, seed: int = SEED) -> list[BenchEvent]:
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """One K's clients, orgs and paced phase, the same for every server."""
+
+    specs: list[ClientSpec]
+    orgs: list[Org]
+    phase: list[BenchEvent]
+    event_rate: float
+
+
+def plan_for(clients: int, rate: float, seconds: float) -> tuple[Plan, float]:
+    """The clients and the paced phase offering ``rate`` deliveries/s; and deliveries per event."""
+    orgs = orgs_for(clients)
+    specs = client_specs(orgs)
+    sample = batch(orgs, 2000)
+    per_event = measure.expected_deliveries(specs, sample) / len(sample)
+    event_rate = rate / per_event
+    phase = batch(orgs, min(MAX_EVENTS, round(event_rate * seconds)))
+    return Plan(specs, orgs, phase, event_rate), per_event
+
+
 async def run(ctx: Context, result: ScenarioResult) -> None:
-    publisher = RedisPublisher(ctx.redis_url)
     opts = ctx.options
+    for k in ctx.clients(CLIENTS):
+        plan, per_event = plan_for(k, opts.rate, opts.seconds)
+        result.notes.append(
+            f"K={len(plan.specs):,}: {ORGS} orgs, {plan.event_rate:,.0f} events/s, "
+            f"{per_event:.1f} deliveries per event on average"
+        )
+        for name in opts.servers:
+            async with ctx.serving(name) as (server, loadgen):
+                await one_server(ctx, result, server, loadgen, plan)
+    if "centrifugo" in opts.servers:
+        result.notes.append(
+            "room copies: extra copies Centrifugo's per-channel broadcast sent consoles in "
+            "both rooms of an incident update; not counted as deliveries, but its CPU per "
+            "delivery pays for them. Centrifugo runs on both cores (taskset 0,1), the others on one"
+        )
+
+
+async def one_server(
+    ctx: Context, result: ScenarioResult, server: Server, loadgen: LoadGen, plan: Plan
+) -> None:
+    """Connect, prime every org, then one paced phase, published through ``server``'s own way."""
+    specs, phase = plan.specs, plan.phase
+    publisher = server.publisher()
     try:
-        for k in ctx.clients(CLIENTS):
-            orgs = orgs_for(k)
-            specs = client_specs(orgs)
-            sample = batch(orgs, 2000)
-            per_event = measure.expected_deliveries(specs, sample) / len(sample)
-            event_rate = opts.rate / per_event
-            phase = batch(orgs, min(MAX_EVENTS, round(event_rate * opts.seconds)))
-            result.notes.append(
-                f"K={len(specs):,}: {ORGS} orgs, {event_rate:,.0f} events/s, "
-                f"{per_event:.1f} deliveries per event on average"
+        primers = [events.alert(0, org.name) for org in plan.orgs]
+        if not await common.prepare(result, server, loadgen, specs, primers, publisher):
+            return
+        result.deliveries.append(
+            await measure.deliver(
+                NAME,
+                "paced",
+                server,
+                loadgen,
+                specs,
+                phase,
+                functools.partial(publisher.paced, phase, plan.event_rate),
+                offered_per_s=ctx.options.rate,
+                raw=ctx.raw_dir / f"{NAME}-{server.name}-{len(specs)}.npz",
             )
-            for name in common.redis_fed(ctx, result):
-                async with ctx.serving(name) as (server, loadgen):
-                    primers = [events.alert(0, org.name) for org in orgs]
-                    if not await common.prepare(result, server, loadgen, specs, primers, publisher):
-                        continue
-                    result.deliveries.append(
-                        await measure.deliver(
-                            NAME,
-                            "paced",
-                            server,
-                            loadgen,
-                            specs,
-                            phase,
-                            functools.partial(publisher.paced, phase, event_rate),
-                            offered_per_s=opts.rate,
-                            raw=ctx.raw_dir / f"{NAME}-{name}-{k}.npz",
-                        )
-                    )
-                    await loadgen.close_all()
+        )
+        await loadgen.close_all()
     finally:
         await publisher.close()
 

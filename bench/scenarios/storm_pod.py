@@ -11,21 +11,34 @@ throughout. Reports time to 50/99/100% reconnected, refusals, and events
 lost by clients that resumed (must be 0). A second storm does the same with
 B's admission opened wide: how fast one gateway process takes them when
 nothing holds them back (the CPU per resume is then the limit).
+
+Centrifugo beside it (when it is among `--servers`): the same clients, plan
+and backoff against two Centrifugo nodes on one Redis engine, A on the load
+core, B on both cores; the namespace keeps history (`history_size`,
+`history_ttl`, `force_recovery`) and the events come through B's HTTP API
+(org events to the org channel, the others to the user's). A is SIGKILLed;
+every client resubscribes on B with `recover`, its last `offset` and the
+channel's `epoch`, and gets what it missed in the subscribe reply.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
+from typing import Any
 
 import redis.asyncio as aioredis
 
-from bench import measure, procs, report, servers, tokens
+from bench import measure, procs, publish, report, servers, tokens
 from bench.context import Context
+from bench.loadgen import centrifugo_codec as cf
 from bench.registry import Scenario
 from bench.results import ScenarioResult, Table
 from bench.scenarios import common
+from bench.storm.centrifugo_client import CentrifugoResumingClient
 from bench.storm.run import ConsumerScript, Plan, Report, Storm
+from fleetcast.protocol import rooms
 
 NAME = "storm-pod"
 CLIENTS = 5000
@@ -41,8 +54,15 @@ async def run(ctx: Context, result: ScenarioResult) -> None:
     count = CLIENTS if not ctx.options.clients else max(ctx.options.clients)
     if ctx.options.quick:
         count = 1000
-    for admission, env in ADMISSIONS.items():
-        await one_storm(ctx, result, count, admission, env)
+    if "fleetcast" in ctx.options.servers:
+        for admission, env in ADMISSIONS.items():
+            await one_storm(ctx, result, count, admission, env)
+    if "centrifugo" in ctx.options.servers:
+        await centrifugo_storm(ctx, result, count)
+
+
+def plan(count: int) -> Plan:
+    return Plan(count, org=ORG, org_events_per_s=5, user_events_per_s=200)
 
 
 async def one_storm(
@@ -55,7 +75,7 @@ async def one_storm(
     redis = aioredis.Redis.from_url(ctx.redis_url)
     users = [f"unit-{i}" for i in range(count)]
     storm = Storm(
-        Plan(count, org=ORG, org_events_per_s=5, user_events_per_s=200),
+        plan(count),
         [tokens.token(user, ORG, ["field_unit"]) for user in users],
         users,
         ConsumerScript(redis),
@@ -70,7 +90,9 @@ async def one_storm(
         before = procs.CpuSample.take([b.pid])
         outcome = await storm.run(lambda: os.kill(a.pid, signal.SIGKILL), b.port)
         cpu = procs.CpuSample.take([b.pid]).since(before, b.pid)
-        result.tables.append(table(outcome, cpu, admission))
+        result.tables.append(
+            table(outcome, cpu, f"gateway A SIGKILLed, all onto gateway B (admission {admission})")
+        )
         measure.say(f"storm-pod: {outcome.as_dict()}")
     finally:
         await storm.close()
@@ -79,7 +101,80 @@ async def one_storm(
         await redis.aclose()
 
 
-def table(r: Report, cpu_s: float, admission: str) -> Table:
+class CentrifugoEvents:
+    """The storm's envelopes through Centrifugo's API: to the named user's channel, or the org's."""
+
+    def __init__(self, publisher: publish.CentrifugoPublisher, org: str) -> None:
+        self.publisher = publisher
+        self.org = org
+
+    def channel(self, doc: dict[str, Any]) -> str:
+        user = doc.get("data", {}).get("user_id")
+        room = rooms.user_room(user, self.org) if user else rooms.org_room(self.org)
+        return cf.channel(room.name)
+
+    async def __call__(self, docs: list[dict[str, Any]]) -> None:
+        commands = [{"publish": {"channel": self.channel(d), "data": d}} for d in docs]
+        await self.publisher.commands(commands)
+
+
+async def centrifugo_storm(ctx: Context, result: ScenarioResult, count: int) -> None:
+    """Centrifugo's storm: node A killed, its clients resubscribe on B with recovery."""
+    make = functools.partial(
+        servers.CentrifugoServer, ctx.redis_url, log_dir=ctx.log_dir, history=True
+    )
+    a = make(ctx.plan.rest, instance="centrifugo-storm-a")
+    b = make(ctx.plan.every, instance="centrifugo-storm-b")
+    users = [f"unit-{i}" for i in range(count)]
+    org_channel = cf.channel(rooms.org_room(ORG).name)
+
+    def client(index: int, token: str) -> CentrifugoResumingClient:
+        user_channel = cf.channel(rooms.user_room(users[index], ORG).name)
+        return CentrifugoResumingClient(index, token, [org_channel, user_channel])
+
+    publisher: publish.CentrifugoPublisher | None = None
+    storm: Storm | None = None
+    try:
+        await a.start()
+        await b.start()
+        publisher = publish.CentrifugoPublisher(
+            f"http://127.0.0.1:{b.port}/api", servers.CENTRIFUGO_API_KEY
+        )
+        storm = Storm(
+            plan(count),
+            [tokens.token(user, ORG, ["field_unit"]) for user in users],
+            users,
+            CentrifugoEvents(publisher, ORG),
+            make_client=client,
+        )
+        connected = await storm.connect(a.port, within_s=300)
+        measure.say(f"storm-pod centrifugo: {connected}/{count} on node A")
+        if not await storm.prime():
+            result.notes.append(
+                "centrifugo: some clients never got an offset in both channels before the kill"
+            )
+        before = procs.CpuSample.take([b.pid])
+        outcome = await storm.run(lambda: os.kill(a.pid, signal.SIGKILL), b.port)
+        cpu = procs.CpuSample.take([b.pid]).since(before, b.pid)
+        result.tables.append(
+            table(
+                outcome,
+                cpu,
+                "Centrifugo node A SIGKILLed, all onto node B (history + recovery)",
+                centrifugo=True,
+            )
+        )
+        measure.say(f"storm-pod centrifugo: {outcome.as_dict()}")
+    finally:
+        if storm is not None:
+            await storm.close()
+        if publisher is not None:
+            await publisher.close()
+        a.stop()
+        b.stop()
+
+
+def table(r: Report, cpu_s: float, what: str, *, centrifugo: bool = False) -> Table:
     def seconds(share: str) -> str:
         value = r.time_to.get(share)
         return "never" if value is None else f"{value:.2f}"
@@ -106,17 +201,21 @@ def table(r: Report, cpu_s: float, admission: str) -> Table:
         ["events lost by clients that resumed with since", f"{r.lost:,}"],
         ["clients whose resume found a gap", f"{r.not_recovered:,}"],
         ["duplicates (same event id twice)", f"{r.duplicates:,}"],
-        ["gateway B CPU during the storm (s)", report.num(cpu_s)],
-        ["gateway B CPU per resume (µs)", report.num(cpu_s / max(1, r.reconnected) * 1e6)],
+        ["B CPU during the storm (s)", report.num(cpu_s)],
+        ["B CPU per resume (µs)", report.num(cpu_s / max(1, r.reconnected) * 1e6)],
     ]
-    return Table(
-        f"storm-pod: {r.clients:,} clients, gateway A SIGKILLed, all onto gateway B "
-        f"(admission {admission})",
-        ["figure", "value"],
-        rows,
-        note="B is one gateway process on one core; each resume replays the org and user "
-        "rooms' history after the client's offsets.",
+    note = (
+        "B is one Centrifugo node on both cores (taskset 0,1; it shares core 1 with A until "
+        "A dies, and with the clients); each resume is a connect and two subscribes with "
+        "recover/offset/epoch, answered from the channels' history in Redis. "
+        "B also serves the HTTP API "
+        "publishes of the storm's events (~200/s) throughout, which fleetcast's B does not "
+        "(its events come from Redis): that is in B's CPU."
+        if centrifugo
+        else "B is one gateway process on one core; each resume replays the org and user "
+        "rooms' history after the client's offsets."
     )
+    return Table(f"storm-pod: {r.clients:,} clients, {what}", ["figure", "value"], rows, note=note)
 
 
 SCENARIO = Scenario(

@@ -112,7 +112,7 @@ class ResumingClient(asyncio.Protocol):
         if time.monotonic() < self._not_before:
             self.retried_early += 1
         host, port = self._transport.get_extra_info("peername")[:2]
-        self._transport.write(codec.upgrade_request(host, port, self.path, QUERY))
+        self._transport.write(self._upgrade_request(host, port))
 
     def connection_lost(self, exc: Exception | None) -> None:
         was_ready, self._ready, self._transport = self._ready, False, None
@@ -136,12 +136,39 @@ class ResumingClient(asyncio.Protocol):
                 self._fail(f"http_{status}")
                 return
             self._upgraded = True
+            self._on_upgraded()
         frames, self._buf = codec.split_frames(buf)
         for opcode, _fin, payload in frames:
             if opcode == codec.OP_TEXT and payload:
-                self._engineio(payload)
+                self._text(payload)
             elif opcode == codec.OP_CLOSE:
                 self.abort()
+
+    # --- what a protocol says (a subclass speaks another: Centrifugo's) ---------------------
+
+    def _upgrade_request(self, host: str, port: int) -> bytes:
+        return codec.upgrade_request(host, port, self.path, QUERY)
+
+    def _on_upgraded(self) -> None:
+        """The server said 101; Engine.IO's OPEN comes from the server, nothing to send."""
+
+    def _text(self, payload: bytes) -> None:
+        self._engineio(payload)
+
+    def _in_session(self) -> None:
+        """Ready: every room is resumed (or joined). Wakes the storm driver."""
+        self._ready = self._settled = True
+        self.ready_at = time.monotonic()
+        self.session.set()
+        self.on_ready(self)
+
+    def _record(self, event_id: object) -> None:
+        """One event's arrival: a new id, or a duplicate."""
+        if isinstance(event_id, str):
+            if event_id in self.received:
+                self.duplicates += 1
+            else:
+                self.received.add(event_id)
 
     # --- Engine.IO / Socket.IO ------------------------------------------------------------
 
@@ -213,20 +240,9 @@ class ResumingClient(asyncio.Protocol):
         if not self._unacked:
             self._in_session()
 
-    def _in_session(self) -> None:
-        self._ready = self._settled = True
-        self.ready_at = time.monotonic()
-        self.session.set()
-        self.on_ready(self)
-
     def _delivered(self, payload: dict[str, Any]) -> None:
         """An event: its id (lost and duplicates), the offsets it carries (the resume)."""
-        event_id = payload.get("event_id")
-        if isinstance(event_id, str):
-            if event_id in self.received:
-                self.duplicates += 1
-            else:
-                self.received.add(event_id)
+        self._record(payload.get("event_id"))
         offsets = payload.get("offsets")
         if not isinstance(offsets, dict):
             room, offset = payload.get("room"), payload.get("offset")

@@ -16,9 +16,10 @@ import contextlib
 import random
 import time
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass
 from typing import Any
 
+from bench import stats
+from bench.loadgen.backoff import Backoff
 from bench.storm.client import ResumingClient
 
 HOST = "127.0.0.1"
@@ -28,28 +29,16 @@ ATTEMPT_TIMEOUT_S = 20.0
 CONNECT_TRIES = 5
 
 
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    """socket.io-client's reconnection backoff: the first delay (s), doubling per
-    failed attempt up to the max, each randomized by ±factor (its defaults:
-    reconnectionDelay 1000, reconnectionDelayMax 5000, randomizationFactor 0.5)."""
-
-    delay_s: float = 1.0
-    delay_max_s: float = 5.0
-    randomization: float = 0.5
-    seed: int = 1
-
-    def delay(self, failures: int, rng: random.Random) -> float:
-        """The wait before the next attempt after ``failures`` failed ones."""
-        base = min(self.delay_max_s, self.delay_s * 2.0**failures)
-        return base * rng.uniform(1 - self.randomization, 1 + self.randomization)
-
-
 class Reconnector:
     """Connects ``clients`` to their ports and brings them back when they lose them."""
 
     def __init__(
-        self, clients: Sequence[ResumingClient], backoff: Backoff, *, concurrency: int = 200
+        self,
+        clients: Sequence[ResumingClient],
+        backoff: Backoff,
+        *,
+        concurrency: int = 200,
+        seed: int = 1,
     ) -> None:
         self.clients = list(clients)
         self.backoff = backoff
@@ -58,7 +47,7 @@ class Reconnector:
         self.connect_failures = 0
         #: Seconds from :meth:`move` until each moved client had a session again.
         self.back_after: dict[int, float] = {}
-        self._rng = random.Random(backoff.seed)
+        self._rng = random.Random(seed)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._timers: set[asyncio.TimerHandle] = set()
         self._moved_at = 0.0
@@ -117,7 +106,7 @@ class Reconnector:
         """Seconds from the move until that share of the moved clients (``among`` them) was back."""
         moving = self._moving if among is None else self._moving & frozenset(among)
         times = sorted(t for i, t in self.back_after.items() if i in moving)
-        return {f"{s}%": share_time(times, len(moving), s) for s in shares}
+        return stats.times_to_shares(times, len(moving), shares)
 
     @property
     def moved(self) -> int:
@@ -188,12 +177,6 @@ class Reconnector:
         if self._moved_at:  # after the kill: retry as socket.io-client would
             failures = self._failures[client.index] = self._failures.get(client.index, 0) + 1
             self._later(self.backoff.delay(failures, self._rng), self._start, client)
-
-
-def share_time(times: Sequence[float], total: int, share: int) -> float | None:
-    """When ``share`` % of ``total`` clients were back, from their sorted back times."""
-    needed = max(1, -(-total * share // 100))
-    return round(times[needed - 1], 3) if len(times) >= needed else None
 
 
 def _ignore(*_: object) -> None:

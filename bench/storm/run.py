@@ -23,8 +23,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from bench.loadgen.backoff import Backoff
 from bench.storm.client import ResumingClient
-from bench.storm.reconnect import Backoff, Reconnector
+from bench.storm.reconnect import Reconnector
 from fleetcast.devtools.script_publisher import ScriptPublisher
 
 #: Ticks per second of the publisher during the run.
@@ -94,17 +95,25 @@ class ConsumerScript:
 class Storm:
     """Drives the clients; every task it starts is its own and ends with :meth:`close`."""
 
-    def __init__(self, plan: Plan, tokens: Sequence[str], users: Sequence[str], publish: Publish):
+    def __init__(
+        self,
+        plan: Plan,
+        tokens: Sequence[str],
+        users: Sequence[str],
+        publish: Publish,
+        make_client: Callable[[int, str], ResumingClient] = ResumingClient,
+    ):
+        """``make_client(index, token)``: fleetcast's client, or another protocol's (Centrifugo)."""
         self.plan = plan
         self.users = list(users)
-        self.clients = [ResumingClient(i, token) for i, token in enumerate(tokens)]
+        self.clients = [make_client(i, token) for i, token in enumerate(tokens)]
         self._publish = publish
         self._rng = random.Random(plan.seed)
         self._ids = itertools.count()
-        backoff = Backoff(
-            plan.reconnect_delay_s, plan.reconnect_delay_max_s, plan.randomization, plan.seed
+        backoff = Backoff(plan.reconnect_delay_s, plan.reconnect_delay_max_s, plan.randomization)
+        self._reconnector = Reconnector(
+            self.clients, backoff, concurrency=plan.connect_concurrency, seed=plan.seed
         )
-        self._reconnector = Reconnector(self.clients, backoff, concurrency=plan.connect_concurrency)
         self.org_ids: list[str] = []
         self.user_ids: dict[int, list[str]] = {}
 

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import random
-
 from bench.city import storm
 from bench.city.client import Tally
 from bench.city.run import City, Member
 from bench.storm.client import ResumingClient
-from bench.storm.reconnect import Backoff, share_time
 
 KILL, BACK = 1_000, 2_000
 
@@ -81,21 +78,6 @@ def test_a_resume_names_every_room_from_its_greatest_offset() -> None:
 
 def test_a_first_connect_names_no_rooms() -> None:
     assert "since" not in ResumingClient(0, "token", rooms=("fleet",))._auth()
-
-
-def test_backoff_doubles_up_to_its_max_within_the_randomization() -> None:
-    backoff, rng = Backoff(delay_s=1.0, delay_max_s=5.0, randomization=0.5), random.Random(1)
-    for failures, base in ((0, 1.0), (1, 2.0), (2, 4.0), (3, 5.0), (9, 5.0)):
-        delays = [backoff.delay(failures, rng) for _ in range(200)]
-        assert base * 0.5 <= min(delays)
-        assert max(delays) <= base * 1.5
-
-
-def test_share_time_is_the_nth_clients_time() -> None:
-    times = [0.5, 1.0, 2.0, 4.0]
-    assert share_time(times, 4, 50) == 1.0
-    assert share_time(times, 4, 100) == 4.0
-    assert share_time(times, 5, 100) is None  # one never came back
 
 
 def test_loss_is_sorted_by_whether_the_client_could_have_it_all() -> None:

@@ -77,9 +77,10 @@ def test_recorder_counts_probes_only_when_armed() -> None:
     rec.arm(3, phase=5)
     rec.receive(0, [frame, frame, stale], 5000)
     rec.receive(1, [(codec.OP_TEXT, True, b'42["e",{"data":{"bph":5,"bseq":9,"bt":1}}]')], 5000)
-    assert rec.deliveries == 2
+    assert rec.deliveries == 1  # the second copy of (client 0, event 1) is not a delivery
+    assert rec.copies == 1
     assert rec.stray == 2  # one of an earlier phase, one beyond this phase's events
-    assert list(rec.latencies_ns) == [4000, 4000]
+    assert list(rec.latencies_ns) == [4000]  # the first arrival's latency only
     assert rec.counts[0][1] == 2
 
 
@@ -89,9 +90,50 @@ def test_accounting_finds_lost_duplicated_and_leaked() -> None:
     counts = [bytearray([1, 0, 1]), bytearray([0, 2, 1])]
     acc = recorder.account(counts, clients, event_rooms, [0, 1, 1], ["priority", "position"])
     assert acc.expected == 4  # client 0: events 0, 1; client 1: events 1, 2
-    assert acc.received == 5
+    assert acc.received == 4  # unique (client, event) pairs of 5 arrivals: copies do not count
     assert acc.lost == 1
     assert acc.lost_by_category == {"priority": 0, "position": 1}
     assert acc.duplicated == 1
+    assert acc.room_copies == 0
     assert acc.unexpected == 1  # client 0 got event 2, whose room it is not in
     assert acc.clients_with_loss == 1
+
+
+#: An incident update goes to the incident and the channel room; a console is in
+#: both, a field unit in the channel only.
+INCIDENT = ["incident:i:org:o", "channel:c:org:o"]
+CONSOLE = ["org:o", "incident:i:org:o", "channel:c:org:o"]
+UNIT = ["org:o", "channel:c:org:o"]
+
+
+def test_room_copies_are_excused_only_for_a_per_channel_server() -> None:
+    counts = [bytearray([2]), bytearray([1])]  # the console got one copy per shared room
+    names = ["priority"]
+    per_channel = recorder.account(
+        counts, [CONSOLE, UNIT], [INCIDENT], [0], names, per_channel=True
+    )
+    assert (per_channel.received, per_channel.room_copies, per_channel.duplicated) == (2, 1, 0)
+    once = recorder.account(counts, [CONSOLE, UNIT], [INCIDENT], [0], names)
+    assert (once.received, once.room_copies, once.duplicated) == (2, 0, 1)
+
+
+def test_copies_beyond_the_shared_rooms_are_duplicates() -> None:
+    counts = [bytearray([3]), bytearray([2])]  # console: 1 room copy + 1; unit: in one room only
+    acc = recorder.account(counts, [CONSOLE, UNIT], [INCIDENT], [0], ["priority"], per_channel=True)
+    assert acc.received == 2
+    assert acc.room_copies == 1
+    assert acc.duplicated == 2
+    assert acc.lost == acc.unexpected == 0
+
+
+def test_a_room_copy_is_never_a_delivery_nor_hides_a_loss() -> None:
+    counts = [bytearray([0, 2]), bytearray([0, 0])]
+    event_rooms = [INCIDENT, ["org:o"]]
+    acc = recorder.account(
+        counts, [CONSOLE, UNIT], event_rooms, [0, 0], ["priority"], per_channel=True
+    )
+    assert acc.expected == 4
+    assert acc.received == 1
+    assert acc.lost == 3
+    assert acc.room_copies == 0  # event 1 went to one room of the console: its copy is a duplicate
+    assert acc.duplicated == 1

@@ -137,6 +137,16 @@ def test_every_server_is_also_compared_with_centrifugo() -> None:
     assert "| 1,000 | paced | 0.50x | 0.50x | 4.00x | 1.00x | 0.25x |" in text
 
 
+def test_room_copies_have_their_own_column() -> None:
+    result = fanout_result()
+    result.deliveries[0] = dataclasses.replace(
+        result.deliveries[0], server="centrifugo", room_copies=4120
+    )
+    text = report.deliveries_table(result.deliveries)
+    assert "| dup | room copies | leaked |" in text
+    assert "| centrifugo | 1,000 | paced | 100 | 100,000 | 0 | 0 | 4,120 | 0 |" in text
+
+
 def test_ratio_lines_for_the_terminal() -> None:
     (line,) = report.ratio_lines([fanout_result()])
     assert "fleetcast/socket.io" in line
