@@ -15,8 +15,12 @@ nothing holds them back (the CPU per resume is then the limit).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
+from pathlib import Path
 
 import redis.asyncio as aioredis
 
@@ -49,11 +53,34 @@ async def run(ctx: Context, result: ScenarioResult) -> None:
 async def one_storm(
     ctx: Context, result: ScenarioResult, count: int, admission: str, env: dict[str, str]
 ) -> None:
-    a = servers.FleetcastGateway(ctx.redis_url, ctx.plan.rest, ctx.log_dir, gateway_id="storm-a")
-    b = servers.FleetcastGateway(
-        ctx.redis_url, ctx.plan.server, ctx.log_dir, gateway_id="storm-b", extra_env=env
+    outcome, cpu, primed = await storm_onto(
+        ctx.redis_url, (ctx.plan.rest, ctx.plan.server), ctx.log_dir, count, env
     )
-    redis = aioredis.Redis.from_url(ctx.redis_url)
+    if not primed:
+        result.notes.append("some clients never got an offset in both rooms before the kill")
+    result.tables.append(table(outcome, cpu, admission))
+
+
+#: Started with gateway B's pid as the storm begins, stopped once it is over (a profiler).
+Watch = Callable[[int], AbstractContextManager[object]]
+
+
+async def storm_onto(
+    redis_url: str,
+    cores: tuple[Sequence[int] | None, Sequence[int] | None],
+    log_dir: Path,
+    count: int,
+    env: Mapping[str, str],
+    watch: Watch | None = None,
+) -> tuple[Report, float, bool]:
+    """One storm: ``count`` clients on A (``cores[0]``), A killed, all onto B (``cores[1]``).
+
+    Returns the storm's report, B's CPU seconds during it, and whether every
+    client held an offset in both its rooms before the kill.
+    """
+    a = servers.FleetcastGateway(redis_url, cores[0], log_dir, gateway_id="storm-a")
+    b = servers.FleetcastGateway(redis_url, cores[1], log_dir, gateway_id="storm-b", extra_env=env)
+    redis = aioredis.Redis.from_url(redis_url)
     users = [f"unit-{i}" for i in range(count)]
     storm = Storm(
         Plan(count, org=ORG, org_events_per_s=5, user_events_per_s=200),
@@ -66,13 +93,13 @@ async def one_storm(
         await b.start()
         connected = await storm.connect(a.port, within_s=300)
         measure.say(f"storm-pod: {connected}/{count} on gateway A")
-        if not await storm.prime():
-            result.notes.append("some clients never got an offset in both rooms before the kill")
-        before = procs.CpuSample.take([b.pid])
-        outcome = await storm.run(lambda: os.kill(a.pid, signal.SIGKILL), b.port)
-        cpu = procs.CpuSample.take([b.pid]).since(before, b.pid)
-        result.tables.append(table(outcome, cpu, admission))
+        primed = await storm.prime()
+        with watch(b.pid) if watch is not None else contextlib.nullcontext():
+            before = procs.CpuSample.take([b.pid])
+            outcome = await storm.run(lambda: os.kill(a.pid, signal.SIGKILL), b.port)
+            cpu = procs.CpuSample.take([b.pid]).since(before, b.pid)
         measure.say(f"storm-pod: {outcome.as_dict()}")
+        return outcome, cpu, primed
     finally:
         await storm.close()
         a.stop()
