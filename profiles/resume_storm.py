@@ -56,7 +56,7 @@ async def storm(clients: int, out: Path, defaults: bool) -> None:
     redis = RedisServer().start()
     env = storm_pod.B_ADMISSION if defaults else dict(storm_pod.ADMISSIONS["opened wide"])
     try:
-        report, cpu, primed = await storm_pod.storm_onto(
+        done = await storm_pod.storm_onto(
             redis.url,
             ((LOAD_CORE,), (SERVER_CORE,)),
             Path(tempfile.mkdtemp(prefix="resume-storm-")),
@@ -66,12 +66,14 @@ async def storm(clients: int, out: Path, defaults: bool) -> None:
         )
     finally:
         redis.cleanup()
-    times = report.time_to
+    report, cpu, times = done.report, done.cpu_s, done.report.time_to
     print(
-        f"{report.reconnected:,}/{report.connected_before:,} resumed (primed: {primed}); "
+        f"{report.reconnected:,}/{report.connected_before:,} resumed (primed: {done.primed}); "
         f"50/99/100%: {times['50%']} / {times['99%']} / {times['100%']} s; "
+        f"503s {report.overloaded:,}, failed attempts {report.connect_failures:,}; "
         f"lost {report.lost}, duplicates {report.duplicates}, gaps {report.not_recovered}; "
-        f"gateway B CPU {cpu:.2f} s, {1e6 * cpu / max(1, report.reconnected):,.0f} µs per resume"
+        f"gateway B CPU {cpu:.2f} s, {1e6 * cpu / max(1, report.reconnected):,.0f} µs per resume, "
+        f"waited for a core {done.waited_pct:.0f}% of the storm"
     )
 
 

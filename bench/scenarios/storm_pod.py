@@ -20,6 +20,7 @@ import os
 import signal
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from pathlib import Path
 
 import redis.asyncio as aioredis
@@ -53,12 +54,24 @@ async def run(ctx: Context, result: ScenarioResult) -> None:
 async def one_storm(
     ctx: Context, result: ScenarioResult, count: int, admission: str, env: dict[str, str]
 ) -> None:
-    outcome, cpu, primed = await storm_onto(
+    done = await storm_onto(
         ctx.redis_url, (ctx.plan.rest, ctx.plan.server), ctx.log_dir, count, env
     )
-    if not primed:
+    if not done.primed:
         result.notes.append("some clients never got an offset in both rooms before the kill")
-    result.tables.append(table(outcome, cpu, admission))
+    result.tables.append(table(done, admission))
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """One storm: the clients' report, and gateway B's CPU and CPU wait during it."""
+
+    report: Report
+    cpu_s: float
+    #: Share of the storm B was runnable but waited for a core (a shared machine's mark).
+    waited_pct: float
+    #: Whether every client held an offset in both its rooms before the kill.
+    primed: bool
 
 
 #: Started with gateway B's pid as the storm begins, stopped once it is over (a profiler).
@@ -72,12 +85,8 @@ async def storm_onto(
     count: int,
     env: Mapping[str, str],
     watch: Watch | None = None,
-) -> tuple[Report, float, bool]:
-    """One storm: ``count`` clients on A (``cores[0]``), A killed, all onto B (``cores[1]``).
-
-    Returns the storm's report, B's CPU seconds during it, and whether every
-    client held an offset in both its rooms before the kill.
-    """
+) -> Outcome:
+    """One storm: ``count`` clients on A (``cores[0]``), A killed, all onto B (``cores[1]``)."""
     a = servers.FleetcastGateway(redis_url, cores[0], log_dir, gateway_id="storm-a")
     b = servers.FleetcastGateway(redis_url, cores[1], log_dir, gateway_id="storm-b", extra_env=env)
     redis = aioredis.Redis.from_url(redis_url)
@@ -97,9 +106,9 @@ async def storm_onto(
         with watch(b.pid) if watch is not None else contextlib.nullcontext():
             before = procs.CpuSample.take([b.pid])
             outcome = await storm.run(lambda: os.kill(a.pid, signal.SIGKILL), b.port)
-            cpu = procs.CpuSample.take([b.pid]).since(before, b.pid)
+            after = procs.CpuSample.take([b.pid])
         measure.say(f"storm-pod: {outcome.as_dict()}")
-        return outcome, cpu, primed
+        return Outcome(outcome, after.since(before, b.pid), after.waited_pct(before, b.pid), primed)
     finally:
         await storm.close()
         a.stop()
@@ -107,7 +116,9 @@ async def storm_onto(
         await redis.aclose()
 
 
-def table(r: Report, cpu_s: float, admission: str) -> Table:
+def table(done: Outcome, admission: str) -> Table:
+    r, cpu_s = done.report, done.cpu_s
+
     def seconds(share: str) -> str:
         value = r.time_to.get(share)
         return "never" if value is None else f"{value:.2f}"
@@ -136,6 +147,7 @@ def table(r: Report, cpu_s: float, admission: str) -> Table:
         ["duplicates (same event id twice)", f"{r.duplicates:,}"],
         ["gateway B CPU during the storm (s)", report.num(cpu_s)],
         ["gateway B CPU per resume (µs)", report.num(cpu_s / max(1, r.reconnected) * 1e6)],
+        ["gateway B runnable but waiting for a core (% of the storm)", f"{done.waited_pct:.0f}"],
     ]
     return Table(
         f"storm-pod: {r.clients:,} clients, gateway A SIGKILLed, all onto gateway B "

@@ -70,5 +70,5 @@ async def test_a_stopped_site_stops_following_its_gate(
     await gated.stop()
     gate.set(False)
     gate.set(True)  # nothing left to follow: no reader on a closed socket
-    with pytest.raises(OSError):
+    with pytest.raises(ConnectionRefusedError):
         await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 2)
