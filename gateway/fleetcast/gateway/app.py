@@ -57,7 +57,7 @@ from fleetcast.gateway.rooms.receipting import ReceiptingTransport
 from fleetcast.gateway.rooms.registry import Registry
 from fleetcast.gateway.rooms.tracing import DeliveryTracer
 from fleetcast.gateway.settings import Settings
-from fleetcast.gateway.transport import accepting, engine, guard, sendbuffer
+from fleetcast.gateway.transport import engine, guard, sendbuffer
 from fleetcast.gateway.transport.writer import EngineIOTransport
 from fleetcast.protocol import keys
 
@@ -89,8 +89,6 @@ class Gateway:
 GATEWAY = web.AppKey("gateway", Gateway)
 #: The commands client: ``redis.asyncio.Redis``, or ``RedisCluster`` on a cluster.
 REDIS = web.AppKey("redis", object)
-#: Whether new TCP connections are accepted: ``__main__``'s site follows it.
-GATE = web.AppKey("gate", accepting.Gate)
 
 
 def _socketio_server(settings: Settings) -> Any:
@@ -312,7 +310,6 @@ def create_app(settings: Settings) -> web.Application:
         admission.overload_guard(lag, settings.ws_path, settings.overload_lag_s, refused)
     )
     sendbuffer.install(app, settings.send_buffer_bytes)
-    gate = app[GATE] = accepting.Gate()
 
     services = {
         "listener": listener.run,
@@ -320,7 +317,6 @@ def create_app(settings: Settings) -> web.Application:
         "outbox": outbox.run,
         "fleet": batcher.run,
         "loop-lag": lag.run,
-        "accept-gate": functools.partial(admission.keep_gate, lag, gate, settings.overload_lag_s),
         "sessions": session_store.run,
         "expiry": closer.run_expiry,
         "positioning": watch.run,

@@ -13,8 +13,7 @@ instead of bouncing. Pure: the caller passes the monotonic time.
 The bucket acts at the Socket.IO CONNECT, after the upgrade work; the
 overload guard below refuses new sessions before that work while the event
 loop lags (HTTP 503 + Retry-After), so a storm cannot tip the process into
-congestion collapse; and meanwhile the gateway stops accepting TCP
-connections (:func:`keep_gate`), so most of the storm waits in the kernel.
+congestion collapse.
 """
 
 from __future__ import annotations
@@ -27,7 +26,6 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from fleetcast.gateway.edge.limits import TokenBucket
-from fleetcast.gateway.transport.accepting import Gate
 
 #: Refused clients are booked at this share of the rate, so tokens accrue a
 #: little faster than the booked clients return (small clock and network skew).
@@ -116,33 +114,3 @@ def overload_guard(
         return await handler(request)
 
     return guard
-
-
-# --- overload: stop accepting, so the kernel holds the storm -----------------------------
-
-#: The longest the gateway stops accepting at once (seconds): then one sample period
-#: open, so probes (/ready, /live) and a trickle of clients still get through.
-MAX_SHUT_S: Final = 2.0
-
-
-def accepting(lag_s: float, limit_s: float, shut_s: float) -> bool:
-    """Whether to accept new TCP connections now (transport/accepting.py).
-
-    Not while the loop lags past ``limit_s`` (the overload guard's threshold:
-    an unaccepted connection waits in the kernel at no CPU, a 503 costs the
-    HTTP parse and answer), unless it has been shut for ``MAX_SHUT_S`` already.
-    """
-    return limit_s <= 0 or lag_s <= limit_s or shut_s >= MAX_SHUT_S
-
-
-async def keep_gate(lag: LoopLag, gate: Gate, limit_s: float) -> None:
-    """Open and shut ``gate`` by the loop's lag, every sample (owned by the cleanup context)."""
-    loop = asyncio.get_running_loop()
-    shut_at = loop.time()
-    while True:
-        await asyncio.sleep(LAG_SAMPLE_S)
-        now = loop.time()
-        was_open = gate.open
-        gate.set(accepting(lag.seconds, limit_s, 0.0 if was_open else now - shut_at))
-        if was_open and not gate.open:
-            shut_at = now

@@ -115,22 +115,6 @@ RELIED_ON: Final = (
         "as prepared and is not prepared (and logged) twice",
     ),
     Internal(
-        "aiohttp.web_runner:BaseSite.__init__",
-        "accepting.py",
-        "GatedSite is a site of its own (aiohttp's documented base); start() registers it",
-        ("self", "runner", "shutdown_timeout", "ssl_context", "backlog"),
-    ),
-    Internal(
-        "aiohttp.web_runner:BaseSite._runner",
-        "accepting.py",
-        "the runner whose protocol factory (runner.server) each accepted socket gets",
-    ),
-    Internal(
-        "aiohttp.web_runner:BaseSite._backlog",
-        "accepting.py",
-        "the listen backlog given to the site, used for the socket GatedSite listens on",
-    ),
-    Internal(
         "socketio.async_server:AsyncServer._engineio_server_class",
         "engine.py",
         "LeanSocketIO runs on LeanEngineIO",
