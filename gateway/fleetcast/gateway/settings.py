@@ -184,9 +184,7 @@ class Settings(KafkaSecurity, TracingSettings, BaseSettings):
     #: storm's SYNs beyond it are dropped and retried by clients 1, 3, 7 s later.
     listen_backlog: int = Field(default=4096, ge=1)
     #: Event-loop lag (seconds) above which new handshakes get HTTP 503 + Retry-After
-    #: before any upgrade work, and new TCP connections are left in the kernel's
-    #: backlog (not accepted, at most 2 s at once), so a storm cannot swamp the
-    #: process (0 = never).
+    #: before any upgrade work, so a storm cannot swamp the process (0 = never).
     overload_lag_s: float = Field(default=0.25, ge=0)
     #: Handshakes admitted per second per process, and burst (reconnect storms).
     handshake_rate: float = Field(default=500.0, gt=0)
