@@ -51,7 +51,7 @@ def py_spy(out: Path, pid: int) -> Iterator[None]:
         spy.wait(30)
 
 
-async def storm(clients: int, out: Path, defaults: bool) -> None:
+async def storm(clients: int, out: Path | None, defaults: bool) -> None:
     os.sched_setaffinity(0, {LOAD_CORE})  # Redis inherits it; B has core 0 to itself
     redis = RedisServer().start()
     env = storm_pod.B_ADMISSION if defaults else dict(storm_pod.ADMISSIONS["opened wide"])
@@ -62,7 +62,7 @@ async def storm(clients: int, out: Path, defaults: bool) -> None:
             Path(tempfile.mkdtemp(prefix="resume-storm-")),
             clients,
             env,
-            watch=lambda pid: py_spy(out, pid),
+            watch=None if out is None else lambda pid: py_spy(out, pid),
         )
     finally:
         redis.cleanup()
@@ -83,10 +83,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("resume-storm.txt"))
     parser.add_argument("--top", type=int, default=40)
     parser.add_argument("--defaults", action="store_true", help="B's default admission")
+    parser.add_argument("--no-spy", action="store_true", help="the storm's figures only")
     args = parser.parse_args()
     procs.raise_fd_limit()
-    asyncio.run(storm(args.clients, args.out, args.defaults))
-    connect_storm.top(args.out, args.top)
+    asyncio.run(storm(args.clients, None if args.no_spy else args.out, args.defaults))
+    if not args.no_spy:
+        connect_storm.top(args.out, args.top)
 
 
 if __name__ == "__main__":
