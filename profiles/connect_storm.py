@@ -80,6 +80,8 @@ def top(raw: Path, count: int) -> None:
     total = 0
     for line in raw.read_text().splitlines():
         stack, _, n = line.rpartition(" ")
+        if not n.isdigit():  # a frame name with a newline in it (a traceback's text)
+            continue
         frames = [
             f.split(" (")[0] + " (" + f.split(" (")[-1].split(":")[0].rsplit("/", 1)[-1]
             for f in stack.split(";")[1:]

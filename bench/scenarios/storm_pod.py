@@ -23,9 +23,15 @@ channel's `epoch`, and gets what it missed in the subscribe reply.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import functools
 import os
 import signal
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -68,11 +74,44 @@ def plan(count: int) -> Plan:
 async def one_storm(
     ctx: Context, result: ScenarioResult, count: int, admission: str, env: dict[str, str]
 ) -> None:
-    a = servers.FleetcastGateway(ctx.redis_url, ctx.plan.rest, ctx.log_dir, gateway_id="storm-a")
-    b = servers.FleetcastGateway(
-        ctx.redis_url, ctx.plan.server, ctx.log_dir, gateway_id="storm-b", extra_env=env
+    done = await storm_onto(
+        ctx.redis_url, (ctx.plan.rest, ctx.plan.server), ctx.log_dir, count, env
     )
-    redis = aioredis.Redis.from_url(ctx.redis_url)
+    if not done.primed:
+        result.notes.append("some clients never got an offset in both rooms before the kill")
+    result.tables.append(
+        table(done, f"gateway A SIGKILLed, all onto gateway B (admission {admission})")
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """One storm: the clients' report, and B's CPU and CPU wait during it."""
+
+    report: Report
+    cpu_s: float
+    #: Share of the storm B was runnable but waited for a core (a shared machine's mark).
+    waited_pct: float
+    #: Whether every client held an offset in both its rooms before the kill.
+    primed: bool
+
+
+#: Started with gateway B's pid as the storm begins, stopped once it is over (a profiler).
+Watch = Callable[[int], AbstractContextManager[object]]
+
+
+async def storm_onto(
+    redis_url: str,
+    cores: tuple[Sequence[int] | None, Sequence[int] | None],
+    log_dir: Path,
+    count: int,
+    env: Mapping[str, str],
+    watch: Watch | None = None,
+) -> Outcome:
+    """One storm: ``count`` clients on A (``cores[0]``), A killed, all onto B (``cores[1]``)."""
+    a = servers.FleetcastGateway(redis_url, cores[0], log_dir, gateway_id="storm-a")
+    b = servers.FleetcastGateway(redis_url, cores[1], log_dir, gateway_id="storm-b", extra_env=env)
+    redis = aioredis.Redis.from_url(redis_url)
     users = [f"unit-{i}" for i in range(count)]
     storm = Storm(
         plan(count),
@@ -85,15 +124,11 @@ async def one_storm(
         await b.start()
         connected = await storm.connect(a.port, within_s=300)
         measure.say(f"storm-pod: {connected}/{count} on gateway A")
-        if not await storm.prime():
-            result.notes.append("some clients never got an offset in both rooms before the kill")
-        before = procs.CpuSample.take([b.pid])
-        outcome = await storm.run(lambda: os.kill(a.pid, signal.SIGKILL), b.port)
-        cpu = procs.CpuSample.take([b.pid]).since(before, b.pid)
-        result.tables.append(
-            table(outcome, cpu, f"gateway A SIGKILLed, all onto gateway B (admission {admission})")
-        )
-        measure.say(f"storm-pod: {outcome.as_dict()}")
+        primed = await storm.prime()
+        with watch(b.pid) if watch is not None else contextlib.nullcontext():
+            outcome = await killed(storm, a.pid, b)
+        measure.say(f"storm-pod: {outcome.report.as_dict()}")
+        return dataclasses.replace(outcome, primed=primed)
     finally:
         await storm.close()
         a.stop()
@@ -153,18 +188,15 @@ async def centrifugo_storm(ctx: Context, result: ScenarioResult, count: int) -> 
             result.notes.append(
                 "centrifugo: some clients never got an offset in both channels before the kill"
             )
-        before = procs.CpuSample.take([b.pid])
-        outcome = await storm.run(lambda: os.kill(a.pid, signal.SIGKILL), b.port)
-        cpu = procs.CpuSample.take([b.pid]).since(before, b.pid)
+        outcome = await killed(storm, a.pid, b)
         result.tables.append(
             table(
                 outcome,
-                cpu,
                 "Centrifugo node A SIGKILLed, all onto node B (history + recovery)",
                 centrifugo=True,
             )
         )
-        measure.say(f"storm-pod centrifugo: {outcome.as_dict()}")
+        measure.say(f"storm-pod centrifugo: {outcome.report.as_dict()}")
     finally:
         if storm is not None:
             await storm.close()
@@ -174,7 +206,17 @@ async def centrifugo_storm(ctx: Context, result: ScenarioResult, count: int) -> 
         b.stop()
 
 
-def table(r: Report, cpu_s: float, what: str, *, centrifugo: bool = False) -> Table:
+async def killed(storm: Storm, a_pid: int, b: servers.Server) -> Outcome:
+    """SIGKILL A, run the storm onto B, and measure B's CPU and CPU wait meanwhile."""
+    before = procs.CpuSample.take([b.pid])
+    report = await storm.run(lambda: os.kill(a_pid, signal.SIGKILL), b.port)
+    after = procs.CpuSample.take([b.pid])
+    return Outcome(report, after.since(before, b.pid), after.waited_pct(before, b.pid), True)
+
+
+def table(done: Outcome, what: str, *, centrifugo: bool = False) -> Table:
+    r, cpu_s = done.report, done.cpu_s
+
     def seconds(share: str) -> str:
         value = r.time_to.get(share)
         return "never" if value is None else f"{value:.2f}"
@@ -203,6 +245,7 @@ def table(r: Report, cpu_s: float, what: str, *, centrifugo: bool = False) -> Ta
         ["duplicates (same event id twice)", f"{r.duplicates:,}"],
         ["B CPU during the storm (s)", report.num(cpu_s)],
         ["B CPU per resume (µs)", report.num(cpu_s / max(1, r.reconnected) * 1e6)],
+        ["B runnable but waiting for a core (% of the storm)", f"{done.waited_pct:.0f}"],
     ]
     note = (
         "B is one Centrifugo node on both cores (taskset 0,1; it shares core 1 with A until "

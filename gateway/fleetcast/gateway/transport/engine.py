@@ -86,7 +86,10 @@ class LeanSocket(async_socket.AsyncSocket):  # type: ignore[misc]
             raise OSError("Socket has been upgraded already")
         request: web.Request = environ["aiohttp.request"]
         ws = wslink.Detached(compress=False)  # no permessage-deflate: frames are shared as is
-        await ws.prepare(request)
+        try:
+            await ws.prepare(request)
+        except ConnectionError:
+            return await self._gone_before_upgrade(ws)
         # python-engineio's frames hold this environ until the handler returns
         # (now), and nothing reads it after the upgrade.
         environ.clear()
@@ -102,6 +105,19 @@ class LeanSocket(async_socket.AsyncSocket):  # type: ignore[misc]
         else:
             self.connected = self.upgraded = True
             self.queue.attach(transport)
+        return ws
+
+    async def _gone_before_upgrade(self, ws: wslink.Detached) -> web.StreamResponse:
+        """The client closed before its upgrade was answered: end the session, quietly.
+
+        In a storm that is every attempt a client gave up on while it waited
+        in a lagging loop. Raised out of the handler, aiohttp would log the
+        error with its traceback (measured: ~1.5 ms of CPU each, a fifth of a
+        gateway's CPU in a 5,000-client resume storm); ``ws`` is returned
+        instead: aiohttp sees it prepared and ``Detached`` writes no EOF.
+        """
+        await self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_CLOSE)
+        self.server.forget(self)
         return ws
 
     async def websocket_closed(self) -> None:

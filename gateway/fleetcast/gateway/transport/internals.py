@@ -102,6 +102,19 @@ RELIED_ON: Final = (
         "set once the socket is on a websocket",
     ),
     Internal(
+        "aiohttp.web_protocol:RequestHandler.finish_response",
+        "engine.py",
+        "an upgrade whose client is gone returns the half-prepared response: finish_response "
+        "prepares it again (a no-op) and only a ConnectionError there is quiet",
+        ("self", "request", "resp", "start_time"),
+    ),
+    Internal(
+        "aiohttp.web_response:StreamResponse()._payload_writer",
+        "engine.py",
+        "set before the headers are written, so a response whose header write failed counts "
+        "as prepared and is not prepared (and logged) twice",
+    ),
+    Internal(
         "socketio.async_server:AsyncServer._engineio_server_class",
         "engine.py",
         "LeanSocketIO runs on LeanEngineIO",
