@@ -16,11 +16,8 @@ greatest deleted id, and each entry's id and envelope.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
-
-from redis.exceptions import NoScriptError
 
 from fleetcast.protocol import keys
 
@@ -56,7 +53,6 @@ for i, key in ipairs(KEYS) do
 end
 return out
 """
-RANGES_SHA: Final = hashlib.sha1(RANGES_SCRIPT.encode(), usedforsecurity=False).hexdigest()
 
 
 class RedisStreamReader:
@@ -64,6 +60,8 @@ class RedisStreamReader:
 
     def __init__(self, redis: Any) -> None:
         self._redis = redis
+        # redis-py's Script: EVALSHA, loading the script once where Redis lacks it.
+        self._ranges = redis.register_script(RANGES_SCRIPT)
 
     async def ranges(
         self, requests: Sequence[tuple[str, str]], count: int
@@ -72,11 +70,7 @@ class RedisStreamReader:
             return []
         names = [stream for stream, _ in requests]
         argv = [count, keys.HISTORY_FIELD, *(since for _, since in requests)]
-        try:
-            replies = await self._redis.evalsha(RANGES_SHA, len(names), *names, *argv)
-        except NoScriptError:  # a new or restarted Redis: load the script, once
-            await self._redis.script_load(RANGES_SCRIPT)
-            replies = await self._redis.evalsha(RANGES_SHA, len(names), *names, *argv)
+        replies = await self._ranges(keys=names, args=argv)
         return [(_info(state), _entries(entries)) for state, entries in replies]
 
     async def sequences(self, orgs: Sequence[str]) -> dict[str, int | None]:
