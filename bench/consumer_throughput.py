@@ -34,6 +34,7 @@ from aiokafka import AIOKafkaProducer
 from redis.asyncio import Redis
 
 from fleetcast.devtools import demo, kafka
+from fleetcast.devtools.ports import free_port
 from fleetcast.devtools.redis import RedisServer
 from fleetcast.protocol import control, events
 
@@ -154,7 +155,7 @@ async def main_async(args: argparse.Namespace) -> None:
         await kafka.create_topics(broker.bootstrap, topics, partitions=args.partitions)
         rate = await prefill(broker.bootstrap, args.events, args.orgs)
         print(f"prefilled {args.events:,} events at {rate:,.0f}/s", flush=True)
-        port = kafka.free_port()
+        port = free_port()
         env = {
             **os.environ,
             "FLEETCAST_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,

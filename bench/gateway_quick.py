@@ -39,7 +39,8 @@ import psutil  # type: ignore[import-untyped]
 import redis.asyncio as aioredis
 from websockets.asyncio.client import ClientConnection, connect
 
-from fleetcast.devtools.redis import RedisServer, free_port
+from fleetcast.devtools.ports import free_port
+from fleetcast.devtools.redis import RedisServer
 from fleetcast.protocol import keys, wire
 
 SECRET = "bench-secret-of-at-least-thirty-two-bytes"  # noqa: S105 (local bench only)

@@ -20,7 +20,7 @@ import json
 from aiohttp import web
 from playwright.async_api import async_playwright
 
-from fleetcast.devtools.redis import free_port
+from fleetcast.devtools.ports import free_port
 from fleetcast.gateway.edge import console
 from tests.integration.browser_support import CHROMIUM, CHROMIUM_ARGS
 from tests.integration.clients_support import OFFLINE_TILES

@@ -20,7 +20,6 @@ Where the operator runs depends on whether the cluster runs real containers:
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import urllib.request
@@ -32,6 +31,7 @@ import pytest
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from fleetcast.devtools import cluster_access
+from fleetcast.devtools.ports import free_port
 from tests.e2e import objects
 
 #: Seconds to wait for a CRD to be served after it is created.
@@ -172,13 +172,6 @@ def start_local_operator(
         running.stop()
         raise AssertionError(f"the operator never answered /healthz:\n{running.tail()}") from None
     return running
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def _healthy(port: int) -> bool:

@@ -26,7 +26,7 @@ import socketio
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
-from fleetcast.devtools.redis import free_port
+from fleetcast.devtools.ports import free_port
 from fleetcast.gateway.app import GATEWAY, Gateway, create_app
 from fleetcast.gateway.settings import Settings
 from tests.harness.gateway_process import SECRET as SECRET

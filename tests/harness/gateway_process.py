@@ -23,7 +23,7 @@ from typing import Any
 import aiohttp
 import jwt
 
-from fleetcast.devtools.redis import free_port
+from fleetcast.devtools.ports import free_port
 
 SECRET = "fleetcast-test-secret-of-at-least-32-bytes"  # noqa: S105 (tests only)
 #: Default token lifetime (seconds). Parametrized tests mint their tokens when

@@ -38,6 +38,7 @@ from fleetcast.common import redisurl
 from fleetcast.consumer import app
 from fleetcast.consumer.settings import Settings
 from fleetcast.devtools import kafka
+from fleetcast.devtools.ports import free_port
 from fleetcast.protocol import control, events, keys, wire
 
 _counter = itertools.count(1)
@@ -150,7 +151,7 @@ def consumer_settings(topics: KafkaTopics, redis_url: str, **overrides: Any) -> 
         "kafka_control_topic": topics.control,
         "kafka_auto_offset_reset": "earliest",
         "redis_url": redis_url,
-        "consumer_port": kafka.free_port(),
+        "consumer_port": free_port(),
         "retry_backoff_max_s": 0.5,
     }
     values.update(overrides)

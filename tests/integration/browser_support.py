@@ -18,7 +18,7 @@ import pytest
 from aiohttp import web
 from playwright.async_api import Browser, async_playwright
 
-from fleetcast.devtools.redis import free_port
+from fleetcast.devtools.ports import free_port
 
 CHROMIUM: Final = "/usr/bin/chromium"
 CHROMIUM_ARGS: Final = [

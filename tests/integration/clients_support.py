@@ -23,7 +23,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from fleetcast.client import tokens
-from fleetcast.devtools.redis import RedisServer, free_port
+from fleetcast.devtools.ports import free_port
+from fleetcast.devtools.redis import RedisServer
 from fleetcast.devtools.script_publisher import ScriptPublisher
 from fleetcast.protocol import keys
 

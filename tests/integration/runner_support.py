@@ -30,7 +30,7 @@ import orjson
 import psutil  # type: ignore[import-untyped]
 
 from fleetcast.devtools import kafka, redis, scratch
-from fleetcast.devtools.redis import free_port
+from fleetcast.devtools.ports import free_ports
 from tests.integration.clients_support import OFFLINE_TILES
 
 ROOT: Final = Path(__file__).resolve().parents[2]
@@ -52,7 +52,7 @@ class Ports:
 
     @classmethod
     def free(cls) -> Ports:
-        return cls(free_port(), free_port(), free_port(), free_port())
+        return cls(*free_ports(4))
 
     def env(self) -> dict[str, str]:
         return {

@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from fleetcast.devtools.redis import RedisServer, free_port
+from fleetcast.devtools.ports import free_port
+from fleetcast.devtools.redis import RedisServer
 from fleetcast.gateway.redis.listener import Listener
 from fleetcast.protocol import keys, wire
 from tests.harness.gateway import (

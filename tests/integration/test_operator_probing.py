@@ -13,7 +13,7 @@ import asyncio
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from fleetcast.devtools.redis import free_port
+from fleetcast.devtools.ports import free_port
 from fleetcast.operator import backends, probing
 from tests.harness.gateway import Client, gateway_settings, make_token, start_gateway
 from tests.harness.kafka import (

@@ -14,7 +14,6 @@ import functools
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,6 +28,7 @@ import pytest
 import yaml
 
 from fleetcast.devtools import cluster_access
+from fleetcast.devtools.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 CHART_FILES = REPO / "charts" / "fleetcast" / "files"
@@ -149,13 +149,6 @@ def jwt_secret(namespace: str, name: str = "jwt") -> dict[str, Any]:
         "metadata": {"name": name, "namespace": namespace},
         "stringData": {"secret": "x" * 48},
     }
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @dataclass

@@ -10,9 +10,10 @@ storage/certificate/cloud controllers, no fake kubelet server).
 
 from __future__ import annotations
 
-import socket
 from dataclasses import dataclass
 from pathlib import Path
+
+from fleetcast.devtools.ports import free_ports
 
 SERVICE_CIDR = "10.96.0.0/16"
 LOOPBACK = "127.0.0.1"
@@ -59,15 +60,7 @@ class Ports:
 
     @classmethod
     def pick(cls) -> Ports:
-        return cls(*(free_port() for _ in range(5)))
-
-
-def free_port() -> int:
-    """A loopback TCP port nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+        return cls(*free_ports(5))
 
 
 def etcd_args(ports: Ports, data_dir: Path) -> list[str]:

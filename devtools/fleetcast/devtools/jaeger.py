@@ -25,7 +25,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Self
 
-from fleetcast.devtools.redis import free_port
+from fleetcast.devtools.ports import free_ports
 
 __all__ = ["JaegerServer", "jaeger_binary"]
 
@@ -79,7 +79,7 @@ class JaegerServer:
     """One Jaeger process and its temp dir (config and log)."""
 
     def __init__(self) -> None:
-        self.otlp_port, self.query_port, self._grpc_port = free_port(), free_port(), free_port()
+        self.otlp_port, self.query_port, self._grpc_port = free_ports(3)
         self._dir = Path(tempfile.mkdtemp(prefix="fleetcast-jaeger-"))
         self.log_path = self._dir / "jaeger.log"
         self._process: subprocess.Popen[bytes] | None = None

@@ -31,7 +31,7 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
+from collections.abc import AsyncIterator, Callable, Collection, Coroutine, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Final, TypeVar
@@ -40,6 +40,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from fleetcast.devtools import lifetime, scratch
+from fleetcast.devtools.ports import free_port
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -76,14 +77,6 @@ def libs_dir() -> Path:
     """The folder of broker jars, fetched on first use (a no-op once cached)."""
     out = subprocess.run([str(FETCH_SCRIPT)], check=True, capture_output=True, text=True)
     return Path(out.stdout.strip().splitlines()[-1])
-
-
-def free_port() -> int:
-    """A loopback TCP port nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def random_cluster_id() -> str:
@@ -147,17 +140,24 @@ class KafkaBroker:
         data_dir: Path | None = None,
         fast_start: bool = True,
         die_with_parent: bool = False,
+        avoid: Collection[int] = (),
     ) -> KafkaBroker:
-        """A stopped broker on ``port`` (or a free one) with a fresh temp data dir."""
+        """A stopped broker on ``port`` (or a free one) with a fresh temp data dir.
+
+        Its controller listener takes a free port other than ``port`` and the
+        ``avoid`` ones: ports a caller has chosen for other servers it has not
+        started yet, which the kernel would otherwise see as free.
+        """
         libs = libs_dir()
         own_dir = None
         if data_dir is None:
             own_dir = tempfile.TemporaryDirectory(prefix=DIR_PREFIX)
             data_dir = Path(own_dir.name)
             scratch.mark(data_dir)
+        port = port or free_port(avoid=avoid)
         return cls(
-            port=port or free_port(),
-            controller_port=free_port(),
+            port=port,
+            controller_port=free_port(avoid={port, *avoid}),
             data_dir=data_dir,
             libs=libs,
             fast_start=fast_start,

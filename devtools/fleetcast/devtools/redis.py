@@ -29,8 +29,9 @@ from types import TracebackType
 from typing import Final, Self
 
 from fleetcast.devtools import lifetime, scratch
+from fleetcast.devtools.ports import free_port
 
-__all__ = ["DIR_PREFIX", "RedisClusterServer", "RedisServer", "RedisServerError", "free_port"]
+__all__ = ["DIR_PREFIX", "RedisClusterServer", "RedisServer", "RedisServerError"]
 
 #: Name prefix of the servers' temp dirs (what a sweep looks for).
 DIR_PREFIX: Final = "fleetcast-redis-"
@@ -41,13 +42,6 @@ STOP_TIMEOUT_S = 5.0
 
 class RedisServerError(RuntimeError):
     """redis-server is missing, did not start, or did not stop."""
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _ping(port: int) -> bool:

@@ -115,7 +115,11 @@ def start_kafka(stack: Stack, settings: RunSettings) -> str:
     stack.console.say(f"starting kafka on 127.0.0.1:{settings.kafka_port}")
     started = time.monotonic()
     with lifetime.critical():  # its temp dir is made here: kept, or not made
-        stack.kafka = kafka.KafkaBroker.create(port=settings.kafka_port, die_with_parent=True)
+        stack.kafka = kafka.KafkaBroker.create(
+            port=settings.kafka_port,
+            die_with_parent=True,
+            avoid={settings.port, settings.consumer_port, settings.redis_port},
+        )
     stack.kafka.start()
     stack.write_pids()
     topics = [*events.DEFAULT_TOPICS, events.DEFAULT_DLQ_TOPIC, control.DEFAULT_TOPIC]
