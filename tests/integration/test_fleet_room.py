@@ -207,8 +207,8 @@ async def test_maps_joining_during_a_flood_end_complete(
 ) -> None:
     """Clients subscribing while positions stream in end with every asset's last position.
 
-    Batches flushed while a snapshot is read are folded into it, so the
-    snapshot comes first and nothing between the read and the join is lost.
+    Batches flushed while a snapshot is read follow it as a catch-up batch,
+    so the snapshot comes first and nothing between the read and the join is lost.
     """
     running = await gateway_with(redis_url, fleet_batch_ms=20)
     rng = random.Random(7)

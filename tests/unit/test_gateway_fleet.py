@@ -199,14 +199,25 @@ async def test_decode_skips_unreadable_foreign_and_unseen_entries() -> None:
     assert snap.taken_at == "1970-01-01T00:16:40.000Z"
 
 
-def test_merged_keeps_the_newer_of_snapshot_and_live() -> None:
+def test_catch_up_is_what_the_snapshot_lacks_latest_per_asset() -> None:
     snap = snapshots.Snapshot(
         "o1", "t", positions={"x": position("x", 5), "y": position("y", 5)}, text="cached"
     )
-    merged = snap.merged([{"x": position("x", 3), "y": position("y", 7), "z": position("z", 1)}])
-    assert {a: e["data"]["seq"] for a, e in merged.positions.items()} == {"x": 5, "y": 7, "z": 1}
-    assert merged.text is None  # encoded again, for this connection
-    assert snap.positions["y"]["data"]["seq"] == 5  # the shared one is untouched
+    held = [
+        {"x": position("x", 3), "y": position("y", 7), "z": position("z", 1)},
+        {"z": position("z", 2)},
+    ]
+    owed = snapshots.catch_up(snap, held)
+    # x: the snapshot's is newer (read after it); y: live is newer; z: new, latest wins.
+    assert {a: e["data"]["seq"] for a, e in owed.items()} == {"y": 7, "z": 2}
+    assert snap.text == "cached"  # the shared snapshot and its frame are untouched
+    assert snap.positions["y"]["data"]["seq"] == 5
+
+
+def test_catch_up_never_goes_back_in_time_across_held_batches() -> None:
+    snap = snapshots.Snapshot("o1", "t")
+    owed = snapshots.catch_up(snap, [{"x": position("x", 4)}, {"x": position("x", 2)}])
+    assert owed["x"]["data"]["seq"] == 4
 
 
 def test_snapshot_frame_is_priority_and_encoded_once() -> None:
@@ -250,9 +261,14 @@ def spawner(owned: list[asyncio.Task[Any]]) -> snapshots.Spawn:
     return spawn
 
 
-def reader_of(source: SlowSource) -> tuple[snapshots.SnapshotReader, list[asyncio.Task[Any]]]:
+def reader_of(
+    source: SlowSource, spacing_s: float = 0.0
+) -> tuple[snapshots.SnapshotReader, list[asyncio.Task[Any]]]:
     owned: list[asyncio.Task[Any]] = []
-    return snapshots.SnapshotReader(source, spawner(owned), ttl_s=900, max_assets=10), owned
+    reader = snapshots.SnapshotReader(
+        source, spawner(owned), ttl_s=900, max_assets=10, spacing_s=spacing_s
+    )
+    return reader, owned
 
 
 async def test_reads_coalesce_behind_the_one_in_flight() -> None:
@@ -272,6 +288,26 @@ async def test_reads_coalesce_behind_the_one_in_flight() -> None:
     results = await asyncio.gather(*later)
     assert {r.positions["a"]["data"]["seq"] for r in results} == {2}
     assert len({id(r) for r in results}) == 1  # one decoded snapshot, shared
+    await asyncio.gather(*owned)
+
+
+async def test_reads_of_an_org_start_spaced_so_a_trickle_shares_them() -> None:
+    source = SlowSource()
+    source.gate.set()  # every fetch answers at once
+    reader, owned = reader_of(source, spacing_s=0.2)
+    first = await reader.read("o1")
+    assert source.fetches == 1
+    # Consoles trickle in after the read ended, each 20 ms apart.
+    trickle = []
+    for _ in range(4):
+        trickle.append(asyncio.create_task(reader.read("o1")))
+        await asyncio.sleep(0.02)
+        source.gate.set()
+    assert source.fetches == 1  # they wait out the spacing together
+    results = await asyncio.gather(*trickle)
+    assert source.fetches == 2  # one read, sent after the last of them asked
+    assert len({id(r) for r in results}) == 1
+    assert results[0] is not first
     await asyncio.gather(*owned)
 
 
@@ -306,12 +342,45 @@ async def test_fleet_room_folds_batches_flushed_during_the_read_into_the_snapsho
     source.gate.set()
     ack = await joining
     assert ack == {"snapshot": {"assets": 2, "complete": True}}
-    name, payload = s.sender.decoded("j")[0]
+    (name, payload), (then, caught_up) = s.sender.decoded("j")
     assert name == "fleet_snapshot"
-    assert seqs(payload) == {"a": 1, "b": 9}
+    assert seqs(payload) == {"a": 1}
+    assert then == "asset_positions"  # what the read lacked, right after it
+    assert seqs(caught_up) == {"b": 9}
     s.batcher.add("o1", position("b", 10))
     s.batcher.flush()
-    assert [n for n, _ in s.sender.decoded("j")] == ["fleet_snapshot", "asset_positions"]
+    assert [n for n, _ in s.sender.decoded("j")] == [
+        "fleet_snapshot",
+        "asset_positions",
+        "asset_positions",
+    ]
+
+
+async def test_subscribers_of_one_read_share_its_snapshot_frame() -> None:
+    s = Setup()
+    source = SlowSource()
+    reader, owned = reader_of(source)
+    room = fleet.FleetRoom(s.batcher, reader, s.sender, s.fm, spawner(owned))
+    blocker = asyncio.create_task(reader.read("o1"))  # a read in flight
+    await asyncio.sleep(0.01)
+    early = s.member("early")
+    first = asyncio.create_task(room.joined(early, rooms.fleet_room("o1")))
+    await asyncio.sleep(0.01)
+    s.batcher.add("o1", position("b", 9))  # only "early" is held for this batch
+    s.batcher.flush()
+    late = s.member("late")
+    second = asyncio.create_task(room.joined(late, rooms.fleet_room("o1")))
+    await asyncio.sleep(0.01)
+    source.gate.set()
+    await blocker
+    await asyncio.sleep(0.01)
+    source.gate.set()
+    await asyncio.gather(first, second)
+    frames = {sid: [f for s_, f in s.sender.sent if s_ == sid] for sid in ("early", "late")}
+    assert frames["early"][0].text is frames["late"][0].text  # encoded once
+    assert len(frames["early"]) == 2  # its snapshot and its own catch-up batch
+    assert len(frames["late"]) == 1
+    await asyncio.gather(*owned)
     await asyncio.gather(*owned)
 
 
@@ -327,8 +396,10 @@ async def test_fleet_room_answers_without_redis() -> None:
     s.batcher.flush()
     source.gate.set()
     assert await joining == {"snapshot": {"assets": 1, "complete": False}}
-    name, payload = s.sender.decoded("j")[0]
+    (name, payload), (then, caught_up) = s.sender.decoded("j")
     assert name == "fleet_snapshot"
     assert payload["data"]["complete"] is False
-    assert seqs(payload) == {"b": 1}
+    assert seqs(payload) == {}
+    assert then == "asset_positions"
+    assert seqs(caught_up) == {"b": 1}
     await asyncio.gather(*owned)

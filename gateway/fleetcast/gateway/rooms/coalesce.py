@@ -4,6 +4,12 @@ A storm of consoles of one org asking for its snapshot costs a few Redis
 reads, not one each. Whoever asks while a read is in flight waits for the
 *next* read, which starts when that one ends, so every caller's answer was
 read after it asked (it misses nothing published before it joined).
+
+With ``spacing_s``, a key's reads also start at least that far apart: those
+who ask within it of the last read share one read at its end. Consoles that
+trickle in through a reconnect storm (one every few tens of milliseconds)
+would otherwise each cost a read of their own, since each read ends before
+the next console asks.
 """
 
 from __future__ import annotations
@@ -32,10 +38,18 @@ class _State(Generic[V]):
 class Coalescer(Generic[K, V]):
     """``await get(key)``: the value of a ``read(key)`` sent after this call."""
 
-    def __init__(self, read: Callable[[K], Awaitable[V]], spawn: Spawn, name: str) -> None:
+    def __init__(
+        self,
+        read: Callable[[K], Awaitable[V]],
+        spawn: Spawn,
+        name: str,
+        *,
+        spacing_s: float = 0.0,
+    ) -> None:
         self._read = read
         self._spawn = spawn
         self._name = name
+        self._spacing_s = spacing_s
         self._keys: dict[K, _State[V]] = {}
         self.reads = 0
 
@@ -53,9 +67,11 @@ class Coalescer(Generic[K, V]):
         return await asyncio.shield(state.next)
 
     async def _reads(self, key: K, state: _State[V]) -> None:
+        loop = asyncio.get_running_loop()
         try:
             while state.next is not None:
                 future, state.next = state.next, None
+                started = loop.time()
                 self.reads += 1
                 try:
                     value = await self._read(key)
@@ -67,6 +83,8 @@ class Coalescer(Generic[K, V]):
                     future.set_exception(exc)
                 else:
                     future.set_result(value)
+                # Whoever asks until then shares the next read (still sent after they asked).
+                await asyncio.sleep(max(0.0, started + self._spacing_s - loop.time()))
         finally:
             if state.next is not None:
                 state.next.cancel()

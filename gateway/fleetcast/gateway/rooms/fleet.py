@@ -17,8 +17,10 @@ up. Its memory is then bounded by the org's assets, not by time.
 
 :class:`FleetRoom` is the subscribe side: a client that joins the fleet room
 first receives a ``fleet_snapshot`` (see :mod:`fleetcast.gateway.rooms.snapshots`),
-and batches flushed while its snapshot is being read are held and folded into
-that snapshot, so the snapshot always comes first and nothing is missed.
+and batches flushed while its snapshot is being read are held, then sent right
+after the snapshot as one catch-up batch (the positions the snapshot lacks),
+so the snapshot always comes first, nothing is missed, and the snapshot frame
+stays the one every subscriber of that read shares.
 """
 
 from __future__ import annotations
@@ -35,7 +37,14 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from fleetcast.gateway.metrics import NS, Metrics
 from fleetcast.gateway.rooms.delivery import Sender
 from fleetcast.gateway.rooms.registry import Connection, Registry
-from fleetcast.gateway.rooms.snapshots import Snapshot, SnapshotReader, Spawn, empty, iso
+from fleetcast.gateway.rooms.snapshots import (
+    Snapshot,
+    SnapshotReader,
+    Spawn,
+    catch_up,
+    empty,
+    iso,
+)
 from fleetcast.gateway.transport.packets import Frame, encode_event
 from fleetcast.protocol import events, rooms
 
@@ -266,7 +275,8 @@ class FleetRoom:
         """Called right after ``conn`` joined ``room``; returns fields for the ack.
 
         The hold starts before the first await, so a batch flushed while the
-        snapshot is read is folded into it rather than sent ahead of it.
+        snapshot is read goes out after it (as a catch-up batch) rather than
+        ahead of it.
         """
         started = time.monotonic()
         if not self._batcher.hold(conn):
@@ -281,10 +291,13 @@ class FleetRoom:
         if room.name not in conn.rooms or conn.close_reason is not None:
             return {}
         if snapshot is None:
-            snapshot = empty(conn.org).merged(held)
-        elif held:
-            snapshot = snapshot.merged(held)
+            snapshot = empty(conn.org)
+        owed = catch_up(snapshot, held)
         self._sender.push(conn, snapshot_frame(snapshot))
+        if owed:
+            self._sender.push(conn, batch_frame(conn.org, owed.values(), now_iso()))
+            self._fm.batched.inc(len(owed))
         self._fm.snapshots.labels("complete" if snapshot.complete else "partial").inc()
         self._fm.snapshot_seconds.observe(time.monotonic() - started)
-        return {"snapshot": {"assets": len(snapshot.positions), "complete": snapshot.complete}}
+        assets = len(snapshot.positions.keys() | owed.keys())
+        return {"snapshot": {"assets": assets, "complete": snapshot.complete}}

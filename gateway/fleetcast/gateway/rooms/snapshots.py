@@ -8,9 +8,14 @@ published, since the consumer's script is atomic too.
 
 Reads are coalesced per org: while one is in flight, every fleet subscribe of
 that org that arrives waits for the *next* read, which starts when the
-current one ends. A storm of consoles then costs a few reads, not one each,
-and every subscriber's read was sent after it joined the room (so nothing
-published before it joined is missing from its snapshot).
+current one ends and at least :data:`READ_SPACING_S` after it started. A
+storm of consoles then costs a few reads, not one each, and every
+subscriber's read was sent after it joined the room (so nothing published
+before it joined is missing from its snapshot). The decoded snapshot and its
+encoded frame are shared by every subscriber of one read; what each of them
+was sent live during the read goes out after it as a catch-up batch of its
+own (:func:`catch_up`), so the 470 KB frame of a large org is encoded once
+per read, not once per console.
 """
 
 from __future__ import annotations
@@ -27,6 +32,12 @@ import structlog
 from fleetcast.gateway.rooms.coalesce import Coalescer
 
 log = structlog.stdlib.get_logger(__name__)
+
+#: Reads of one org's snapshot start at least this far apart. A read of a
+#: 2,500-asset org costs the gateway ~5-10 ms of CPU: this caps it at a few
+#: reads a second however many consoles arrive, and delays a console's map
+#: by at most this much, only when another console of its org just got one.
+READ_SPACING_S: Final = 0.25
 
 #: Entries decoded between two yields to the event loop (a 20,000-asset org
 #: must not stall every other client's delivery for tens of milliseconds).
@@ -60,18 +71,25 @@ class Snapshot:
     positions: dict[str, Envelope] = field(default_factory=dict)
     statuses: dict[str, Envelope] = field(default_factory=dict)
     complete: bool = True
-    #: The encoded frame text, built once and shared by every subscriber without held positions.
+    #: The encoded frame text, built once and shared by every subscriber of the read.
     text: str | None = None
 
-    def merged(self, held: Iterable[Mapping[str, Envelope]]) -> Snapshot:
-        """A copy with positions that arrived live during the read; the newer of two wins."""
-        positions = dict(self.positions)
-        for moved in held:
-            for asset, event in moved.items():
-                current = positions.get(asset)
-                if current is None or not is_older(event, current):
-                    positions[asset] = event
-        return Snapshot(self.org, self.taken_at, positions, dict(self.statuses), self.complete)
+
+def catch_up(snapshot: Snapshot, held: Iterable[Mapping[str, Envelope]]) -> dict[str, Envelope]:
+    """Of the positions batched to a subscriber during its read, those the snapshot lacks.
+
+    Latest per asset; a position older than the snapshot's own for that asset
+    is left out (the read came after it), one not older goes in (the read may
+    have come first). Sent after the snapshot, they leave the subscriber's map
+    as if they had been folded into it.
+    """
+    owed: dict[str, Envelope] = {}
+    for moved in held:
+        for asset, event in moved.items():
+            current = owed.get(asset) or snapshot.positions.get(asset)
+            if current is None or not is_older(event, current):
+                owed[asset] = event
+    return owed
 
 
 def empty(org: str, now: datetime | None = None) -> Snapshot:
@@ -160,12 +178,20 @@ class SnapshotReader:
     """Coalesced snapshot reads (see the module docstring and coalesce.py)."""
 
     def __init__(
-        self, source: SnapshotSource, spawn: Spawn, *, ttl_s: float, max_assets: int
+        self,
+        source: SnapshotSource,
+        spawn: Spawn,
+        *,
+        ttl_s: float,
+        max_assets: int,
+        spacing_s: float = READ_SPACING_S,
     ) -> None:
         self._source = source
         self._ttl_s = ttl_s
         self._max = max_assets
-        self._reads: Coalescer[str, Snapshot] = Coalescer(self._read_once, spawn, "fleet-snapshot")
+        self._reads: Coalescer[str, Snapshot] = Coalescer(
+            self._read_once, spawn, "fleet-snapshot", spacing_s=spacing_s
+        )
 
     @property
     def reads(self) -> int:
