@@ -74,6 +74,8 @@ def did(outcome: Mapping[str, Any], bound: float) -> str:
     else:
         parts.append("clients stayed connected;")
     parts.append(f"{t['resyncs']} resync, {t['announcements']} room gaps announced;")
+    if t.get("superseded"):
+        parts.append(f"{t['superseded']} positions replayed as their asset's latest only;")
     if t["recovery_s"] is None:
         parts.append(f"some clients got no new event for {bound:g} s (stalled);")
     exited = set(outcome["exited"])

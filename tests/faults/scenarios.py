@@ -186,7 +186,8 @@ def summary(outcome: Outcome) -> str:
     return (
         f"{outcome.fault}: {outcome.did}; {outcome.produced} events in {outcome.traffic_s} s, "
         f"{t.clients} clients, expected {t.expected}, delivered {t.delivered}, "
-        f"announced {t.announced}, lost {t.lost} ({t.clients_with_loss} clients), "
+        f"announced {t.announced}, superseded {t.superseded}, "
+        f"lost {t.lost} ({t.clients_with_loss} clients), "
         f"duplicates {t.duplicates} ({t.cross_room} cross-room), misrouted {t.misrouted}, "
         f"recovery {recovery}, "
         f"reconnects {t.reconnects} ({t.connect_refusals} handshakes refused), "

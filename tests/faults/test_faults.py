@@ -34,6 +34,6 @@ async def test_no_event_lost_or_shown_twice(
     assert totals.refusals == 0, "a room the policy allows was refused"
     assert totals.errors == 0, "a connection attempt failed in an unexpected way"
     assert totals.misrouted == 0, "a client got an event of a room it is not in"
-    assert totals.lost == 0, f"lost (neither delivered nor announced): {totals.lost_sample}"
+    assert totals.lost == 0, f"lost (neither delivered nor announced): {totals.lost_detail}"
     assert totals.duplicates == 0, "an event was shown twice"
     assert totals.recovery_s is not None, "some client received nothing after the fault"

@@ -10,6 +10,9 @@ tests/unit/test_fault_counting.py. The rule, per client:
 - announced: an expected event not delivered, of a room the server said the
   client may have missed events of (``resync``, or ``recovered: false`` when
   resuming) at or after the event was handed to Kafka.
+- superseded: an expected position not delivered, of an asset whose later
+  position the client did get. A replay sends each asset's latest position
+  only (the map needs where a unit is now), so this is by design, not a loss.
 - unresumable: the same, for a room the client could not name an offset for
   when it resumed (it had seen no event of that room yet): the client's own
   blind spot, kept apart so it never hides a loss or counts as one.
@@ -83,6 +86,7 @@ class Tally:
     expected: int
     delivered: int
     announced: int
+    superseded: int
     unresumable: int
     lost: tuple[str, ...]
     duplicates: int
@@ -96,6 +100,16 @@ class Tally:
 def _covered(marks: Mapping[str, list[float]], rooms: Iterable[str], produced_at: float) -> bool:
     """True when one of ``rooms`` has a mark at or after ``produced_at``."""
     return any(room in marks and max(marks[room]) >= produced_at for room in rooms)
+
+
+def latest_received(produced: Mapping[str, Produced], record: Record) -> dict[str, float]:
+    """Latest-wins key -> when the newest event of it the client received was handed to Kafka."""
+    latest: dict[str, float] = {}
+    for event_id in record.received:
+        event = produced.get(event_id)
+        if event is not None and event.latest_wins is not None:
+            latest[event.latest_wins] = max(event.at, latest.get(event.latest_wins, event.at))
+    return latest
 
 
 def first_fresh(produced: Mapping[str, Produced], record: Record, after: float) -> float | None:
@@ -112,8 +126,9 @@ def first_fresh(produced: Mapping[str, Produced], record: Record, after: float) 
 
 def tally(produced: Mapping[str, Produced], record: Record, fresh_after: float) -> Tally:
     """Count one client against the ledger of confirmed events."""
-    expected = delivered = announced = unresumable = 0
+    expected = delivered = announced = superseded = unresumable = 0
     lost: list[str] = []
+    newest = latest_received(produced, record)
     misrouted = sum(
         len(copies)
         for event_id, copies in record.received.items()
@@ -129,6 +144,8 @@ def tally(produced: Mapping[str, Produced], record: Record, fresh_after: float) 
                 delivered += 1
             elif _covered(record.announced, mine, event.at):
                 announced += 1
+            elif event.latest_wins is not None and newest.get(event.latest_wins, -1.0) > event.at:
+                superseded += 1
             elif _covered(record.unresumable, mine, event.at):
                 unresumable += 1
             else:
@@ -137,8 +154,8 @@ def tally(produced: Mapping[str, Produced], record: Record, fresh_after: float) 
     cross_room = sum(len({copy.room for copy in copies}) - 1 for copies in record.received.values())
     fresh = first_fresh(produced, record, fresh_after)
     return Tally(
-        expected, delivered, announced, unresumable, tuple(lost), duplicates, cross_room,
-        misrouted, fresh,
+        expected, delivered, announced, superseded, unresumable, tuple(lost), duplicates,
+        cross_room, misrouted, fresh,
     )  # fmt: skip
 
 
@@ -155,6 +172,7 @@ class Totals:
     expected: int
     delivered: int
     announced: int
+    superseded: int
     unresumable: int
     lost: int
     duplicates: int
@@ -172,6 +190,8 @@ class Totals:
     errors: int
     #: Some lost event ids (for the failure message), at most ten.
     lost_sample: tuple[str, ...]
+    #: What each sampled loss was: type, rooms, when (from the fault's end), whose.
+    lost_detail: tuple[str, ...] = ()
 
 
 def totals(produced: Mapping[str, Produced], records: list[Record], fault_end: float) -> Totals:
@@ -181,11 +201,17 @@ def totals(produced: Mapping[str, Produced], records: list[Record], fault_end: f
     if firsts and None not in firsts:
         recovery = max(f - fault_end for f in firsts if f is not None)
     lost_ids = [event_id for t in tallies for event_id in t.lost]
+    details = [
+        describe_loss(produced[event_id], event_id, record, fault_end)
+        for record, t in zip(records, tallies, strict=True)
+        for event_id in t.lost
+    ]
     return Totals(
         clients=len(records),
         expected=sum(t.expected for t in tallies),
         delivered=sum(t.delivered for t in tallies),
         announced=sum(t.announced for t in tallies),
+        superseded=sum(t.superseded for t in tallies),
         unresumable=sum(t.unresumable for t in tallies),
         lost=len(lost_ids),
         duplicates=sum(t.duplicates for t in tallies),
@@ -200,4 +226,16 @@ def totals(produced: Mapping[str, Produced], records: list[Record], fault_end: f
         connect_refusals=sum(len(r.connect_refusals) for r in records),
         errors=sum(len(r.errors) for r in records),
         lost_sample=tuple(sorted(lost_ids)[:10]),
+        lost_detail=tuple(sorted(details)[:10]),
+    )
+
+
+def describe_loss(event: Produced, event_id: str, record: Record, fault_end: float) -> str:
+    """One lost event for a failure message: what, where, when, and the client's sessions."""
+    rel = [round(at - fault_end, 2) for at, _ in record.reconnects]
+    ended = [(round(at - fault_end, 2), why) for at, why in record.disconnects]
+    return (
+        f"{event_id} {event.event_type} {sorted(event.rooms & record.rooms)} "
+        f"handed to Kafka at {event.at - fault_end:+.2f} s to {record.name}: "
+        f"reconnects at {rel}, disconnects {ended}"
     )

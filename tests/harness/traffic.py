@@ -188,12 +188,29 @@ def targets(envelope: Mapping[str, Any]) -> frozenset[str]:
     )
 
 
+def latest_wins(envelope: Mapping[str, Any]) -> str | None:
+    """The key under which a newer event replaces this one (an asset's position), or None.
+
+    A replay sends each asset's latest position only (rooms/replay.py): a
+    resumed map needs where a unit is now, not where it was.
+    """
+    if envelope.get("event_type") != events.POSITION_TYPE:
+        return None
+    data = envelope.get("data")
+    asset = data.get("asset_id") if isinstance(data, Mapping) else None
+    return f"{envelope.get('organization_id')}/{asset}" if isinstance(asset, str) else None
+
+
 @dataclass(frozen=True, slots=True)
 class Produced:
-    """One event handed to Kafka: when (monotonic clock) and which rooms it targets."""
+    """One event handed to Kafka: when (monotonic clock), which rooms it targets, and
+    the key a newer event of which supersedes it (:func:`latest_wins`)."""
 
     at: float
     rooms: frozenset[str]
+    latest_wins: str | None = None
+    #: Its ``event_type``, to say what was lost when something is.
+    event_type: str = ""
 
 
 @dataclass
@@ -262,7 +279,10 @@ class Producer:
         """Hand envelopes to Kafka now and put them in the ledger."""
         for envelope in envelopes:
             event_id = str(envelope["event_id"])
-            self.ledger.sent(event_id, Produced(self._clock(), targets(envelope)))
+            produced = Produced(
+                self._clock(), targets(envelope), latest_wins(envelope), str(envelope["event_type"])
+            )
+            self.ledger.sent(event_id, produced)
             try:
                 future = await self._kafka.send(
                     self._topics(str(envelope["event_type"])),

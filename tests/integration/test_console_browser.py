@@ -209,9 +209,11 @@ async def test_dispatcher_sees_live_events_map_and_refusals(
         await expect(page.locator("#selected")).to_contain_text(unit)
 
         # Click an open incident: its details, and one click to follow its room.
-        incident = page.locator("#incidents li").first
-        incident_id = await incident.get_attribute("data-id")
-        await incident.click()
+        # The list re-renders live: pin the incident by its id, not by being first
+        # (CI once clicked inc-27 that had just become first, after reading inc-10).
+        incident_id = await page.locator("#incidents li").first.get_attribute("data-id")
+        await page.locator(f'#incidents li[data-id="{incident_id}"]').click()
+        await expect(page.locator("#selected")).to_contain_text(str(incident_id))
         await page.click("#selected button")
         followed = page.locator(f'#rooms li[data-room="incident:{incident_id}"]')
         await expect(followed).to_have_attribute("data-state", "ok")

@@ -108,3 +108,41 @@ def test_outstanding_counts_what_no_client_received_or_was_told_about() -> None:
     first.deliver("a", 11.1, "org")
     second.announce(ORG, 13.0)
     assert outstanding(produced, [first, second]) == 2  # b, twice
+
+
+ASSET = "asset:unit-01:org:org-a"
+
+
+def test_a_position_superseded_by_a_later_one_delivered_is_not_lost() -> None:
+    # A replay sends each asset's latest position only: p1 is superseded by p2.
+    produced = {
+        "p1": Produced(11.0, frozenset({ASSET}), "org-a/unit-01"),
+        "p2": Produced(11.2, frozenset({ASSET}), "org-a/unit-01"),
+        "p3": Produced(11.4, frozenset({ASSET}), "org-a/unit-01"),
+    }
+    client = Record("c0", frozenset({ASSET}), armed_at=10.0)
+    client.deliver("p2", 12.0, "asset:unit-01")
+    counts = tally(produced, client, 0.0)
+    # p3 came after the newest delivered: still missing, so lost.
+    assert (counts.expected, counts.delivered, counts.superseded) == (3, 1, 1)
+    assert counts.lost == ("p3",)
+
+
+def test_only_positions_are_superseded() -> None:
+    produced = {
+        "alert": Produced(11.0, frozenset({ASSET})),
+        "p2": Produced(11.2, frozenset({ASSET}), "org-a/unit-01"),
+    }
+    client = Record("c0", frozenset({ASSET}), armed_at=10.0)
+    client.deliver("p2", 12.0, "asset:unit-01")
+    counts = tally(produced, client, 0.0)
+    assert (counts.superseded, counts.lost) == (0, ("alert",))
+
+
+def test_a_loss_is_described_by_type_room_time_and_client() -> None:
+    produced = {"e1": Produced(11.0, frozenset({CHANNEL}), None, "alert_created")}
+    client = record()
+    client.reconnects.append((10.5, "http://gw1"))
+    (detail,) = totals(produced, [client], 10.0).lost_detail
+    assert detail.startswith("e1 alert_created ['channel:ch-1:org:org-a'] handed to Kafka at +1.00")
+    assert "reconnects at [0.5]" in detail

@@ -12,7 +12,8 @@ from tests.harness.counting import Totals
 
 def outcome(fault: str, *, lost: int, recovery_s: float | None) -> scenarios.Outcome:
     totals = Totals(
-        clients=10, expected=12_000, delivered=12_000 - lost, announced=0, unresumable=0,
+        clients=10, expected=12_000, delivered=12_000 - lost, announced=0, superseded=0,
+        unresumable=0,
         lost=lost, duplicates=3, cross_room=3, misrouted=0, recovery_s=recovery_s,
         clients_with_loss=1 if lost else 0, reconnects=5, resyncs=0, announcements=0,
         refusals=0, connect_refusals=0, errors=0, lost_sample=(),
